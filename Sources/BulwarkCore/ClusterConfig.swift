@@ -1,0 +1,313 @@
+import Foundation
+
+/// A network address written `host:port`.
+public struct Address: Hashable, Sendable, CustomStringConvertible, Codable {
+    public var host: String
+    public var port: UInt16
+
+    public init(host: String, port: UInt16) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `host:port` or `[v6]:port`; nil if the host is empty, holds spaces, or the port
+    /// is not 1...65535.
+    public init?(parsing text: String) {
+        let hostPart: Substring
+        let portPart: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
+            hostPart = text[text.index(after: text.startIndex)..<close]
+            portPart = text[text.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { return nil }
+            hostPart = text[..<colon]
+            portPart = text[text.index(after: colon)...]
+            guard !hostPart.contains(":") else { return nil }
+        }
+        guard !hostPart.isEmpty, !hostPart.contains(where: { $0.isWhitespace || $0 == "/" }),
+              portPart.allSatisfy(\.isASCII), let port = UInt16(portPart), port > 0 else { return nil }
+        self.host = String(hostPart)
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let parsed = Address(parsing: text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                    debugDescription: "'\(text)' is not a host:port address"))
+        }
+        self = parsed
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+}
+
+/// One replica as the cluster knows it.
+public struct Validator: Hashable, Sendable, Codable {
+    public var id: ReplicaID
+    public var publicKey: PublicKey
+    /// Where the other replicas reach this one.
+    public var replicaAddress: Address
+    /// Where clients send requests.
+    public var clientAddress: Address
+    /// `/metrics` and `/status`.
+    public var httpAddress: Address
+
+    public init(id: ReplicaID, publicKey: PublicKey, replicaAddress: Address, clientAddress: Address, httpAddress: Address) {
+        self.id = id
+        self.publicKey = publicKey
+        self.replicaAddress = replicaAddress
+        self.clientAddress = clientAddress
+        self.httpAddress = httpAddress
+    }
+
+    enum CodingKeys: String, CodingKey { case id, publicKey, replicaAddress, clientAddress, httpAddress }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(ReplicaID.self, forKey: .id)
+        let keyHex = try c.decode(String.self, forKey: .publicKey)
+        guard let key = PublicKey(hex: keyHex) else {
+            throw DecodingError.dataCorruptedError(forKey: .publicKey, in: c,
+                                                   debugDescription: "validator \(id): public key must be 64 hex digits")
+        }
+        publicKey = key
+        replicaAddress = try c.decode(Address.self, forKey: .replicaAddress)
+        clientAddress = try c.decode(Address.self, forKey: .clientAddress)
+        httpAddress = try c.decode(Address.self, forKey: .httpAddress)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(publicKey.hex, forKey: .publicKey)
+        try c.encode(replicaAddress, forKey: .replicaAddress)
+        try c.encode(clientAddress, forKey: .clientAddress)
+        try c.encode(httpAddress, forKey: .httpAddress)
+    }
+}
+
+/// Protocol settings shared by every replica. Each limit names its unit.
+public struct ProtocolParameters: Hashable, Sendable, Codable {
+    /// A primary proposes a block once it holds this many requests...
+    public var batchRequestsMax: Int = 512
+    /// ...or this many bytes of requests...
+    public var batchBytesMax: Int = 1 << 20
+    /// ...or when the oldest pending request has waited this long.
+    public var batchDelayMs: UInt64 = 2
+    /// Heights in flight above the low watermark (PBFT's log size L).
+    public var watermarkWindow: UInt64 = 64
+    /// An execution certificate (checkpoint) is formed every this many heights.
+    public var checkpointInterval: UInt64 = 16
+    /// A backup starts a view change when a request it knows of has waited this long.
+    public var viewChangeTimeoutMs: UInt64 = 2000
+    /// A backup rejects a proposal whose timestamp is further than this from its own clock.
+    public var timestampSkewMsMax: UInt64 = 30_000
+    public var keyBytesMax: Int = 256
+    public var valueBytesMax: Int = 64 * 1024
+    public var requestBytesMax: Int = 128 * 1024
+    /// Guards plus writes in one transaction.
+    public var txnOperationsMax: Int = 64
+    public var rangeResultsMax: Int = 1000
+    /// Largest network frame accepted, checked before allocating.
+    public var frameBytesMax: Int = 16 << 20
+
+    public init() {}
+
+    // Every field is optional in JSON, taking the default above when absent.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = ProtocolParameters()
+        batchRequestsMax = try c.decodeIfPresent(Int.self, forKey: .batchRequestsMax) ?? d.batchRequestsMax
+        batchBytesMax = try c.decodeIfPresent(Int.self, forKey: .batchBytesMax) ?? d.batchBytesMax
+        batchDelayMs = try c.decodeIfPresent(UInt64.self, forKey: .batchDelayMs) ?? d.batchDelayMs
+        watermarkWindow = try c.decodeIfPresent(UInt64.self, forKey: .watermarkWindow) ?? d.watermarkWindow
+        checkpointInterval = try c.decodeIfPresent(UInt64.self, forKey: .checkpointInterval) ?? d.checkpointInterval
+        viewChangeTimeoutMs = try c.decodeIfPresent(UInt64.self, forKey: .viewChangeTimeoutMs) ?? d.viewChangeTimeoutMs
+        timestampSkewMsMax = try c.decodeIfPresent(UInt64.self, forKey: .timestampSkewMsMax) ?? d.timestampSkewMsMax
+        keyBytesMax = try c.decodeIfPresent(Int.self, forKey: .keyBytesMax) ?? d.keyBytesMax
+        valueBytesMax = try c.decodeIfPresent(Int.self, forKey: .valueBytesMax) ?? d.valueBytesMax
+        requestBytesMax = try c.decodeIfPresent(Int.self, forKey: .requestBytesMax) ?? d.requestBytesMax
+        txnOperationsMax = try c.decodeIfPresent(Int.self, forKey: .txnOperationsMax) ?? d.txnOperationsMax
+        rangeResultsMax = try c.decodeIfPresent(Int.self, forKey: .rangeResultsMax) ?? d.rangeResultsMax
+        frameBytesMax = try c.decodeIfPresent(Int.self, forKey: .frameBytesMax) ?? d.frameBytesMax
+    }
+
+    /// The first setting that is out of range, as a sentence; nil when all are sound.
+    func problem() -> String? {
+        let positive: [(String, Int)] = [
+            ("batchRequestsMax", batchRequestsMax), ("batchBytesMax", batchBytesMax), ("keyBytesMax", keyBytesMax),
+            ("valueBytesMax", valueBytesMax), ("requestBytesMax", requestBytesMax),
+            ("txnOperationsMax", txnOperationsMax), ("rangeResultsMax", rangeResultsMax),
+            ("frameBytesMax", frameBytesMax),
+        ]
+        for (name, value) in positive where value <= 0 { return "parameter \(name) must be positive, not \(value)" }
+        if batchRequestsMax > CodecLimits.requestsPerBlockMax {
+            return "parameter batchRequestsMax must be at most \(CodecLimits.requestsPerBlockMax)"
+        }
+        if keyBytesMax > CodecLimits.keyBytesMax { return "parameter keyBytesMax must be at most \(CodecLimits.keyBytesMax)" }
+        if valueBytesMax > CodecLimits.valueBytesMax {
+            return "parameter valueBytesMax must be at most \(CodecLimits.valueBytesMax)"
+        }
+        if txnOperationsMax > CodecLimits.operationsMax {
+            return "parameter txnOperationsMax must be at most \(CodecLimits.operationsMax)"
+        }
+        if requestBytesMax > frameBytesMax / 2 { return "parameter requestBytesMax must be at most half of frameBytesMax" }
+        if checkpointInterval == 0 { return "parameter checkpointInterval must be positive" }
+        if watermarkWindow < 2 * checkpointInterval {
+            return "parameter watermarkWindow (\(watermarkWindow)) must be at least twice checkpointInterval (\(checkpointInterval))"
+        }
+        if viewChangeTimeoutMs == 0 { return "parameter viewChangeTimeoutMs must be positive" }
+        return nil
+    }
+}
+
+/// The public configuration of a cluster: `cluster.json` (DESIGN.md §5).
+public struct ClusterConfig: Hashable, Sendable, Codable {
+    public var clusterID: ClusterID
+    /// Sorted by id; ids are exactly 0..<n, so that the primary of view v is validator `v mod n`.
+    public var validators: [Validator]
+    public var parameters: ProtocolParameters
+
+    enum CodingKeys: String, CodingKey { case clusterID, validators, parameters }
+
+    /// Validates as it builds: an invalid configuration cannot be constructed.
+    public init(clusterID: ClusterID, validators: [Validator], parameters: ProtocolParameters = .init()) throws(ConfigError) {
+        self.clusterID = clusterID
+        self.validators = validators.sorted { $0.id < $1.id }
+        self.parameters = parameters
+        try validate()
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let idHex = try c.decode(String.self, forKey: .clusterID)
+        guard let id = ClusterID(hex: idHex) else {
+            throw DecodingError.dataCorruptedError(forKey: .clusterID, in: c,
+                                                   debugDescription: "clusterID must be 64 hex digits")
+        }
+        try self.init(clusterID: id,
+                      validators: try c.decode([Validator].self, forKey: .validators),
+                      parameters: try c.decodeIfPresent(ProtocolParameters.self, forKey: .parameters) ?? .init())
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(clusterID.hex, forKey: .clusterID)
+        try c.encode(validators, forKey: .validators)
+        try c.encode(parameters, forKey: .parameters)
+    }
+
+    /// n: the number of replicas.
+    public var n: Int { validators.count }
+    /// f = ⌊(n−1)/3⌋: the number of Byzantine replicas tolerated.
+    public var f: Int { (n - 1) / 3 }
+    /// ⌈(n+f+1)/2⌉ (= 2f+1 when n = 3f+1): any two quorums share at least one honest replica.
+    public var quorum: Int { (n + f + 2) / 2 }
+    /// f+1: enough matching replies that at least one came from an honest replica.
+    public var replyQuorum: Int { f + 1 }
+
+    public func primary(of view: View) -> ReplicaID { ReplicaID(view % UInt64(n)) }
+
+    public func validator(_ id: ReplicaID) -> Validator? {
+        Int(id) < validators.count ? validators[Int(id)] : nil
+    }
+
+    public func replicaID(of key: PublicKey) -> ReplicaID? {
+        validators.first { $0.publicKey == key }?.id
+    }
+
+    func validate() throws(ConfigError) {
+        guard validators.count >= 4 else { throw .tooFewReplicas(validators.count) }
+        for (index, validator) in validators.enumerated() where Int(validator.id) != index {
+            throw .idsNotContiguous(expected: ReplicaID(index), found: validator.id)
+        }
+        var keys: [PublicKey: ReplicaID] = [:]
+        var addresses: [Address: ReplicaID] = [:]
+        for v in validators {
+            if let other = keys.updateValue(v.id, forKey: v.publicKey) {
+                throw .duplicateKey(first: other, second: v.id)
+            }
+            for address in [v.replicaAddress, v.clientAddress, v.httpAddress] {
+                if let other = addresses.updateValue(v.id, forKey: address) {
+                    throw .duplicateAddress(address, first: other, second: v.id)
+                }
+            }
+        }
+        if let problem = parameters.problem() { throw .badParameter(problem) }
+    }
+
+    /// Reads and validates `cluster.json`.
+    public static func load(from path: String) throws(ConfigError) -> ClusterConfig {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw .unreadable(path: path, reason: (error as NSError).localizedDescription)
+        }
+        do {
+            return try JSONDecoder().decode(ClusterConfig.self, from: data)
+        } catch let error as ConfigError {
+            throw error
+        } catch let DecodingError.dataCorrupted(context) {
+            throw .malformed(path: path, reason: context.debugDescription)
+        } catch let DecodingError.keyNotFound(key, context) {
+            throw .malformed(path: path, reason: "missing field '\(key.stringValue)'\(context.codingPath.pathDescription)")
+        } catch let DecodingError.typeMismatch(_, context) {
+            throw .malformed(path: path, reason: "\(context.debugDescription)\(context.codingPath.pathDescription)")
+        } catch {
+            throw .malformed(path: path, reason: "\(error)")
+        }
+    }
+
+    public func jsonData() -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        // Encoding plain strings and integers cannot fail.
+        return try! encoder.encode(self)
+    }
+}
+
+extension [any CodingKey] {
+    var pathDescription: String {
+        isEmpty ? "" : " at " + map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+    }
+}
+
+/// A configuration mistake, described in one sentence.
+public enum ConfigError: Error, Equatable, CustomStringConvertible {
+    case tooFewReplicas(Int)
+    case idsNotContiguous(expected: ReplicaID, found: ReplicaID)
+    case duplicateKey(first: ReplicaID, second: ReplicaID)
+    case duplicateAddress(Address, first: ReplicaID, second: ReplicaID)
+    case badParameter(String)
+    case unreadable(path: String, reason: String)
+    case malformed(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .tooFewReplicas(n):
+            return "a cluster needs at least 4 replicas to tolerate one Byzantine fault, but this one has \(n)"
+        case let .idsNotContiguous(expected, found):
+            return "validator ids must be 0, 1, 2, ... without gaps or repeats: expected \(expected), found \(found)"
+        case let .duplicateKey(first, second):
+            return "validators \(first) and \(second) have the same public key"
+        case let .duplicateAddress(address, first, second):
+            return first == second
+                ? "validator \(first) uses address \(address) twice"
+                : "validators \(first) and \(second) both use address \(address)"
+        case let .badParameter(problem):
+            return problem
+        case let .unreadable(path, reason):
+            return "cannot read cluster configuration \(path): \(reason)"
+        case let .malformed(path, reason):
+            return "cluster configuration \(path) is not valid: \(reason)"
+        }
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+
+/// Creates a new cluster: one key per replica and the `cluster.json` that names them
+/// (`bulwark cluster init`). Replica i listens on `basePort + 3i` for replicas,
+/// `basePort + 3i + 1` for clients and `basePort + 3i + 2` for HTTP.
+public enum ClusterInit {
+    public static let configFileName = "cluster.json"
+
+    public static func keyFileName(replica: ReplicaID) -> String { "replica-\(replica).key" }
+
+    public enum Failure: Error, Equatable, CustomStringConvertible {
+        case tooFewNodes(Int)
+        case tooManyNodes(Int)
+        case portsOutOfRange(basePort: Int, nodes: Int)
+        case badHost(String)
+        case exists(String)
+        case unwritable(path: String, reason: String)
+        case config(ConfigError)
+
+        public var description: String {
+            switch self {
+            case let .tooFewNodes(n):
+                return "a cluster needs at least 4 nodes to tolerate one Byzantine fault; --nodes \(n) is too few"
+            case let .tooManyNodes(n): return "--nodes \(n) is more than the 1000 replicas supported"
+            case let .portsOutOfRange(base, n):
+                return "ports \(base)...\(base + 3 * n - 1) do not fit in 1...65535; choose a smaller --base-port"
+            case let .badHost(host): return "'\(host)' is not a usable host name or address"
+            case let .exists(path): return "\(path) already exists; pass --force to overwrite it"
+            case let .unwritable(path, reason): return "cannot write \(path): \(reason)"
+            case let .config(error): return error.description
+            }
+        }
+    }
+
+    /// Writes `cluster.json` and `replica-<i>.key` for `nodes` replicas into `directory`
+    /// (created if missing) and returns the configuration.
+    @discardableResult
+    public static func run(nodes: Int, host: String, basePort: Int, directory: String, force: Bool,
+                           parameters: ProtocolParameters = .init()) throws(Failure) -> ClusterConfig {
+        guard nodes >= 4 else { throw .tooFewNodes(nodes) }
+        guard nodes <= 1000 else { throw .tooManyNodes(nodes) }
+        guard basePort >= 1, basePort + 3 * nodes - 1 <= 65535 else { throw .portsOutOfRange(basePort: basePort, nodes: nodes) }
+        guard Address(parsing: "\(host.contains(":") ? "[\(host)]" : host):1") != nil else { throw .badHost(host) }
+
+        let configPath = (directory as NSString).appendingPathComponent(configFileName)
+        let keyPaths = (0..<nodes).map { (directory as NSString).appendingPathComponent(keyFileName(replica: ReplicaID($0))) }
+        if !force {
+            for path in [configPath] + keyPaths where FileManager.default.fileExists(atPath: path) { throw .exists(path) }
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw .unwritable(path: directory, reason: (error as NSError).localizedDescription)
+        }
+        guard FileManager.default.isWritableFile(atPath: directory) else {
+            throw .unwritable(path: directory, reason: "permission denied")
+        }
+
+        var validators: [Validator] = []
+        for i in 0..<nodes {
+            let key = PrivateKey.generate()
+            do { try KeyFile.write(key, to: keyPaths[i], overwrite: true) } catch {
+                throw .unwritable(path: keyPaths[i], reason: "\(error)")
+            }
+            let port = UInt16(basePort + 3 * i)
+            validators.append(Validator(
+                id: ReplicaID(i), publicKey: key.publicKey,
+                replicaAddress: Address(host: host, port: port),
+                clientAddress: Address(host: host, port: port + 1),
+                httpAddress: Address(host: host, port: port + 2)))
+        }
+        let config: ClusterConfig
+        do { config = try ClusterConfig(clusterID: .random(), validators: validators, parameters: parameters) } catch {
+            throw .config(error)
+        }
+        do { try writeAtomically(Array(config.jsonData()) + [UInt8(ascii: "\n")], to: configPath, mode: 0o644) } catch {
+            throw .unwritable(path: configPath, reason: "\(error)")
+        }
+        return config
+    }
+}

@@ -1,0 +1,51 @@
+import ArgumentParser
+import BulwarkCore
+import Foundation
+
+struct Cluster: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create and inspect cluster configurations.",
+        subcommands: [Init.self]
+    )
+
+    struct Init: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a new cluster: cluster.json and one private key file per replica.",
+            discussion: """
+                Replica i listens on PORT+3i for replicas, PORT+3i+1 for clients and PORT+3i+2 \
+                for HTTP (/metrics, /status). Key files are written with mode 0600; keep each on \
+                its own replica's machine and never commit them.
+                """
+        )
+
+        @Option(name: .long, help: "Number of replicas (at least 4; tolerates ⌊(N−1)/3⌋ Byzantine).")
+        var nodes: Int = 4
+
+        @Option(name: .long, help: "Host name or address every replica listens on.")
+        var host = "127.0.0.1"
+
+        @Option(name: .customLong("base-port"), help: ArgumentHelp("First port of the cluster.", valueName: "PORT"))
+        var basePort: Int = 7000
+
+        @Option(name: .long, help: ArgumentHelp("Directory to write into (created if missing).", valueName: "DIR"))
+        var out: String
+
+        @Flag(name: .long, help: "Overwrite an existing cluster.json and key files.")
+        var force = false
+
+        func run() throws {
+            let config: ClusterConfig
+            do {
+                config = try ClusterInit.run(nodes: nodes, host: host, basePort: basePort, directory: out, force: force)
+            } catch {
+                throw Self.fail(error)
+            }
+            print("cluster \(config.clusterID.hex)")
+            print("\(config.n) replicas, tolerating f = \(config.f) Byzantine, quorum \(config.quorum)")
+            for v in config.validators {
+                print("  replica \(v.id)  \(v.publicKey.short)…  replicas \(v.replicaAddress)  clients \(v.clientAddress)  http \(v.httpAddress)")
+            }
+            print("wrote \((out as NSString).appendingPathComponent(ClusterInit.configFileName)) and \(config.n) key files")
+        }
+    }
+}

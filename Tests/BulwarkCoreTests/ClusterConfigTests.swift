@@ -1,0 +1,132 @@
+import BulwarkCore
+import Foundation
+import Testing
+
+@Suite struct ClusterConfigTests {
+    func temporaryDirectory() -> String {
+        let path = NSTemporaryDirectory() + "bulwark-test-\(UUID().uuidString)"
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    @Test(arguments: [(4, 1, 3), (5, 1, 4), (6, 1, 4), (7, 2, 5), (10, 3, 7), (13, 4, 9)])
+    func quorumMath(n: Int, f: Int, quorum: Int) {
+        let config = TestKeys.config(n: n)
+        #expect(config.f == f)
+        #expect(config.quorum == quorum)
+        #expect(config.replyQuorum == f + 1)
+        // Any two quorums intersect in at least f+1 replicas, so in at least one honest one.
+        #expect(2 * config.quorum - n >= f + 1)
+        #expect(config.primary(of: 0) == 0)
+        #expect(config.primary(of: UInt64(n) + 1) == 1)
+    }
+
+    @Test func invalidConfigurationsSayExactlyWhatIsWrong() {
+        let good = TestKeys.config(n: 4)
+        #expect(throws: ConfigError.tooFewReplicas(3)) {
+            _ = try ClusterConfig(clusterID: good.clusterID, validators: Array(good.validators.prefix(3)))
+        }
+        var validators = good.validators
+        validators[2].publicKey = validators[0].publicKey
+        #expect(throws: ConfigError.duplicateKey(first: 0, second: 2)) {
+            _ = try ClusterConfig(clusterID: good.clusterID, validators: validators)
+        }
+        validators = good.validators
+        validators[3].id = 7
+        #expect(throws: ConfigError.idsNotContiguous(expected: 3, found: 7)) {
+            _ = try ClusterConfig(clusterID: good.clusterID, validators: validators)
+        }
+        validators = good.validators
+        validators[1].clientAddress = validators[0].replicaAddress
+        #expect(throws: ConfigError.duplicateAddress(validators[0].replicaAddress, first: 0, second: 1)) {
+            _ = try ClusterConfig(clusterID: good.clusterID, validators: validators)
+        }
+        var parameters = ProtocolParameters()
+        parameters.watermarkWindow = 10
+        #expect(throws: ConfigError.self) {
+            _ = try ClusterConfig(clusterID: good.clusterID, validators: good.validators, parameters: parameters)
+        }
+        #expect(ConfigError.tooFewReplicas(3).description.contains("at least 4"))
+    }
+
+    @Test func addressesParseStrictly() {
+        #expect(Address(parsing: "127.0.0.1:7000") == Address(host: "127.0.0.1", port: 7000))
+        #expect(Address(parsing: "[::1]:80") == Address(host: "::1", port: 80))
+        #expect(Address(parsing: "node-1.example:65535")?.port == 65535)
+        for bad in ["127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536", ":80", "a b:1", "::1:80", "host:-1", "host:8x"] {
+            #expect(Address(parsing: bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test func malformedJSONNamesTheProblem() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/cluster.json"
+        let config = TestKeys.config(n: 4)
+        var json = String(decoding: config.jsonData(), as: UTF8.self)
+        json = json.replacingOccurrences(of: "127.0.0.1:9000", with: "127.0.0.1:99999")
+        try json.write(toFile: path, atomically: true, encoding: .utf8)
+        #expect {
+            _ = try ClusterConfig.load(from: path)
+        } throws: { error in
+            "\(error)".contains("127.0.0.1:99999") && "\(error)".contains("not a host:port")
+        }
+        #expect(throws: ConfigError.self) { _ = try ClusterConfig.load(from: dir + "/missing.json") }
+    }
+
+    /// `cluster init`, then loading what it wrote, gives n validators whose keys sign and verify.
+    @Test(arguments: [4, 7])
+    func clusterInitThenLoad(nodes: Int) throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let written = try ClusterInit.run(nodes: nodes, host: "127.0.0.1", basePort: 20000, directory: dir, force: false)
+        let config = try ClusterConfig.load(from: dir + "/cluster.json")
+        #expect(config == written)
+        #expect(config.n == nodes)
+        for validator in config.validators {
+            let keyPath = dir + "/" + ClusterInit.keyFileName(replica: validator.id)
+            let mode = try FileManager.default.attributesOfItem(atPath: keyPath)[.posixPermissions] as? Int
+            #expect(mode == 0o600)
+            let key = try KeyFile.load(from: keyPath)
+            #expect(key.publicKey == validator.publicKey)
+            let signature = key.sign(.commit, cluster: config.clusterID) { $0.write(UInt64(1)) }
+            #expect(validator.publicKey.isValidSignature(signature, domain: .commit, cluster: config.clusterID) {
+                $0.write(UInt64(1))
+            })
+        }
+        #expect(throws: ClusterInit.Failure.exists(dir + "/cluster.json")) {
+            try ClusterInit.run(nodes: nodes, host: "127.0.0.1", basePort: 20000, directory: dir, force: false)
+        }
+        let replaced = try ClusterInit.run(nodes: nodes, host: "127.0.0.1", basePort: 20000, directory: dir, force: true)
+        #expect(replaced.clusterID != written.clusterID)
+    }
+
+    @Test func clusterInitRejectsBadInput() {
+        #expect(throws: ClusterInit.Failure.tooFewNodes(3)) {
+            try ClusterInit.run(nodes: 3, host: "127.0.0.1", basePort: 20000, directory: "/nonexistent", force: false)
+        }
+        #expect(throws: ClusterInit.Failure.portsOutOfRange(basePort: 65530, nodes: 4)) {
+            try ClusterInit.run(nodes: 4, host: "127.0.0.1", basePort: 65530, directory: "/nonexistent", force: false)
+        }
+        #expect(throws: ClusterInit.Failure.badHost("bad host")) {
+            try ClusterInit.run(nodes: 4, host: "bad host", basePort: 20000, directory: "/nonexistent", force: false)
+        }
+    }
+
+    @Test func keyFilesReadableByOthersAreRefused() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/k.key"
+        try KeyFile.write(TestKeys.key(1), to: path)
+        #expect(try KeyFile.load(from: path).publicKey == TestKeys.key(1).publicKey)
+        #expect(throws: KeyFileError.exists(path)) { try KeyFile.write(TestKeys.key(2), to: path) }
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
+        #expect(throws: KeyFileError.tooOpen(path: path, mode: 0o644)) { _ = try KeyFile.load(from: path) }
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        try text.replacingOccurrences(of: TestKeys.key(1).publicKey.hex, with: TestKeys.key(2).publicKey.hex)
+            .write(toFile: path, atomically: false, encoding: .utf8)
+        #expect(throws: KeyFileError.publicKeyMismatch(path)) { _ = try KeyFile.load(from: path) }
+        #expect(throws: KeyFileError.notFound(dir + "/none.key")) { _ = try KeyFile.load(from: dir + "/none.key") }
+    }
+}

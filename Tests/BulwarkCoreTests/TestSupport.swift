@@ -1,0 +1,140 @@
+import BulwarkCore
+import Testing
+import Foundation
+
+/// Finds `../shared/testdata` relative to the package root, or `$BULWARK_TESTDATA`.
+enum TestData {
+    static let packageRoot: URL = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    static let directory: URL? = {
+        if let fromEnvironment = ProcessInfo.processInfo.environment["BULWARK_TESTDATA"], !fromEnvironment.isEmpty {
+            return URL(fileURLWithPath: fromEnvironment)
+        }
+        let candidate = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/testdata")
+        return FileManager.default.fileExists(atPath: candidate.path) ? candidate : nil
+    }()
+
+    static var available: Bool { directory != nil }
+    static let skipReason: Comment = "skipped: ../shared/testdata (or BULWARK_TESTDATA) is absent"
+
+    static func url(_ relative: String) -> URL { directory!.appendingPathComponent(relative) }
+
+    /// Every `.json` file below `relative`, sorted by path.
+    static func jsonFiles(under relative: String) -> [URL] {
+        guard available, let walker = FileManager.default.enumerator(at: url(relative), includingPropertiesForKeys: nil)
+        else { return [] }
+        return walker.compactMap { $0 as? URL }.filter { $0.pathExtension == "json" }.sorted { $0.path < $1.path }
+    }
+}
+
+/// SplitMix64: a tiny seeded generator, so generated test cases are the same on every run.
+struct SeededRandom: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    mutating func bytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8.random(in: 0...255, using: &self) } }
+    mutating func bytes(upTo max: Int) -> [UInt8] { bytes(Int.random(in: 0...max, using: &self)) }
+    mutating func digest() -> Digest { Digest(bytes(32))! }
+}
+
+/// Deterministic keys for tests: seed i gives the same key in every run.
+enum TestKeys {
+    static func key(_ i: Int) -> PrivateKey {
+        var seed = [UInt8](repeating: 0, count: 32)
+        seed[0] = UInt8(i & 0xff)
+        seed[1] = UInt8(i >> 8)
+        seed[31] = 0x42
+        return PrivateKey(seed: seed)!
+    }
+
+    static func config(n: Int = 4, cluster: ClusterID = ClusterID(raw: Bytes32(Array(repeating: 7, count: 32))!)) -> ClusterConfig {
+        let validators = (0..<n).map { i in
+            Validator(id: ReplicaID(i), publicKey: key(i).publicKey,
+                      replicaAddress: Address(host: "127.0.0.1", port: UInt16(9000 + 3 * i)),
+                      clientAddress: Address(host: "127.0.0.1", port: UInt16(9001 + 3 * i)),
+                      httpAddress: Address(host: "127.0.0.1", port: UInt16(9002 + 3 * i)))
+        }
+        return try! ClusterConfig(clusterID: cluster, validators: validators)
+    }
+}
+
+/// Generators of arbitrary ledger values for property tests.
+struct Arbitrary {
+    var rng: SeededRandom
+    let cluster = ClusterID(raw: Bytes32(Array(repeating: 7, count: 32))!)
+    let clients = (100..<104).map { TestKeys.key($0) }
+
+    init(seed: UInt64) { rng = SeededRandom(seed: seed) }
+
+    mutating func key() -> [UInt8] { rng.bytes(upTo: 24) }
+    mutating func value() -> [UInt8] { rng.bytes(upTo: 64) }
+    mutating func int64() -> Int64 { Int64(bitPattern: rng.next()) }
+
+    mutating func guardValue() -> LedgerOperation.Guard {
+        switch Int.random(in: 0..<4, using: &rng) {
+        case 0: return .versionEquals(key: key(), version: rng.next())
+        case 1: return .valueEquals(key: key(), value: value())
+        case 2: return .exists(key: key())
+        default: return .absent(key: key())
+        }
+    }
+
+    mutating func write() -> LedgerOperation.Write {
+        switch Int.random(in: 0..<3, using: &rng) {
+        case 0: return .put(key: key(), value: value())
+        case 1: return .delete(key: key())
+        default: return .add(key: key(), delta: int64(), min: int64(), max: int64())
+        }
+    }
+
+    mutating func operation() -> LedgerOperation {
+        switch Int.random(in: 0..<7, using: &rng) {
+        case 0: return .put(key: key(), value: value())
+        case 1: return .delete(key: key())
+        case 2: return .cas(key: key(), expectedVersion: rng.next(), value: value())
+        case 3: return .add(key: key(), delta: int64(), min: int64(), max: int64())
+        case 4:
+            let guards = (0..<Int.random(in: 0...3, using: &rng)).map { _ in guardValue() }
+            let writes = (0..<Int.random(in: 0...3, using: &rng)).map { _ in write() }
+            return .txn(guards: guards, writes: writes)
+        case 5: return .get(key: key())
+        default: return .range(start: key(), end: key(), limit: UInt32.random(in: 0...1000, using: &rng))
+        }
+    }
+
+    mutating func request() -> Request {
+        let client = clients[Int.random(in: 0..<clients.count, using: &rng)]
+        return Request.signed(by: client, cluster: cluster, requestID: rng.next(), operation: operation())
+    }
+
+    mutating func header() -> BlockHeader {
+        BlockHeader(clusterID: cluster, height: rng.next(), view: rng.next(), timestampMs: rng.next(),
+                    proposer: UInt16.random(in: 0...UInt16.max, using: &rng), prevBlockHash: rng.digest(),
+                    txRoot: rng.digest(), historyRoot: rng.digest())
+    }
+
+    mutating func block() -> Block {
+        Block(header: header(), requests: (0..<Int.random(in: 0...3, using: &rng)).map { _ in request() })
+    }
+
+    mutating func votes() -> [Vote] {
+        let signers = (0..<UInt16(7)).filter { _ in Bool.random(using: &rng) }
+        return signers.map { Vote(replica: $0, signature: Signature(rng.bytes(64))!) }
+    }
+
+    mutating func commitCertificate() -> CommitCertificate {
+        CommitCertificate(height: rng.next(), view: rng.next(), blockHash: rng.digest(), votes: votes())
+    }
+
+    mutating func executionCertificate() -> ExecutionCertificate {
+        ExecutionCertificate(height: rng.next(), blockHash: rng.digest(), stateRoot: rng.digest(), votes: votes())
+    }
+}
