@@ -7,9 +7,13 @@ let package = Package(
     products: [
         .executable(name: "bulwark", targets: ["bulwark"]),
         .library(name: "BulwarkCore", targets: ["BulwarkCore"]),
+        .library(name: "BulwarkConsensus", targets: ["BulwarkConsensus"]),
+        .library(name: "BulwarkSimulation", targets: ["BulwarkSimulation"]),
+        .executable(name: "bulwark-sim", targets: ["bulwark-sim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     ],
     targets: [
         .systemLibrary(
@@ -20,6 +24,24 @@ let package = Package(
         .target(
             name: "BulwarkCore",
             dependencies: ["CSodium"]
+        ),
+        .target(
+            name: "BulwarkConsensus",
+            dependencies: ["BulwarkCore"]
+        ),
+        .target(
+            name: "BulwarkSimulation",
+            dependencies: [
+                "BulwarkCore", "BulwarkConsensus",
+                .product(name: "HeapModule", package: "swift-collections"),
+            ]
+        ),
+        .executableTarget(
+            name: "bulwark-sim",
+            dependencies: [
+                "BulwarkSimulation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
         ),
         .executableTarget(
             name: "bulwark",
@@ -32,5 +54,6 @@ let package = Package(
             name: "BulwarkCoreTests",
             dependencies: ["BulwarkCore"]
         ),
+
     ]
 )

@@ -60,12 +60,16 @@ extension [Vote] {
     /// message `message(replica)` builds. Checks the negative space too: an unknown signer or a
     /// repeated one fails the certificate even if a quorum of others is present, because a
     /// certificate holding either was not made by an honest replica.
-    func verifyQuorum(config: ClusterConfig, message: (ReplicaID) -> [UInt8]) throws(CertificateError) {
+    func verifyQuorum(config: ClusterConfig, verifier: SignatureVerifier?,
+                      message: (ReplicaID) -> [UInt8]) throws(CertificateError) {
         var seen = Set<ReplicaID>()
         for vote in self {
             guard let validator = config.validator(vote.replica) else { throw .unknownSigner(vote.replica) }
             guard seen.insert(vote.replica).inserted else { throw .duplicateSigner(vote.replica) }
-            guard validator.publicKey.isValidSignature(vote.signature, for: message(vote.replica)) else {
+            let bytes = message(vote.replica)
+            let valid = verifier?.isValid(vote.signature, by: validator.publicKey, for: bytes)
+                ?? validator.publicKey.isValidSignature(vote.signature, for: bytes)
+            guard valid else {
                 throw .invalidSignature(vote.replica)
             }
         }
@@ -104,8 +108,10 @@ public struct CommitCertificate: Hashable, Sendable {
         }
     }
 
-    public func verify(config: ClusterConfig) throws(CertificateError) {
-        try votes.verifyQuorum(config: config) { replica in
+    /// Throws unless a quorum of distinct validators signed; `verifier` lets a caller reuse
+    /// signatures it already checked.
+    public func verify(config: ClusterConfig, verifier: SignatureVerifier? = nil) throws(CertificateError) {
+        try votes.verifyQuorum(config: config, verifier: verifier) { replica in
             CommitCertificate.signedMessage(cluster: config.clusterID, view: view, height: height,
                                             blockHash: blockHash, replica: replica)
         }
@@ -157,8 +163,8 @@ public struct ExecutionCertificate: Hashable, Sendable {
         }
     }
 
-    public func verify(config: ClusterConfig) throws(CertificateError) {
-        try votes.verifyQuorum(config: config) { replica in
+    public func verify(config: ClusterConfig, verifier: SignatureVerifier? = nil) throws(CertificateError) {
+        try votes.verifyQuorum(config: config, verifier: verifier) { replica in
             ExecutionCertificate.signedMessage(cluster: config.clusterID, height: height, blockHash: blockHash,
                                                stateRoot: stateRoot, replica: replica)
         }

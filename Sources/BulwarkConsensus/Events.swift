@@ -1,0 +1,109 @@
+import BulwarkCore
+
+/// A reply to a client: the result of executing (client, requestID) in block `height`.
+/// `result` is the encoded `OperationResult`; consensus treats it as opaque bytes.
+public struct Reply: Hashable, Sendable {
+    public var client: PublicKey
+    public var requestID: UInt64
+    public var height: Height
+    public var result: [UInt8]
+
+    public init(client: PublicKey, requestID: UInt64, height: Height, result: [UInt8]) {
+        self.client = client
+        self.requestID = requestID
+        self.height = height
+        self.result = result
+    }
+}
+
+/// Timers the core asks the shell to run. A timer that fires after the core stopped caring
+/// about it is ignored (generations and views make stale timers recognisable).
+public enum TimerID: Hashable, Sendable {
+    /// The primary's batch delay ran out: propose what is pending.
+    case batch
+    /// PBFT's request timer: the oldest pending request may have waited too long.
+    case request(generation: UInt64)
+    /// Waiting for NEW-VIEW of this view took too long: move on to the next view.
+    case newView(View)
+    /// Re-send own messages so that losses heal.
+    case retransmit
+}
+
+/// Inputs to the core. Time arrives with every step, never from a clock inside.
+public enum Event: Sendable {
+    /// A message from another replica (or a client request relayed on the replica network).
+    case message(Message)
+    /// A request straight from a client.
+    case clientRequest(Request)
+    case timerFired(TimerID)
+    /// The shell executed the block at `height` (delivered by `.execute`), in order.
+    case executed(height: Height, stateRoot: Digest, replies: [Reply])
+    /// The shell finished a state transfer: the ledger now ends at `tip`, with `checkpoint`
+    /// the newest stable checkpoint it verified and `clients` the state's deduplication table.
+    case stateTransferred(tip: ChainTip, checkpoint: CheckpointProof?, clients: [Reply])
+}
+
+/// Outputs of the core, to be carried out in order: a `persist` comes before the sends that
+/// depend on it, and the shell must make it durable before sending (persist-before-send).
+public enum Action: Sendable {
+    case persist(WALRecord)
+    case send(Message, to: ReplicaID)
+    case broadcast(Message)
+    case setTimer(TimerID, afterMs: UInt64)
+    /// Append `block` with its commit certificate to the ledger and execute it; answer with
+    /// `.executed`. Blocks arrive in height order, each exactly once.
+    case execute(Block, CommitCertificate)
+    /// Send this reply to its client once the block is durable.
+    case reply(Reply)
+    /// An execution certificate formed at this height; the shell stores it in the ledger and
+    /// may drop write-ahead-log records at or below it.
+    case checkpointStable(CheckpointProof)
+    /// The replica is behind: fetch blocks from peers up to at least `height`, verify each
+    /// block and certificate, execute them, and answer with `.stateTransferred`. `checkpoint`
+    /// is the stable checkpoint that revealed the gap, if one did.
+    case requestStateTransfer(height: Height, checkpoint: CheckpointProof?)
+    /// Entered a new view (for logs and metrics).
+    case enteredView(View, primary: ReplicaID)
+    /// This replica's own execution disagrees with a quorum: its state machine is not
+    /// deterministic or its storage is damaged. The replica must stop rather than continue.
+    case fault(String)
+}
+
+/// Why a message was dropped; counted per reason (DESIGN.md §3: bad input is counted and dropped).
+public enum RejectReason: String, Hashable, Sendable, CaseIterable {
+    case unknownSender
+    case badSignature
+    case wrongView
+    case outsideWatermarks
+    case notFromPrimary
+    case primaryPrepare
+    case conflictingPrePrepare
+    case equivocation
+    case invalidBlock
+    case invalidRequest
+    case staleRequest
+    case poolFull
+    case invalidCheckpoint
+    case invalidViewChange
+    case invalidNewView
+    case oversized
+}
+
+/// What a restarting replica recovers from disk.
+public struct Recovery: Sendable {
+    /// The end of the durable ledger.
+    public var tip: ChainTip
+    /// The newest stored stable checkpoint.
+    public var checkpoint: CheckpointProof?
+    /// The write-ahead log, oldest first.
+    public var wal: [WALRecord]
+    /// The state machine's deduplication table.
+    public var clients: [Reply]
+
+    public init(tip: ChainTip, checkpoint: CheckpointProof?, wal: [WALRecord], clients: [Reply]) {
+        self.tip = tip
+        self.checkpoint = checkpoint
+        self.wal = wal
+        self.clients = clients
+    }
+}

@@ -1,0 +1,205 @@
+import BulwarkCore
+
+/// Canonical encodings of the consensus messages, for the network and the write-ahead log.
+enum ConsensusLimits {
+    /// Upper bound on heights carried by one view-change or new-view message; the configured
+    /// watermark window is far smaller.
+    static let heightsPerMessageMax = 4096
+}
+
+extension PrePrepare: CanonicalCodable {
+    public func encode(to w: inout CanonicalWriter) {
+        w.write(view); w.write(block); w.write(replica); w.write(signature)
+    }
+
+    public init(from r: inout CanonicalReader) throws(CodecError) {
+        self.init(view: try r.readUInt64("view"), block: try r.read(Block.self), replica: try r.readUInt16("replica"),
+                  signature: try r.readSignature("signature"))
+    }
+}
+
+extension Prepare: CanonicalCodable {
+    public func encode(to w: inout CanonicalWriter) {
+        w.write(view); w.write(height); w.write(blockHash); w.write(replica); w.write(signature)
+    }
+
+    public init(from r: inout CanonicalReader) throws(CodecError) {
+        self.init(view: try r.readUInt64("view"), height: try r.readUInt64("height"), blockHash: try r.readDigest("blockHash"),
+                  replica: try r.readUInt16("replica"), signature: try r.readSignature("signature"))
+    }
+}
+
+extension Commit: CanonicalCodable {
+    public func encode(to w: inout CanonicalWriter) {
+        w.write(view); w.write(height); w.write(blockHash); w.write(replica); w.write(signature)
+    }
+
+    public init(from r: inout CanonicalReader) throws(CodecError) {
+        self.init(view: try r.readUInt64("view"), height: try r.readUInt64("height"), blockHash: try r.readDigest("blockHash"),
+                  replica: try r.readUInt16("replica"), signature: try r.readSignature("signature"))
+    }
+}
+
+extension Checkpoint: CanonicalCodable {
+    public func encode(to w: inout CanonicalWriter) {
+        w.write(height); w.write(blockHash); w.write(stateRoot); w.write(replica); w.write(signature)
+    }
+
+    public init(from r: inout CanonicalReader) throws(CodecError) {
+        self.init(height: try r.readUInt64("height"), blockHash: try r.readDigest("blockHash"),
+                  stateRoot: try r.readDigest("stateRoot"), replica: try r.readUInt16("replica"),
+                  signature: try r.readSignature("signature"))
+    }
+}
+
+extension CheckpointProof: CanonicalCodable {
+    public func encode(to w: inout CanonicalWriter) {
+        w.write(certificate); w.write(header); w.write(historyBefore)
+    }
+
+    public init(from r: inout CanonicalReader) throws(CodecError) {
+        self.init(certificate: try r.read(ExecutionCertificate.self), header: try r.read(BlockHeader.self),
+                  historyBefore: try r.read(MerkleAccumulator.self))
+    }
+}
+
+extension CommitProof: CanonicalCodable {
+    public func encode(to w: inout CanonicalWriter) {
+        w.write(header); w.write(certificate)
+    }
+
+    public init(from r: inout CanonicalReader) throws(CodecError) {
+        self.init(header: try r.read(BlockHeader.self), certificate: try r.read(CommitCertificate.self))
+    }
+}
+
+extension PreparedCertificate: CanonicalCodable {
+    public func encode(to w: inout CanonicalWriter) {
+        w.write(prePrepare); w.write(prepares)
+    }
+
+    public init(from r: inout CanonicalReader) throws(CodecError) {
+        self.init(prePrepare: try r.read(PrePrepare.self),
+                  prepares: try r.readArray(Prepare.self, "prepares", max: CodecLimits.votesMax))
+    }
+}
+
+extension ViewChange: CanonicalCodable {
+    func encodeBody(to w: inout CanonicalWriter) {
+        w.write(newView)
+        w.write(optional: checkpoint)
+        w.write(prepared)
+        w.write(replica)
+    }
+
+    public func encode(to w: inout CanonicalWriter) {
+        encodeBody(to: &w)
+        w.write(signature)
+    }
+
+    public init(from r: inout CanonicalReader) throws(CodecError) {
+        self.init(newView: try r.readUInt64("new view"), checkpoint: try r.readOptional(CheckpointProof.self, "checkpoint"),
+                  prepared: try r.readArray(PreparedCertificate.self, "prepared", max: ConsensusLimits.heightsPerMessageMax),
+                  replica: try r.readUInt16("replica"), signature: try r.readSignature("signature"))
+    }
+}
+
+extension NewView: CanonicalCodable {
+    func encodeBody(to w: inout CanonicalWriter) {
+        w.write(view)
+        w.write(viewChanges)
+        w.write(prePrepares)
+        w.write(replica)
+    }
+
+    public func encode(to w: inout CanonicalWriter) {
+        encodeBody(to: &w)
+        w.write(signature)
+    }
+
+    public init(from r: inout CanonicalReader) throws(CodecError) {
+        self.init(view: try r.readUInt64("view"),
+                  viewChanges: try r.readArray(ViewChange.self, "view changes", max: CodecLimits.votesMax),
+                  prePrepares: try r.readArray(PrePrepare.self, "pre-prepares", max: ConsensusLimits.heightsPerMessageMax),
+                  replica: try r.readUInt16("replica"), signature: try r.readSignature("signature"))
+    }
+}
+
+extension Message: CanonicalCodable {
+    static let version: UInt8 = 1
+
+    public func encode(to w: inout CanonicalWriter) {
+        w.write(Self.version)
+        switch self {
+        case let .request(m): w.write(UInt8(1)); w.write(m)
+        case let .prePrepare(m): w.write(UInt8(2)); w.write(m)
+        case let .prepare(m): w.write(UInt8(3)); w.write(m)
+        case let .commit(m): w.write(UInt8(4)); w.write(m)
+        case let .checkpoint(m): w.write(UInt8(5)); w.write(m)
+        case let .checkpointProof(m): w.write(UInt8(6)); w.write(m)
+        case let .viewChange(m): w.write(UInt8(7)); w.write(m)
+        case let .newView(m): w.write(UInt8(8)); w.write(m)
+        case let .commitProof(m): w.write(UInt8(9)); w.write(m)
+        }
+    }
+
+    public init(from r: inout CanonicalReader) throws(CodecError) {
+        try r.readVersion("message", supported: Self.version)
+        let tag = try r.readUInt8("message tag")
+        switch tag {
+        case 1: self = .request(try r.read(Request.self))
+        case 2: self = .prePrepare(try r.read(PrePrepare.self))
+        case 3: self = .prepare(try r.read(Prepare.self))
+        case 4: self = .commit(try r.read(Commit.self))
+        case 5: self = .checkpoint(try r.read(Checkpoint.self))
+        case 6: self = .checkpointProof(try r.read(CheckpointProof.self))
+        case 7: self = .viewChange(try r.read(ViewChange.self))
+        case 8: self = .newView(try r.read(NewView.self))
+        case 9: self = .commitProof(try r.read(CommitProof.self))
+        default: throw .unknownTag(type: "message", tag: tag)
+        }
+    }
+}
+
+/// A durable record the replica writes before sending what depends on it.
+public enum WALRecord: Hashable, Sendable {
+    /// A message this replica signed and is about to send.
+    case sent(Message)
+    /// A prepared certificate this replica formed, recorded before it sends COMMIT so that a
+    /// restart cannot forget the lock (PITFALLS: amnesia).
+    case prepared(PreparedCertificate)
+
+    /// The height the record is about, for garbage collection below a stable checkpoint; nil
+    /// for records that are kept until a later view supersedes them.
+    public var height: Height? {
+        switch self {
+        case let .prepared(cert): return cert.height
+        case let .sent(message):
+            switch message {
+            case let .prePrepare(m): return m.height
+            case let .prepare(m): return m.height
+            case let .commit(m): return m.height
+            case let .checkpoint(m): return m.height
+            case .request, .checkpointProof, .commitProof, .viewChange, .newView: return nil
+            }
+        }
+    }
+}
+
+extension WALRecord: CanonicalCodable {
+    public func encode(to w: inout CanonicalWriter) {
+        switch self {
+        case let .sent(m): w.write(UInt8(1)); w.write(m)
+        case let .prepared(c): w.write(UInt8(2)); w.write(c)
+        }
+    }
+
+    public init(from r: inout CanonicalReader) throws(CodecError) {
+        let tag = try r.readUInt8("wal record tag")
+        switch tag {
+        case 1: self = .sent(try r.read(Message.self))
+        case 2: self = .prepared(try r.read(PreparedCertificate.self))
+        default: throw .unknownTag(type: "wal record", tag: tag)
+        }
+    }
+}

@@ -1,0 +1,308 @@
+import BulwarkCore
+
+/// PBFT normal-case operation (TOCS §4.2–4.3) and client handling.
+extension Replica {
+    // MARK: Requests
+
+    mutating func receiveRequest(_ request: Request, fromClient: Bool) {
+        if let last = clients[request.client] {
+            if request.requestID == last.requestID {
+                // PBFT §4.1: a retransmitted request that already executed gets the cached reply.
+                if fromClient { emit(.reply(last)) }
+                return
+            }
+            if request.requestID < last.requestID {
+                reject(.staleRequest)
+                return
+            }
+        }
+        let key = RequestPool.Key(client: request.client, requestID: request.requestID)
+        if pool.contains(key) { return }
+        let bytes = request.encoded().count
+        guard bytes <= parameters.requestBytesMax else {
+            reject(.oversized)
+            return
+        }
+        guard verifier.isValid(request.signature, by: request.client, for: requestSignedBytes(request)) else {
+            reject(.invalidRequest)
+            return
+        }
+        switch pool.add(request, bytes: bytes, nowMs: nowMs) {
+        case .added: break
+        case .duplicate: return
+        case .full, .clientFull:
+            reject(.poolFull)
+            return
+        }
+        // A backup that hears of a request relays it to the primary, so a client that only
+        // reached some replicas is still served (PBFT §4.1).
+        if fromClient && !isPrimary && !isChangingView { emit(.send(.request(request), to: primary)) }
+        armRequestTimer()
+        proposeBatches(flush: false)
+    }
+
+    func requestSignedBytes(_ request: Request) -> [UInt8] {
+        Domain.request.message(cluster: cluster) { w in
+            w.write(request.client); w.write(request.requestID); w.write(request.operation)
+        }
+    }
+
+    /// Arms PBFT's request timer for the oldest pending request, if none is armed.
+    mutating func armRequestTimer() {
+        guard !requestTimerArmed, !isChangingView, let oldest = pool.oldestArrivalMs else { return }
+        requestTimerGeneration += 1
+        requestTimerArmed = true
+        let deadline = oldest + viewChangeTimeoutMs
+        emit(.setTimer(.request(generation: requestTimerGeneration), afterMs: deadline > nowMs ? deadline - nowMs : 0))
+    }
+
+    /// The timer tracks the oldest pending request rather than any progress, so a primary that
+    /// orders other clients' requests but censors one is still replaced.
+    mutating func requestTimerExpired() {
+        guard !isChangingView, let oldest = pool.oldestArrivalMs else { return }
+        if nowMs >= oldest + viewChangeTimeoutMs {
+            startViewChange(to: view + 1)
+        } else {
+            armRequestTimer()
+        }
+    }
+
+    // MARK: Proposing (primary)
+
+    /// Proposes full batches at once; with `flush`, also a partial batch (the batch delay ran out).
+    mutating func proposeBatches(flush: Bool) {
+        guard isPrimary, !isChangingView, stateTransferTarget == nil else { return }
+        while nextProposal <= highWatermark, pool.unproposedCount > 0 {
+            let batch = pool.unproposed(maxCount: parameters.batchRequestsMax, maxBytes: parameters.batchBytesMax)
+            let full = batch.count >= parameters.batchRequestsMax
+                || batch.reduce(0, { $0 + $1.bytes }) >= parameters.batchBytesMax
+            guard full || flush else {
+                if !batchTimerArmed {
+                    batchTimerArmed = true
+                    emit(.setTimer(.batch, afterMs: parameters.batchDelayMs))
+                }
+                return
+            }
+            guard let predecessor = predecessorTip(of: nextProposal) else { return }
+            let requests = batch.map(\.request)
+            let header = BlockHeader(
+                clusterID: cluster, height: nextProposal, view: view,
+                timestampMs: max(nowMs, predecessor.timestampMs), proposer: id,
+                prevBlockHash: predecessor.blockHash, txRoot: Block.txRoot(of: requests, cluster: cluster),
+                historyRoot: predecessor.history.root)
+            let pp = PrePrepare.signed(view: view, block: Block(header: header, requests: requests), by: key, replica: id,
+                                       cluster: cluster)
+            pool.markProposed(requests)
+            nextProposal += 1
+            emit(.persist(.sent(.prePrepare(pp))))
+            emit(.broadcast(.prePrepare(pp)))
+            install(pp, tipAfter: predecessor.appending(header, hash: pp.blockHash))
+        }
+    }
+
+    /// The chain position a block at `height` must link to, if known.
+    func predecessorTip(of height: Height) -> ChainTip? {
+        if height == chain.height + 1 { return chain }
+        if let d = delivered[height] { return d.tipBefore }
+        return slots[height - 1]?.tipAfter
+    }
+
+    // MARK: Pre-prepare
+
+    mutating func receivePrePrepare(_ pp: PrePrepare) {
+        guard pp.replica == config.primary(of: pp.view) else { return reject(.notFromPrimary) }
+        guard pp.view == view, !isChangingView else { return reject(.wrongView) }
+        let height = pp.height
+        guard height > lowWatermark, height <= highWatermark else { return reject(.outsideWatermarks) }
+        if let existing = slots[height]?.prePrepare {
+            if existing.blockHash != pp.blockHash { reject(.conflictingPrePrepare) }
+            return
+        }
+        if let waiting = waitingPrePrepares[height], waiting.blockHash == pp.blockHash { return }
+        guard isSigned(by: pp.replica, pp.signature, pp.signedBytes(cluster)) else { return reject(.badSignature) }
+        if let own = slots[height]?.ownPrepare, own.blockHash != pp.blockHash {
+            // Restored from the write-ahead log: this replica already prepared another block here.
+            return reject(.conflictingPrePrepare)
+        }
+        guard let predecessor = predecessorTip(of: height) else {
+            // Out of order: keep it until the pre-prepare below it arrives (bounded: one per height).
+            waitingPrePrepares[height] = pp
+            return
+        }
+        guard isValidProposal(pp, after: predecessor) else { return reject(.invalidBlock) }
+        install(pp, tipAfter: predecessor.appending(pp.block.header, hash: pp.blockHash))
+        sendPrepare(for: height)
+        advance(height)
+        // The next height may have been waiting for this one.
+        if let next = waitingPrePrepares.removeValue(forKey: height + 1) { receivePrePrepare(next) }
+    }
+
+    /// The acceptance rules for a normal-case proposal (DESIGN.md §3).
+    func isValidProposal(_ pp: PrePrepare, after predecessor: ChainTip) -> Bool {
+        let header = pp.block.header
+        guard header.clusterID == cluster, header.view == pp.view, header.proposer == pp.replica,
+              predecessor.isLinked(to: header) else { return false }
+        // The proposer's clock may differ from ours, but not by more than the bound.
+        let skew = parameters.timestampSkewMsMax
+        guard header.timestampMs <= nowMs + skew, header.timestampMs + skew >= nowMs else { return false }
+        if let d = delivered[pp.height], d.hash != pp.blockHash { return false }
+        return hasValidRequests(pp.block)
+    }
+
+    /// Every request well formed, within limits, signed by its client, none twice, and the
+    /// header's `txRoot` over exactly these requests. Backups re-verify every client signature
+    /// (PITFALLS: mangled requests with a recomputed digest).
+    func hasValidRequests(_ block: Block) -> Bool {
+        guard block.requests.count <= parameters.batchRequestsMax else { return false }
+        var seen = Set<RequestPool.Key>()
+        for request in block.requests {
+            guard seen.insert(RequestPool.Key(client: request.client, requestID: request.requestID)).inserted,
+                  request.encoded().count <= parameters.requestBytesMax,
+                  verifier.isValid(request.signature, by: request.client, for: requestSignedBytes(request))
+            else { return false }
+        }
+        return block.hasConsistentTxRoot()
+    }
+
+    /// Puts an accepted pre-prepare into its slot.
+    mutating func install(_ pp: PrePrepare, tipAfter: ChainTip) {
+        var slot = slots[pp.height] ?? Slot()
+        slot.prePrepare = pp
+        slot.tipAfter = tipAfter
+        slots[pp.height] = slot
+        waitingPrePrepares[pp.height] = nil
+    }
+
+    mutating func sendPrepare(for height: Height) {
+        guard !isPrimary, let pp = slots[height]?.prePrepare else { return }
+        let prepare: Prepare
+        if let own = slots[height]?.ownPrepare {
+            prepare = own  // restored after a restart: send exactly what was sent before
+        } else {
+            prepare = Prepare.signed(view: view, height: height, blockHash: pp.blockHash, by: key, replica: id, cluster: cluster)
+            slots[height]!.ownPrepare = prepare
+            emit(.persist(.sent(.prepare(prepare))))
+        }
+        slots[height]!.prepares[id] = prepare
+        emit(.broadcast(.prepare(prepare)))
+    }
+
+    // MARK: Prepare and commit
+
+    mutating func receivePrepare(_ prepare: Prepare) {
+        // PITFALLS (sawtooth-pbft #111): the primary's pre-prepare is its prepare; a PREPARE from
+        // the primary is never counted.
+        guard prepare.replica != config.primary(of: prepare.view) else { return reject(.primaryPrepare) }
+        guard prepare.view == view, !isChangingView else { return reject(.wrongView) }
+        guard prepare.height > lowWatermark, prepare.height <= highWatermark else { return reject(.outsideWatermarks) }
+        if let existing = slots[prepare.height]?.prepares[prepare.replica] {
+            if existing.blockHash != prepare.blockHash { reject(.equivocation) }
+            return
+        }
+        guard isSigned(by: prepare.replica, prepare.signature, prepare.signedBytes(cluster)) else { return reject(.badSignature) }
+        slots[prepare.height, default: Slot()].prepares[prepare.replica] = prepare
+        advance(prepare.height)
+    }
+
+    mutating func receiveCommit(_ commit: Commit) {
+        guard commit.view == view, !isChangingView else { return reject(.wrongView) }
+        guard commit.height > lowWatermark, commit.height <= highWatermark else { return reject(.outsideWatermarks) }
+        if let existing = slots[commit.height]?.commits[commit.replica] {
+            if existing.blockHash != commit.blockHash { reject(.equivocation) }
+            return
+        }
+        guard isSigned(by: commit.replica, commit.signature, commit.signedBytes(cluster)) else { return reject(.badSignature) }
+        slots[commit.height, default: Slot()].commits[commit.replica] = commit
+        advance(commit.height)
+    }
+
+    /// Moves a slot forward: prepared → send COMMIT → committed → deliver in order.
+    mutating func advance(_ height: Height) {
+        guard var slot = slots[height], let pp = slot.prePrepare else { return }
+        let primaryID = config.primary(of: view)
+        if !slot.prepared {
+            // prepared = pre-prepare + quorum−1 matching prepares from distinct backups (TOCS §4.2).
+            let matching = slot.prepares.values.filter { $0.blockHash == pp.blockHash && $0.replica != primaryID }
+            guard matching.count >= quorum - 1 else { return }
+            slot.prepared = true
+            let certificate = PreparedCertificate(
+                prePrepare: pp, prepares: Array(matching.sorted { $0.replica < $1.replica }.prefix(quorum - 1)))
+            preparedCertificates[height] = certificate
+            slots[height] = slot
+            emit(.persist(.prepared(certificate)))
+        }
+        sendCommitIfReady(height)
+        guard var current = slots[height], !current.committed else { return }
+        let matching = current.commits.values.filter { $0.blockHash == pp.blockHash }
+        guard current.ownCommit != nil, matching.count >= quorum else { return }
+        current.committed = true
+        slots[height] = current
+        deliverCommitted()
+    }
+
+    /// A replica commits a height only once the height below it is prepared (or delivered), so
+    /// that whatever commits has its predecessor locked too and a view change can always
+    /// rebuild a linked chain.
+    mutating func sendCommitIfReady(_ height: Height) {
+        guard let slot = slots[height], slot.prepared, let pp = slot.prePrepare else { return }
+        let predecessorSettled = height - 1 <= chain.height || slots[height - 1]?.prepared == true
+        guard predecessorSettled else { return }
+        let commit: Commit
+        if let own = slot.ownCommit {
+            guard own.blockHash == pp.blockHash else { return }
+            if slot.commits[id] != nil { return }  // already sent in this life
+            commit = own
+        } else {
+            commit = Commit.signed(view: view, height: height, blockHash: pp.blockHash, by: key, replica: id, cluster: cluster)
+            emit(.persist(.sent(.commit(commit))))
+        }
+        slots[height]!.ownCommit = commit
+        slots[height]!.commits[id] = commit
+        emit(.broadcast(.commit(commit)))
+        // The height above may have been waiting for this one to prepare.
+        if slots[height + 1]?.prepared == true { advance(height + 1) }
+    }
+
+    /// Hands committed blocks to the shell strictly in height order.
+    mutating func deliverCommitted() {
+        while let slot = slots[chain.height + 1], slot.committed, let pp = slot.prePrepare {
+            let votes = slot.commits.values.filter { $0.blockHash == pp.blockHash }
+                .sorted { $0.replica < $1.replica }
+                .map { Vote(replica: $0.replica, signature: $0.signature) }
+            let certificate = CommitCertificate(height: pp.height, view: view, blockHash: pp.blockHash, votes: votes)
+            delivered[pp.height] = DeliveredBlock(header: pp.block.header, hash: pp.blockHash, tipBefore: chain)
+            lastCommitProof = CommitProof(header: pp.block.header, certificate: certificate)
+            chain = chain.appending(pp.block.header, hash: pp.blockHash)
+            for request in pp.block.requests {
+                pool.remove(RequestPool.Key(client: request.client, requestID: request.requestID))
+            }
+            emit(.execute(pp.block, certificate))
+        }
+        // Progress resets the request timer to the (new) oldest pending request.
+        requestTimerArmed = false
+        armRequestTimer()
+    }
+
+    // MARK: Execution results
+
+    mutating func executed(height: Height, stateRoot: Digest, replies: [Reply]) {
+        guard height == lastExecuted + 1, height <= chain.height else { return }
+        lastExecuted = height
+        consecutiveViewChanges = 0
+        for reply in replies {
+            if let last = clients[reply.client], last.requestID > reply.requestID { continue }
+            clients[reply.client] = reply
+            pool.removeExecuted(client: reply.client, upTo: reply.requestID)
+            emit(.reply(reply))
+        }
+        if height % parameters.checkpointInterval == 0, let block = delivered[height] {
+            let checkpoint = Checkpoint.signed(height: height, blockHash: block.hash, stateRoot: stateRoot, by: key,
+                                               replica: id, cluster: cluster)
+            ownCheckpoints[height] = checkpoint
+            checkpointVotes[height, default: [:]][id] = checkpoint
+            emit(.broadcast(.checkpoint(checkpoint)))
+            checkStable(height)
+        }
+        proposeBatches(flush: false)
+    }
+}

@@ -1,0 +1,74 @@
+import BulwarkCore
+
+/// Restart from the write-ahead log: a replica comes back in the highest view it had reached,
+/// with every message it had signed in that view, so it re-sends exactly those and never signs
+/// a conflicting one (PITFALLS: crash between signing and WAL write; amnesia).
+extension Replica {
+    mutating func restore(_ recovery: Recovery) {
+        for reply in recovery.clients { clients[reply.client] = reply }
+        var ownViewChange: ViewChange?
+        var ownNewView: NewView?
+        var prePrepares: [PrePrepare] = []
+        var prepares: [Prepare] = []
+        var commits: [Commit] = []
+        var highestView: View = 0
+        for record in recovery.wal {
+            switch record {
+            case let .prepared(cert):
+                if cert.height > lowWatermark,
+                   (preparedCertificates[cert.height]?.view ?? 0) <= cert.view || preparedCertificates[cert.height] == nil {
+                    preparedCertificates[cert.height] = cert
+                }
+            case let .sent(message):
+                switch message {
+                case let .viewChange(vc):
+                    highestView = max(highestView, vc.newView)
+                    if vc.newView >= (ownViewChange?.newView ?? 0) { ownViewChange = vc }
+                case let .newView(nv):
+                    highestView = max(highestView, nv.view)
+                    if nv.view >= (ownNewView?.view ?? 0) { ownNewView = nv }
+                case let .prePrepare(pp):
+                    highestView = max(highestView, pp.view)
+                    prePrepares.append(pp)
+                case let .prepare(p):
+                    highestView = max(highestView, p.view)
+                    prepares.append(p)
+                case let .commit(c):
+                    highestView = max(highestView, c.view)
+                    commits.append(c)
+                case .request, .checkpoint, .checkpointProof, .commitProof:
+                    break
+                }
+            }
+        }
+        view = highestView
+        if let nv = ownNewView, nv.view == highestView {
+            // We were this view's primary and had sent its NEW-VIEW: reinstall it as sent.
+            installNewView(nv, plan: NewViewPlan(view: nv.view, viewChanges: nv.viewChanges, config: config))
+            // Nothing is sent during construction: drop what reinstalling emitted and forget
+            // the timers it armed, so `start` and later events arm them afresh.
+            output = []
+            requestTimerArmed = false
+            batchTimerArmed = false
+            stateTransferTarget = nil
+        } else if let vc = ownViewChange, vc.newView == highestView {
+            isChangingView = true
+            self.ownViewChange = vc
+            viewChanges[id] = vc
+        }
+        guard !isChangingView else { return }
+        for pp in prePrepares.sorted(by: { $0.height < $1.height })
+        where pp.view == view && pp.height > chain.height && slots[pp.height]?.prePrepare == nil {
+            guard let predecessor = predecessorTip(of: pp.height) else { continue }
+            install(pp, tipAfter: predecessor.appending(pp.block.header, hash: pp.blockHash))
+            nextProposal = max(nextProposal, pp.height + 1)
+            pool.markProposed(pp.block.requests)
+        }
+        for p in prepares where p.view == view && p.height > chain.height && p.height <= highWatermark {
+            slots[p.height, default: Slot()].ownPrepare = p
+        }
+        for c in commits where c.view == view && c.height > chain.height && c.height <= highWatermark {
+            slots[c.height, default: Slot()].ownCommit = c
+        }
+    }
+}

@@ -1,0 +1,251 @@
+import BulwarkCore
+
+/// One replica's PBFT state machine (Castro & Liskov, OSDI 1999 / TOCS 2002), signature
+/// variant. A value type driven by `step(_:nowMs:)`: no sockets, files, clocks, randomness or
+/// threads. The node runtime, the simulator and the unit tests are shells around it.
+///
+/// Iteration over hash tables never decides anything observable: wherever order matters the
+/// core walks height ranges or sorted keys.
+public struct Replica: Sendable {
+    public let config: ClusterConfig
+    public let id: ReplicaID
+    let key: PrivateKey
+    let verifier: SignatureVerifier
+
+    var cluster: ClusterID { config.clusterID }
+    var parameters: ProtocolParameters { config.parameters }
+
+    // MARK: View
+
+    /// The current view. While `isChangingView`, this is the view being changed to.
+    public internal(set) var view: View = 0
+    /// True between sending VIEW-CHANGE for `view` and accepting its NEW-VIEW.
+    public internal(set) var isChangingView = false
+    /// View changes since the last executed block; the new-view timeout doubles with each.
+    var consecutiveViewChanges = 0
+    /// The NEW-VIEW that started the current view (nil in view 0).
+    var newViewMessage: NewView?
+    var ownViewChange: ViewChange?
+    /// The latest valid VIEW-CHANGE from each replica for a view ≥ `view` (one per sender:
+    /// bounded memory under a flood of future views).
+    var viewChanges: [ReplicaID: ViewChange] = [:]
+    public internal(set) var viewChangesStarted: UInt64 = 0
+
+    // MARK: Ledger position
+
+    /// The end of the chain of delivered (committed, in-order) blocks.
+    public internal(set) var chain: ChainTip
+    /// The last block the shell reported executed.
+    public internal(set) var lastExecuted: Height
+    /// The newest stable checkpoint (the low watermark); nil at genesis.
+    public internal(set) var stable: CheckpointProof?
+    public var lowWatermark: Height { stable?.height ?? 0 }
+    public var highWatermark: Height { lowWatermark + parameters.watermarkWindow }
+    /// Delivered blocks above the stable checkpoint, for checkpoint proofs and for checking
+    /// re-proposals after a view change.
+    var delivered: [Height: DeliveredBlock] = [:]
+    /// Height of a requested state transfer not yet finished.
+    var stateTransferTarget: Height?
+    /// The commit certificate of the newest delivered block, re-announced when idle.
+    var lastCommitProof: CommitProof?
+
+    // MARK: Current view's log
+
+    var slots: [Height: Slot] = [:]
+    /// Pre-prepares whose predecessor has not been accepted yet (at most one per height
+    /// inside the window).
+    var waitingPrePrepares: [Height: PrePrepare] = [:]
+    /// For each height above the stable checkpoint, the prepared certificate from the highest
+    /// view: carried into VIEW-CHANGE messages.
+    var preparedCertificates: [Height: PreparedCertificate] = [:]
+    /// The primary's next height to propose.
+    var nextProposal: Height
+    /// Highest height a NEW-VIEW installed: a replica that is behind may hold these slots above
+    /// its own high watermark until its checkpoint catches up.
+    var newViewMaxHeight: Height = 0
+
+    // MARK: Checkpoints
+
+    /// Checkpoint votes inside the window, one per sender per height.
+    var checkpointVotes: [Height: [ReplicaID: Checkpoint]] = [:]
+    var ownCheckpoints: [Height: Checkpoint] = [:]
+
+    // MARK: Clients
+
+    var pool: RequestPool
+    /// The last executed request and reply of each client.
+    var clients: [PublicKey: Reply] = [:]
+
+    // MARK: Timers and counters
+
+    var requestTimerGeneration: UInt64 = 0
+    var requestTimerArmed = false
+    var batchTimerArmed = false
+    var newViewTimerArmed = false
+    /// `chain.height` when the retransmit timer last fired: retransmit slots only when stuck.
+    var heightAtLastRetransmit: Height = 0
+    public internal(set) var rejections: [RejectReason: UInt64] = [:]
+
+    /// The latest time the shell reported; never decreases.
+    public internal(set) var nowMs: UInt64 = 0
+    var output: [Action] = []
+
+    // MARK: - Construction
+
+    public init(config: ClusterConfig, id: ReplicaID, key: PrivateKey, verifier: SignatureVerifier,
+                recovery: Recovery? = nil) {
+        precondition(config.validator(id)?.publicKey == key.publicKey, "key does not belong to replica \(id)")
+        self.config = config
+        self.id = id
+        self.key = key
+        self.verifier = verifier
+        let tip = recovery?.tip ?? .genesis
+        chain = tip
+        lastExecuted = tip.height
+        stable = recovery?.checkpoint
+        nextProposal = tip.height + 1
+        pool = RequestPool(capacity: config.parameters.batchRequestsMax * 8, perClientMax: 16)
+        heightAtLastRetransmit = tip.height
+        if let recovery { restore(recovery) }
+    }
+
+    /// Arms the periodic timers; call once after construction (and after a restart).
+    public mutating func start(nowMs: UInt64) -> [Action] {
+        self.nowMs = max(self.nowMs, nowMs)
+        output = []
+        emit(.setTimer(.retransmit, afterMs: retransmitIntervalMs))
+        if isChangingView, let vc = ownViewChange {
+            emit(.broadcast(.viewChange(vc)))
+            armNewViewTimerIfQuorum()
+        }
+        armRequestTimer()
+        // Re-announce own checkpoints above the stable one: they are deterministic, so this
+        // cannot equivocate, and it helps a quorum form after a cluster-wide restart.
+        for height in ownCheckpoints.keys.sorted() { emit(.broadcast(.checkpoint(ownCheckpoints[height]!))) }
+        return takeOutput()
+    }
+
+    /// Feeds one event; returns what the shell must do, in order.
+    public mutating func step(_ event: Event, nowMs: UInt64) -> [Action] {
+        self.nowMs = max(self.nowMs, nowMs)
+        output = []
+        switch event {
+        case let .message(message): receive(message)
+        case let .clientRequest(request): receiveRequest(request, fromClient: true)
+        case let .timerFired(timer): timerFired(timer)
+        case let .executed(height, stateRoot, replies): executed(height: height, stateRoot: stateRoot, replies: replies)
+        case let .stateTransferred(tip, checkpoint, clients): stateTransferred(tip: tip, checkpoint: checkpoint, clients: clients)
+        }
+        checkInvariants()
+        return takeOutput()
+    }
+
+    mutating func takeOutput() -> [Action] {
+        let out = output
+        output = []
+        return out
+    }
+
+    mutating func emit(_ action: Action) { output.append(action) }
+
+    mutating func reject(_ reason: RejectReason) { rejections[reason, default: 0] += 1 }
+
+    // MARK: - Derived values
+
+    public var primary: ReplicaID { config.primary(of: view) }
+    public var isPrimary: Bool { primary == id }
+    var quorum: Int { config.quorum }
+
+    var retransmitIntervalMs: UInt64 { max(20, parameters.viewChangeTimeoutMs / 8) }
+
+    /// The request timeout, doubled for each consecutive view change (PBFT-TOCS §4.5.2).
+    var viewChangeTimeoutMs: UInt64 {
+        parameters.viewChangeTimeoutMs << UInt64(min(consecutiveViewChanges, 10))
+    }
+
+    // MARK: - Dispatch
+
+    mutating func receive(_ message: Message) {
+        if let sender = message.sender, config.validator(sender) == nil {
+            reject(.unknownSender)
+            return
+        }
+        switch message {
+        case let .request(request): receiveRequest(request, fromClient: false)
+        case let .prePrepare(m): receivePrePrepare(m)
+        case let .prepare(m): receivePrepare(m)
+        case let .commit(m): receiveCommit(m)
+        case let .checkpoint(m): receiveCheckpoint(m)
+        case let .checkpointProof(m): receiveCheckpointProof(m)
+        case let .commitProof(m): receiveCommitProof(m)
+        case let .viewChange(m): receiveViewChange(m)
+        case let .newView(m): receiveNewView(m)
+        }
+    }
+
+    mutating func timerFired(_ timer: TimerID) {
+        switch timer {
+        case .batch:
+            batchTimerArmed = false
+            proposeBatches(flush: true)
+        case let .request(generation):
+            guard requestTimerArmed, generation == requestTimerGeneration else { return }
+            requestTimerArmed = false
+            requestTimerExpired()
+        case let .newView(target):
+            guard isChangingView, view == target, newViewTimerArmed else { return }
+            newViewTimerArmed = false
+            // PBFT-TOCS §4.5.2: no NEW-VIEW in time; try the next view, with a longer timeout.
+            startViewChange(to: view + 1)
+        case .retransmit:
+            retransmit()
+            emit(.setTimer(.retransmit, afterMs: retransmitIntervalMs))
+        }
+    }
+
+    /// Verifies a signature by `replica` over `message` through the shared cache.
+    func isSigned(by replica: ReplicaID, _ signature: Signature, _ message: [UInt8]) -> Bool {
+        guard let validator = config.validator(replica) else { return false }
+        return verifier.isValid(signature, by: validator.publicKey, for: message)
+    }
+
+    // MARK: - Invariants
+
+    /// Checked after every event: a failure is a bug in this file, never bad input.
+    func checkInvariants() {
+        precondition(lowWatermark <= chain.height || stateTransferTarget != nil, "stable checkpoint above delivered chain")
+        precondition(lastExecuted <= chain.height, "executed beyond delivered")
+        precondition(chain.history.size == chain.height, "history accumulator out of step with the chain")
+        for (height, slot) in slots {
+            precondition(height > lowWatermark && height <= max(highWatermark, newViewMaxHeight),
+                         "slot \(height) outside the watermarks")
+            precondition(!slot.committed || slot.prepared, "committed without prepared")
+            if let pp = slot.prePrepare { precondition(pp.view == view && pp.height == height, "slot holds a foreign pre-prepare") }
+        }
+        precondition(waitingPrePrepares.count <= Int(parameters.watermarkWindow), "unbounded pre-prepare buffer")
+        precondition(viewChanges.count <= config.n, "unbounded view-change buffer")
+        precondition(pool.count <= pool.capacity, "request pool over capacity")
+    }
+}
+
+/// One height in the current view (PBFT's message log entry).
+struct Slot: Sendable {
+    var prePrepare: PrePrepare?
+    /// The chain position after this block (known once its predecessor is).
+    var tipAfter: ChainTip?
+    /// One per sender; only those matching the pre-prepare's hash count.
+    var prepares: [ReplicaID: Prepare] = [:]
+    var commits: [ReplicaID: Commit] = [:]
+    /// What this replica itself sent (or, after a restart, had sent) for this slot.
+    var ownPrepare: Prepare?
+    var ownCommit: Commit?
+    var prepared = false
+    var committed = false
+}
+
+/// A delivered block above the stable checkpoint.
+struct DeliveredBlock: Sendable {
+    var header: BlockHeader
+    var hash: Digest
+    var tipBefore: ChainTip
+}

@@ -1,0 +1,99 @@
+import BulwarkCore
+
+/// Client requests waiting to be ordered, in arrival order. Bounded in total and per client so
+/// that a flooding client cannot crowd out the others.
+struct RequestPool: Sendable {
+    struct Key: Hashable, Sendable {
+        var client: PublicKey
+        var requestID: UInt64
+    }
+
+    struct Entry: Sendable {
+        var request: Request
+        var arrivalMs: UInt64
+        /// Encoded size, counted once.
+        var bytes: Int
+    }
+
+    let capacity: Int
+    let perClientMax: Int
+    /// Arrival order; removed entries leave holes that `compact` squeezes out.
+    private var order: [Key?] = []
+    private var entries: [Key: Entry] = [:]
+    private var perClient: [PublicKey: Int] = [:]
+    /// Keys already placed in a proposal of the current view (primary only).
+    private var proposed: Set<Key> = []
+
+    init(capacity: Int, perClientMax: Int) {
+        self.capacity = capacity
+        self.perClientMax = perClientMax
+    }
+
+    var count: Int { entries.count }
+    var isEmpty: Bool { entries.isEmpty }
+    func contains(_ key: Key) -> Bool { entries[key] != nil }
+
+    enum AddResult { case added, duplicate, full, clientFull }
+
+    mutating func add(_ request: Request, bytes: Int, nowMs: UInt64) -> AddResult {
+        let key = Key(client: request.client, requestID: request.requestID)
+        if entries[key] != nil { return .duplicate }
+        if entries.count >= capacity { return .full }
+        if perClient[request.client, default: 0] >= perClientMax { return .clientFull }
+        entries[key] = Entry(request: request, arrivalMs: nowMs, bytes: bytes)
+        perClient[request.client, default: 0] += 1
+        order.append(key)
+        return .added
+    }
+
+    mutating func remove(_ key: Key) {
+        guard entries.removeValue(forKey: key) != nil else { return }
+        proposed.remove(key)
+        let left = perClient[key.client, default: 1] - 1
+        perClient[key.client] = left == 0 ? nil : left
+        if order.count > 2 * entries.count + 64 { compact() }
+    }
+
+    /// Removes every request of `client` with an id at or below `requestID` (executed).
+    mutating func removeExecuted(client: PublicKey, upTo requestID: UInt64) {
+        guard perClient[client] != nil else { return }
+        for key in order.compactMap({ $0 }) where key.client == client && key.requestID <= requestID { remove(key) }
+    }
+
+    private mutating func compact() { order = order.filter { $0 != nil && entries[$0!] != nil } }
+
+    /// The arrival time of the oldest request, if any.
+    var oldestArrivalMs: UInt64? {
+        for key in order { if let key, let entry = entries[key] { return entry.arrivalMs } }
+        return nil
+    }
+
+    /// Requests not yet proposed, oldest first, up to the batch limits.
+    func unproposed(maxCount: Int, maxBytes: Int) -> [Entry] {
+        var out: [Entry] = []
+        var bytes = 0
+        for key in order {
+            guard let key, let entry = entries[key], !proposed.contains(key) else { continue }
+            if !out.isEmpty && bytes + entry.bytes > maxBytes { break }
+            out.append(entry)
+            bytes += entry.bytes
+            if out.count == maxCount { break }
+        }
+        return out
+    }
+
+    var unproposedCount: Int { entries.count - proposed.count }
+
+    mutating func markProposed(_ requests: [Request]) {
+        for r in requests {
+            let key = Key(client: r.client, requestID: r.requestID)
+            if entries[key] != nil { proposed.insert(key) }
+        }
+    }
+
+    /// After a view change nothing is proposed yet, and every request starts a fresh wait.
+    mutating func resetForNewView(nowMs: UInt64) {
+        proposed.removeAll()
+        for key in entries.keys { entries[key]!.arrivalMs = nowMs }
+    }
+}

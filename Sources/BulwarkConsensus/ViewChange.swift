@@ -1,0 +1,226 @@
+import BulwarkCore
+
+/// View changes (TOCS §4.4–4.5).
+extension Replica {
+    /// Stops accepting normal-case messages of the current view and asks to move to `target`.
+    mutating func startViewChange(to target: View) {
+        guard target > view else { return }
+        view = target
+        isChangingView = true
+        viewChangesStarted += 1
+        consecutiveViewChanges += 1
+        slots = [:]
+        waitingPrePrepares = [:]
+        newViewMessage = nil
+        newViewMaxHeight = 0
+        batchTimerArmed = false
+        requestTimerArmed = false
+        newViewTimerArmed = false
+        let prepared = preparedCertificates.keys.sorted().filter { $0 > lowWatermark }.map { preparedCertificates[$0]! }
+        let vc = ViewChange.signed(newView: target, checkpoint: stable, prepared: prepared, by: key, replica: id,
+                                   cluster: cluster)
+        ownViewChange = vc
+        for (sender, other) in viewChanges where other.newView < target { viewChanges[sender] = nil }
+        viewChanges[id] = vc
+        emit(.persist(.sent(.viewChange(vc))))
+        emit(.broadcast(.viewChange(vc)))
+        armNewViewTimerIfQuorum()
+        sendNewViewIfReady()
+    }
+
+    mutating func receiveViewChange(_ vc: ViewChange) {
+        guard vc.newView > view || (vc.newView == view && isChangingView) else {
+            // A replica still asking for the view we are in missed its NEW-VIEW: send it again.
+            if vc.newView == view, isPrimary, let nv = newViewMessage { emit(.send(.newView(nv), to: vc.replica)) }
+            return
+        }
+        if let existing = viewChanges[vc.replica], existing.newView >= vc.newView { return }
+        guard isValid(vc) else { return reject(.invalidViewChange) }
+        viewChanges[vc.replica] = vc
+        // TOCS §4.5.2: f+1 replicas asking for higher views cannot all be faulty; join the
+        // smallest of those views rather than wait for our own timer.
+        let higher = viewChanges.values.filter { $0.newView > view }.map(\.newView).sorted(by: >)
+        if higher.count >= config.f + 1 {
+            startViewChange(to: higher[config.f])
+            return
+        }
+        if isChangingView && vc.newView == view {
+            armNewViewTimerIfQuorum()
+            sendNewViewIfReady()
+        }
+    }
+
+    /// TOCS §4.5.2: the new-view timer starts only once a quorum asked for the view, so a
+    /// replica alone in its view change does not race ahead (PITFALLS: sawtooth-pbft #133).
+    mutating func armNewViewTimerIfQuorum() {
+        guard isChangingView, !newViewTimerArmed, viewChangeCount(for: view) >= quorum else { return }
+        newViewTimerArmed = true
+        emit(.setTimer(.newView(view), afterMs: viewChangeTimeoutMs))
+    }
+
+    func viewChangeCount(for target: View) -> Int { viewChanges.values.filter { $0.newView == target }.count }
+
+    mutating func sendNewViewIfReady() {
+        guard isChangingView, config.primary(of: view) == id, viewChangeCount(for: view) >= quorum else { return }
+        // Deterministic choice of the quorum: lowest replica ids.
+        let proof = viewChanges.keys.sorted().compactMap { viewChanges[$0] }.filter { $0.newView == view }.prefix(quorum)
+        let plan = NewViewPlan(view: view, viewChanges: Array(proof), config: config)
+        let prePrepares = plan.blocks.map { PrePrepare.signed(view: view, block: $0, by: key, replica: id, cluster: cluster) }
+        let nv = NewView.signed(view: view, viewChanges: Array(proof), prePrepares: prePrepares, by: key, replica: id,
+                                cluster: cluster)
+        emit(.persist(.sent(.newView(nv))))
+        emit(.broadcast(.newView(nv)))
+        installNewView(nv, plan: plan)
+    }
+
+    mutating func receiveNewView(_ nv: NewView) {
+        guard nv.view > 0, nv.replica == config.primary(of: nv.view) else { return reject(.notFromPrimary) }
+        // Accept the NEW-VIEW of a higher view (catching up), of the view we are changing to, or
+        // of our current view when we restarted in it without one.
+        let wanted = nv.view > view || (nv.view == view && (isChangingView || newViewMessage == nil))
+        guard wanted else { return }
+        guard isSigned(by: nv.replica, nv.signature, nv.signedBytes(cluster)) else { return reject(.badSignature) }
+        var senders = Set<ReplicaID>()
+        for vc in nv.viewChanges {
+            guard vc.newView == nv.view, senders.insert(vc.replica).inserted, config.validator(vc.replica) != nil,
+                  isValid(vc) else { return reject(.invalidNewView) }
+        }
+        guard senders.count >= quorum else { return reject(.invalidNewView) }
+        // Every replica recomputes the primary's proposals from the same view-changes and
+        // accepts the NEW-VIEW only if they are exactly those (TOCS §4.4).
+        let plan = NewViewPlan(view: nv.view, viewChanges: nv.viewChanges, config: config)
+        guard nv.prePrepares.count == plan.blocks.count else { return reject(.invalidNewView) }
+        for (pp, block) in zip(nv.prePrepares, plan.blocks) {
+            guard pp.view == nv.view, pp.replica == nv.replica, pp.block == block,
+                  isSigned(by: pp.replica, pp.signature, pp.signedBytes(cluster)) else { return reject(.invalidNewView) }
+        }
+        installNewView(nv, plan: plan)
+    }
+
+    mutating func installNewView(_ nv: NewView, plan: NewViewPlan) {
+        view = nv.view
+        isChangingView = false
+        newViewTimerArmed = false
+        newViewMessage = nv
+        ownViewChange = nil
+        for (sender, vc) in viewChanges where vc.newView <= view { viewChanges[sender] = nil }
+        slots = [:]
+        waitingPrePrepares = [:]
+        batchTimerArmed = false
+        if let checkpoint = plan.checkpoint, checkpoint.height > lowWatermark {
+            if checkpoint.height > chain.height {
+                // Behind the cluster's stable checkpoint: adopt it and fetch what is missing.
+                requestStateTransfer(checkpoint)
+                makeStable(checkpoint)
+            } else if checkpoint.height <= lastExecuted {
+                receiveCheckpointProof(checkpoint)
+            }
+        }
+        for (pp, tipAfter) in zip(nv.prePrepares, plan.tipsAfter) where pp.height > lowWatermark {
+            if let d = delivered[pp.height], d.hash != pp.blockHash {
+                emit(.fault("NEW-VIEW for view \(view) re-proposes height \(pp.height) with a block other than the one delivered"))
+                return
+            }
+            install(pp, tipAfter: tipAfter)
+            newViewMaxHeight = max(newViewMaxHeight, pp.height)
+            sendPrepare(for: pp.height)
+            advance(pp.height)
+        }
+        nextProposal = max(chain.height, plan.maxHeight, lowWatermark) + 1
+        pool.resetForNewView(nowMs: nowMs)
+        for block in plan.blocks { pool.markProposed(block.requests) }
+        requestTimerArmed = false
+        armRequestTimer()
+        emit(.enteredView(view, primary: primary))
+        proposeBatches(flush: false)
+    }
+
+    /// A VIEW-CHANGE is valid when it is signed by its sender, its checkpoint proof holds, and
+    /// every prepared certificate is a real one: a pre-prepare signed by that view's primary
+    /// and quorum−1 matching prepares from distinct backups, all above the checkpoint and
+    /// inside the window (PITFALLS: forged prepared certificates).
+    func isValid(_ vc: ViewChange) -> Bool {
+        guard isSigned(by: vc.replica, vc.signature, vc.signedBytes(cluster)) else { return false }
+        let base = vc.checkpointHeight
+        if let proof = vc.checkpoint {
+            guard proof.height % parameters.checkpointInterval == 0, isValid(proof) else { return false }
+        }
+        var previous = base
+        for cert in vc.prepared {
+            let pp = cert.prePrepare
+            guard pp.height > previous, pp.height <= base + parameters.watermarkWindow, pp.view < vc.newView,
+                  pp.replica == config.primary(of: pp.view), pp.block.header.clusterID == cluster,
+                  pp.block.hasConsistentTxRoot(),
+                  isSigned(by: pp.replica, pp.signature, pp.signedBytes(cluster)) else { return false }
+            previous = pp.height
+            var signers = Set<ReplicaID>()
+            for prepare in cert.prepares {
+                guard prepare.view == pp.view, prepare.height == pp.height, prepare.blockHash == pp.blockHash,
+                      prepare.replica != pp.replica, signers.insert(prepare.replica).inserted,
+                      isSigned(by: prepare.replica, prepare.signature, prepare.signedBytes(cluster)) else { return false }
+            }
+            guard signers.count >= quorum - 1 else { return false }
+        }
+        return true
+    }
+}
+
+/// The new primary's proposals for a view, computed from a quorum of VIEW-CHANGE messages
+/// (TOCS §4.4: "the new primary computes O from V"). Pure and deterministic: the primary and
+/// every backup compute it from the same messages and must get the same blocks.
+///
+/// - The base is the highest stable checkpoint in the set (genesis if none).
+/// - For each height above it up to the highest prepared height, the prepared block from the
+///   highest view is re-proposed when it links to the block chosen below it; otherwise a null
+///   block (no requests) fills the height. A prepared block that does not link cannot have
+///   committed anywhere: a replica commits a height only once the height below is prepared, so
+///   the predecessor of anything committed is carried by the quorum too.
+struct NewViewPlan {
+    let checkpoint: CheckpointProof?
+    let base: ChainTip
+    let blocks: [Block]
+    let tipsAfter: [ChainTip]
+
+    var maxHeight: Height { tipsAfter.last?.height ?? base.height }
+
+    init(view: View, viewChanges: [ViewChange], config: ClusterConfig) {
+        var best: CheckpointProof?
+        for vc in viewChanges {
+            if let proof = vc.checkpoint, proof.height > (best?.height ?? 0) { best = proof }
+        }
+        checkpoint = best
+        base = best?.tip ?? .genesis
+        var candidates: [Height: PrePrepare] = [:]
+        for vc in viewChanges {
+            for cert in vc.prepared where cert.height > base.height {
+                let pp = cert.prePrepare
+                if let current = candidates[pp.height],
+                   current.view > pp.view || (current.view == pp.view && current.blockHash <= pp.blockHash) { continue }
+                candidates[pp.height] = pp
+            }
+        }
+        let top = candidates.keys.max() ?? base.height
+        var blocks: [Block] = []
+        var tips: [ChainTip] = []
+        var tip = base
+        if top > base.height {
+            for height in (base.height + 1)...top {
+                let block: Block
+                if let pp = candidates[height], tip.isLinked(to: pp.block.header) {
+                    block = pp.block
+                } else {
+                    let header = BlockHeader(
+                        clusterID: config.clusterID, height: height, view: view, timestampMs: tip.timestampMs,
+                        proposer: config.primary(of: view), prevBlockHash: tip.blockHash, txRoot: MerkleTree.emptyRoot,
+                        historyRoot: tip.history.root)
+                    block = Block(header: header, requests: [])
+                }
+                tip = tip.appending(block.header, hash: block.hash)
+                blocks.append(block)
+                tips.append(tip)
+            }
+        }
+        self.blocks = blocks
+        self.tipsAfter = tips
+    }
+}

@@ -1,0 +1,100 @@
+import BulwarkConsensus
+import BulwarkCore
+
+/// One completed client operation, as the client saw it.
+struct CompletedOperation {
+    var request: Request
+    /// The encoded `OperationResult` that f+1 replicas agreed on.
+    var result: [UInt8]
+    var invokedMs: UInt64
+    var completedMs: UInt64
+}
+
+/// A closed-loop client: one outstanding signed request at a time, sent to every replica,
+/// accepted after f+1 matching replies, re-sent on a timeout.
+final class SimClient {
+    let index: Int
+    let key: PrivateKey
+    var issued: UInt64 = 0
+    var current: (request: Request, invokedMs: UInt64)?
+    var votes: [Int: [UInt8]] = [:]
+    var completed: [CompletedOperation] = []
+    /// Last version seen per key, for compare-and-set.
+    var versions: [[UInt8]: UInt64] = [:]
+    var requestsMax = 0
+    static let retryMs: UInt64 = 1000
+    static let keys: [[UInt8]] = (0..<6).map { Array("k\($0)".utf8) }
+
+    init(index: Int, key: PrivateKey) {
+        self.index = index
+        self.key = key
+    }
+
+    var isDone: Bool { current == nil && issued >= UInt64(requestsMax) && requestsMax > 0 }
+
+    func issueNext(simulation: Simulation) {
+        requestsMax = simulation.options.requestsPerClient
+        guard current == nil else { return }
+        guard issued < UInt64(requestsMax) else { return simulation.clientFinished() }
+        issued += 1
+        let request = Request.signed(by: key, cluster: simulation.config.clusterID, requestID: issued,
+                                     operation: nextOperation(&simulation.rng))
+        current = (request, simulation.now)
+        votes = [:]
+        broadcast(request, simulation)
+        simulation.schedule(at: simulation.now + Self.retryMs, .clientRetry(index, requestID: issued))
+    }
+
+    func retry(requestID: UInt64, simulation: Simulation) {
+        guard let current, current.request.requestID == requestID else { return }
+        broadcast(current.request, simulation)
+        simulation.schedule(at: simulation.now + Self.retryMs, .clientRetry(index, requestID: requestID))
+    }
+
+    private func broadcast(_ request: Request, _ simulation: Simulation) {
+        for replica in 0..<simulation.options.replicas { simulation.sendRequest(request, to: replica) }
+    }
+
+    func receive(_ reply: Reply, from replica: Int, simulation: Simulation) {
+        guard let current, reply.client == key.publicKey, reply.requestID == current.request.requestID else { return }
+        votes[replica] = reply.result
+        guard votes.values.filter({ $0 == reply.result }).count >= simulation.config.f + 1 else { return }
+        completed.append(CompletedOperation(request: current.request, result: reply.result, invokedMs: current.invokedMs,
+                                            completedMs: simulation.now))
+        if let result = try? OperationResult(decoding: reply.result), let key = current.request.operation.singleKey {
+            switch result {
+            case let .written(version), let .value(_, version), let .balance(_, version): versions[key] = version
+            case .deleted: versions[key] = 0
+            default: break
+            }
+        }
+        self.current = nil
+        simulation.report.requestsCompleted += 1
+        let spread = 2 * simulation.options.faultWindowMs / UInt64(max(1, simulation.options.requestsPerClient))
+        simulation.schedule(at: simulation.now + simulation.rng.between(10, max(20, spread)), .clientIssue(index))
+    }
+
+    func nextOperation(_ rng: inout SimulationRandom) -> LedgerOperation {
+        let key = Self.keys[Int(rng.between(0, UInt64(Self.keys.count - 1)))]
+        let value = Array("v\(rng.next() % 1000)".utf8)
+        switch rng.between(0, 99) {
+        case 0..<30: return .put(key: key, value: value)
+        case 30..<45: return .cas(key: key, expectedVersion: versions[key] ?? 0, value: value)
+        case 45..<70: return .get(key: key)
+        case 70..<85:
+            return .add(key: Array("acct\(rng.between(0, 2))".utf8), delta: Int64(rng.between(0, 20)) - 10, min: 0, max: 1000)
+        case 85..<92: return .delete(key: key)
+        default: return .range(start: [], end: [], limit: 10)
+        }
+    }
+}
+
+extension LedgerOperation {
+    /// The key of a single-key operation.
+    var singleKey: [UInt8]? {
+        switch self {
+        case let .put(key, _), let .delete(key), let .cas(key, _, _), let .add(key, _, _, _), let .get(key): return key
+        case .txn, .range: return nil
+        }
+    }
+}

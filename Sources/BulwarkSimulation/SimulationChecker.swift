@@ -1,0 +1,107 @@
+import BulwarkConsensus
+import BulwarkCore
+
+/// The properties every simulated run must have (DESIGN.md §7, PITFALLS "Properties to check").
+struct SimulationChecker {
+    let simulation: Simulation
+    var config: ClusterConfig { simulation.config }
+
+    func check() {
+        let nodes = simulation.nodes
+        simulation.report.heights = nodes.map { UInt64($0.log.count) }
+        simulation.report.maxView = nodes.compactMap { $0.core?.view }.max() ?? 0
+        checkAgreement()
+        checkChains()
+        checkExecution()
+        checkLiveness()
+    }
+
+    func fail(_ message: String) { simulation.report.failures.append(message) }
+
+    /// Agreement: no two replicas hold different blocks, or different state roots, at one height.
+    func checkAgreement() {
+        let logs = simulation.nodes.map(\.log)
+        let top = logs.map(\.count).max() ?? 0
+        guard top > 0 else { return }
+        for index in 0..<top {
+            let hashes = Set(logs.filter { $0.count > index }.map { $0[index].block.hash })
+            if hashes.count > 1 { return fail("agreement: replicas hold \(hashes.count) different blocks at height \(index + 1)") }
+        }
+        for height in simulation.stateRoots.keys.sorted() {
+            let roots = Set(simulation.stateRoots[height]!.values)
+            if roots.count > 1 { return fail("agreement: replicas report \(roots.count) state roots at height \(height)") }
+        }
+    }
+
+    /// Every replica's ledger is a valid hash chain of blocks with valid commit certificates
+    /// and valid client signatures.
+    func checkChains() {
+        for node in simulation.nodes {
+            var tip = ChainTip.genesis
+            for entry in node.log {
+                do { tip = try tip.verifyNext(entry, config: config, verifier: simulation.verifier) } catch {
+                    return fail("chain: replica \(node.id): \(error)")
+                }
+            }
+        }
+    }
+
+    /// Validity and exactly-once: replaying the longest ledger, every request was issued by a
+    /// workload client, each executes once, and each result a client accepted is the result
+    /// the ledger gives.
+    func checkExecution() {
+        guard let longest = simulation.nodes.map(\.log).max(by: { $0.count < $1.count }) else { return }
+        let issued = Dictionary(uniqueKeysWithValues: simulation.clients.map { ($0.key.publicKey, $0.issued) })
+        var state = KeyValueState(limits: config.parameters)
+        var executions: [RequestIdentity: Int] = [:]
+        var results: [RequestIdentity: [UInt8]] = [:]
+        for entry in longest {
+            let outcomes = state.execute(entry.block)
+            for (request, outcome) in zip(entry.block.requests, outcomes) {
+                guard let last = issued[request.client], request.requestID >= 1, request.requestID <= last else {
+                    return fail("validity: height \(entry.block.height) holds a request no client issued")
+                }
+                if case let .executed(result) = outcome {
+                    let id = RequestIdentity(client: request.client, requestID: request.requestID)
+                    executions[id, default: 0] += 1
+                    results[id] = result.encoded()
+                }
+            }
+        }
+        if let twice = executions.first(where: { $0.value > 1 }) {
+            return fail("exactly-once: request \(twice.key.requestID) of a client executed \(twice.value) times")
+        }
+        for client in simulation.clients {
+            for op in client.completed {
+                let id = RequestIdentity(client: op.request.client, requestID: op.request.requestID)
+                guard executions[id] == 1 else {
+                    return fail("durability: client \(client.index) request \(op.request.requestID) was acknowledged but is not in the ledger")
+                }
+                guard results[id] == op.result else {
+                    return fail("results: client \(client.index) request \(op.request.requestID) accepted a result the ledger does not give")
+                }
+            }
+        }
+    }
+
+    /// Once faults end, every request completes, every replica catches up, and a crashed
+    /// primary was replaced by a view change with commits continuing.
+    func checkLiveness() {
+        for client in simulation.clients where !client.isDone {
+            fail("liveness: client \(client.index) finished \(client.completed.count) of \(simulation.options.requestsPerClient) requests by \(simulation.options.deadlineMs)ms")
+        }
+        let heights = simulation.report.heights
+        if Set(heights).count > 1 {
+            fail("liveness: replicas did not catch up: heights \(heights.map(String.init).joined(separator: "/"))")
+        }
+        if let crashHeight = simulation.report.primaryCrashedAtHeight {
+            if simulation.report.maxView == 0 { fail("view change: the primary crashed but no replica left view 0") }
+            if (heights.max() ?? 0) <= crashHeight { fail("view change: no commits after the primary crashed at height \(crashHeight)") }
+        }
+    }
+}
+
+struct RequestIdentity: Hashable {
+    var client: PublicKey
+    var requestID: UInt64
+}

@@ -1,0 +1,86 @@
+import ArgumentParser
+import BulwarkSimulation
+import Foundation
+
+@main
+struct BulwarkSim: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bulwark-sim",
+        abstract: "Run deterministic whole-cluster simulations of Bulwark.",
+        discussion: """
+            Each seed runs a cluster of real replicas against a simulated network, disk and clock \
+            with faults (loss, duplication, reordering, partitions, crashes), then checks \
+            agreement, chain validity, exactly-once execution, durability and liveness. With \
+            --seeds, each seed draws its own fault mix; a failing seed prints the command that \
+            replays it exactly.
+            """
+    )
+
+    @Option(help: "Run one seed.") var seed: UInt64?
+    @Option(help: ArgumentHelp("Run a range of seeds, e.g. 1..200 (each with its own fault mix).", valueName: "A..B"))
+    var seeds: String?
+    @Option(help: "Replicas per cluster (at least 4).") var replicas = 4
+    @Option(help: "Clients (with --seed).") var clients: Int?
+    @Option(help: "Requests per client (with --seed).") var requests: Int?
+    @Option(help: "Message loss while faults are active, per mille (with --seed).") var drop: UInt32?
+    @Option(help: "Message duplication, per mille (with --seed).") var duplicate: UInt32?
+    @Option(help: "Maximum extra delay per message in ms (with --seed).") var jitter: UInt64?
+    @Option(help: "Number of partitions (with --seed).") var partitions: Int?
+    @Option(help: "Number of replica crashes (with --seed).") var crashes: Int?
+    @Flag(name: .customLong("crash-primary"), help: "Crash the primary in the middle of the load (with --seed).")
+    var crashPrimary = false
+    @Flag(help: "Print only failures and the final line.") var quiet = false
+
+    func validate() throws {
+        guard (seed == nil) != (seeds == nil) else { throw ValidationError("give exactly one of --seed N or --seeds A..B") }
+        guard replicas >= 4 else { throw ValidationError("--replicas must be at least 4") }
+        if seeds != nil, seedRange == nil { throw ValidationError("--seeds must look like 1..200, with A ≤ B") }
+        if let drop, drop > 1000 { throw ValidationError("--drop is per mille: 0...1000") }
+    }
+
+    var seedRange: ClosedRange<UInt64>? {
+        guard let seeds else { return nil }
+        let parts = seeds.components(separatedBy: "..")
+        guard parts.count == 2, let low = UInt64(parts[0]), let high = UInt64(parts[1]), low <= high else { return nil }
+        return low...high
+    }
+
+    func options(for seed: UInt64) -> SimulationOptions {
+        var options = SimulationOptions.mixed(seed: seed, replicas: replicas)
+        guard self.seed != nil else { return options }
+        if let clients { options.clients = clients }
+        if let requests { options.requestsPerClient = requests }
+        if let drop { options.dropPerMille = drop }
+        if let duplicate { options.duplicatePerMille = duplicate }
+        if let jitter { options.jitterMsMax = jitter }
+        if let partitions { options.partitions = partitions }
+        if let crashes { options.crashes = crashes }
+        if crashPrimary { options.crashPrimary = true }
+        return options
+    }
+
+    func run() throws {
+        let range = seed.map { $0...$0 } ?? seedRange!
+        let started = ContinuousClock.now
+        var failed: [SimulationOptions] = []
+        var passed = 0
+        for seed in range {
+            let options = options(for: seed)
+            if !quiet { print("run \(options)") }
+            let report = Simulation(options: options).run()
+            if report.passed {
+                passed += 1
+                if !quiet { print(report.summary) }
+            } else {
+                failed.append(options)
+                print(report.summary)
+                for failure in report.failures { print("  \(failure)") }
+                print("  replay: \(options.replayCommand)")
+            }
+
+        }
+        let elapsed = ContinuousClock.now - started
+        print("\(passed) passed, \(failed.count) failed (\(range.count) seeds, \(replicas) replicas, \(elapsed.formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 1)))))")
+        if !failed.isEmpty { throw ExitCode.failure }
+    }
+}
