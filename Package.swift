@@ -54,6 +54,10 @@ let package = Package(
             name: "BulwarkCoreTests",
             dependencies: ["BulwarkCore"]
         ),
+        .testTarget(
+            name: "BulwarkConsensusTests",
+            dependencies: ["BulwarkCore", "BulwarkConsensus", "BulwarkSimulation"]
+        ),
 
     ]
 )

@@ -43,7 +43,7 @@ extension Replica {
                 emit(.fault("at height \(height) this replica's state root \(own.stateRoot.short) disagrees with a quorum's \(reference.stateRoot.short)"))
                 return
             }
-            makeStable(CheckpointProof(certificate: certificate, header: block.header, historyBefore: block.tipBefore.history))
+            makeStable(CheckpointProof(certificate: certificate, header: block.header, historyBefore: block.historyBefore))
             return
         }
     }
@@ -125,7 +125,8 @@ extension Replica {
     }
 
     /// The shell fetched and verified blocks up to `tip` and executed them.
-    mutating func stateTransferred(tip: ChainTip, checkpoint: CheckpointProof?, clients transferred: [Reply]) {
+    mutating func stateTransferred(tip: ChainTip, checkpoint: CheckpointProof?, clients transferred: [Reply],
+                                   executed: [ExecutedCheckpoint]) {
         if let target = stateTransferTarget, tip.height >= target { stateTransferTarget = nil }
         guard tip.height > chain.height else { return }
         chain = tip
@@ -136,10 +137,10 @@ extension Replica {
             pool.removeExecuted(client: reply.client, upTo: reply.requestID)
         }
         if let checkpoint, checkpoint.height > lowWatermark, checkpoint.height <= tip.height { makeStable(checkpoint) }
+        adoptExecuted(executed)
         // Slots at or below the new tip are done; drop them so delivery resumes above.
         for height in slots.keys where height <= tip.height { slots[height] = nil }
         for height in waitingPrePrepares.keys where height <= tip.height { waitingPrePrepares[height] = nil }
-        for height in delivered.keys where height <= tip.height { delivered[height] = nil }
         if nextProposal <= tip.height { nextProposal = tip.height + 1 }
         // Pre-prepares above the new tip may now link.
         if let next = waitingPrePrepares.removeValue(forKey: tip.height + 1) { receivePrePrepare(next) }

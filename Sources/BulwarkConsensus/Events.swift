@@ -39,8 +39,10 @@ public enum Event: Sendable {
     /// The shell executed the block at `height` (delivered by `.execute`), in order.
     case executed(height: Height, stateRoot: Digest, replies: [Reply])
     /// The shell finished a state transfer: the ledger now ends at `tip`, with `checkpoint`
-    /// the newest stable checkpoint it verified and `clients` the state's deduplication table.
-    case stateTransferred(tip: ChainTip, checkpoint: CheckpointProof?, clients: [Reply])
+    /// the newest stable checkpoint it verified, `clients` the state's deduplication table, and
+    /// `executed` the state after each checkpoint height it executed on the way (so this replica
+    /// signs those checkpoints like any other, and stable checkpoints keep forming).
+    case stateTransferred(tip: ChainTip, checkpoint: CheckpointProof?, clients: [Reply], executed: [ExecutedCheckpoint])
 }
 
 /// Outputs of the core, to be carried out in order: a `persist` comes before the sends that
@@ -89,6 +91,21 @@ public enum RejectReason: String, Hashable, Sendable, CaseIterable {
     case oversized
 }
 
+/// The state after a checkpoint-height block that the shell executed outside the normal path
+/// (state transfer, or replaying the ledger on restart).
+public struct ExecutedCheckpoint: Hashable, Sendable {
+    public var header: BlockHeader
+    /// The history accumulator before this block.
+    public var historyBefore: MerkleAccumulator
+    public var stateRoot: Digest
+
+    public init(header: BlockHeader, historyBefore: MerkleAccumulator, stateRoot: Digest) {
+        self.header = header
+        self.historyBefore = historyBefore
+        self.stateRoot = stateRoot
+    }
+}
+
 /// What a restarting replica recovers from disk.
 public struct Recovery: Sendable {
     /// The end of the durable ledger.
@@ -99,11 +116,15 @@ public struct Recovery: Sendable {
     public var wal: [WALRecord]
     /// The state machine's deduplication table.
     public var clients: [Reply]
+    /// Checkpoint heights above `checkpoint` that the ledger holds, with their state.
+    public var executed: [ExecutedCheckpoint]
 
-    public init(tip: ChainTip, checkpoint: CheckpointProof?, wal: [WALRecord], clients: [Reply]) {
+    public init(tip: ChainTip, checkpoint: CheckpointProof?, wal: [WALRecord], clients: [Reply],
+                executed: [ExecutedCheckpoint] = []) {
         self.tip = tip
         self.checkpoint = checkpoint
         self.wal = wal
         self.clients = clients
+        self.executed = executed
     }
 }

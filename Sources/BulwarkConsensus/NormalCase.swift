@@ -102,9 +102,7 @@ extension Replica {
 
     /// The chain position a block at `height` must link to, if known.
     func predecessorTip(of height: Height) -> ChainTip? {
-        if height == chain.height + 1 { return chain }
-        if let d = delivered[height] { return d.tipBefore }
-        return slots[height - 1]?.tipAfter
+        height == chain.height + 1 ? chain : slots[height - 1]?.tipAfter
     }
 
     // MARK: Pre-prepare
@@ -114,6 +112,8 @@ extension Replica {
         guard pp.view == view, !isChangingView else { return reject(.wrongView) }
         let height = pp.height
         guard height > lowWatermark, height <= highWatermark else { return reject(.outsideWatermarks) }
+        // Already delivered here (a retransmission reaching a replica that caught up).
+        guard height > chain.height else { return }
         if let existing = slots[height]?.prePrepare {
             if existing.blockHash != pp.blockHash { reject(.conflictingPrePrepare) }
             return
@@ -145,7 +145,6 @@ extension Replica {
         // The proposer's clock may differ from ours, but not by more than the bound.
         let skew = parameters.timestampSkewMsMax
         guard header.timestampMs <= nowMs + skew, header.timestampMs + skew >= nowMs else { return false }
-        if let d = delivered[pp.height], d.hash != pp.blockHash { return false }
         return hasValidRequests(pp.block)
     }
 
@@ -270,7 +269,7 @@ extension Replica {
                 .sorted { $0.replica < $1.replica }
                 .map { Vote(replica: $0.replica, signature: $0.signature) }
             let certificate = CommitCertificate(height: pp.height, view: view, blockHash: pp.blockHash, votes: votes)
-            delivered[pp.height] = DeliveredBlock(header: pp.block.header, hash: pp.blockHash, tipBefore: chain)
+            delivered[pp.height] = DeliveredBlock(header: pp.block.header, hash: pp.blockHash, historyBefore: chain.history)
             lastCommitProof = CommitProof(header: pp.block.header, certificate: certificate)
             chain = chain.appending(pp.block.header, hash: pp.blockHash)
             for request in pp.block.requests {
@@ -295,14 +294,29 @@ extension Replica {
             pool.removeExecuted(client: reply.client, upTo: reply.requestID)
             emit(.reply(reply))
         }
-        if height % parameters.checkpointInterval == 0, let block = delivered[height] {
-            let checkpoint = Checkpoint.signed(height: height, blockHash: block.hash, stateRoot: stateRoot, by: key,
-                                               replica: id, cluster: cluster)
-            ownCheckpoints[height] = checkpoint
-            checkpointVotes[height, default: [:]][id] = checkpoint
-            emit(.broadcast(.checkpoint(checkpoint)))
-            checkStable(height)
-        }
+        if let block = delivered[height] { signCheckpoint(height: height, blockHash: block.hash, stateRoot: stateRoot) }
         proposeBatches(flush: false)
+    }
+
+    /// PBFT's CHECKPOINT for an executed checkpoint height: deterministic from the state, so
+    /// signing it again after a restart cannot equivocate.
+    mutating func signCheckpoint(height: Height, blockHash: Digest, stateRoot: Digest) {
+        guard height % parameters.checkpointInterval == 0, height > lowWatermark, height <= highWatermark else { return }
+        let checkpoint = Checkpoint.signed(height: height, blockHash: blockHash, stateRoot: stateRoot, by: key,
+                                           replica: id, cluster: cluster)
+        ownCheckpoints[height] = checkpoint
+        checkpointVotes[height, default: [:]][id] = checkpoint
+        emit(.broadcast(.checkpoint(checkpoint)))
+        checkStable(height)
+    }
+
+    /// Records checkpoint heights executed outside the normal path and signs their checkpoints.
+    mutating func adoptExecuted(_ executed: [ExecutedCheckpoint]) {
+        for item in executed.sorted(by: { $0.header.height < $1.header.height })
+        where item.header.height > lowWatermark && item.header.height <= lastExecuted {
+            let hash = item.header.hash
+            delivered[item.header.height] = DeliveredBlock(header: item.header, hash: hash, historyBefore: item.historyBefore)
+            signCheckpoint(height: item.header.height, blockHash: hash, stateRoot: item.stateRoot)
+        }
     }
 }

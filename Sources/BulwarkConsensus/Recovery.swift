@@ -56,6 +56,9 @@ extension Replica {
             self.ownViewChange = vc
             viewChanges[id] = vc
         }
+        // Checkpoints of blocks replayed from the ledger are re-signed in `start`.
+        adoptExecuted(recovery.executed)
+        output = []
         guard !isChangingView else { return }
         for pp in prePrepares.sorted(by: { $0.height < $1.height })
         where pp.view == view && pp.height > chain.height && slots[pp.height]?.prePrepare == nil {

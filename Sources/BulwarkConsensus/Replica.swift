@@ -134,7 +134,8 @@ public struct Replica: Sendable {
         case let .clientRequest(request): receiveRequest(request, fromClient: true)
         case let .timerFired(timer): timerFired(timer)
         case let .executed(height, stateRoot, replies): executed(height: height, stateRoot: stateRoot, replies: replies)
-        case let .stateTransferred(tip, checkpoint, clients): stateTransferred(tip: tip, checkpoint: checkpoint, clients: clients)
+        case let .stateTransferred(tip, checkpoint, clients, executed):
+            stateTransferred(tip: tip, checkpoint: checkpoint, clients: clients, executed: executed)
         }
         checkInvariants()
         return takeOutput()
@@ -243,9 +244,9 @@ struct Slot: Sendable {
     var committed = false
 }
 
-/// A delivered block above the stable checkpoint.
+/// A delivered block above the stable checkpoint: what a checkpoint proof for it needs.
 struct DeliveredBlock: Sendable {
     var header: BlockHeader
     var hash: Digest
-    var tipBefore: ChainTip
+    var historyBefore: MerkleAccumulator
 }

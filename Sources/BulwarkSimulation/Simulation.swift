@@ -20,6 +20,8 @@ public final class Simulation {
     var groups: [Int]?
     var finished = false
     var report: SimulationReport
+    /// Receives one line per notable event (view changes, crashes, state transfers) when set.
+    public var trace: ((String) -> Void)?
     /// State root each replica reported after each height, for the agreement checker.
     var stateRoots: [Height: [Int: Digest]] = [:]
 
@@ -123,8 +125,12 @@ public final class Simulation {
             report.primaryCrashedAtHeight = nodes.compactMap { $0.core?.chain.height }.max() ?? 0
             crash(primary, torn: false, downMs: downMs)
         case let .restart(node): if nodes[node].core == nil { boot(nodes[node]) }
-        case let .partition(groups): self.groups = groups
-        case .heal: groups = nil
+        case let .partition(groups):
+            trace?("\(now)ms partition \(groups)")
+            self.groups = groups
+        case .heal:
+            trace?("\(now)ms partition healed")
+            groups = nil
         case .endOfFaults:
             groups = nil
             for node in nodes where node.core == nil { boot(node) }
@@ -206,12 +212,19 @@ public final class Simulation {
         // Rebuild the state machine from the durable ledger, as a restarted process would.
         node.state = KeyValueState(limits: config.parameters)
         var tip = ChainTip.genesis
+        var executed: [ExecutedCheckpoint] = []
+        let checkpoint = node.stable.flatMap { $0.height <= UInt64(node.log.count) ? $0 : nil }
         for entry in node.log {
+            let before = tip
             _ = node.state.execute(entry.block)
             tip = tip.appending(entry.block.header, hash: entry.block.hash)
+            if tip.height > (checkpoint?.height ?? 0), tip.height % config.parameters.checkpointInterval == 0 {
+                executed.append(ExecutedCheckpoint(header: entry.block.header, historyBefore: before.history,
+                                                   stateRoot: node.state.stateRoot))
+            }
         }
-        let checkpoint = node.stable.flatMap { $0.height <= tip.height ? $0 : nil }
-        let recovery = Recovery(tip: tip, checkpoint: checkpoint, wal: node.wal, clients: clientReplies(node.state))
+        let recovery = Recovery(tip: tip, checkpoint: checkpoint, wal: node.wal, clients: clientReplies(node.state),
+                                executed: executed)
         node.core = Replica(config: config, id: ReplicaID(node.id), key: node.key, verifier: verifier, recovery: recovery)
         let actions = node.core!.start(nowMs: now)
         process(actions, at: node)
@@ -226,6 +239,7 @@ public final class Simulation {
 
     func crash(_ node: SimNode, torn: Bool, downMs: UInt64) {
         guard node.core != nil else { return }
+        trace?("\(now)ms r\(node.id) crashes\(torn ? " mid-step" : "") for \(downMs)ms at height \(node.log.count)")
         if torn {
             // Crash in the middle of the node's next step, after some of its actions.
             node.crashMidStep = downMs
@@ -263,8 +277,6 @@ public final class Simulation {
             switch action {
             case let .persist(record): node.wal.append(record)
             case let .send(message, to): send(message, from: node.id, to: Int(to))
-            case let .broadcast(message):
-                for other in nodes.indices where other != node.id { send(message, from: node.id, to: other) }
             case let .setTimer(timer, afterMs):
                 schedule(at: now + afterMs, .timer(node: node.id, timer, incarnation: node.incarnation))
             case let .execute(block, certificate):
@@ -277,9 +289,18 @@ public final class Simulation {
                 node.stable = proof
                 // Records at or below a stable checkpoint are never needed again.
                 node.wal.removeAll { record in record.height.map { $0 <= proof.height } ?? false }
-            case let .requestStateTransfer(height, checkpoint): transferState(to: node, height: height, checkpoint: checkpoint)
-            case .enteredView: report.viewChanges += 1
+            case let .requestStateTransfer(height, checkpoint):
+                trace?("\(now)ms r\(node.id) state transfer to \(height) from \(node.log.count)")
+                transferState(to: node, height: height, checkpoint: checkpoint)
+            case let .enteredView(view, primary):
+                report.viewChanges += 1
+                trace?("\(now)ms r\(node.id) entered view \(view) (primary \(primary)) at height \(node.log.count)")
+            case let .broadcast(.viewChange(vc)) where vc.replica == ReplicaID(node.id):
+                trace?("\(now)ms r\(node.id) view-change to \(vc.newView) (checkpoint \(vc.checkpointHeight), \(vc.prepared.count) prepared)")
+                for other in nodes.indices where other != node.id { send(.viewChange(vc), from: node.id, to: other) }
             case let .fault(reason): report.failures.append("replica \(node.id) fault at \(now)ms: \(reason)")
+            case let .broadcast(message):
+                for other in nodes.indices where other != node.id { send(message, from: node.id, to: other) }
             }
         }
         for event in followUps where node.core != nil { step(node, event) }
@@ -309,7 +330,7 @@ public final class Simulation {
     func transferState(to node: SimNode, height: Height, checkpoint: CheckpointProof?) {
         let have = node.log.count
         guard have < Int(height) else {
-            step(node, .stateTransferred(tip: node.core!.chain, checkpoint: nil, clients: clientReplies(node.state)))
+            step(node, .stateTransferred(tip: node.core!.chain, checkpoint: nil, clients: clientReplies(node.state), executed: []))
             return
         }
         let candidates = nodes.filter {
@@ -332,13 +353,20 @@ public final class Simulation {
             }
             fetched.append(entry)
         }
+        var executed: [ExecutedCheckpoint] = []
+        var history = node.core!.chain.history
         for entry in fetched {
             node.log.append(entry)
             _ = node.state.execute(entry.block)
-            stateRoots[entry.block.height, default: [:]][node.id] = node.state.stateRoot
+            let root = node.state.stateRoot
+            stateRoots[entry.block.height, default: [:]][node.id] = root
+            if entry.block.height % config.parameters.checkpointInterval == 0 {
+                executed.append(ExecutedCheckpoint(header: entry.block.header, historyBefore: history, stateRoot: root))
+            }
+            history.append(leafHash: MerkleTree.leafHash(entry.block.hash))
         }
         let verified = checkpoint.flatMap { $0.height <= tip.height ? $0 : nil }
-        step(node, .stateTransferred(tip: tip, checkpoint: verified, clients: clientReplies(node.state)))
+        step(node, .stateTransferred(tip: tip, checkpoint: verified, clients: clientReplies(node.state), executed: executed))
     }
 
     /// Called by clients when all have finished: let laggards catch up, then stop.

@@ -30,6 +30,7 @@ struct BulwarkSim: ParsableCommand {
     @Flag(name: .customLong("crash-primary"), help: "Crash the primary in the middle of the load (with --seed).")
     var crashPrimary = false
     @Flag(help: "Print only failures and the final line.") var quiet = false
+    @Flag(help: "Print view changes, crashes, partitions and state transfers as they happen.") var trace = false
 
     func validate() throws {
         guard (seed == nil) != (seeds == nil) else { throw ValidationError("give exactly one of --seed N or --seeds A..B") }
@@ -67,7 +68,9 @@ struct BulwarkSim: ParsableCommand {
         for seed in range {
             let options = options(for: seed)
             if !quiet { print("run \(options)") }
-            let report = Simulation(options: options).run()
+            let simulation = Simulation(options: options)
+            if trace { simulation.trace = { print("  \($0)") } }
+            let report = simulation.run()
             if report.passed {
                 passed += 1
                 if !quiet { print(report.summary) }

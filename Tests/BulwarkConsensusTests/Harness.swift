@@ -1,0 +1,136 @@
+import BulwarkConsensus
+import BulwarkCore
+
+/// Drives a handful of real cores by hand: the test decides what is delivered, when and to
+/// whom; executed blocks go through the real state machine.
+struct Harness {
+    let config: ClusterConfig
+    let keys: [PrivateKey]
+    let verifier = SignatureVerifier()
+    var replicas: [Replica]
+    var states: [KeyValueState]
+    var nowMs: UInt64 = 1_000_000
+    /// Messages in flight: (destination, message).
+    var network: [(to: Int, message: Message)] = []
+    var executed: [[Block]]
+    var replies: [[Reply]]
+    var actions: [[Action]]
+    let client = PrivateKey(seed: Array(repeating: 9, count: 32))!
+
+    init(n: Int = 4, checkpointInterval: UInt64 = 2, window: UInt64 = 4, batchRequestsMax: Int = 1) {
+        keys = (0..<n).map { i in PrivateKey(seed: [UInt8(i + 1)] + Array(repeating: 0, count: 31))! }
+        var parameters = ProtocolParameters()
+        parameters.checkpointInterval = checkpointInterval
+        parameters.watermarkWindow = window
+        parameters.batchRequestsMax = batchRequestsMax
+        parameters.batchDelayMs = 5
+        parameters.viewChangeTimeoutMs = 1000
+        let validators = keys.enumerated().map { i, key in
+            Validator(id: ReplicaID(i), publicKey: key.publicKey,
+                      replicaAddress: Address(host: "h", port: UInt16(100 + 3 * i)),
+                      clientAddress: Address(host: "h", port: UInt16(101 + 3 * i)),
+                      httpAddress: Address(host: "h", port: UInt16(102 + 3 * i)))
+        }
+        config = try! ClusterConfig(clusterID: ClusterID(raw: Bytes32(Array(repeating: 3, count: 32))!),
+                                    validators: validators, parameters: parameters)
+        let verifier = self.verifier
+        let config = self.config
+        replicas = keys.enumerated().map { i, key in
+            Replica(config: config, id: ReplicaID(i), key: key, verifier: verifier)
+        }
+        states = (0..<n).map { _ in KeyValueState(limits: parameters) }
+        executed = Array(repeating: [], count: n)
+        replies = Array(repeating: [], count: n)
+        actions = Array(repeating: [], count: n)
+    }
+
+    var cluster: ClusterID { config.clusterID }
+
+    func request(_ id: UInt64, _ op: LedgerOperation = .put(key: [1], value: [2])) -> Request {
+        Request.signed(by: client, cluster: cluster, requestID: id, operation: op)
+    }
+
+    /// Feeds one event to replica `i` and carries out its actions (sends go into `network`).
+    @discardableResult
+    mutating func step(_ i: Int, _ event: Event) -> [Action] {
+        let out = replicas[i].step(event, nowMs: nowMs)
+        actions[i].append(contentsOf: out)
+        var followUps: [Event] = []
+        for action in out {
+            switch action {
+            case let .broadcast(message):
+                for j in replicas.indices where j != i { network.append((j, message)) }
+            case let .send(message, to): network.append((Int(to), message))
+            case let .execute(block, _):
+                executed[i].append(block)
+                let outcomes = states[i].execute(block)
+                let blockReplies: [Reply] = zip(block.requests, outcomes).compactMap { request, outcome in
+                    switch outcome {
+                    case let .executed(r), let .duplicate(r):
+                        return Reply(client: request.client, requestID: request.requestID, height: block.height, result: r.encoded())
+                    case .stale: return nil
+                    }
+                }
+                followUps.append(.executed(height: block.height, stateRoot: states[i].stateRoot, replies: blockReplies))
+            case let .reply(reply): replies[i].append(reply)
+            default: break
+            }
+        }
+        for event in followUps { step(i, event) }
+        return out
+    }
+
+    /// Delivers queued messages (those `deliver` accepts) until none are left; others are dropped.
+    mutating func run(deliver: (Int, Message) -> Bool = { _, _ in true }, rounds: Int = 10_000) {
+        var count = 0
+        while !network.isEmpty && count < rounds {
+            let (to, message) = network.removeFirst()
+            count += 1
+            if deliver(to, message) { step(to, .message(message)) }
+        }
+    }
+
+    /// The primary's batch timer firing.
+    mutating func fireBatch(_ i: Int = 0) { step(i, .timerFired(.batch)) }
+
+    func signedPrePrepare(view: View, height: Height, requests: [Request], by replica: Int,
+                          prev: ChainTip = .genesis, timestampMs: UInt64? = nil, txRoot: Digest? = nil) -> PrePrepare {
+        let header = BlockHeader(clusterID: cluster, height: height, view: view, timestampMs: timestampMs ?? nowMs,
+                                 proposer: ReplicaID(replica), prevBlockHash: prev.blockHash,
+                                 txRoot: txRoot ?? Block.txRoot(of: requests, cluster: cluster), historyRoot: prev.history.root)
+        return PrePrepare.signed(view: view, block: Block(header: header, requests: requests), by: keys[replica],
+                                 replica: ReplicaID(replica), cluster: cluster)
+    }
+
+    func prepare(_ pp: PrePrepare, from replica: Int) -> Prepare {
+        Prepare.signed(view: pp.view, height: pp.height, blockHash: pp.blockHash, by: keys[replica],
+                       replica: ReplicaID(replica), cluster: cluster)
+    }
+
+    func commit(_ pp: PrePrepare, from replica: Int, view: View? = nil) -> Commit {
+        Commit.signed(view: view ?? pp.view, height: pp.height, blockHash: pp.blockHash, by: keys[replica],
+                      replica: ReplicaID(replica), cluster: cluster)
+    }
+}
+
+extension Action {
+    var broadcastMessage: Message? {
+        if case let .broadcast(m) = self { return m }
+        return nil
+    }
+
+    var persisted: WALRecord? {
+        if case let .persist(r) = self { return r }
+        return nil
+    }
+}
+
+extension [Action] {
+    var broadcasts: [Message] { compactMap(\.broadcastMessage) }
+    var persisted: [WALRecord] { compactMap(\.persisted) }
+    var viewChanges: [ViewChange] { broadcasts.compactMap { if case let .viewChange(v) = $0 { return v } else { return nil } } }
+    var newViews: [NewView] { broadcasts.compactMap { if case let .newView(v) = $0 { return v } else { return nil } } }
+    var prepares: [Prepare] { broadcasts.compactMap { if case let .prepare(v) = $0 { return v } else { return nil } } }
+    var commits: [Commit] { broadcasts.compactMap { if case let .commit(v) = $0 { return v } else { return nil } } }
+    var prePrepares: [PrePrepare] { broadcasts.compactMap { if case let .prePrepare(v) = $0 { return v } else { return nil } } }
+}

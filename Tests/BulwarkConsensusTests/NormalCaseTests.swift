@@ -1,0 +1,188 @@
+import BulwarkConsensus
+import BulwarkCore
+import Testing
+
+/// PBFT normal case (TOCS §4.2–4.3), one rule per test.
+@Suite struct NormalCaseTests {
+    @Test func aRequestCommitsAndExecutesOnEveryReplica() {
+        var h = Harness()
+        for i in 0..<4 { h.step(i, .clientRequest(h.request(1))) }
+        h.run()
+        #expect(h.executed.allSatisfy { $0.count == 1 && $0[0].requests == [h.request(1)] })
+        #expect(Set(h.executed.map { $0[0].hash }).count == 1)
+        #expect(h.replies.allSatisfy { $0.count == 1 && $0[0].requestID == 1 })
+        #expect(h.replicas.allSatisfy { $0.chain.height == 1 && $0.lastExecuted == 1 })
+    }
+
+    @Test func thePrimaryBatchesUntilTheDelayRunsOut() {
+        var h = Harness(batchRequestsMax: 8)
+        let out = h.step(0, .clientRequest(h.request(1)))
+        #expect(out.prePrepares.isEmpty)
+        #expect(out.contains { if case .setTimer(.batch, 5) = $0 { return true } else { return false } })
+        h.step(0, .clientRequest(h.request(2)))
+        let flushed = h.step(0, .timerFired(.batch))
+        #expect(flushed.prePrepares.count == 1)
+        #expect(flushed.prePrepares[0].block.requests.count == 2)
+    }
+
+    /// Persist-before-send: every message a replica signs is recorded before it is sent.
+    @Test func everySignedMessageIsPersistedBeforeItIsSent() {
+        var h = Harness()
+        for i in 0..<4 { h.step(i, .clientRequest(h.request(1))) }
+        h.run()
+        for i in 0..<4 {
+            var persisted: [Message] = []
+            for action in h.actions[i] {
+                switch action {
+                case let .persist(.sent(message)): persisted.append(message)
+                case let .broadcast(message):
+                    switch message {
+                    case .prePrepare, .prepare, .commit, .viewChange, .newView:
+                        #expect(persisted.contains(message), "replica \(i) sent \(message.kind) before persisting it")
+                    default: break
+                    }
+                default: break
+                }
+            }
+        }
+        // A commit is only sent after its prepared certificate is on disk (amnesia).
+        for i in 1..<4 {
+            let records = h.actions[i]
+            let preparedIndex = records.firstIndex { if case .persist(.prepared) = $0 { return true } else { return false } }
+            let commitIndex = records.firstIndex { if case .broadcast(.commit) = $0 { return true } else { return false } }
+            #expect(preparedIndex != nil && commitIndex != nil && preparedIndex! < commitIndex!)
+        }
+    }
+
+    /// prepared needs quorum−1 prepares from *distinct* backups: one backup twice is one vote.
+    @Test func duplicateSendersDoNotMakeAQuorum() {
+        var h = Harness()
+        let pp = h.signedPrePrepare(view: 0, height: 1, requests: [h.request(1)], by: 0)
+        h.step(1, .message(.prePrepare(pp)))  // replica 1 prepares: 1 of 2 needed
+        let again = h.step(1, .message(.prepare(h.prepare(pp, from: 2))))
+        #expect(again.commits.count == 1)
+        var h2 = Harness()
+        h2.step(1, .message(.prePrepare(pp)))
+        let first = h2.step(1, .message(.prepare(h2.prepare(pp, from: 1))))  // its own again, as if from the network
+        let duplicate = h2.step(1, .message(.prepare(h2.prepare(pp, from: 1))))
+        #expect(first.commits.isEmpty && duplicate.commits.isEmpty)
+    }
+
+    @Test func aPrepareFromThePrimaryIsNeverCounted() {
+        var h = Harness()
+        let pp = h.signedPrePrepare(view: 0, height: 1, requests: [h.request(1)], by: 0)
+        h.step(1, .message(.prePrepare(pp)))
+        let out = h.step(1, .message(.prepare(h.prepare(pp, from: 0))))
+        #expect(out.commits.isEmpty)
+        #expect(h.replicas[1].rejections[.primaryPrepare] == 1)
+    }
+
+    @Test func aPrePrepareFromANonPrimaryIsRejected() {
+        var h = Harness()
+        let forged = h.signedPrePrepare(view: 0, height: 1, requests: [h.request(1)], by: 2)
+        let out = h.step(1, .message(.prePrepare(forged)))
+        #expect(out.prepares.isEmpty)
+        #expect(h.replicas[1].rejections[.notFromPrimary] == 1)
+    }
+
+    @Test func aPrePrepareOutsideTheWatermarksIsRejected() {
+        var h = Harness(window: 4)
+        let far = h.signedPrePrepare(view: 0, height: 5, requests: [h.request(1)], by: 0)
+        let out = h.step(1, .message(.prePrepare(far)))
+        #expect(out.isEmpty)
+        #expect(h.replicas[1].rejections[.outsideWatermarks] == 1)
+    }
+
+    @Test func aSecondPrePrepareForTheSameHeightIsRejected() {
+        var h = Harness()
+        let first = h.signedPrePrepare(view: 0, height: 1, requests: [h.request(1)], by: 0)
+        let second = h.signedPrePrepare(view: 0, height: 1, requests: [h.request(2)], by: 0)
+        #expect(h.step(1, .message(.prePrepare(first))).prepares.count == 1)
+        #expect(h.step(1, .message(.prePrepare(second))).prepares.isEmpty)
+        #expect(h.replicas[1].rejections[.conflictingPrePrepare] == 1)
+    }
+
+    @Test func blocksThatBreakTheHeaderRulesAreRejected() {
+        let h = Harness()
+        var forgedRequest = h.request(1)
+        forgedRequest.operation = .put(key: [6], value: [6])  // signature no longer matches
+        let cases: [PrePrepare] = [
+            h.signedPrePrepare(view: 0, height: 1, requests: [forgedRequest], by: 0),
+            h.signedPrePrepare(view: 0, height: 1, requests: [h.request(1)], by: 0, txRoot: .zero),
+            h.signedPrePrepare(view: 0, height: 1, requests: [h.request(1)], by: 0,
+                               prev: ChainTip(height: 0, blockHash: Digest.sha256([1]), timestampMs: 0, history: .init())),
+            h.signedPrePrepare(view: 0, height: 1, requests: [h.request(1)], by: 0, timestampMs: h.nowMs + 3_600_000),
+            h.signedPrePrepare(view: 0, height: 1, requests: [h.request(1), h.request(1)], by: 0),
+        ]
+        for pp in cases {
+            var fresh = Harness()
+            #expect(fresh.step(1, .message(.prePrepare(pp))).prepares.isEmpty)
+            #expect(fresh.replicas[1].rejections[.invalidBlock] == 1)
+        }
+    }
+
+    @Test func aBadSignatureIsCountedAndDropped() {
+        var h = Harness()
+        var pp = h.signedPrePrepare(view: 0, height: 1, requests: [h.request(1)], by: 0)
+        pp.signature = Signature(Array(repeating: 0x11, count: 64))!
+        #expect(h.step(1, .message(.prePrepare(pp))).isEmpty)
+        #expect(h.replicas[1].rejections[.badSignature] == 1)
+    }
+
+    /// Several heights in flight; commits for height 2 arriving first still execute 1 then 2.
+    @Test func executionIsStrictlyInHeightOrder() {
+        var h = Harness()
+        let pp1 = h.signedPrePrepare(view: 0, height: 1, requests: [h.request(1)], by: 0)
+        let tip1 = ChainTip.genesis.appending(pp1.block.header, hash: pp1.blockHash)
+        let pp2 = h.signedPrePrepare(view: 0, height: 2, requests: [h.request(2)], by: 0, prev: tip1)
+        // Height 2 arrives first: kept until height 1 links it.
+        #expect(h.step(1, .message(.prePrepare(pp2))).prepares.isEmpty)
+        #expect(h.step(1, .message(.prePrepare(pp1))).prepares.count == 2)
+        for pp in [pp2, pp1] {
+            h.step(1, .message(.prepare(h.prepare(pp, from: 2))))
+            h.step(1, .message(.prepare(h.prepare(pp, from: 3))))
+        }
+        for from in [0, 2] { h.step(1, .message(.commit(h.commit(pp2, from: from)))) }
+        #expect(h.executed[1].isEmpty)
+        for from in [0, 2] { h.step(1, .message(.commit(h.commit(pp1, from: from)))) }
+        #expect(h.executed[1].map(\.height) == [1, 2])
+    }
+
+    /// A retried request gets the cached reply; an older request id is ignored.
+    @Test func clientsAreDeduplicated() {
+        var h = Harness()
+        for i in 0..<4 { h.step(i, .clientRequest(h.request(5))) }
+        h.run()
+        #expect(h.replies[1].count == 1)
+        let retry = h.step(1, .clientRequest(h.request(5)))
+        #expect(retry.contains { if case let .reply(r) = $0 { return r.requestID == 5 } else { return false } })
+        let stale = h.step(1, .clientRequest(h.request(4)))
+        #expect(stale.isEmpty)
+        #expect(h.replicas[1].rejections[.staleRequest] == 1)
+        // The primary never proposes the executed request again.
+        #expect(h.step(0, .timerFired(.batch)).prePrepares.isEmpty)
+    }
+
+    @Test func requestsWithBadSignaturesAreRefused() {
+        var h = Harness()
+        var bad = h.request(1)
+        bad.signature = Signature(Array(repeating: 1, count: 64))!
+        #expect(h.step(0, .clientRequest(bad)).isEmpty)
+        #expect(h.replicas[0].rejections[.invalidRequest] == 1)
+        #expect(h.step(0, .timerFired(.batch)).prePrepares.isEmpty)
+    }
+
+    @Test func messagesRoundTripThroughTheCodec() throws {
+        var h = Harness()
+        for i in 0..<4 { h.step(i, .clientRequest(h.request(1))) }
+        h.run()
+        let messages = h.actions.flatMap(\.broadcasts)
+        #expect(messages.count > 5)
+        for message in messages {
+            let bytes = message.encoded()
+            #expect(try Message(decoding: bytes) == message)
+            #expect(throws: CodecError.self) { _ = try Message(decoding: Array(bytes.dropLast())) }
+        }
+        for record in h.actions.flatMap(\.persisted) { #expect(try WALRecord(decoding: record.encoded()) == record) }
+    }
+}

@@ -1,0 +1,174 @@
+import BulwarkConsensus
+import BulwarkCore
+import Testing
+
+extension Harness {
+    /// Fires the request timer replica `i` armed most recently, after its deadline.
+    mutating func fireRequestTimer(_ i: Int) {
+        let generation = actions[i].compactMap { action -> UInt64? in
+            if case let .setTimer(.request(generation), _) = action { return generation }
+            return nil
+        }.last
+        guard let generation else { return }
+        nowMs += 10_000
+        step(i, .timerFired(.request(generation: generation)))
+    }
+
+    /// A request reaches every replica, the primary proposes it, and everyone prepares, but no
+    /// COMMIT is delivered: the block is prepared at every backup and committed nowhere.
+    mutating func prepareWithoutCommitting(_ id: UInt64) -> PrePrepare {
+        for i in replicas.indices { step(i, .clientRequest(request(id))) }
+        run(deliver: { _, message in if case .commit = message { return false } else { return true } })
+        return actions[0].prePrepares.last!
+    }
+}
+
+/// View changes (TOCS §4.4–4.5).
+@Suite struct ViewChangeTests {
+    @Test func anExpiredRequestTimerStartsAPersistedViewChange() {
+        var h = Harness()
+        _ = h.prepareWithoutCommitting(1)
+        h.fireRequestTimer(2)
+        let out = h.actions[2].suffix(3)
+        let vc = Array(out).viewChanges.first
+        #expect(vc?.newView == 1)
+        #expect(vc?.prepared.count == 1, "the prepared certificate travels in the view-change")
+        #expect(Array(out).persisted.contains(.sent(.viewChange(vc!))))
+        #expect(h.replicas[2].isChangingView && h.replicas[2].view == 1)
+    }
+
+    /// Given a block prepared in view 0, when a quorum of view-changes reaches the new primary,
+    /// it re-proposes that same block, and it commits in view 1.
+    @Test func aPreparedBlockSurvivesTheViewChange() {
+        var h = Harness()
+        let prepared = h.prepareWithoutCommitting(1)
+        #expect(h.executed.allSatisfy { $0.isEmpty })
+        for i in 1...3 { h.fireRequestTimer(i) }
+        h.run()
+        let newViews = h.actions[1].newViews
+        #expect(newViews.count == 1)
+        #expect(newViews.first?.prePrepares.map(\.blockHash) == [prepared.blockHash])
+        for i in 0..<4 { #expect(h.replicas[i].view == 1 && !h.replicas[i].isChangingView, "replica \(i)") }
+        #expect(h.executed.allSatisfy { $0.map(\.hash) == [prepared.blockHash] })
+    }
+
+    @Test func aNewViewThatDiffersFromTheRecomputedOneIsRejected() {
+        var h = Harness()
+        let prepared = h.prepareWithoutCommitting(1)
+        for i in 1...3 { h.fireRequestTimer(i) }
+        let viewChanges = (1...3).compactMap { h.actions[$0].viewChanges.last }
+        // The new primary drops the prepared block and proposes a null block instead.
+        let header = BlockHeader(clusterID: h.cluster, height: 1, view: 1, timestampMs: 0, proposer: 1,
+                                 prevBlockHash: .zero, txRoot: MerkleTree.emptyRoot, historyRoot: MerkleTree.emptyRoot)
+        let null = PrePrepare.signed(view: 1, block: Block(header: header, requests: []), by: h.keys[1], replica: 1,
+                                     cluster: h.cluster)
+        #expect(null.blockHash != prepared.blockHash)
+        let lying = NewView.signed(view: 1, viewChanges: viewChanges, prePrepares: [null], by: h.keys[1], replica: 1,
+                                   cluster: h.cluster)
+        h.step(2, .message(.newView(lying)))
+        #expect(h.replicas[2].isChangingView)
+        #expect(h.replicas[2].rejections[.invalidNewView] == 1)
+        // Too few view-changes is rejected as well.
+        let thin = NewView.signed(view: 1, viewChanges: Array(viewChanges.prefix(2)), prePrepares: [prepared], by: h.keys[1],
+                                  replica: 1, cluster: h.cluster)
+        h.step(3, .message(.newView(thin)))
+        #expect(h.replicas[3].isChangingView)
+        #expect(h.replicas[3].rejections[.invalidNewView] == 1)
+    }
+
+    /// TOCS §4.5.2: f+1 view-changes for a higher view make a replica join.
+    @Test func fPlusOneViewChangesMakeAReplicaJoin() {
+        var h = Harness()
+        _ = h.prepareWithoutCommitting(1)
+        h.fireRequestTimer(1)
+        let first = h.actions[1].viewChanges.last!
+        h.step(3, .message(.viewChange(first)))
+        #expect(!h.replicas[3].isChangingView, "one replica (f) is not enough")
+        h.fireRequestTimer(2)
+        h.step(3, .message(.viewChange(h.actions[2].viewChanges.last!)))
+        #expect(h.replicas[3].isChangingView && h.replicas[3].view == 1)
+    }
+
+    /// TOCS §4.5.2: when NEW-VIEW does not come, the next view is tried with twice the timeout.
+    @Test func timeoutsDoubleOnConsecutiveViewChanges() {
+        var h = Harness()
+        _ = h.prepareWithoutCommitting(1)
+        for i in [0, 2, 3] { h.fireRequestTimer(i) }
+        // The new primary (replica 1) is unreachable.
+        h.run(deliver: { to, message in to != 1 && message.sender != 1 })
+        func newViewTimeout(_ view: View) -> UInt64? {
+            h.actions[2].compactMap { action -> UInt64? in
+                if case let .setTimer(.newView(v), after) = action, v == view { return after }
+                return nil
+            }.last
+        }
+        let first = newViewTimeout(1)
+        #expect(first != nil)
+        h.step(2, .timerFired(.newView(1)))
+        #expect(h.replicas[2].view == 2)
+        for i in [0, 3] { h.step(i, .timerFired(.newView(1))) }
+        h.run(deliver: { to, message in to != 1 && message.sender != 1 })
+        #expect(newViewTimeout(2) == first.map { $0 * 2 })
+        // View 2's primary is replica 2, which is reachable: the cluster recovers there.
+        #expect(h.replicas[2].view == 2 && !h.replicas[2].isChangingView)
+        #expect(h.executed[0].count == 1)
+    }
+
+    /// Memory stays bounded under a flood of far-future view-changes and heights.
+    @Test func floodsOfFutureViewsAndHeightsAreBounded() {
+        var h = Harness()
+        for view in 1...200 as ClosedRange<View> {
+            let vc = ViewChange.signed(newView: view, checkpoint: nil, prepared: [], by: h.keys[3], replica: 3,
+                                       cluster: h.cluster)
+            h.step(0, .message(.viewChange(vc)))  // the core's invariant check traps if its buffer grows
+        }
+        #expect(h.replicas[0].view == 0 && !h.replicas[0].isChangingView)
+        for height in 100...300 as ClosedRange<Height> {
+            let prepare = Prepare.signed(view: 0, height: height, blockHash: .zero, by: h.keys[2], replica: 2, cluster: h.cluster)
+            h.step(0, .message(.prepare(prepare)))
+        }
+        #expect(h.replicas[0].rejections[.outsideWatermarks] == 201)
+    }
+
+    @Test func aViewChangeWithAForgedPreparedCertificateIsRejected() {
+        var h = Harness()
+        let pp = h.signedPrePrepare(view: 0, height: 1, requests: [h.request(1)], by: 0)
+        // Only one real prepare where quorum−1 = 2 are needed, padded with a duplicate.
+        let forged = PreparedCertificate(prePrepare: pp, prepares: [h.prepare(pp, from: 3), h.prepare(pp, from: 3)])
+        let vc = ViewChange.signed(newView: 1, checkpoint: nil, prepared: [forged], by: h.keys[3], replica: 3, cluster: h.cluster)
+        h.step(1, .message(.viewChange(vc)))
+        #expect(h.replicas[1].rejections[.invalidViewChange] == 1)
+    }
+}
+
+/// Restart from the write-ahead log never makes an honest replica equivocate.
+@Suite struct RecoveryTests {
+    @Test func aRestartedReplicaResendsWhatItSentAndRefusesAnythingElse() {
+        var h = Harness()
+        let pp = h.signedPrePrepare(view: 0, height: 1, requests: [h.request(1)], by: 0)
+        let sent = h.step(1, .message(.prePrepare(pp)))
+        let prepare = sent.prepares.first!
+        let wal = sent.persisted
+        var restarted = Replica(config: h.config, id: 1, key: h.keys[1], verifier: h.verifier,
+                                recovery: Recovery(tip: .genesis, checkpoint: nil, wal: wal, clients: []))
+        _ = restarted.start(nowMs: h.nowMs)
+        let other = h.signedPrePrepare(view: 0, height: 1, requests: [h.request(2)], by: 0)
+        #expect(restarted.step(.message(.prePrepare(other)), nowMs: h.nowMs).prepares.isEmpty)
+        #expect(restarted.rejections[.conflictingPrePrepare] == 1)
+        let again = restarted.step(.message(.prePrepare(pp)), nowMs: h.nowMs)
+        #expect(again.prepares == [prepare])
+        #expect(again.persisted.isEmpty, "nothing new was signed")
+    }
+
+    @Test func aReplicaRestartedMidViewChangeResumesIt() {
+        var h = Harness()
+        _ = h.prepareWithoutCommitting(1)
+        h.fireRequestTimer(2)
+        let vc = h.actions[2].viewChanges.last!
+        var restarted = Replica(config: h.config, id: 2, key: h.keys[2], verifier: h.verifier,
+                                recovery: Recovery(tip: .genesis, checkpoint: nil, wal: h.actions[2].persisted, clients: []))
+        let out = restarted.start(nowMs: h.nowMs)
+        #expect(restarted.isChangingView && restarted.view == 1)
+        #expect(out.viewChanges == [vc])
+    }
+}
