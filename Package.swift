@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "BulwarkCore", targets: ["BulwarkCore"]),
         .library(name: "BulwarkConsensus", targets: ["BulwarkConsensus"]),
         .library(name: "BulwarkSimulation", targets: ["BulwarkSimulation"]),
+        .library(name: "BulwarkStorage", targets: ["BulwarkStorage"]),
         .executable(name: "bulwark-sim", targets: ["bulwark-sim"]),
     ],
     dependencies: [
@@ -27,6 +28,10 @@ let package = Package(
         ),
         .target(
             name: "BulwarkConsensus",
+            dependencies: ["BulwarkCore"]
+        ),
+        .target(
+            name: "BulwarkStorage",
             dependencies: ["BulwarkCore"]
         ),
         .target(
@@ -53,6 +58,14 @@ let package = Package(
         .testTarget(
             name: "BulwarkCoreTests",
             dependencies: ["BulwarkCore"]
+        ),
+        .target(
+            name: "BulwarkTestSupport",
+            dependencies: ["BulwarkCore"]
+        ),
+        .testTarget(
+            name: "BulwarkStorageTests",
+            dependencies: ["BulwarkCore", "BulwarkStorage", "BulwarkTestSupport"]
         ),
         .testTarget(
             name: "BulwarkConsensusTests",

@@ -78,21 +78,30 @@ public struct ChainTip: Hashable, Sendable {
             && header.timestampMs >= timestampMs
     }
 
-    /// Checks that `entry` is the valid next block of this ledger — link, history, txRoot,
-    /// a commit certificate for exactly this block, and (with `checkRequests`) every client
-    /// signature — and returns the tip after it. Trusts nothing about where the entry came from.
-    public func verifyNext(_ entry: LedgerEntry, config: ClusterConfig, verifier: SignatureVerifier? = nil,
-                           checkRequests: Bool = true) throws(LedgerError) -> ChainTip {
+    /// Checks that `entry` links to this ledger — height, cluster, hash link, history root,
+    /// monotonic timestamp, txRoot, and a certificate naming exactly this block — without
+    /// checking signatures, and returns the tip after it.
+    public func checkLinkage(_ entry: LedgerEntry, cluster: ClusterID? = nil) throws(LedgerError) -> ChainTip {
         let header = entry.block.header
         let h = header.height
         guard h == height + 1 else { throw .wrongHeight(expected: height + 1, found: h) }
-        guard header.clusterID == config.clusterID else { throw .wrongCluster(h) }
+        if let cluster { guard header.clusterID == cluster else { throw .wrongCluster(h) } }
         guard header.prevBlockHash == blockHash else { throw .brokenLink(h) }
         guard header.historyRoot == history.root else { throw .wrongHistoryRoot(h) }
         guard header.timestampMs >= timestampMs else { throw .timestampDecreased(h) }
         guard entry.block.hasConsistentTxRoot() else { throw .wrongTxRoot(h) }
         let hash = header.hash
         guard entry.certificate.height == h, entry.certificate.blockHash == hash else { throw .certificateMismatch(h) }
+        return appending(header, hash: hash)
+    }
+
+    /// `checkLinkage`, plus the commit certificate's signatures (a quorum of this cluster's
+    /// validators) and, with `checkRequests`, every client signature. Trusts nothing about
+    /// where the entry came from.
+    public func verifyNext(_ entry: LedgerEntry, config: ClusterConfig, verifier: SignatureVerifier? = nil,
+                           checkRequests: Bool = true) throws(LedgerError) -> ChainTip {
+        let next = try checkLinkage(entry, cluster: config.clusterID)
+        let h = next.height
         do { try entry.certificate.verify(config: config, verifier: verifier) } catch {
             throw .invalidCertificate(h, error)
         }
@@ -104,6 +113,17 @@ public struct ChainTip: Hashable, Sendable {
                 guard valid else { throw .invalidRequestSignature(h, index: index) }
             }
         }
-        return appending(header, hash: hash)
+        return next
+    }
+}
+
+extension LedgerEntry: CanonicalCodable {
+    public func encode(to w: inout CanonicalWriter) {
+        w.write(block)
+        w.write(certificate)
+    }
+
+    public init(from r: inout CanonicalReader) throws(CodecError) {
+        self.init(block: try r.read(Block.self), certificate: try r.read(CommitCertificate.self))
     }
 }

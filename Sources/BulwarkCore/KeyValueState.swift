@@ -1,7 +1,8 @@
 /// The deterministic key-value state machine (DESIGN.md §2). Executing the same blocks in the
 /// same order gives the same results and the same state root on every replica: no clock, no
 /// randomness, no floating point, and no `Dictionary` iteration order reaches a result or a
-/// hash (keys are sorted wherever order matters).
+/// hash (keys are sorted wherever order matters, and the authenticated map's shape depends only
+/// on its contents).
 public struct KeyValueState: Sendable {
     public struct Record: Hashable, Sendable {
         public var value: [UInt8]
@@ -9,8 +10,8 @@ public struct KeyValueState: Sendable {
         public var version: UInt64
     }
 
-    /// Per-client deduplication: the last executed request and its result. Part of the state,
-    /// so it survives restarts and state transfer.
+    /// Per-client deduplication: the last executed request and its result. Part of the state
+    /// (and of its root), so it survives restarts and state transfer.
     public struct ClientRecord: Hashable, Sendable {
         public var requestID: UInt64
         public var result: OperationResult
@@ -18,11 +19,28 @@ public struct KeyValueState: Sendable {
         public var height: Height
     }
 
+    /// One version of a key: its value from `height` on, nil where it was deleted.
+    public struct HistoryEntry: Hashable, Sendable {
+        public var height: Height
+        public var value: [UInt8]?
+
+        public init(height: Height, value: [UInt8]?) {
+            self.height = height
+            self.value = value
+        }
+    }
+
     public private(set) var records: [[UInt8]: Record] = [:]
     public private(set) var clients: [PublicKey: ClientRecord] = [:]
+    /// Every version of every key written, oldest first.
+    public private(set) var histories: [[UInt8]: [HistoryEntry]] = [:]
     /// Height of the last executed block.
     public private(set) var height: Height = 0
     public let limits: ProtocolParameters
+    /// Records and client records, authenticated: its root is part of the state root.
+    public private(set) var map = AuthenticatedMap()
+    /// Keys in byte order for `range`, rebuilt lazily after keys are added or removed.
+    private var sortedKeys: [[UInt8]]?
 
     public init(limits: ProtocolParameters) {
         self.limits = limits
@@ -52,9 +70,41 @@ public struct KeyValueState: Sendable {
             if request.requestID < last.requestID { return .stale }
         }
         let result = apply(request.operation)
-        clients[request.client] = ClientRecord(requestID: request.requestID, result: result, height: height)
+        let record = ClientRecord(requestID: request.requestID, result: result, height: height)
+        clients[request.client] = record
+        map.set(Self.clientKeyHash(request.client), value: Self.clientValueHash(record))
         return .executed(result)
     }
+
+    /// Every change to a key goes through here: records, history, map and key order together.
+    private mutating func write(_ key: [UInt8], _ record: Record?) {
+        let existed = records[key] != nil
+        if let record {
+            records[key] = record
+            map.set(Self.recordKeyHash(key), value: Self.recordValueHash(record))
+        } else {
+            records[key] = nil
+            map.remove(Self.recordKeyHash(key))
+        }
+        histories[key, default: []].append(HistoryEntry(height: height, value: record?.value))
+        if existed != (record != nil) { sortedKeys = nil }
+    }
+
+    public func history(of key: [UInt8]) -> [HistoryEntry] { histories[key] ?? [] }
+
+    // Used only to rebuild a state from a snapshot.
+    mutating func restoreRecord(_ key: [UInt8], _ record: Record) {
+        records[key] = record
+        map.set(Self.recordKeyHash(key), value: Self.recordValueHash(record))
+    }
+
+    mutating func restoreClient(_ client: PublicKey, _ record: ClientRecord) {
+        clients[client] = record
+        map.set(Self.clientKeyHash(client), value: Self.clientValueHash(record))
+    }
+
+    mutating func restoreHistory(_ key: [UInt8], _ entries: [HistoryEntry]) { histories[key] = entries }
+    mutating func restoreHeight(_ height: Height) { self.height = height }
 
     public func read(_ key: [UInt8]) -> Record? { records[key] }
 
@@ -64,21 +114,23 @@ public struct KeyValueState: Sendable {
         if let problem = limitViolation(operation) { return .rejected(problem) }
         switch operation {
         case let .put(key, value):
-            records[key] = Record(value: value, version: height)
+            write(key, Record(value: value, version: height))
             return .written(version: height)
         case let .delete(key):
-            return .deleted(existed: records.removeValue(forKey: key) != nil)
+            let existed = records[key] != nil
+            if existed { write(key, nil) }
+            return .deleted(existed: existed)
         case let .cas(key, expectedVersion, value):
             let current = records[key]?.version ?? 0
             guard current == expectedVersion else {
                 return .conditionFailed("version is \(current), expected \(expectedVersion)")
             }
-            records[key] = Record(value: value, version: height)
+            write(key, Record(value: value, version: height))
             return .written(version: height)
         case let .add(key, delta, min, max):
             switch addResult(key, delta: delta, min: min, max: max) {
             case let .success(balance):
-                records[key] = Record(value: Self.encodeBalance(balance), version: height)
+                write(key, Record(value: Self.encodeBalance(balance), version: height))
                 return .balance(balance, version: height)
             case let .failure(reason):
                 return .conditionFailed(reason)
@@ -87,30 +139,53 @@ public struct KeyValueState: Sendable {
             for (index, check) in guards.enumerated() where !holds(check) {
                 return .conditionFailed("guard \(index) does not hold")
             }
-            // Check every add before writing anything: all or nothing.
-            var staged = records
-            for (index, write) in writes.enumerated() {
-                switch write {
-                case let .put(key, value): staged[key] = Record(value: value, version: height)
-                case let .delete(key): staged.removeValue(forKey: key)
-                case let .add(key, delta, min, max):
-                    switch Self.addResult(staged[key], delta: delta, min: min, max: max) {
-                    case let .success(balance): staged[key] = Record(value: Self.encodeBalance(balance), version: height)
+            // Stage every write in an overlay and check every add before applying anything:
+            // all or nothing. Writes apply in order, so a later write to a key wins.
+            var staged: [[UInt8]: Record?] = [:]
+            var order: [[UInt8]] = []
+            func current(_ key: [UInt8]) -> Record? { staged[key] ?? records[key] }
+            for (index, w) in writes.enumerated() {
+                let key: [UInt8]
+                let next: Record?
+                switch w {
+                case let .put(k, value): key = k; next = Record(value: value, version: height)
+                case let .delete(k): key = k; next = nil
+                case let .add(k, delta, min, max):
+                    key = k
+                    switch Self.addResult(current(k), delta: delta, min: min, max: max) {
+                    case let .success(balance): next = Record(value: Self.encodeBalance(balance), version: height)
                     case let .failure(reason): return .conditionFailed("write \(index): \(reason)")
                     }
                 }
+                if staged[key] == nil { order.append(key) }
+                staged[key] = .some(next)
             }
-            records = staged
+            for key in order {
+                let next = staged[key]!
+                if next != nil || records[key] != nil { write(key, next) }
+            }
             return .written(version: height)
         case let .get(key):
             let record = records[key]
             return .value(record?.value, version: record?.version ?? 0)
         case let .range(start, end, limit):
             let cap = Swift.min(Int(limit), limits.rangeResultsMax)
-            let keys = records.keys.filter { key in
-                !key.lexicographicallyPrecedes(start) && (end.isEmpty || key.lexicographicallyPrecedes(end))
-            }.sorted { $0.lexicographicallyPrecedes($1) }.prefix(cap)
-            return .entries(keys.map { OperationResult.Entry(key: $0, value: records[$0]!.value, version: records[$0]!.version) })
+            if sortedKeys == nil { sortedKeys = records.keys.sorted { $0.lexicographicallyPrecedes($1) } }
+            let keys = sortedKeys!
+            // Binary search for the first key ≥ start.
+            var low = 0
+            var high = keys.count
+            while low < high {
+                let mid = (low + high) / 2
+                if keys[mid].lexicographicallyPrecedes(start) { low = mid + 1 } else { high = mid }
+            }
+            var entries: [OperationResult.Entry] = []
+            while low < keys.count, entries.count < cap, end.isEmpty || keys[low].lexicographicallyPrecedes(end) {
+                let record = records[keys[low]]!
+                entries.append(OperationResult.Entry(key: keys[low], value: record.value, version: record.version))
+                low += 1
+            }
+            return .entries(entries)
         }
     }
 
@@ -186,34 +261,116 @@ public struct KeyValueState: Sendable {
         }
     }
 
-    // MARK: - State root
+    // MARK: - State root and proofs
 
-    /// A 32-byte commitment to the whole state: the RFC 6962 root over every record and every
-    /// client record, each in sorted order, so the same state gives the same root on every
-    /// replica regardless of hash-table order.
-    public var stateRoot: Digest {
-        var leaves: [Digest] = []
-        leaves.reserveCapacity(records.count + clients.count + 1)
-        var header = CanonicalWriter()
-        header.write(height)
-        leaves.append(MerkleTree.leafHash(header.bytes))
-        for key in records.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
-            var w = CanonicalWriter()
-            w.write(UInt8(1))
-            w.writeBytes(key)
-            w.writeBytes(records[key]!.value)
-            w.write(records[key]!.version)
-            leaves.append(MerkleTree.leafHash(w.bytes))
+    static func recordKeyHash(_ key: [UInt8]) -> Digest {
+        var h = SHA256Hasher()
+        h.update([1])
+        h.update(key)
+        return h.finalize()
+    }
+
+    static func recordValueHash(_ record: Record) -> Digest {
+        var w = CanonicalWriter(capacity: record.value.count + 16)
+        w.writeBytes(record.value)
+        w.write(record.version)
+        return Digest.sha256(w.bytes)
+    }
+
+    static func clientKeyHash(_ client: PublicKey) -> Digest {
+        var h = SHA256Hasher()
+        h.update([2])
+        client.raw.withUnsafeBytes { h.update($0) }
+        return h.finalize()
+    }
+
+    static func clientValueHash(_ record: ClientRecord) -> Digest {
+        var w = CanonicalWriter()
+        w.write(record.requestID)
+        w.write(record.result)
+        w.write(record.height)
+        return Digest.sha256(w.bytes)
+    }
+
+    /// SHA-256("bulwark/v1/state" || height || map root).
+    static func stateRoot(height: Height, mapRoot: Digest) -> Digest {
+        var h = SHA256Hasher()
+        h.update(Array("bulwark/v1/state".utf8))
+        withUnsafeBytes(of: height.littleEndian) { h.update($0) }
+        h.update(mapRoot)
+        return h.finalize()
+    }
+
+    /// A 32-byte commitment to the whole state after `height`: every record (value and
+    /// version) and every client record. O(1): the map is kept up to date on every write.
+    public var stateRoot: Digest { Self.stateRoot(height: height, mapRoot: map.rootHash) }
+
+    /// A proof of `key`'s current value and version, or of its absence, that a client checks
+    /// against a certified state root alone.
+    public func prove(_ key: [UInt8]) -> KeyProof {
+        let record = records[key]
+        return KeyProof(key: key, value: record?.value, version: record?.version ?? 0, height: height,
+                        mapRoot: map.rootHash, proof: map.proof(for: Self.recordKeyHash(key)))
+    }
+}
+
+/// A key's value and version (or its absence) in the state after `height`, with the proof.
+public struct KeyProof: Hashable, Sendable {
+    public var key: [UInt8]
+    public var value: [UInt8]?
+    public var version: UInt64
+    public var height: Height
+    public var mapRoot: Digest
+    public var proof: AuthenticatedMap.Proof
+
+    public enum Failure: Error, Equatable, Sendable, CustomStringConvertible {
+        case stateRootMismatch
+        case invalidPath(AuthenticatedMap.Proof.Failure)
+        case valueMismatch
+
+        public var description: String {
+            switch self {
+            case .stateRootMismatch: return "the proof is for another state root"
+            case let .invalidPath(reason): return "the proof's path does not verify (\(reason))"
+            case .valueMismatch: return "the value or version does not match the proof"
+            }
         }
-        for client in clients.keys.sorted() {
-            var w = CanonicalWriter()
-            w.write(UInt8(2))
-            w.write(client)
-            w.write(clients[client]!.requestID)
-            w.write(clients[client]!.result)
-            w.write(clients[client]!.height)
-            leaves.append(MerkleTree.leafHash(w.bytes))
+    }
+
+    /// Throws unless this proof shows exactly `value` and `version` (or absence) for `key`
+    /// under `stateRoot`.
+    public func verify(stateRoot: Digest) throws(Failure) {
+        guard KeyValueState.stateRoot(height: height, mapRoot: mapRoot) == stateRoot else { throw .stateRootMismatch }
+        let proven: Digest?
+        do { proven = try proof.verify(key: KeyValueState.recordKeyHash(key), root: mapRoot) } catch {
+            throw .invalidPath(error)
         }
-        return MerkleTree.root(leafHashes: leaves)
+        let claimed = value.map { KeyValueState.recordValueHash(.init(value: $0, version: version)) }
+        guard proven == claimed, value != nil || version == 0 else { throw .valueMismatch }
+    }
+}
+
+extension KeyProof: CanonicalCodable {
+    static let formatVersion: UInt8 = 1
+
+    public func encode(to w: inout CanonicalWriter) {
+        w.write(Self.formatVersion)
+        w.writeBytes(key)
+        w.write(value != nil)
+        if let value { w.writeBytes(value) }
+        w.write(version)
+        w.write(height)
+        w.write(mapRoot)
+        w.write(proof)
+    }
+
+    public init(from r: inout CanonicalReader) throws(CodecError) {
+        try r.readVersion("key proof", supported: Self.formatVersion)
+        key = try r.readKey()
+        value = try r.readBool("value present") ? try r.readValue() : nil
+        version = try r.readUInt64("version")
+        height = try r.readUInt64("height")
+        mapRoot = try r.readDigest("map root")
+        proof = try r.read(AuthenticatedMap.Proof.self)
     }
 }

@@ -1,0 +1,272 @@
+import BulwarkCore
+
+/// Record types in block-log segments.
+enum BlockLogRecord: UInt8 {
+    /// A block with its commit certificate.
+    case entry = 1
+    /// An execution certificate (stable checkpoint) for a height already in the log.
+    case executionCertificate = 2
+}
+
+/// Read-only access to a block log directory (DESIGN.md §4): segment files of checksummed
+/// records, checked again after reading — checksums, and that each block links to the one
+/// before (height, prevBlockHash, historyRoot, txRoot, certificate naming the block). It does
+/// not check signatures (the auditor does) and depends on nothing but `BulwarkCore`.
+public struct BlockLogReader {
+    struct Position {
+        var segment: String
+        var offset: UInt64
+        var end: UInt64
+        var blockHash: Digest
+    }
+
+    public let directory: String
+    let fileSystem: any FileSystem
+    var positions: [Position] = []
+    public internal(set) var executionCertificates: [ExecutionCertificate] = []
+    /// The chain after the last valid block.
+    public internal(set) var tip: ChainTip = .genesis
+    /// Damage found before the end of the log; nothing at or after it is served.
+    public internal(set) var damage: LogDamage?
+    /// A torn final record (a crash during a write): segment and offset where valid data ends.
+    public private(set) var tornTail: (segment: String, offset: UInt64)?
+    public internal(set) var segments: [String] = []
+
+    public static func segmentName(_ index: Int) -> String {
+        let digits = String(index)
+        return "segment-" + String(repeating: "0", count: max(0, 8 - digits.count)) + digits + ".log"
+    }
+
+    public init(directory: String, fileSystem: any FileSystem = PosixFileSystem()) throws(StorageError) {
+        self.directory = directory
+        self.fileSystem = fileSystem
+        guard fileSystem.exists(directory) else { return }
+        segments = try fileSystem.list(directory).filter { $0.hasPrefix("segment-") && $0.hasSuffix(".log") }
+        for (index, segment) in segments.enumerated() {
+            let bytes = try readAll(fileSystem, "\(directory)/\(segment)")
+            let (records, ending) = RecordFraming.scan(bytes)
+            for record in records {
+                if let problem = accept(record, segment: segment) {
+                    damage = LogDamage(height: tip.height + 1, segment: segment, offset: record.offset, reason: problem)
+                    return
+                }
+            }
+            switch ending {
+            case .clean: continue
+            case let .tornTail(offset):
+                if index == segments.count - 1 {
+                    tornTail = (segment, offset)
+                } else {
+                    damage = LogDamage(height: tip.height + 1, segment: segment, offset: offset,
+                                       reason: "record cut short before the last segment")
+                }
+                return
+            case let .damaged(offset, reason):
+                damage = LogDamage(height: tip.height + 1, segment: segment, offset: offset, reason: reason)
+                return
+            }
+        }
+    }
+
+    /// Takes one checksummed record; returns why it cannot follow the log, if it cannot.
+    private mutating func accept(_ record: RecordFraming.Record, segment: String) -> String? {
+        switch BlockLogRecord(rawValue: record.type) {
+        case .entry:
+            let entry: LedgerEntry
+            do { entry = try LedgerEntry(decoding: record.payload) } catch { return "undecodable block: \(error)" }
+            do {
+                tip = try tip.checkLinkage(entry)
+            } catch {
+                return "\(error)"
+            }
+            positions.append(Position(segment: segment, offset: record.offset, end: record.end, blockHash: tip.blockHash))
+        case .executionCertificate:
+            let certificate: ExecutionCertificate
+            do { certificate = try ExecutionCertificate(decoding: record.payload) } catch {
+                return "undecodable execution certificate: \(error)"
+            }
+            guard certificate.height >= 1, certificate.height <= tip.height,
+                  positions[Int(certificate.height) - 1].blockHash == certificate.blockHash else {
+                return "execution certificate for height \(certificate.height) names a block not in the log"
+            }
+            executionCertificates.append(certificate)
+        case nil:
+            return "unknown record type \(record.type)"
+        }
+        return nil
+    }
+
+    /// The number of blocks that can be served.
+    public var height: Height { tip.height }
+
+    /// Reads the block at `height` (1...`self.height`) and checks it against the index.
+    public func entry(at height: Height) throws(StorageError) -> LedgerEntry {
+        precondition(height >= 1 && height <= self.height, "height \(height) is not in the log")
+        let position = positions[Int(height) - 1]
+        let path = "\(directory)/\(position.segment)"
+        let file = try fileSystem.open(path, create: false)
+        defer { file.close() }
+        let bytes = try file.read(at: position.offset, count: Int(position.end - position.offset))
+        let (records, _) = RecordFraming.scan(bytes)
+        guard let record = records.first, record.type == BlockLogRecord.entry.rawValue,
+              let entry = try? LedgerEntry(decoding: record.payload), entry.block.hash == position.blockHash else {
+            throw .corrupt(path: path, offset: position.offset, reason: "block \(height) changed after the log was opened")
+        }
+        return entry
+    }
+
+    /// Calls `body` with every block in height order.
+    public func forEachEntry(_ body: (LedgerEntry) throws -> Void) throws {
+        // Read each segment once rather than once per block.
+        var cache: (segment: String, bytes: [UInt8])?
+        for (index, position) in positions.enumerated() {
+            if cache?.segment != position.segment {
+                cache = (position.segment, try readAll(fileSystem, "\(directory)/\(position.segment)"))
+            }
+            let slice = Array(cache!.bytes[Int(position.offset)..<Int(position.end)])
+            guard let record = RecordFraming.scan(slice).records.first,
+                  let entry = try? LedgerEntry(decoding: record.payload), entry.block.hash == position.blockHash else {
+                throw StorageError.corrupt(path: "\(directory)/\(position.segment)", offset: position.offset,
+                                           reason: "block \(index + 1) changed after the log was opened")
+            }
+            try body(entry)
+        }
+    }
+
+    public func blockHash(at height: Height) -> Digest? {
+        height >= 1 && height <= self.height ? positions[Int(height) - 1].blockHash : nil
+    }
+}
+
+/// The replica's append-only block log with crash recovery and group commit.
+///
+/// On open, a torn final record (a crash during a write) is truncated; damage before the
+/// tail is reported in `damage` with its height and byte offset, and the log is served only
+/// up to the block before it (repair comes from peers: `truncateDamage` then re-append).
+/// Appends are buffered in the OS; `sync` makes all of them durable with one fsync, and
+/// `durableHeight` says how far that reached: a client is answered only below it.
+public final class BlockLog {
+    public let directory: String
+    let fileSystem: any FileSystem
+    let segmentBytesMax: UInt64
+    var reader: BlockLogReader
+    var file: (any StorageFile)?
+    var segmentIndex: Int
+    var segmentSize: UInt64 = 0
+    public private(set) var durableHeight: Height
+    /// Heights whose blocks were appended to a segment that has not been synced since.
+    var unsyncedSegments: [any StorageFile] = []
+
+    public init(directory: String, fileSystem: any FileSystem = PosixFileSystem(),
+                segmentBytesMax: UInt64 = 64 << 20) throws(StorageError) {
+        self.directory = directory
+        self.fileSystem = fileSystem
+        self.segmentBytesMax = segmentBytesMax
+        try fileSystem.createDirectory(directory)
+        reader = try BlockLogReader(directory: directory, fileSystem: fileSystem)
+        segmentIndex = reader.segments.count
+        if let torn = reader.tornTail {
+            let file = try fileSystem.open("\(directory)/\(torn.segment)", create: false)
+            try file.truncate(to: torn.offset)
+            try file.sync()
+            file.close()
+        }
+        durableHeight = reader.height
+        if reader.damage == nil, let last = reader.segments.last {
+            file = try fileSystem.open("\(directory)/\(last)", create: false)
+            segmentSize = try file!.size()
+        }
+    }
+
+    public var tip: ChainTip { reader.tip }
+    public var height: Height { reader.height }
+    public var damage: LogDamage? { reader.damage }
+    public var executionCertificates: [ExecutionCertificate] { reader.executionCertificates }
+    public var latestExecutionCertificate: ExecutionCertificate? { reader.executionCertificates.last }
+
+    public func entry(at height: Height) throws(StorageError) -> LedgerEntry { try reader.entry(at: height) }
+    public func blockHash(at height: Height) -> Digest? { reader.blockHash(at: height) }
+
+    /// Appends the next block. The chain is asserted before writing: a block that does not
+    /// link is a bug in the caller, never something to store.
+    public func append(_ entry: LedgerEntry) throws(StorageError) {
+        if let damage { throw .damagedLog(damage) }
+        let next: ChainTip
+        do { next = try reader.tip.checkLinkage(entry) } catch {
+            preconditionFailure("appending a block that does not follow the log: \(error)")
+        }
+        let position = try write(.entry, entry.encoded())
+        reader.positions.append(.init(segment: position.segment, offset: position.offset, end: position.end,
+                                      blockHash: next.blockHash))
+        reader.tip = next
+    }
+
+    /// Stores a stable checkpoint's execution certificate for a block already in the log.
+    public func append(_ certificate: ExecutionCertificate) throws(StorageError) {
+        if let damage { throw .damagedLog(damage) }
+        precondition(reader.blockHash(at: certificate.height) == certificate.blockHash,
+                     "execution certificate for a block not in the log")
+        _ = try write(.executionCertificate, certificate.encoded())
+        reader.executionCertificates.append(certificate)
+    }
+
+    private func write(_ type: BlockLogRecord, _ payload: [UInt8]) throws(StorageError)
+        -> (segment: String, offset: UInt64, end: UInt64)
+    {
+        let record = RecordFraming.frame(type: type.rawValue, payload: payload)
+        if file == nil || segmentSize + UInt64(record.count) > segmentBytesMax && segmentSize > 0 {
+            try rotate()
+        }
+        let offset = segmentSize
+        try file!.append(record)
+        segmentSize += UInt64(record.count)
+        if !unsyncedSegments.contains(where: { $0 === file! }) { unsyncedSegments.append(file!) }
+        return (reader.segments.last!, offset, segmentSize)
+    }
+
+    private func rotate() throws(StorageError) {
+        // Only the last segment may end in a torn record: finish the current one first.
+        if let file {
+            try file.sync()
+            unsyncedSegments.removeAll { $0 === file }
+        }
+        segmentIndex += 1
+        let name = BlockLogReader.segmentName(segmentIndex)
+        let next = try fileSystem.open("\(directory)/\(name)", create: true)
+        // The new segment's directory entry must be durable before anything in it counts.
+        try fileSystem.syncDirectory(directory)
+        file = next
+        segmentSize = 0
+        reader.segments.append(name)
+    }
+
+    /// Group commit: one fsync per touched segment makes every block appended so far durable.
+    /// Returns the durable height.
+    @discardableResult
+    public func sync() throws(StorageError) -> Height {
+        let height = reader.height
+        for segment in unsyncedSegments { try segment.sync() }
+        unsyncedSegments.removeAll()
+        durableHeight = height
+        return height
+    }
+
+    /// Cuts the log at the damaged record and everything after it, so that blocks fetched from
+    /// peers can be appended from the last good height on.
+    public func truncateDamage() throws(StorageError) {
+        guard let damage = reader.damage else { return }
+        let names = reader.segments
+        guard let index = names.firstIndex(of: damage.segment) else { return }
+        let damaged = try fileSystem.open("\(directory)/\(damage.segment)", create: false)
+        try damaged.truncate(to: damage.offset)
+        try damaged.sync()
+        for name in names[(index + 1)...] { try fileSystem.remove("\(directory)/\(name)") }
+        try fileSystem.syncDirectory(directory)
+        reader.segments = Array(names[...index])
+        reader.damage = nil
+        file = damaged
+        segmentSize = damage.offset
+        segmentIndex = Int(damage.segment.dropFirst("segment-".count).dropLast(".log".count)) ?? index + 1
+        durableHeight = reader.height
+    }
+}

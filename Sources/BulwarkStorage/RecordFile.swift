@@ -1,0 +1,90 @@
+/// Framing of every stored record: `[u32 length][u32 crc32c][u8 type][payload]`, little-endian,
+/// where `length` counts the type byte and the payload and the checksum covers both.
+enum RecordFraming {
+    static let headerBytes = 8
+    /// No record is larger than this; a longer length field is damage, not a record.
+    static let recordBytesMax = 256 << 20
+
+    static func frame(type: UInt8, payload: [UInt8]) -> [UInt8] {
+        var body = [type]
+        body.append(contentsOf: payload)
+        var out: [UInt8] = []
+        out.reserveCapacity(headerBytes + body.count)
+        withUnsafeBytes(of: UInt32(body.count).littleEndian) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: CRC32C.checksum(body).littleEndian) { out.append(contentsOf: $0) }
+        out.append(contentsOf: body)
+        return out
+    }
+
+    struct Record {
+        var type: UInt8
+        var payload: [UInt8]
+        var offset: UInt64
+        var end: UInt64
+    }
+
+    enum Ending: Equatable {
+        /// Every byte belongs to a whole, valid record.
+        case clean
+        /// The last record is incomplete or fails its checksum and nothing follows it: a write
+        /// torn by a crash. Valid data ends at `offset`.
+        case tornTail(offset: UInt64)
+        /// A record before the end is invalid.
+        case damaged(offset: UInt64, reason: String)
+    }
+
+    /// Splits `bytes` into records, stopping at the first invalid one.
+    static func scan(_ bytes: [UInt8]) -> (records: [Record], ending: Ending) {
+        var records: [Record] = []
+        var offset = 0
+        func u32(_ at: Int) -> UInt32 {
+            UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24
+        }
+        while offset < bytes.count {
+            guard bytes.count - offset >= headerBytes else { return (records, .tornTail(offset: UInt64(offset))) }
+            let length = Int(u32(offset))
+            let crc = u32(offset + 4)
+            guard length >= 1, length <= recordBytesMax else {
+                // A zero or absurd length at the very end can be a torn header; anywhere else it is damage.
+                if bytes[offset...].allSatisfy({ $0 == 0 }) { return (records, .tornTail(offset: UInt64(offset))) }
+                return (records, .damaged(offset: UInt64(offset), reason: "record length \(length) is impossible"))
+            }
+            let bodyStart = offset + headerBytes
+            guard bytes.count - bodyStart >= length else { return (records, .tornTail(offset: UInt64(offset))) }
+            let body = bytes[bodyStart..<(bodyStart + length)]
+            guard CRC32C.checksum(body) == crc else {
+                if bodyStart + length == bytes.count { return (records, .tornTail(offset: UInt64(offset))) }
+                return (records, .damaged(offset: UInt64(offset), reason: "checksum mismatch"))
+            }
+            records.append(Record(type: body.first!, payload: Array(body.dropFirst()), offset: UInt64(offset),
+                                  end: UInt64(bodyStart + length)))
+            offset = bodyStart + length
+        }
+        return (records, .clean)
+    }
+}
+
+/// Reads a whole file through the file system.
+func readAll(_ fileSystem: any FileSystem, _ path: String) throws(StorageError) -> [UInt8] {
+    let file = try fileSystem.open(path, create: false)
+    defer { file.close() }
+    return try file.read(at: 0, count: Int(try file.size()))
+}
+
+/// Writes `bytes` to `path` so that after a crash the file holds either its old contents or
+/// all of `bytes`: temporary file, sync, rename, sync the directory.
+func writeAtomically(_ fileSystem: any FileSystem, directory: String, name: String, bytes: [UInt8]) throws(StorageError) {
+    let temporary = "\(directory)/\(name).tmp"
+    try fileSystem.remove(temporary)
+    let file = try fileSystem.open(temporary, create: true)
+    do {
+        try file.append(bytes)
+        try file.sync()
+    } catch {
+        file.close()
+        throw error
+    }
+    file.close()
+    try fileSystem.rename(temporary, to: "\(directory)/\(name)")
+    try fileSystem.syncDirectory(directory)
+}

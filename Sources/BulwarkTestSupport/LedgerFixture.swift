@@ -1,0 +1,86 @@
+import BulwarkCore
+
+/// A valid ledger built for tests: real keys, real signatures, real commit and execution
+/// certificates, so that storage and verification are exercised on what replicas produce.
+public struct LedgerFixture: Sendable {
+    public let config: ClusterConfig
+    public let keys: [PrivateKey]
+    public let clients: [PrivateKey]
+    public private(set) var entries: [LedgerEntry] = []
+    public private(set) var executionCertificates: [ExecutionCertificate] = []
+    public private(set) var state: KeyValueState
+    public private(set) var tip = ChainTip.genesis
+
+    public init(n: Int = 4, clients clientCount: Int = 3, checkpointInterval: UInt64 = 4) {
+        keys = (0..<n).map { PrivateKey(seed: [UInt8($0 + 1), 0xb0] + Array(repeating: 0, count: 30))! }
+        clients = (0..<clientCount).map { PrivateKey(seed: [UInt8($0 + 1), 0xc1] + Array(repeating: 0, count: 30))! }
+        var parameters = ProtocolParameters()
+        parameters.checkpointInterval = checkpointInterval
+        parameters.watermarkWindow = max(parameters.watermarkWindow, 2 * checkpointInterval)
+        let validators = keys.enumerated().map { i, key in
+            Validator(id: ReplicaID(i), publicKey: key.publicKey,
+                      replicaAddress: Address(host: "127.0.0.1", port: UInt16(7000 + 3 * i)),
+                      clientAddress: Address(host: "127.0.0.1", port: UInt16(7001 + 3 * i)),
+                      httpAddress: Address(host: "127.0.0.1", port: UInt16(7002 + 3 * i)))
+        }
+        config = try! ClusterConfig(clusterID: ClusterID(raw: Bytes32(Array(repeating: 0x5c, count: 32))!),
+                                    validators: validators, parameters: parameters)
+        state = KeyValueState(limits: parameters)
+    }
+
+    var requestIDs: [UInt64] = []
+
+    /// Appends a block of `operations` (one request each, round-robin over the clients),
+    /// commits it with a quorum of signatures, executes it, and every `checkpointInterval`
+    /// heights forms an execution certificate.
+    @discardableResult
+    public mutating func addBlock(_ operations: [LedgerOperation], view: View = 0, signers: [Int]? = nil) -> LedgerEntry {
+        if requestIDs.isEmpty { requestIDs = Array(repeating: 0, count: clients.count) }
+        var requests: [Request] = []
+        for (i, operation) in operations.enumerated() {
+            let c = (entries.count + i) % clients.count
+            requestIDs[c] += 1
+            requests.append(Request.signed(by: clients[c], cluster: config.clusterID, requestID: requestIDs[c], operation: operation))
+        }
+        let height = tip.height + 1
+        let header = BlockHeader(clusterID: config.clusterID, height: height, view: view, timestampMs: 1_700_000_000_000 + height,
+                                 proposer: config.primary(of: view), prevBlockHash: tip.blockHash,
+                                 txRoot: Block.txRoot(of: requests, cluster: config.clusterID), historyRoot: tip.history.root)
+        let block = Block(header: header, requests: requests)
+        let hash = block.hash
+        let voters = signers ?? Array(0..<config.quorum)
+        let votes = voters.map { i in
+            Vote(replica: ReplicaID(i), signature: keys[i].sign(
+                CommitCertificate.signedMessage(cluster: config.clusterID, view: view, height: height, blockHash: hash,
+                                                replica: ReplicaID(i))))
+        }
+        let entry = LedgerEntry(block: block, certificate: CommitCertificate(height: height, view: view, blockHash: hash, votes: votes))
+        entries.append(entry)
+        tip = tip.appending(header, hash: hash)
+        _ = state.execute(block)
+        if height % config.parameters.checkpointInterval == 0 {
+            let root = state.stateRoot
+            let votes = (0..<config.quorum).map { i in
+                Vote(replica: ReplicaID(i), signature: keys[i].sign(
+                    ExecutionCertificate.signedMessage(cluster: config.clusterID, height: height, blockHash: hash,
+                                                       stateRoot: root, replica: ReplicaID(i))))
+            }
+            executionCertificates.append(ExecutionCertificate(height: height, blockHash: hash, stateRoot: root, votes: votes))
+        }
+        return entry
+    }
+
+    /// `count` blocks of small puts and transfers.
+    public static func ledger(blocks count: Int, requestsPerBlock: Int = 3, checkpointInterval: UInt64 = 4) -> LedgerFixture {
+        var fixture = LedgerFixture(checkpointInterval: checkpointInterval)
+        for b in 0..<count {
+            let ops: [LedgerOperation] = (0..<requestsPerBlock).map { r in
+                r % 2 == 0
+                    ? .put(key: Array("key-\((b * 7 + r) % 23)".utf8), value: Array("value-\(b)-\(r)".utf8))
+                    : .add(key: Array("account-\(r % 3)".utf8), delta: 5, min: 0, max: 1_000_000)
+            }
+            fixture.addBlock(ops)
+        }
+        return fixture
+    }
+}

@@ -1,0 +1,233 @@
+import BulwarkCore
+import Testing
+
+/// The state machine against a plain in-memory reference, over generated operation sequences.
+@Suite struct KeyValueStateTests {
+    /// The obvious model: a dictionary of (value, version), nothing authenticated.
+    struct Reference {
+        var records: [[UInt8]: (value: [UInt8], version: UInt64)] = [:]
+        var height: UInt64 = 0
+
+        func balance(_ key: [UInt8]) -> Int64? {
+            guard let record = records[key] else { return 0 }
+            return KeyValueState.decodeBalance(record.value)
+        }
+
+        mutating func apply(_ op: LedgerOperation) -> OperationResult {
+            switch op {
+            case let .put(k, v): records[k] = (v, height); return .written(version: height)
+            case let .delete(k): return .deleted(existed: records.removeValue(forKey: k) != nil)
+            case let .cas(k, expected, v):
+                let current = records[k]?.version ?? 0
+                guard current == expected else { return .conditionFailed("version is \(current), expected \(expected)") }
+                records[k] = (v, height)
+                return .written(version: height)
+            case let .add(k, delta, min, max):
+                guard min <= max else { return .conditionFailed("bounds are empty: min \(min) > max \(max)") }
+                guard let current = balance(k) else { return .conditionFailed("value is not an 8-byte balance") }
+                let (sum, overflow) = current.addingReportingOverflow(delta)
+                guard !overflow else { return .conditionFailed("balance would overflow") }
+                guard sum >= min && sum <= max else { return .conditionFailed("balance \(sum) would leave [\(min), \(max)]") }
+                records[k] = (KeyValueState.encodeBalance(sum), height)
+                return .balance(sum, version: height)
+            case let .txn(guards, writes):
+                for (i, g) in guards.enumerated() {
+                    let holds: Bool
+                    switch g {
+                    case let .versionEquals(k, v): holds = (records[k]?.version ?? 0) == v
+                    case let .valueEquals(k, v): holds = records[k]?.value == v
+                    case let .exists(k): holds = records[k] != nil
+                    case let .absent(k): holds = records[k] == nil
+                    }
+                    if !holds { return .conditionFailed("guard \(i) does not hold") }
+                }
+                var copy = self
+                for (i, w) in writes.enumerated() {
+                    switch w {
+                    case let .put(k, v): copy.records[k] = (v, height)
+                    case let .delete(k): copy.records[k] = nil
+                    case let .add(k, delta, min, max):
+                        guard min <= max else { return .conditionFailed("write \(i): bounds are empty: min \(min) > max \(max)") }
+                        guard let current = copy.balance(k) else { return .conditionFailed("write \(i): value is not an 8-byte balance") }
+                        let (sum, overflow) = current.addingReportingOverflow(delta)
+                        guard !overflow else { return .conditionFailed("write \(i): balance would overflow") }
+                        guard sum >= min && sum <= max else {
+                            return .conditionFailed("write \(i): balance \(sum) would leave [\(min), \(max)]")
+                        }
+                        copy.records[k] = (KeyValueState.encodeBalance(sum), height)
+                    }
+                }
+                self = copy
+                return .written(version: height)
+            case let .get(k): return .value(records[k]?.value, version: records[k]?.version ?? 0)
+            case let .range(start, end, limit):
+                let keys = records.keys.filter { !$0.lexicographicallyPrecedes(start) && (end.isEmpty || $0.lexicographicallyPrecedes(end)) }
+                    .sorted { $0.lexicographicallyPrecedes($1) }.prefix(Int(limit))
+                return .entries(keys.map { .init(key: $0, value: records[$0]!.value, version: records[$0]!.version) })
+            }
+        }
+    }
+
+    static let keys: [[UInt8]] = (0..<12).map { [UInt8($0)] }
+
+    static func operation(_ rng: inout SeededRandom) -> LedgerOperation {
+        func key() -> [UInt8] { keys[Int.random(in: 0..<keys.count, using: &rng)] }
+        func small() -> Int64 { Int64.random(in: -50...50, using: &rng) }
+        switch Int.random(in: 0..<10, using: &rng) {
+        case 0, 1: return .put(key: key(), value: rng.bytes(upTo: 9))
+        case 2: return .delete(key: key())
+        case 3: return .cas(key: key(), expectedVersion: UInt64.random(in: 0...6, using: &rng), value: rng.bytes(upTo: 4))
+        case 4, 5: return .add(key: key(), delta: small(), min: -20, max: 100)
+        case 6:
+            let guards: [LedgerOperation.Guard] = [.exists(key: key()), .absent(key: key()),
+                                                   .versionEquals(key: key(), version: UInt64.random(in: 0...6, using: &rng))]
+            return .txn(guards: Array(guards.prefix(Int.random(in: 0...2, using: &rng))),
+                        writes: [.add(key: key(), delta: small(), min: 0, max: 100), .put(key: key(), value: [7]),
+                                 .add(key: key(), delta: small(), min: 0, max: 100)])
+        case 7: return .get(key: key())
+        case 8: return .range(start: key(), end: Bool.random(using: &rng) ? [] : key(), limit: UInt32.random(in: 0...5, using: &rng))
+        default: return .delete(key: key())
+        }
+    }
+
+    @Test(arguments: UInt64(1)...8)
+    func matchesTheReferenceAndEveryProofVerifies(seed: UInt64) throws {
+        var rng = SeededRandom(seed: seed)
+        var state = KeyValueState(limits: ProtocolParameters())
+        var reference = Reference()
+        let client = TestKeys.key(60)
+        let cluster = ClusterID(raw: .zero)
+        var requestID: UInt64 = 0
+        for height in 1...UInt64(40) {
+            let ops = (0..<Int.random(in: 0...6, using: &rng)).map { _ in Self.operation(&rng) }
+            let requests = ops.map { op -> Request in
+                requestID += 1
+                return Request.signed(by: client, cluster: cluster, requestID: requestID, operation: op)
+            }
+            let header = BlockHeader(clusterID: cluster, height: height, view: 0, timestampMs: 0, proposer: 0,
+                                     prevBlockHash: .zero, txRoot: .zero, historyRoot: .zero)
+            let outcomes = state.execute(Block(header: header, requests: requests))
+            reference.height = height
+            for (op, outcome) in zip(ops, outcomes) {
+                #expect(outcome == .executed(reference.apply(op)), "seed \(seed) height \(height) \(op)")
+            }
+            let root = state.stateRoot
+            for key in Self.keys {
+                let proof = state.prove(key)
+                #expect(proof.value == reference.records[key]?.value)
+                #expect(proof.version == (reference.records[key]?.version ?? 0))
+                try proof.verify(stateRoot: root)
+                // Tampering with anything the proof claims makes it fail.
+                var lie = proof
+                lie.value = (proof.value ?? []) + [1]
+                #expect(throws: KeyProof.Failure.self) { try lie.verify(stateRoot: root) }
+                lie = proof
+                lie.version += 1
+                #expect(throws: KeyProof.Failure.self) { try lie.verify(stateRoot: root) }
+                lie = proof
+                lie.height += 1
+                #expect(throws: KeyProof.Failure.stateRootMismatch) { try lie.verify(stateRoot: root) }
+                if !proof.proof.siblings.isEmpty {
+                    lie = proof
+                    lie.proof.siblings[0] = Digest.sha256(lie.proof.siblings[0].bytes)
+                    #expect(throws: KeyProof.Failure.self) { try lie.verify(stateRoot: root) }
+                }
+                if proof.value != nil {
+                    // Claiming absence of a present key fails.
+                    lie = proof
+                    lie.value = nil
+                    lie.version = 0
+                    #expect(throws: KeyProof.Failure.self) { try lie.verify(stateRoot: root) }
+                }
+            }
+        }
+    }
+
+    @Test func theRootDependsOnlyOnTheContents() {
+        var rng = SeededRandom(seed: 42)
+        let pairs = (0..<300).map { _ in (rng.digest(), rng.digest()) }
+        var forward = AuthenticatedMap()
+        for (k, v) in pairs { forward.set(k, value: v) }
+        var backward = AuthenticatedMap()
+        for (k, v) in pairs.reversed() { backward.set(k, value: v) }
+        #expect(forward.rootHash == backward.rootHash)
+        #expect(forward.count == 300)
+        // Removing what was added on top gives back the earlier root.
+        var grown = forward
+        let extra = (0..<50).map { _ in rng.digest() }
+        for k in extra { grown.set(k, value: k) }
+        #expect(grown.rootHash != forward.rootHash)
+        for k in extra { grown.remove(k) }
+        #expect(grown.rootHash == forward.rootHash && grown.count == 300)
+        for (k, _) in pairs { grown.remove(k) }
+        #expect(grown.rootHash == .zero && grown.count == 0)
+    }
+
+    @Test func overLimitRequestsGetErrorResultsAndChangeNothing() {
+        var limits = ProtocolParameters()
+        limits.keyBytesMax = 4
+        limits.valueBytesMax = 4
+        var state = KeyValueState(limits: limits)
+        let header = BlockHeader(clusterID: ClusterID(raw: .zero), height: 1, view: 0, timestampMs: 0, proposer: 0,
+                                 prevBlockHash: .zero, txRoot: .zero, historyRoot: .zero)
+        let client = TestKeys.key(61)
+        let ops: [LedgerOperation] = [.put(key: [1, 2, 3, 4, 5], value: [1]), .put(key: [1], value: [1, 2, 3, 4, 5])]
+        let outcomes = state.execute(Block(header: header, requests: ops.enumerated().map {
+            Request.signed(by: client, cluster: ClusterID(raw: .zero), requestID: UInt64($0.offset + 1), operation: $0.element)
+        }))
+        for outcome in outcomes {
+            guard case let .executed(result) = outcome, case .rejected = result else {
+                Issue.record("expected a rejection, got \(outcome)")
+                continue
+            }
+        }
+        #expect(state.records.isEmpty)
+    }
+
+    @Test func historyKeepsEveryVersion() {
+        var state = KeyValueState(limits: ProtocolParameters())
+        let client = TestKeys.key(62)
+        let cluster = ClusterID(raw: .zero)
+        let ops: [LedgerOperation] = [.put(key: [1], value: [1]), .put(key: [1], value: [2]), .delete(key: [1])]
+        for (i, op) in ops.enumerated() {
+            let header = BlockHeader(clusterID: cluster, height: UInt64(i + 1), view: 0, timestampMs: 0, proposer: 0,
+                                     prevBlockHash: .zero, txRoot: .zero, historyRoot: .zero)
+            _ = state.execute(Block(header: header, requests: [Request.signed(by: client, cluster: cluster,
+                                                                              requestID: UInt64(i + 1), operation: op)]))
+        }
+        #expect(state.history(of: [1]) == [.init(height: 1, value: [1]), .init(height: 2, value: [2]), .init(height: 3, value: nil)])
+    }
+
+    /// A snapshot restores the same state; snapshot plus the rest of the log equals full replay.
+    @Test func snapshotPlusReplayEqualsFullReplay() throws {
+        var rng = SeededRandom(seed: 9)
+        let client = TestKeys.key(63)
+        let cluster = ClusterID(raw: .zero)
+        var blocks: [Block] = []
+        var requestID: UInt64 = 0
+        for height in 1...UInt64(30) {
+            let requests = (0..<3).map { _ -> Request in
+                requestID += 1
+                return Request.signed(by: client, cluster: cluster, requestID: requestID, operation: Self.operation(&rng))
+            }
+            blocks.append(Block(header: BlockHeader(clusterID: cluster, height: height, view: 0, timestampMs: 0, proposer: 0,
+                                                    prevBlockHash: .zero, txRoot: .zero, historyRoot: .zero), requests: requests))
+        }
+        var full = KeyValueState(limits: ProtocolParameters())
+        var atSnapshot = KeyValueState(limits: ProtocolParameters())
+        for block in blocks {
+            _ = full.execute(block)
+            if block.height <= 17 { _ = atSnapshot.execute(block) }
+        }
+        var restored = try KeyValueState(snapshot: atSnapshot.snapshot(), limits: ProtocolParameters())
+        #expect(restored.stateRoot == atSnapshot.stateRoot)
+        for block in blocks.dropFirst(17) { _ = restored.execute(block) }
+        #expect(restored.stateRoot == full.stateRoot)
+        #expect(restored.records == full.records && restored.clients == full.clients && restored.histories == full.histories)
+        #expect(restored.snapshot() == full.snapshot())
+        // A damaged snapshot is refused.
+        var damaged = atSnapshot.snapshot()
+        damaged[damaged.count / 2] ^= 1
+        #expect(throws: CodecError.self) { _ = try KeyValueState(snapshot: damaged, limits: ProtocolParameters()) }
+    }
+}

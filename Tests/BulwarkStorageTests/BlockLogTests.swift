@@ -1,0 +1,189 @@
+import BulwarkCore
+@testable import BulwarkStorage
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+@Suite struct BlockLogTests {
+    static let fixture = LedgerFixture.ledger(blocks: 24)
+    let directory = "/data/blocks"
+
+    @Test func appendSyncAndReopenAcrossSegments() throws {
+        let fs = SimulatedFileSystem()
+        let log = try BlockLog(directory: directory, fileSystem: fs, segmentBytesMax: 2048)
+        for entry in Self.fixture.entries {
+            try log.append(entry)
+            if let cert = Self.fixture.executionCertificates.first(where: { $0.height == entry.block.height }) {
+                try log.append(cert)
+            }
+        }
+        #expect(log.durableHeight == 0)
+        #expect(try log.sync() == 24)
+        let reopened = try BlockLog(directory: directory, fileSystem: fs, segmentBytesMax: 2048)
+        #expect(reopened.height == 24 && reopened.damage == nil)
+        #expect(reopened.tip == Self.fixture.tip)
+        #expect(reopened.executionCertificates == Self.fixture.executionCertificates)
+        #expect(try fs.list(directory).count > 3, "small segments rotate")
+        for entry in Self.fixture.entries { #expect(try reopened.entry(at: entry.block.height) == entry) }
+    }
+
+    /// The workload appends blocks, syncing every third and storing execution certificates.
+    /// Returns the height the last successful sync made durable.
+    static func workload(_ log: BlockLog) -> (durable: Height, crashed: Bool) {
+        var durable: Height = 0
+        do {
+            for entry in fixture.entries {
+                try log.append(entry)
+                if let cert = fixture.executionCertificates.first(where: { $0.height == entry.block.height }) {
+                    try log.append(cert)
+                }
+                if entry.block.height % 3 == 0 { durable = try log.sync() }
+            }
+            durable = try log.sync()
+            return (durable, false)
+        } catch {
+            return (durable, true)
+        }
+    }
+
+    /// Crash at every write boundary — before and after each write, before and after each
+    /// fsync, with and without a torn tail — then reopen: every block reported durable is
+    /// there intact, nothing after a torn tail is served, and the log accepts appends again.
+    @Test func crashAtEveryWriteBoundary() throws {
+        let clean = SimulatedFileSystem()
+        _ = Self.workload(try BlockLog(directory: directory, fileSystem: clean, segmentBytesMax: 4096))
+        let operations = clean.operations
+        #expect(operations > 40)
+        for crashAt in 0...operations {
+            for torn in [false, true] {
+                let fs = SimulatedFileSystem()
+                let log = try BlockLog(directory: directory, fileSystem: fs, segmentBytesMax: 4096)
+                fs.crashAfterOperations = crashAt
+                let (durable, _) = Self.workload(log)
+                fs.crash(tornBytes: { torn ? $0 * 2 / 3 : 0 })
+                let reopened = try BlockLog(directory: directory, fileSystem: fs, segmentBytesMax: 4096)
+                #expect(reopened.damage == nil, "crash at \(crashAt), torn \(torn)")
+                #expect(reopened.height >= durable, "crash at \(crashAt): lost durable blocks")
+                for height in stride(from: 1, through: reopened.height, by: 1) {
+                    #expect(try reopened.entry(at: height) == Self.fixture.entries[Int(height) - 1])
+                }
+                // The recovered log keeps going from where it ends.
+                if reopened.height < 24 {
+                    try reopened.append(Self.fixture.entries[Int(reopened.height)])
+                    try reopened.sync()
+                    #expect(try BlockLog(directory: directory, fileSystem: fs, segmentBytesMax: 4096).height == reopened.height)
+                }
+            }
+        }
+    }
+
+    @Test func damageBeforeTheTailIsReportedWithItsHeightAndNotServed() throws {
+        let fs = SimulatedFileSystem()
+        let log = try BlockLog(directory: directory, fileSystem: fs)
+        for entry in Self.fixture.entries.prefix(10) { try log.append(entry) }
+        try log.sync()
+        let segment = "\(directory)/\(BlockLogReader.segmentName(1))"
+        let offset = log.reader.positions[6].offset  // block 7
+        fs.corrupt(segment, at: Int(offset) + 40)
+        let reopened = try BlockLog(directory: directory, fileSystem: fs)
+        #expect(reopened.damage?.height == 7)
+        #expect(reopened.damage?.offset == offset)
+        #expect(reopened.damage?.reason == "checksum mismatch")
+        #expect(reopened.height == 6)
+        #expect(throws: StorageError.self) { try reopened.append(Self.fixture.entries[6]) }
+        // The read-only reader reports the same and changes nothing.
+        let before = fs.bytes(segment)
+        let reader = try BlockLogReader(directory: directory, fileSystem: fs)
+        #expect(reader.damage?.height == 7 && reader.height == 6)
+        #expect(fs.bytes(segment) == before)
+        // Repair: cut at the damage, then re-append blocks fetched from peers.
+        try reopened.truncateDamage()
+        for entry in Self.fixture.entries[6..<10] { try reopened.append(entry) }
+        try reopened.sync()
+        let repaired = try BlockLog(directory: directory, fileSystem: fs)
+        #expect(repaired.height == 10 && repaired.damage == nil)
+    }
+
+    @Test func aRecordThatBreaksTheChainIsDamageEvenWithAValidChecksum() throws {
+        let fs = SimulatedFileSystem()
+        let log = try BlockLog(directory: directory, fileSystem: fs)
+        for entry in Self.fixture.entries.prefix(4) { try log.append(entry) }
+        try log.sync()
+        // Append a well-formed record holding block 6 where 5 belongs.
+        let segment = "\(directory)/\(BlockLogReader.segmentName(1))"
+        let file = try fs.open(segment, create: false)
+        try file.append(RecordFraming.frame(type: BlockLogRecord.entry.rawValue, payload: Self.fixture.entries[5].encoded()))
+        try file.append(RecordFraming.frame(type: BlockLogRecord.entry.rawValue, payload: Self.fixture.entries[6].encoded()))
+        try file.sync()
+        let reopened = try BlockLog(directory: directory, fileSystem: fs)
+        #expect(reopened.height == 4)
+        #expect(reopened.damage?.height == 5)
+        #expect(reopened.damage?.reason.contains("expected height 5") == true)
+    }
+
+    @Test func aRealDirectoryRoundTrips() throws {
+        let directory = NSTemporaryDirectory() + "bulwark-log-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let log = try BlockLog(directory: directory, segmentBytesMax: 4096)
+        for entry in Self.fixture.entries { try log.append(entry) }
+        try log.sync()
+        let reopened = try BlockLog(directory: directory)
+        #expect(reopened.height == 24 && reopened.tip == Self.fixture.tip)
+        var seen: [LedgerEntry] = []
+        try BlockLogReader(directory: directory).forEachEntry { seen.append($0) }
+        #expect(seen == Self.fixture.entries)
+    }
+}
+
+@Suite struct WriteAheadLogTests {
+    @Test func aTornTailIsDroppedAndDamageRefused() throws {
+        let fs = SimulatedFileSystem()
+        let wal = try WriteAheadLog(path: "/data/consensus.wal", fileSystem: fs)
+        try wal.append([1, 2, 3])
+        try wal.append([4, 5])
+        try wal.sync()
+        try wal.append([6, 7, 8, 9])
+        fs.crash(tornBytes: { $0 - 1 })
+        #expect(try WriteAheadLog(path: "/data/consensus.wal", fileSystem: fs).records == [[1, 2, 3], [4, 5]])
+        fs.corrupt("/data/consensus.wal", at: 9)
+        #expect(throws: StorageError.self) { _ = try WriteAheadLog(path: "/data/consensus.wal", fileSystem: fs) }
+    }
+
+    /// Compaction is atomic: a crash at any point leaves the old records or exactly the kept ones.
+    @Test func rewriteIsAtomicUnderCrashes() throws {
+        let old: [[UInt8]] = (0..<6).map { [UInt8($0), 9] }
+        let kept = Array(old.suffix(2))
+        for crashAt in 0..<8 {
+            let fs = SimulatedFileSystem()
+            let wal = try WriteAheadLog(path: "/data/consensus.wal", fileSystem: fs)
+            for r in old { try wal.append(r) }
+            try wal.sync()
+            fs.crashAfterOperations = fs.operations + crashAt
+            try? wal.rewrite(keeping: kept)
+            fs.crash(tornBytes: { $0 / 2 })
+            let records = try WriteAheadLog(path: "/data/consensus.wal", fileSystem: fs).records
+            #expect(records == old || records == kept, "crash at \(crashAt): \(records)")
+        }
+    }
+}
+
+@Suite struct SnapshotStoreTests {
+    @Test func keepsTheNewestIntactSnapshots() throws {
+        let fs = SimulatedFileSystem()
+        let store = try SnapshotStore(directory: "/data/snapshots", fileSystem: fs)
+        var fixture = LedgerFixture.ledger(blocks: 4)
+        try store.save(fixture.state.snapshot(), height: 4)
+        fixture.addBlock([.put(key: [1], value: [1])])
+        try store.save(fixture.state.snapshot(), height: 5)
+        fixture.addBlock([.put(key: [2], value: [2])])
+        try store.save(fixture.state.snapshot(), height: 6)
+        #expect(try store.heights() == [5, 6])
+        let latest = try #require(try store.latest())
+        #expect(latest.height == 6)
+        let restored = try KeyValueState(snapshot: latest.snapshot, limits: fixture.config.parameters)
+        #expect(restored.stateRoot == fixture.state.stateRoot)
+        fs.corrupt("/data/snapshots/\(SnapshotStore.name(6))", at: 30)
+        #expect(try store.latest()?.height == 5)
+        #expect(try store.latest(atOrBelow: 5)?.height == 5)
+    }
+}
