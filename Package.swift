@@ -42,6 +42,13 @@ let package = Package(
             ]
         ),
         .executableTarget(
+            name: "bulwark-storage-bench",
+            dependencies: [
+                "BulwarkCore", "BulwarkStorage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
             name: "bulwark-sim",
             dependencies: [
                 "BulwarkSimulation",
