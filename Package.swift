@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "BulwarkConsensus", targets: ["BulwarkConsensus"]),
         .library(name: "BulwarkSimulation", targets: ["BulwarkSimulation"]),
         .library(name: "BulwarkStorage", targets: ["BulwarkStorage"]),
+        .executable(name: "bulwark-verify", targets: ["bulwark-verify"]),
         .executable(name: "bulwark-sim", targets: ["bulwark-sim"]),
     ],
     dependencies: [
@@ -34,10 +35,22 @@ let package = Package(
             name: "BulwarkStorage",
             dependencies: ["BulwarkCore"]
         ),
+        // The auditor's trusted code: Core and the log reader, nothing else.
+        .target(
+            name: "BulwarkVerify",
+            dependencies: ["BulwarkCore", "BulwarkStorage"]
+        ),
+        .executableTarget(
+            name: "bulwark-verify",
+            dependencies: [
+                "BulwarkVerify", "BulwarkCore", "BulwarkStorage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .target(
             name: "BulwarkSimulation",
             dependencies: [
-                "BulwarkCore", "BulwarkConsensus",
+                "BulwarkCore", "BulwarkConsensus", "BulwarkStorage",
                 .product(name: "HeapModule", package: "swift-collections"),
             ]
         ),
@@ -64,7 +77,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BulwarkCoreTests",
-            dependencies: ["BulwarkCore"]
+            dependencies: ["BulwarkCore", "BulwarkTestSupport"]
         ),
         .target(
             name: "BulwarkTestSupport",
@@ -73,6 +86,10 @@ let package = Package(
         .testTarget(
             name: "BulwarkStorageTests",
             dependencies: ["BulwarkCore", "BulwarkStorage", "BulwarkTestSupport"]
+        ),
+        .testTarget(
+            name: "BulwarkVerifyTests",
+            dependencies: ["BulwarkCore", "BulwarkStorage", "BulwarkVerify", "BulwarkTestSupport", "BulwarkSimulation"]
         ),
         .testTarget(
             name: "BulwarkConsensusTests",

@@ -41,11 +41,7 @@ extension Replica {
         proposeBatches(flush: false)
     }
 
-    func requestSignedBytes(_ request: Request) -> [UInt8] {
-        Domain.request.message(cluster: cluster) { w in
-            w.write(request.client); w.write(request.requestID); w.write(request.operation)
-        }
-    }
+    func requestSignedBytes(_ request: Request) -> [UInt8] { request.signedBytes(cluster: cluster) }
 
     /// Arms PBFT's request timer for the oldest pending request, if none is armed.
     mutating func armRequestTimer() {

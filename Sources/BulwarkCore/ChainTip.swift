@@ -109,7 +109,7 @@ public struct ChainTip: Hashable, Sendable {
         }
         if checkRequests {
             for (index, request) in entry.block.requests.enumerated() {
-                let bytes = Domain.request.message(cluster: config.clusterID, body: request.encodeSignedBody)
+                let bytes = request.signedBytes(cluster: config.clusterID)
                 let valid = verifier?.isValid(request.signature, by: request.client, for: bytes)
                     ?? request.client.isValidSignature(request.signature, for: bytes)
                 guard valid else { throw .invalidRequestSignature(h, index: index) }

@@ -23,10 +23,15 @@ public struct Request: Hashable, Sendable {
     }
 
     /// What the client signs: everything but the signature.
-    func encodeSignedBody(_ w: inout CanonicalWriter) {
+    public func encodeSignedBody(_ w: inout CanonicalWriter) {
         w.write(client)
         w.write(requestID)
         w.write(operation)
+    }
+
+    /// The exact bytes the client's signature covers.
+    public func signedBytes(cluster: ClusterID) -> [UInt8] {
+        Domain.request.message(cluster: cluster, body: encodeSignedBody)
     }
 
     public func hasValidSignature(cluster: ClusterID) -> Bool {

@@ -1,5 +1,6 @@
 import BulwarkConsensus
 import BulwarkCore
+import BulwarkStorage
 import HeapModule
 
 /// A deterministic simulation of a whole cluster: n replicas running the real consensus core
@@ -287,6 +288,9 @@ public final class Simulation {
                 }
             case let .checkpointStable(proof):
                 node.stable = proof
+                if !node.executionCertificates.contains(where: { $0.height == proof.height }) {
+                    node.executionCertificates.append(proof.certificate)
+                }
                 // Records at or below a stable checkpoint are never needed again.
                 node.wal.removeAll { record in record.height.map { $0 <= proof.height } ?? false }
             case let .requestStateTransfer(height, checkpoint):
@@ -369,6 +373,22 @@ public final class Simulation {
         step(node, .stateTransferred(tip: tip, checkpoint: verified, clients: clientReplies(node.state), executed: executed))
     }
 
+    /// The cluster configuration every replica of this run uses.
+    public var clusterConfig: ClusterConfig { config }
+
+    /// Writes replica `replica`'s ledger, with its execution certificates, through the real
+    /// block log into `directory`, as a replica process would have it on disk.
+    public func writeLedger(replica: Int, to directory: String, fileSystem: any FileSystem = PosixFileSystem()) throws {
+        let node = nodes[replica]
+        let log = try BlockLog(directory: directory, fileSystem: fileSystem)
+        let certificates = Dictionary(grouping: node.executionCertificates, by: \.height)
+        for entry in node.log {
+            try log.append(entry)
+            for certificate in certificates[entry.block.height] ?? [] { try log.append(certificate) }
+        }
+        try log.sync()
+    }
+
     /// Called by clients when all have finished: let laggards catch up, then stop.
     func clientFinished() {
         if clients.allSatisfy(\.isDone) {
@@ -386,6 +406,8 @@ final class SimNode {
     var log: [LedgerEntry] = []
     var wal: [WALRecord] = []
     var stable: CheckpointProof?
+    /// Durable: every stable checkpoint's certificate, stored in the ledger.
+    var executionCertificates: [ExecutionCertificate] = []
     var incarnation = 0
     var crashMidStep: UInt64?
 

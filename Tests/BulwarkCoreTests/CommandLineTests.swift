@@ -1,43 +1,11 @@
 import BulwarkCore
+import BulwarkTestSupport
 import Foundation
 import Testing
 
-/// Runs the built `bulwark` binary as a user would.
-enum BulwarkBinary {
-    static var url: URL {
-        // The test bundle sits in the same build products directory as the executables.
-        let products = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        let candidates = [products, products.deletingLastPathComponent()]
-            .map { $0.appendingPathComponent("bulwark") }
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]
-    }
+let BulwarkBinary = ProductBinary("bulwark")
 
-    static var available: Bool { FileManager.default.isExecutableFile(atPath: url.path) }
-
-    struct Result {
-        let status: Int32
-        let stdout: String
-        let stderr: String
-    }
-
-    static func run(_ arguments: [String]) throws -> Result {
-        let process = Process()
-        process.executableURL = url
-        process.arguments = arguments
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-                      stderr: String(decoding: stderr, as: UTF8.self))
-    }
-}
-
-@Suite(.enabled(if: BulwarkBinary.available, "skipped: the bulwark executable was not built"))
+@Suite(.enabled(if: BulwarkBinary.isBuilt, "skipped: the bulwark executable was not built"))
 struct CommandLineTests {
     @Test func everyCommandHasHelp() throws {
         for command in [["--help"], ["keygen", "--help"], ["cluster", "--help"], ["cluster", "init", "--help"]] {

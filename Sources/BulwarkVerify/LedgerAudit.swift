@@ -1,0 +1,275 @@
+import BulwarkCore
+import BulwarkStorage
+import Dispatch
+
+/// The first thing found wrong in a ledger: where, which record, why.
+public struct AuditProblem: Error, Equatable, Sendable, CustomStringConvertible {
+    public var height: Height
+    /// Which record: "block", "commit certificate", "request 3", "execution certificate", "segment".
+    public var record: String
+    public var reason: String
+
+    public init(height: Height, record: String, reason: String) {
+        self.height = height
+        self.record = record
+        self.reason = reason
+    }
+
+    public var description: String { "height \(height), \(record): \(reason)" }
+}
+
+/// What an audit covered.
+public struct AuditReport: Sendable {
+    public var heights: Height = 0
+    public var requests = 0
+    public var commitCertificates = 0
+    public var executionCertificates = 0
+    public var signaturesChecked = 0
+    public var elapsedSeconds = 0.0
+    public var finalStateRoot: Digest?
+    public var tip: ChainTip = .genesis
+    public var problem: AuditProblem?
+
+    public var passed: Bool { problem == nil }
+    public var blocksPerSecond: Double { elapsedSeconds > 0 ? Double(heights) / elapsedSeconds : 0 }
+    public var requestsPerSecond: Double { elapsedSeconds > 0 ? Double(requests) / elapsedSeconds : 0 }
+}
+
+/// Audits one replica's ledger with nothing but the cluster's public configuration
+/// (DESIGN.md §6): record checksums, the hash chain and history roots, txRoots, every client
+/// signature, every commit certificate, every execution certificate, and a full replay of the
+/// state machine whose state roots must equal the certified ones. Signatures are checked in
+/// parallel; everything else in height order, so the first problem reported is the first bad
+/// height.
+public struct LedgerAudit {
+    public let config: ClusterConfig
+    public var threads: Int
+    /// Called with (verified height, total height) now and then on long logs.
+    public var progress: ((Height, Height) -> Void)?
+    /// Blocks whose signatures are checked together.
+    var batchBlocks = 256
+
+    public init(config: ClusterConfig, threads: Int) {
+        self.config = config
+        self.threads = max(1, threads)
+    }
+
+    public func audit(directory: String, fileSystem: any FileSystem = PosixFileSystem()) -> AuditReport {
+        let started = ContinuousClock.now
+        var report = AuditReport()
+        defer {
+            let elapsed = ContinuousClock.now - started
+            report.elapsedSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        }
+        guard fileSystem.exists(directory) else {
+            report.problem = AuditProblem(height: 1, record: "log", reason: "\(directory) does not exist")
+            return report
+        }
+        let reader: BlockLogReader
+        do { reader = try BlockLogReader(directory: directory, fileSystem: fileSystem) } catch {
+            report.problem = AuditProblem(height: 1, record: "log", reason: "\(error)")
+            return report
+        }
+        if reader.segments.isEmpty {
+            report.problem = AuditProblem(height: 1, record: "log", reason: "\(directory) holds no block log segments")
+            return report
+        }
+        var state = KeyValueState(limits: config.parameters)
+        var tip = ChainTip.genesis
+        let certificates = Dictionary(grouping: reader.executionCertificates, by: \.height)
+        var batch: [LedgerEntry] = []
+        var failure: AuditProblem?
+
+        func flush() {
+            guard failure == nil, !batch.isEmpty else { return }
+            let checks = signatureChecks(batch, certificates: certificates)
+            let valid = verifyInParallel(checks)
+            report.signaturesChecked += checks.count
+            var index = 0
+            for entry in batch {
+                let height = entry.block.height
+                let header = entry.block.header
+                // Count this block's checks, whatever fails first.
+                let ownChecks = checks[index...].prefix { $0.height == height }
+                let results = Array(valid[index..<(index + ownChecks.count)])
+                index += ownChecks.count
+                if let problem = checkBlock(entry, tip: tip, checks: Array(ownChecks), results: results) {
+                    failure = problem
+                    return
+                }
+                tip = tip.appending(header, hash: entry.block.hash)
+                _ = state.execute(entry.block)
+                report.heights = height
+                report.requests += entry.block.requests.count
+                report.commitCertificates += 1
+                for certificate in certificates[height] ?? [] {
+                    if let problem = checkExecution(certificate, at: height, tip: tip, state: state,
+                                                    checks: Array(ownChecks), results: results) {
+                        failure = problem
+                        return
+                    }
+                    report.executionCertificates += 1
+                }
+            }
+            batch.removeAll(keepingCapacity: true)
+            progress?(report.heights, reader.height)
+        }
+
+        do {
+            try reader.forEachEntry { entry in
+                batch.append(entry)
+                if batch.count == batchBlocks {
+                    flush()
+                    if let failure { throw failure }
+                }
+            }
+            flush()
+        } catch let problem as AuditProblem {
+            report.problem = problem
+            return report
+        } catch {
+            report.problem = AuditProblem(height: report.heights + 1, record: "block", reason: "\(error)")
+            return report
+        }
+        report.tip = tip
+        report.finalStateRoot = state.stateRoot
+        if let failure {
+            report.problem = failure
+        } else if let damage = reader.damage {
+            report.problem = AuditProblem(height: damage.height, record: "block",
+                                          reason: "\(damage.reason) (\(damage.segment), byte \(damage.offset))")
+        } else if let torn = reader.tornTail {
+            report.problem = AuditProblem(height: reader.height + 1, record: "block",
+                                          reason: "the final record is truncated (\(torn.segment), byte \(torn.offset))")
+        }
+        return report
+    }
+
+    /// One signature to check, and which record it belongs to.
+    struct SignatureCheck {
+        var height: Height
+        var record: String
+        var key: PublicKey?
+        var signature: Signature
+        var message: [UInt8]
+    }
+
+    func signatureChecks(_ batch: [LedgerEntry], certificates: [Height: [ExecutionCertificate]]) -> [SignatureCheck] {
+        var checks: [SignatureCheck] = []
+        let cluster = config.clusterID
+        for entry in batch {
+            let height = entry.block.height
+            for (index, request) in entry.block.requests.enumerated() {
+                checks.append(SignatureCheck(
+                    height: height, record: "request \(index)", key: request.client, signature: request.signature,
+                    message: request.signedBytes(cluster: cluster)))
+            }
+            let certificate = entry.certificate
+            for vote in certificate.votes {
+                checks.append(SignatureCheck(
+                    height: height, record: "commit certificate", key: config.validator(vote.replica)?.publicKey,
+                    signature: vote.signature,
+                    message: CommitCertificate.signedMessage(cluster: cluster, view: certificate.view, height: certificate.height,
+                                                             blockHash: certificate.blockHash, replica: vote.replica)))
+            }
+            for execution in certificates[height] ?? [] {
+                for vote in execution.votes {
+                    checks.append(SignatureCheck(
+                        height: height, record: "execution certificate", key: config.validator(vote.replica)?.publicKey,
+                        signature: vote.signature,
+                        message: ExecutionCertificate.signedMessage(cluster: cluster, height: execution.height,
+                                                                    blockHash: execution.blockHash,
+                                                                    stateRoot: execution.stateRoot, replica: vote.replica)))
+                }
+            }
+        }
+        return checks
+    }
+
+    /// Verifies every check, spread over `threads` threads.
+    func verifyInParallel(_ checks: [SignatureCheck]) -> [Bool] {
+        var results = [Bool](repeating: false, count: checks.count)
+        let workers = min(threads, max(1, checks.count))
+        results.withUnsafeMutableBufferPointer { out in
+            nonisolated(unsafe) let out = out
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                var i = worker
+                while i < checks.count {
+                    let check = checks[i]
+                    out[i] = check.key?.isValidSignature(check.signature, for: check.message) ?? false
+                    i += workers
+                }
+            }
+        }
+        return results
+    }
+
+    func checkBlock(_ entry: LedgerEntry, tip: ChainTip, checks: [SignatureCheck], results: [Bool]) -> AuditProblem? {
+        let height = entry.block.height
+        guard entry.block.header.clusterID == config.clusterID else {
+            return AuditProblem(height: height, record: "block", reason: "belongs to another cluster")
+        }
+        do { _ = try tip.checkLinkage(entry, cluster: config.clusterID) } catch {
+            return AuditProblem(height: height, record: "block", reason: "\(error)")
+        }
+        for (check, valid) in zip(checks, results) where check.record.hasPrefix("request") && !valid {
+            return AuditProblem(height: height, record: check.record, reason: "client signature is invalid")
+        }
+        // The commit certificate: known validators, each once, valid signatures, a quorum.
+        var signers = Set<ReplicaID>()
+        let certificateChecks = zip(checks, results).filter { $0.0.record == "commit certificate" }
+        for (vote, (_, valid)) in zip(entry.certificate.votes, certificateChecks) {
+            guard config.validator(vote.replica) != nil else {
+                return AuditProblem(height: height, record: "commit certificate",
+                                    reason: "signer \(vote.replica) is not a validator of this cluster")
+            }
+            guard signers.insert(vote.replica).inserted else {
+                return AuditProblem(height: height, record: "commit certificate", reason: "signer \(vote.replica) appears twice")
+            }
+            guard valid else {
+                return AuditProblem(height: height, record: "commit certificate",
+                                    reason: "signature of replica \(vote.replica) does not verify for view \(entry.certificate.view), height \(height) and this block")
+            }
+        }
+        guard signers.count >= config.quorum else {
+            return AuditProblem(height: height, record: "commit certificate",
+                                reason: "\(signers.count) distinct signers, quorum is \(config.quorum)")
+        }
+        return nil
+    }
+
+    func checkExecution(_ certificate: ExecutionCertificate, at height: Height, tip: ChainTip, state: KeyValueState,
+                        checks: [SignatureCheck], results: [Bool]) -> AuditProblem? {
+        guard certificate.blockHash == tip.blockHash else {
+            return AuditProblem(height: height, record: "execution certificate", reason: "names a different block")
+        }
+        var signers = Set<ReplicaID>()
+        for vote in certificate.votes {
+            guard let validator = config.validator(vote.replica) else {
+                return AuditProblem(height: height, record: "execution certificate",
+                                    reason: "signer \(vote.replica) is not a validator of this cluster")
+            }
+            guard signers.insert(vote.replica).inserted else {
+                return AuditProblem(height: height, record: "execution certificate", reason: "signer \(vote.replica) appears twice")
+            }
+            let message = ExecutionCertificate.signedMessage(cluster: config.clusterID, height: height, blockHash: certificate.blockHash,
+                                                             stateRoot: certificate.stateRoot, replica: vote.replica)
+            // Checked in parallel with the block's other signatures; found by its exact message.
+            let checked = zip(checks, results).first { $0.0.signature == vote.signature && $0.0.message == message }
+            let valid = checked?.1 ?? validator.publicKey.isValidSignature(vote.signature, for: message)
+            guard valid else {
+                return AuditProblem(height: height, record: "execution certificate",
+                                    reason: "signature of replica \(vote.replica) does not verify")
+            }
+        }
+        guard signers.count >= config.quorum else {
+            return AuditProblem(height: height, record: "execution certificate",
+                                reason: "\(signers.count) distinct signers, quorum is \(config.quorum)")
+        }
+        guard certificate.stateRoot == state.stateRoot else {
+            return AuditProblem(height: height, record: "execution certificate",
+                                reason: "certified state root \(certificate.stateRoot.short) differs from the replayed state root \(state.stateRoot.short)")
+        }
+        return nil
+    }
+}

@@ -1,0 +1,341 @@
+import ArgumentParser
+import BulwarkCore
+import BulwarkStorage
+import BulwarkVerify
+import Foundation
+
+@main
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bulwark-verify",
+        abstract: "Audit Bulwark ledgers offline, trusting no replica.",
+        discussion: "Exit status 0 means everything checked holds; anything else names the first problem.",
+        subcommands: [LogCommand.self, Compare.self, DigestCommand.self, Consistency.self, Inclusion.self, ProofCommand.self]
+    )
+}
+
+struct Output: ParsableArguments {
+    @Flag(help: "Print a machine-readable JSON report instead of text.") var json = false
+}
+
+/// Prints `object` as one JSON document.
+func printJSON(_ object: [String: Any]) {
+    let data = try! JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+}
+
+func loadConfig(_ path: String) throws -> ClusterConfig {
+    do { return try ClusterConfig.load(from: path) } catch {
+        throw ValidationError("\(error)")
+    }
+}
+
+func fail(_ message: String) -> ExitCode {
+    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+    return ExitCode.failure
+}
+
+func problemJSON(_ problem: AuditProblem?) -> Any {
+    guard let problem else { return NSNull() }
+    return ["height": problem.height, "record": problem.record, "reason": problem.reason] as [String: Any]
+}
+
+struct LogCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "log",
+        abstract: "Verify one replica's ledger from genesis.",
+        discussion: """
+            Checks, at every height: record checksums; the hash chain and historyRoot; txRoot \
+            against the requests; every client signature; the commit certificate (a quorum of \
+            distinct validators of this cluster, valid signatures over this view, height and \
+            block); every execution certificate; and a full replay of the state machine whose \
+            state roots must equal the certified ones.
+            """
+    )
+
+    @Argument(help: ArgumentHelp("A replica's block log directory (its data directory's blocks/ folder).", valueName: "DIR"))
+    var directory: String
+    @Option(help: ArgumentHelp("The cluster's public configuration.", valueName: "FILE")) var cluster: String
+    @Option(help: "Threads for signature checks (default: all cores).") var threads = ProcessInfo.processInfo.activeProcessorCount
+    @Flag(help: "No progress line.") var quiet = false
+    @OptionGroup var output: Output
+
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func run() throws {
+        let config = try loadConfig(cluster)
+        var audit = LedgerAudit(config: config, threads: threads)
+        let showProgress = !quiet && !output.json
+        var lastPrint = ContinuousClock.now
+        if showProgress {
+            audit.progress = { done, total in
+                guard ContinuousClock.now - lastPrint > .seconds(1) else { return }
+                lastPrint = ContinuousClock.now
+                FileHandle.standardError.write(Data("verified \(done) of \(total) blocks\n".utf8))
+            }
+        }
+        let report = audit.audit(directory: resolvedDirectory)
+        if output.json {
+            printJSON([
+                "ok": report.passed, "heights": report.heights, "requests": report.requests,
+                "commitCertificates": report.commitCertificates, "executionCertificates": report.executionCertificates,
+                "signatures": report.signaturesChecked, "elapsedSeconds": report.elapsedSeconds,
+                "blocksPerSecond": report.blocksPerSecond, "requestsPerSecond": report.requestsPerSecond,
+                "finalStateRoot": report.finalStateRoot?.hex ?? NSNull(), "problem": problemJSON(report.problem),
+            ])
+        } else {
+            if let problem = report.problem {
+                print("FAILED at height \(problem.height): \(problem.record): \(problem.reason)")
+                print("verified before it: \(report.heights) blocks, \(report.requests) requests")
+            } else {
+                print("ok: \(report.heights) blocks, \(report.requests) requests, \(report.commitCertificates) commit certificates, \(report.executionCertificates) execution certificates, \(report.signaturesChecked) signatures")
+                print("ledger digest \(LedgerDigest(height: report.tip.height, root: report.tip.history.root))")
+                if let root = report.finalStateRoot { print("state root \(root.hex)") }
+                print(String(format: "%.2f s, %.0f blocks/s, %.0f requests/s, %d threads", report.elapsedSeconds,
+                             report.blocksPerSecond, report.requestsPerSecond, threads))
+            }
+        }
+        if !report.passed { throw ExitCode.failure }
+    }
+
+    /// Accepts a data directory holding `blocks/` as well as the blocks directory itself.
+    var resolvedDirectory: String { resolveBlocks(directory) }
+}
+
+func resolveBlocks(_ directory: String) -> String {
+    let nested = (directory as NSString).appendingPathComponent("blocks")
+    var isDirectory: ObjCBool = false
+    return FileManager.default.fileExists(atPath: nested, isDirectory: &isDirectory) && isDirectory.boolValue ? nested : directory
+}
+
+func openReader(_ directory: String) throws -> BlockLogReader {
+    let path = resolveBlocks(directory)
+    guard FileManager.default.fileExists(atPath: path) else { throw fail("\(path) does not exist") }
+    do { return try BlockLogReader(directory: path) } catch { throw fail("\(error)") }
+}
+
+struct Compare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check that several replicas' ledgers agree at every common height.",
+        discussion: "On a divergence, reports the first height and, for each side, whether its commit certificate is valid."
+    )
+
+    @Argument(help: ArgumentHelp("Two or more block log directories.", valueName: "DIR")) var directories: [String]
+    @Option(help: ArgumentHelp("The cluster's public configuration.", valueName: "FILE")) var cluster: String
+    @OptionGroup var output: Output
+
+    func validate() throws {
+        guard directories.count >= 2 else { throw ValidationError("give at least two directories to compare") }
+    }
+
+    func run() throws {
+        let config = try loadConfig(cluster)
+        let readers = try directories.map { try openReader($0) }
+        let common = readers.map(\.height).min() ?? 0
+        var divergence: (height: Height, sides: [(String, Digest, String)])?
+        if common > 0 {
+            for height in 1...common {
+                let hashes = readers.map { $0.blockHash(at: height)! }
+                guard Set(hashes).count > 1 else { continue }
+                let sides = zip(directories, readers).map { directory, reader -> (String, Digest, String) in
+                    let verdict: String
+                    do {
+                        try reader.entry(at: height).certificate.verify(config: config)
+                        verdict = "valid commit certificate"
+                    } catch {
+                        verdict = "invalid commit certificate: \(error)"
+                    }
+                    return (directory, reader.blockHash(at: height)!, verdict)
+                }
+                divergence = (height, sides)
+                break
+            }
+        }
+        if output.json {
+            printJSON([
+                "ok": divergence == nil, "commonHeight": common,
+                "heights": Dictionary(uniqueKeysWithValues: zip(directories, readers.map(\.height))),
+                "divergence": divergence.map { d in
+                    ["height": d.height,
+                     "sides": d.sides.map { ["directory": $0.0, "blockHash": $0.1.hex, "certificate": $0.2] }] as [String: Any]
+                } ?? NSNull(),
+            ])
+        } else if let divergence {
+            print("DIVERGED at height \(divergence.height):")
+            for side in divergence.sides { print("  \(side.0): block \(side.1.short)…, \(side.2)") }
+        } else {
+            print("ok: \(readers.count) ledgers agree at every common height (1...\(common)); heights \(readers.map { String($0.height) }.joined(separator: ", "))")
+        }
+        if divergence != nil { throw ExitCode.failure }
+    }
+}
+
+struct DigestCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "digest",
+        abstract: "Print a ledger digest to pin: height, last block hash, and the root over every block.",
+        discussion: "The digest is written HEIGHT:ROOT; `consistency` and `inclusion` take it."
+    )
+
+    @Argument(help: ArgumentHelp("A block log directory.", valueName: "DIR")) var directory: String
+    @Option(help: "Digest of the first HEIGHT blocks instead of all.") var height: Height?
+    @OptionGroup var output: Output
+
+    func run() throws {
+        let reader = try openReader(directory)
+        let at = height ?? reader.height
+        guard at >= 1, at <= reader.height else { throw fail("the log holds heights 1...\(reader.height), not \(at)") }
+        let digest = LedgerDigest.of(reader, height: at)
+        if output.json {
+            printJSON(["height": at, "blockHash": reader.blockHash(at: at)!.hex, "historyRoot": digest.root.hex,
+                       "digest": digest.description])
+        } else {
+            print("height \(at)")
+            print("block \(reader.blockHash(at: at)!.hex)")
+            print("digest \(digest)")
+        }
+    }
+}
+
+func parseDigest(_ text: String, _ name: String) throws -> LedgerDigest {
+    guard let digest = LedgerDigest(parsing: text) else { throw ValidationError("\(name) must look like HEIGHT:ROOTHEX") }
+    return digest
+}
+
+func readProof(_ path: String) throws -> [Digest] {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw fail("cannot read \(path)") }
+    var out: [Digest] = []
+    for line in text.split(separator: "\n") where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+        guard let digest = Digest(hex: line.trimmingCharacters(in: .whitespaces)) else {
+            throw fail("\(path): '\(line)' is not a 64-digit hex hash")
+        }
+        out.append(digest)
+    }
+    return out
+}
+
+struct Consistency: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check that the ledger with digest OLD is a prefix of the one with digest NEW (RFC 6962).",
+        discussion: "With --log, computes the proof from a log holding NEW (and can write it with --write-proof); with --proof, checks a proof file (one hash per line) against the two digests alone."
+    )
+
+    @Argument(help: "The older digest, HEIGHT:ROOT.") var old: String
+    @Argument(help: "The newer digest, HEIGHT:ROOT.") var new: String
+    @Option(help: ArgumentHelp("A block log holding the newer ledger.", valueName: "DIR")) var log: String?
+    @Option(help: ArgumentHelp("A proof file to check.", valueName: "FILE")) var proof: String?
+    @Option(name: .customLong("write-proof"), help: ArgumentHelp("Write the computed proof here.", valueName: "FILE"))
+    var writeProof: String?
+    @OptionGroup var output: Output
+
+    func validate() throws {
+        guard (log == nil) != (proof == nil) else { throw ValidationError("give exactly one of --log DIR or --proof FILE") }
+    }
+
+    func run() throws {
+        let oldDigest = try parseDigest(old, "OLD")
+        let newDigest = try parseDigest(new, "NEW")
+        var hashes: [Digest]
+        var verdict: String?
+        if let log {
+            do { hashes = try LedgerProofs.consistency(from: try openReader(log), old: oldDigest, new: newDigest) } catch {
+                hashes = []
+                verdict = "\(error)"
+            }
+        } else {
+            hashes = try readProof(proof!)
+        }
+        if verdict == nil {
+            do { try LedgerProofs.verifyConsistency(old: oldDigest, new: newDigest, proof: hashes) } catch { verdict = "\(error)" }
+        }
+        if let writeProof, verdict == nil {
+            try (hashes.map(\.hex).joined(separator: "\n") + "\n").write(toFile: writeProof, atomically: true, encoding: .utf8)
+        }
+        if output.json {
+            printJSON(["ok": verdict == nil, "old": oldDigest.description, "new": newDigest.description,
+                       "proof": hashes.map(\.hex), "problem": verdict ?? NSNull()])
+        } else {
+            print(verdict.map { "NOT CONSISTENT: \($0)" } ?? "ok: ledger \(oldDigest) is a prefix of \(newDigest) (\(hashes.count) proof hashes)")
+        }
+        if verdict != nil { throw ExitCode.failure }
+    }
+}
+
+struct Inclusion: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check that block HEIGHT is in the ledger with DIGEST (RFC 6962).",
+        discussion: "With --log, computes the proof from the log; with --proof and --block-hash, checks a proof file against the digest alone."
+    )
+
+    @Argument(help: "The block's height.") var height: Height
+    @Argument(help: "The ledger digest, HEIGHT:ROOT.") var digest: String
+    @Option(help: ArgumentHelp("A block log holding the ledger.", valueName: "DIR")) var log: String?
+    @Option(help: ArgumentHelp("A proof file to check.", valueName: "FILE")) var proof: String?
+    @Option(name: .customLong("block-hash"), help: "The block's hash, with --proof.") var blockHash: String?
+    @OptionGroup var output: Output
+
+    func validate() throws {
+        guard (log == nil) != (proof == nil) else { throw ValidationError("give exactly one of --log DIR or --proof FILE") }
+        if proof != nil, blockHash.flatMap({ Digest(hex: $0) }) == nil {
+            throw ValidationError("--proof needs --block-hash HEX")
+        }
+    }
+
+    func run() throws {
+        let ledger = try parseDigest(digest, "DIGEST")
+        var hashes: [Digest] = []
+        var hash = blockHash.flatMap { Digest(hex: $0) } ?? .zero
+        var verdict: String?
+        if let log {
+            do { (hash, hashes) = try LedgerProofs.inclusion(from: try openReader(log), height: height, digest: ledger) } catch {
+                verdict = "\(error)"
+            }
+        } else {
+            hashes = try readProof(proof!)
+        }
+        if verdict == nil {
+            do { try LedgerProofs.verifyInclusion(height: height, blockHash: hash, digest: ledger, proof: hashes) } catch {
+                verdict = "\(error)"
+            }
+        }
+        if output.json {
+            printJSON(["ok": verdict == nil, "height": height, "blockHash": hash.hex, "digest": ledger.description,
+                       "proof": hashes.map(\.hex), "problem": verdict ?? NSNull()])
+        } else {
+            print(verdict.map { "NOT INCLUDED: \($0)" } ?? "ok: block \(height) (\(hash.short)…) is in ledger \(ledger)")
+        }
+        if verdict != nil { throw ExitCode.failure }
+    }
+}
+
+struct ProofCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "proof",
+        abstract: "Check a key proof written by `bulwark prove`: the execution certificate and the key's value under its state root."
+    )
+
+    @Argument(help: ArgumentHelp("The proof file.", valueName: "FILE")) var file: String
+    @Option(help: ArgumentHelp("The cluster's public configuration.", valueName: "FILE")) var cluster: String
+    @OptionGroup var output: Output
+
+    func run() throws {
+        let config = try loadConfig(cluster)
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw fail("cannot read \(file)") }
+        var proven: KeyProof?
+        var verdict: String?
+        do { proven = try KeyProofBundle(fileText: text).verify(config: config) } catch { verdict = "\(error)" }
+        let key = proven.map { String(decoding: $0.key, as: UTF8.self) } ?? ""
+        let value = proven?.value.map { String(decoding: $0, as: UTF8.self) }
+        if output.json {
+            printJSON(["ok": verdict == nil, "key": key, "value": value ?? NSNull(), "version": proven?.version ?? 0,
+                       "height": proven?.height ?? 0, "problem": verdict ?? NSNull()])
+        } else if let proven {
+            print("ok: at height \(proven.height), key '\(key)' " + (value.map { "= '\($0)' (version \(proven.version))" } ?? "is absent"))
+        } else {
+            print("INVALID: \(verdict!)")
+        }
+        if verdict != nil { throw ExitCode.failure }
+    }
+}
