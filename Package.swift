@@ -57,7 +57,7 @@ let package = Package(
         .executableTarget(
             name: "bulwark-storage-bench",
             dependencies: [
-                "BulwarkCore", "BulwarkStorage",
+                "BulwarkCore", "BulwarkStorage", "BulwarkTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

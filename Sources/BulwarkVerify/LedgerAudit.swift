@@ -56,11 +56,14 @@ public struct LedgerAudit {
 
     public func audit(directory: String, fileSystem: any FileSystem = PosixFileSystem()) -> AuditReport {
         let started = ContinuousClock.now
+        var report = auditUntimed(directory: directory, fileSystem: fileSystem)
+        let elapsed = ContinuousClock.now - started
+        report.elapsedSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return report
+    }
+
+    func auditUntimed(directory: String, fileSystem: any FileSystem) -> AuditReport {
         var report = AuditReport()
-        defer {
-            let elapsed = ContinuousClock.now - started
-            report.elapsedSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        }
         guard fileSystem.exists(directory) else {
             report.problem = AuditProblem(height: 1, record: "log", reason: "\(directory) does not exist")
             return report

@@ -31,12 +31,16 @@ struct BulwarkSim: ParsableCommand {
     var crashPrimary = false
     @Flag(help: "Print only failures and the final line.") var quiet = false
     @Flag(help: "Print view changes, crashes, partitions and state transfers as they happen.") var trace = false
+    @Option(name: .customLong("write-ledgers"),
+            help: ArgumentHelp("With --seed: write each replica's ledger to DIR/replica-<i>/blocks and the cluster to DIR/cluster.json.", valueName: "DIR"))
+    var writeLedgers: String?
 
     func validate() throws {
         guard (seed == nil) != (seeds == nil) else { throw ValidationError("give exactly one of --seed N or --seeds A..B") }
         guard replicas >= 4 else { throw ValidationError("--replicas must be at least 4") }
         if seeds != nil, seedRange == nil { throw ValidationError("--seeds must look like 1..200, with A ≤ B") }
         if let drop, drop > 1000 { throw ValidationError("--drop is per mille: 0...1000") }
+        if writeLedgers != nil, seed == nil { throw ValidationError("--write-ledgers needs --seed") }
     }
 
     var seedRange: ClosedRange<UInt64>? {
@@ -71,6 +75,13 @@ struct BulwarkSim: ParsableCommand {
             let simulation = Simulation(options: options)
             if trace { simulation.trace = { print("  \($0)") } }
             let report = simulation.run()
+            if let writeLedgers {
+                for replica in 0..<options.replicas {
+                    try simulation.writeLedger(replica: replica, to: "\(writeLedgers)/replica-\(replica)/blocks")
+                }
+                try simulation.clusterConfig.jsonData().write(to: URL(fileURLWithPath: "\(writeLedgers)/cluster.json"))
+                print("wrote \(options.replicas) ledgers and cluster.json to \(writeLedgers)")
+            }
             if report.passed {
                 passed += 1
                 if !quiet { print(report.summary) }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BulwarkCore
 import BulwarkStorage
+import BulwarkTestSupport
 import Foundation
 
 /// Prints the throughput of the state machine's authenticated map and of the block log.
@@ -23,6 +24,10 @@ struct StorageBench: ParsableCommand {
     @Option(help: "Requests per block.") var requestsPerBlock = 64
     @Option(help: "Blocks per fsync, comma-separated.") var groups = "1,8,64"
     @Option(help: "Directory for the log files (default: a temporary directory).") var directory: String?
+    @Option(name: .customLong("write-ledger"),
+            help: ArgumentHelp("Instead of measuring, write a fully signed ledger and its cluster.json here (for bulwark-verify).", valueName: "DIR"))
+    var writeLedger: String?
+    @Option(name: .customLong("ledger-requests"), help: "Requests in the written ledger.") var ledgerRequests = 100_000
 
     func validate() throws {
         guard parse(keys) != nil, parse(groups) != nil else { throw ValidationError("--keys and --groups take positive numbers, e.g. 1,8,64") }
@@ -36,8 +41,33 @@ struct StorageBench: ParsableCommand {
     }
 
     func run() throws {
+        if let writeLedger { return try write(ledgerTo: writeLedger) }
         for count in parse(keys)! { benchmarkState(keys: count) }
         for group in parse(groups)! { try benchmarkLog(group: group) }
+    }
+
+    /// A ledger with real client signatures, commit certificates and execution certificates.
+    func write(ledgerTo path: String) throws {
+        let blocks = max(1, (ledgerRequests + requestsPerBlock - 1) / requestsPerBlock)
+        var fixture = LedgerFixture(clients: 16, checkpointInterval: 16)
+        let log = try BlockLog(directory: path + "/blocks")
+        var written = 0
+        for b in 0..<blocks {
+            let ops: [LedgerOperation] = (0..<requestsPerBlock).map { r in
+                r % 4 == 3
+                    ? .add(key: Array("account-\((b + r) % 100)".utf8), delta: 1, min: 0, max: .max)
+                    : .put(key: Array("key-\((b * requestsPerBlock + r) % 50_000)".utf8), value: Array(repeating: 0x61, count: 100))
+            }
+            let entry = fixture.addBlock(ops)
+            try log.append(entry)
+            for cert in fixture.executionCertificates.suffix(1) where cert.height == entry.block.height { try log.append(cert) }
+            written += ops.count
+            if b % 64 == 63 { try log.sync() }
+            if b % 500 == 499 { FileHandle.standardError.write(Data("wrote \(b + 1) of \(blocks) blocks\n".utf8)) }
+        }
+        try log.sync()
+        try fixture.config.jsonData().write(to: URL(fileURLWithPath: path + "/cluster.json"))
+        print("wrote \(blocks) blocks, \(written) signed requests to \(path)/blocks and \(path)/cluster.json")
     }
 
     static func seconds(_ body: () throws -> Void) rethrows -> Double {
