@@ -82,17 +82,17 @@ public struct LedgerAudit {
         let certificates = Dictionary(grouping: reader.executionCertificates, by: \.height)
         var batch: [LedgerEntry] = []
         var failure: AuditProblem?
+        // Signatures of the next batch are verified on worker threads while this thread
+        // checks and replays the batch before it.
+        var inFlight: (entries: [LedgerEntry], checks: [SignatureCheck], results: PendingResults)?
 
-        func flush() {
-            guard failure == nil, !batch.isEmpty else { return }
-            let checks = signatureChecks(batch, certificates: certificates)
-            let valid = verifyInParallel(checks)
+        func process(_ entries: [LedgerEntry], _ checks: [SignatureCheck], _ valid: [Bool]) {
+            guard failure == nil else { return }
             report.signaturesChecked += checks.count
             var index = 0
-            for entry in batch {
+            for entry in entries {
                 let height = entry.block.height
                 let header = entry.block.header
-                // Count this block's checks, whatever fails first.
                 let ownChecks = checks[index...].prefix { $0.height == height }
                 let results = Array(valid[index..<(index + ownChecks.count)])
                 index += ownChecks.count
@@ -114,8 +114,20 @@ public struct LedgerAudit {
                     report.executionCertificates += 1
                 }
             }
-            batch.removeAll(keepingCapacity: true)
             progress?(report.heights, reader.height)
+        }
+
+        func flush() {
+            let next: (entries: [LedgerEntry], checks: [SignatureCheck], results: PendingResults)?
+            if batch.isEmpty {
+                next = nil
+            } else {
+                let checks = signatureChecks(batch, certificates: certificates)
+                next = (batch, checks, verifyInBackground(checks))
+                batch = []
+            }
+            if let previous = inFlight { process(previous.entries, previous.checks, previous.results.wait()) }
+            inFlight = next
         }
 
         do {
@@ -127,10 +139,13 @@ public struct LedgerAudit {
                 }
             }
             flush()
+            flush()
         } catch let problem as AuditProblem {
+            inFlight?.results.wait()
             report.problem = problem
             return report
         } catch {
+            inFlight?.results.wait()
             report.problem = AuditProblem(height: report.heights + 1, record: "block", reason: "\(error)")
             return report
         }
@@ -149,7 +164,7 @@ public struct LedgerAudit {
     }
 
     /// One signature to check, and which record it belongs to.
-    struct SignatureCheck {
+    struct SignatureCheck: Sendable {
         var height: Height
         var record: String
         var key: PublicKey?
@@ -189,8 +204,34 @@ public struct LedgerAudit {
         return checks
     }
 
+    /// Results being computed on worker threads.
+    final class PendingResults: @unchecked Sendable {
+        private let group = DispatchGroup()
+        // Written once by the worker before `group.leave()`, read only after `group.wait()`.
+        var results: [Bool] = []
+
+        init(_ work: @escaping @Sendable () -> [Bool]) {
+            group.enter()
+            DispatchQueue.global().async { [self] in
+                results = work()
+                group.leave()
+            }
+        }
+
+        @discardableResult
+        func wait() -> [Bool] {
+            group.wait()
+            return results
+        }
+    }
+
+    func verifyInBackground(_ checks: [SignatureCheck]) -> PendingResults {
+        let threads = self.threads
+        return PendingResults { Self.verifyInParallel(checks, threads: threads) }
+    }
+
     /// Verifies every check, spread over `threads` threads.
-    func verifyInParallel(_ checks: [SignatureCheck]) -> [Bool] {
+    static func verifyInParallel(_ checks: [SignatureCheck], threads: Int) -> [Bool] {
         var results = [Bool](repeating: false, count: checks.count)
         let workers = min(threads, max(1, checks.count))
         results.withUnsafeMutableBufferPointer { out in
