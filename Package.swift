@@ -16,6 +16,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
     ],
     targets: [
         .systemLibrary(
@@ -34,6 +36,16 @@ let package = Package(
         .target(
             name: "BulwarkStorage",
             dependencies: ["BulwarkCore"]
+        ),
+        .target(
+            name: "BulwarkNode",
+            dependencies: [
+                "BulwarkCore", "BulwarkConsensus", "BulwarkStorage",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         // The auditor's trusted code: Core and the log reader, nothing else.
         .target(
@@ -86,6 +98,16 @@ let package = Package(
         .testTarget(
             name: "BulwarkStorageTests",
             dependencies: ["BulwarkCore", "BulwarkStorage", "BulwarkTestSupport"]
+        ),
+        .testTarget(
+            name: "BulwarkNodeTests",
+            dependencies: [
+                "BulwarkCore", "BulwarkNode", "BulwarkTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "BulwarkVerifyTests",

@@ -1,0 +1,205 @@
+import BulwarkCore
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// Authenticated, framed TCP between replicas and from clients (DESIGN.md §5). A replica
+/// listens for peers and clients; it keeps one outbound link to every other replica, which
+/// reconnects with exponential backoff and queues at most `queueFramesMax` frames, dropping
+/// the oldest (counted) so that a slow or dead peer cannot grow memory or stall the others.
+public final class Transport: Sendable {
+    public struct Settings: Sendable {
+        public var frameBytesMax: Int
+        public var queueFramesMax = 4096
+        public var reconnectDelayMsMin: Int64 = 50
+        public var reconnectDelayMsMax: Int64 = 2000
+
+        public init(frameBytesMax: Int) { self.frameBytesMax = frameBytesMax }
+    }
+
+    let group: any EventLoopGroup
+    let config: ClusterConfig
+    let id: ReplicaID
+    let key: PrivateKey
+    let settings: Settings
+    let logger: Logger
+    let onFrame: @Sendable (PeerRole, [UInt8]) -> Void
+    let state = NIOLockedValueBox(State())
+
+    struct State {
+        var links: [ReplicaID: Link] = [:]
+        /// Inbound authenticated connections from clients, by key, for replies.
+        var clients: [PublicKey: any Channel] = [:]
+        var listeners: [any Channel] = []
+        var dropped: UInt64 = 0
+        var refused: UInt64 = 0
+        var stopped = false
+    }
+
+    /// The outbound side towards one replica.
+    struct Link {
+        var channel: (any Channel)?
+        var queue: [ByteBuffer] = []
+        var connecting = false
+        var delayMs: Int64
+    }
+
+    public init(group: any EventLoopGroup, config: ClusterConfig, id: ReplicaID, key: PrivateKey, settings: Settings,
+                logger: Logger, onFrame: @escaping @Sendable (PeerRole, [UInt8]) -> Void) {
+        self.group = group
+        self.config = config
+        self.id = id
+        self.key = key
+        self.settings = settings
+        self.logger = logger
+        self.onFrame = onFrame
+    }
+
+    /// Frames dropped because a peer's queue was full, and connections refused at handshake.
+    public var counters: (dropped: UInt64, refused: UInt64) { state.withLockedValue { ($0.dropped, $0.refused) } }
+
+    func pipeline(_ channel: any Channel, side: HandshakeHandler.Side) -> EventLoopFuture<Void> {
+        let logger = self.logger
+        let onFrame = self.onFrame
+        let maximum = settings.frameBytesMax
+        return channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandlers([
+                ByteToMessageHandler(FrameDecoder(maximum: maximum), maximumBufferSize: maximum + 8),
+                MessageToByteHandler(FrameEncoder()),
+                HandshakeHandler(side, onFailure: { [weak self] reason in
+                    self?.state.withLockedValue { $0.refused += 1 }
+                    logger.debug("peer refused", metadata: ["reason": "\(reason)"])
+                }),
+                FrameDelivery(
+                    onAuthenticated: { [weak self] role, channel in
+                        if case let .client(key) = role { self?.state.withLockedValue { $0.clients[key] = channel } }
+                    },
+                    onFrame: onFrame,
+                    onClose: { [weak self] role in
+                        if case let .client(key) = role { self?.state.withLockedValue { _ = $0.clients.removeValue(forKey: key) } }
+                    }),
+            ])
+        }
+    }
+
+    /// Listens on `address` (port 0 picks a free port); returns the bound port.
+    public func listen(host: String, port: Int) async throws -> Int {
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { [self] channel in
+                pipeline(channel, side: .acceptor(HandshakeAcceptor(config: config, id: id, key: key,
+                                                                    nonce: Digest(SecureRandom.bytes(32))!)))
+            }
+        let channel = try await bootstrap.bind(host: host, port: port).get()
+        state.withLockedValue { $0.listeners.append(channel) }
+        return channel.localAddress?.port ?? port
+    }
+
+    /// Sends a frame to replica `to`, connecting (and reconnecting) as needed.
+    public func send(_ frame: [UInt8], to replica: ReplicaID) {
+        guard replica != id, config.validator(replica) != nil else { return }
+        let buffer = ByteBuffer(bytes: frame)
+        let (channel, connect) = state.withLockedValue { state -> ((any Channel)?, Bool) in
+            guard !state.stopped else { return (nil, false) }
+            var link = state.links[replica] ?? Link(delayMs: settings.reconnectDelayMsMin)
+            defer { state.links[replica] = link }
+            if let channel = link.channel, channel.isActive { return (channel, false) }
+            if link.queue.count >= settings.queueFramesMax {
+                link.queue.removeFirst()
+                state.dropped += 1
+            }
+            link.queue.append(buffer)
+            if link.connecting { return (nil, false) }
+            link.connecting = true
+            return (nil, true)
+        }
+        if let channel { channel.writeAndFlush(buffer, promise: nil) }
+        if connect { self.connect(to: replica) }
+    }
+
+    /// Sends a frame to an authenticated client, if it is connected here.
+    public func send(_ frame: [UInt8], toClient client: PublicKey) {
+        state.withLockedValue { $0.clients[client] }?.writeAndFlush(ByteBuffer(bytes: frame), promise: nil)
+    }
+
+    func connect(to replica: ReplicaID) {
+        let address = config.validator(replica)!.replicaAddress
+        let connector = HandshakeConnector(config: config, role: .replica(id), key: key, nonce: Digest(SecureRandom.bytes(32))!,
+                                           expected: replica)
+        let future = ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(2))
+            .channelInitializer { [self] channel in
+                pipeline(channel, side: .connector(connector)).flatMap {
+                    channel.pipeline.addHandler(LinkActivation(transport: self, replica: replica))
+                }
+            }
+            .connect(host: address.host, port: Int(address.port))
+        future.whenFailure { [self] _ in retry(replica) }
+        future.whenSuccess { [self] channel in
+            channel.closeFuture.whenComplete { [self] _ in
+                let reconnect = state.withLockedValue { state -> Bool in
+                    guard !state.stopped, state.links[replica]?.channel === channel else { return false }
+                    state.links[replica]?.channel = nil
+                    return !(state.links[replica]?.queue.isEmpty ?? true)
+                }
+                if reconnect { retry(replica) }
+            }
+        }
+    }
+
+    /// Called on the link's event loop once the handshake authenticated the peer: flush the queue.
+    func linkUp(_ replica: ReplicaID, channel: any Channel) {
+        let queued = state.withLockedValue { state -> [ByteBuffer] in
+            state.links[replica]?.channel = channel
+            state.links[replica]?.connecting = false
+            state.links[replica]?.delayMs = settings.reconnectDelayMsMin
+            let queue = state.links[replica]?.queue ?? []
+            state.links[replica]?.queue = []
+            return queue
+        }
+        for frame in queued { channel.write(frame, promise: nil) }
+        channel.flush()
+    }
+
+    func retry(_ replica: ReplicaID) {
+        let delay = state.withLockedValue { state -> Int64? in
+            guard !state.stopped, var link = state.links[replica] else { return nil }
+            let delay = link.delayMs
+            link.delayMs = min(settings.reconnectDelayMsMax, link.delayMs * 2)
+            link.connecting = true
+            state.links[replica] = link
+            return delay
+        }
+        guard let delay else { return }
+        group.next().scheduleTask(in: .milliseconds(delay)) { [self] in connect(to: replica) }
+    }
+
+    public func shutdown() async {
+        let channels = state.withLockedValue { state -> [any Channel] in
+            state.stopped = true
+            return state.listeners + state.links.values.compactMap(\.channel) + Array(state.clients.values)
+        }
+        for channel in channels { try? await channel.close() }
+    }
+}
+
+/// Tells the transport when an outbound link has authenticated.
+final class LinkActivation: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    let transport: Transport
+    let replica: ReplicaID
+
+    init(transport: Transport, replica: ReplicaID) {
+        self.transport = transport
+        self.replica = replica
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is PeerAuthenticated { transport.linkUp(replica, channel: context.channel) }
+        context.fireUserInboundEventTriggered(event)
+    }
+}

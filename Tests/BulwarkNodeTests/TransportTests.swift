@@ -1,0 +1,113 @@
+import BulwarkCore
+@testable import BulwarkNode
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Testing
+
+/// Transport on loopback (127.0.0.1), with ports the test picks itself.
+@Suite(.serialized) struct TransportTests {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+
+    /// Free ports, found by binding port 0 and releasing it.
+    func freePorts(_ count: Int) async throws -> [Int] {
+        var ports: [Int] = []
+        for _ in 0..<count {
+            let channel = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+            ports.append(channel.localAddress!.port!)
+            try await channel.close()
+        }
+        return ports
+    }
+
+    func config(ports: [Int], cluster: UInt8 = 1) -> (ClusterConfig, [PrivateKey]) {
+        let keys = (0..<4).map { PrivateKey(seed: [UInt8($0 + 1), cluster] + Array(repeating: 0, count: 30))! }
+        let validators = keys.enumerated().map { i, key in
+            Validator(id: ReplicaID(i), publicKey: key.publicKey,
+                      replicaAddress: Address(host: "127.0.0.1", port: UInt16(ports[i])),
+                      clientAddress: Address(host: "127.0.0.1", port: UInt16(ports[i] + 1)),
+                      httpAddress: Address(host: "127.0.0.1", port: UInt16(ports[i] + 2)))
+        }
+        return (try! ClusterConfig(clusterID: ClusterID(raw: Bytes32(Array(repeating: cluster, count: 32))!), validators: validators), keys)
+    }
+
+    final class Inbox: Sendable {
+        let frames = NIOLockedValueBox<[(PeerRole, [UInt8])]>([])
+        func add(_ role: PeerRole, _ bytes: [UInt8]) { frames.withLockedValue { $0.append((role, bytes)) } }
+        var count: Int { frames.withLockedValue { $0.count } }
+
+        /// Waits (bounded) until at least `n` frames arrived.
+        func wait(for n: Int, seconds: Double = 5) async -> Bool {
+            for _ in 0..<Int(seconds * 100) {
+                if count >= n { return true }
+                try? await Task.sleep(for: .milliseconds(10))
+            }
+            return count >= n
+        }
+    }
+
+    func transport(_ config: ClusterConfig, _ keys: [PrivateKey], _ id: ReplicaID, _ inbox: Inbox) -> Transport {
+        Transport(group: group, config: config, id: id, key: keys[Int(id)], settings: .init(frameBytesMax: 1024),
+                  logger: Logger(label: "test"), onFrame: { inbox.add($0, $1) })
+    }
+
+    @Test func framesArriveAuthenticatedAndInOrderEvenWhenSentBeforeThePeerIsUp() async throws {
+        let ports = try await freePorts(4)
+        let (config, keys) = config(ports: ports)
+        let inbox0 = Inbox()
+        let inbox1 = Inbox()
+        let t0 = transport(config, keys, 0, inbox0)
+        let t1 = transport(config, keys, 1, inbox1)
+        // Replica 1 sends before replica 0 listens: queued, then delivered after reconnecting.
+        for i in 0..<3 { t1.send([UInt8(i)], to: 0) }
+        try await Task.sleep(for: .milliseconds(120))
+        _ = try await t0.listen(host: "127.0.0.1", port: ports[0])
+        _ = try await t1.listen(host: "127.0.0.1", port: ports[1])
+        #expect(await inbox0.wait(for: 3))
+        #expect(inbox0.frames.withLockedValue { $0.map(\.1) } == [[0], [1], [2]])
+        #expect(inbox0.frames.withLockedValue { $0.allSatisfy { $0.0 == .replica(1) } })
+        t0.send([9, 9], to: 1)
+        #expect(await inbox1.wait(for: 1))
+        #expect(inbox1.frames.withLockedValue { $0.first?.0 } == .replica(0))
+        await t0.shutdown()
+        await t1.shutdown()
+    }
+
+    @Test func aPeerFromAnotherClusterIsRefused() async throws {
+        let ports = try await freePorts(4)
+        let (config, keys) = config(ports: ports)
+        let (otherConfig, otherKeys) = self.config(ports: ports, cluster: 2)
+        let inbox = Inbox()
+        let t0 = transport(config, keys, 0, inbox)
+        _ = try await t0.listen(host: "127.0.0.1", port: ports[0])
+        let intruder = transport(otherConfig, otherKeys, 1, Inbox())
+        intruder.send([1, 2, 3], to: 0)
+        for _ in 0..<300 where t0.counters.refused == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(t0.counters.refused >= 1)
+        #expect(inbox.count == 0)
+        await intruder.shutdown()
+        await t0.shutdown()
+    }
+
+    /// A length prefix above the limit closes the connection before anything is buffered.
+    @Test func anOversizedFrameClosesTheConnection() async throws {
+        let ports = try await freePorts(4)
+        let (config, keys) = config(ports: ports)
+        let t0 = transport(config, keys, 0, Inbox())
+        _ = try await t0.listen(host: "127.0.0.1", port: ports[0])
+        let raw = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: ports[0]).get()
+        var buffer = raw.allocator.buffer(capacity: 8)
+        buffer.writeInteger(UInt32(1 << 30), endianness: .little)
+        buffer.writeBytes([1, 2, 3, 4])
+        try await raw.writeAndFlush(buffer)
+        var closed = false
+        for _ in 0..<300 {
+            if !raw.isActive { closed = true; break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(closed)
+        #expect(t0.counters.refused >= 1)
+        await t0.shutdown()
+    }
+}
