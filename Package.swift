@@ -37,10 +37,30 @@ let package = Package(
             name: "BulwarkStorage",
             dependencies: ["BulwarkCore"]
         ),
+        // Authenticated, framed TCP shared by replicas and clients.
+        .target(
+            name: "BulwarkTransport",
+            dependencies: [
+                "BulwarkCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "BulwarkNode",
             dependencies: [
-                "BulwarkCore", "BulwarkConsensus", "BulwarkStorage",
+                "BulwarkCore", "BulwarkConsensus", "BulwarkStorage", "BulwarkTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "BulwarkClient",
+            dependencies: [
+                "BulwarkCore", "BulwarkTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -83,7 +103,8 @@ let package = Package(
         .executableTarget(
             name: "bulwark",
             dependencies: [
-                "BulwarkCore",
+                "BulwarkCore", "BulwarkNode", "BulwarkClient",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -102,7 +123,7 @@ let package = Package(
         .testTarget(
             name: "BulwarkNodeTests",
             dependencies: [
-                "BulwarkCore", "BulwarkNode", "BulwarkTestSupport",
+                "BulwarkCore", "BulwarkNode", "BulwarkTransport", "BulwarkTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -128,3 +128,14 @@ public struct Recovery: Sendable {
         self.executed = executed
     }
 }
+
+extension KeyValueState {
+    /// The state's deduplication table as the core takes it (`Recovery.clients`,
+    /// `.stateTransferred`), sorted by client.
+    public var clientReplies: [Reply] {
+        clients.keys.sorted().map { client in
+            let record = clients[client]!
+            return Reply(client: client, requestID: record.requestID, height: record.height, result: record.result.encoded())
+        }
+    }
+}

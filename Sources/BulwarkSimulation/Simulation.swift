@@ -224,18 +224,11 @@ public final class Simulation {
                                                    stateRoot: node.state.stateRoot))
             }
         }
-        let recovery = Recovery(tip: tip, checkpoint: checkpoint, wal: node.wal, clients: clientReplies(node.state),
+        let recovery = Recovery(tip: tip, checkpoint: checkpoint, wal: node.wal, clients: node.state.clientReplies,
                                 executed: executed)
         node.core = Replica(config: config, id: ReplicaID(node.id), key: node.key, verifier: verifier, recovery: recovery)
         let actions = node.core!.start(nowMs: now)
         process(actions, at: node)
-    }
-
-    func clientReplies(_ state: KeyValueState) -> [Reply] {
-        state.clients.keys.sorted().map { client in
-            let record = state.clients[client]!
-            return Reply(client: client, requestID: record.requestID, height: record.height, result: record.result.encoded())
-        }
     }
 
     func crash(_ node: SimNode, torn: Bool, downMs: UInt64) {
@@ -334,7 +327,7 @@ public final class Simulation {
     func transferState(to node: SimNode, height: Height, checkpoint: CheckpointProof?) {
         let have = node.log.count
         guard have < Int(height) else {
-            step(node, .stateTransferred(tip: node.core!.chain, checkpoint: nil, clients: clientReplies(node.state), executed: []))
+            step(node, .stateTransferred(tip: node.core!.chain, checkpoint: nil, clients: node.state.clientReplies, executed: []))
             return
         }
         let candidates = nodes.filter {
@@ -370,7 +363,7 @@ public final class Simulation {
             history.append(leafHash: MerkleTree.leafHash(entry.block.hash))
         }
         let verified = checkpoint.flatMap { $0.height <= tip.height ? $0 : nil }
-        step(node, .stateTransferred(tip: tip, checkpoint: verified, clients: clientReplies(node.state), executed: executed))
+        step(node, .stateTransferred(tip: tip, checkpoint: verified, clients: node.state.clientReplies, executed: executed))
     }
 
     /// The cluster configuration every replica of this run uses.

@@ -3,11 +3,12 @@ import BulwarkCore
 import Foundation
 
 @main
-struct Bulwark: ParsableCommand {
+struct Bulwark: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bulwark",
         abstract: "A Byzantine-fault-tolerant replicated ledger.",
-        subcommands: [Keygen.self, Cluster.self]
+        subcommands: [Keygen.self, Cluster.self, Node.self, Put.self, Get.self, Delete.self, CompareAndSet.self, Add.self,
+                      RangeCommand.self]
     )
 }
 

@@ -1,5 +1,5 @@
 import BulwarkCore
-@testable import BulwarkNode
+@testable import BulwarkTransport
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -48,7 +48,7 @@ import Testing
     }
 
     func transport(_ config: ClusterConfig, _ keys: [PrivateKey], _ id: ReplicaID, _ inbox: Inbox) -> Transport {
-        Transport(group: group, config: config, id: id, key: keys[Int(id)], settings: .init(frameBytesMax: 1024),
+        Transport(group: group, config: config, role: .replica(id), key: keys[Int(id)], settings: .init(frameBytesMax: 1024),
                   logger: Logger(label: "test"), onFrame: { inbox.add($0, $1) })
     }
 

@@ -20,7 +20,9 @@ public final class Transport: Sendable {
 
     let group: any EventLoopGroup
     let config: ClusterConfig
-    let id: ReplicaID
+    /// Who this end is: a replica (listens, and links to its peers' replica addresses) or a
+    /// client (links to the replicas' client addresses).
+    let role: PeerRole
     let key: PrivateKey
     let settings: Settings
     let logger: Logger
@@ -45,11 +47,11 @@ public final class Transport: Sendable {
         var delayMs: Int64
     }
 
-    public init(group: any EventLoopGroup, config: ClusterConfig, id: ReplicaID, key: PrivateKey, settings: Settings,
+    public init(group: any EventLoopGroup, config: ClusterConfig, role: PeerRole, key: PrivateKey, settings: Settings,
                 logger: Logger, onFrame: @escaping @Sendable (PeerRole, [UInt8]) -> Void) {
         self.group = group
         self.config = config
-        self.id = id
+        self.role = role
         self.key = key
         self.settings = settings
         self.logger = logger
@@ -83,8 +85,15 @@ public final class Transport: Sendable {
         }
     }
 
-    /// Listens on `address` (port 0 picks a free port); returns the bound port.
+    var ownID: ReplicaID? {
+        if case let .replica(id) = role { return id }
+        return nil
+    }
+
+    /// Listens on `host:port` (port 0 picks a free port) for replicas and clients alike (the
+    /// handshake says which); returns the bound port. Replicas only.
     public func listen(host: String, port: Int) async throws -> Int {
+        guard let id = ownID else { preconditionFailure("only replicas listen") }
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -100,7 +109,7 @@ public final class Transport: Sendable {
 
     /// Sends a frame to replica `to`, connecting (and reconnecting) as needed.
     public func send(_ frame: [UInt8], to replica: ReplicaID) {
-        guard replica != id, config.validator(replica) != nil else { return }
+        guard replica != ownID, config.validator(replica) != nil else { return }
         let buffer = ByteBuffer(bytes: frame)
         let (channel, connect) = state.withLockedValue { state -> ((any Channel)?, Bool) in
             guard !state.stopped else { return (nil, false) }
@@ -126,8 +135,9 @@ public final class Transport: Sendable {
     }
 
     func connect(to replica: ReplicaID) {
-        let address = config.validator(replica)!.replicaAddress
-        let connector = HandshakeConnector(config: config, role: .replica(id), key: key, nonce: Digest(SecureRandom.bytes(32))!,
+        let validator = config.validator(replica)!
+        let address = ownID == nil ? validator.clientAddress : validator.replicaAddress
+        let connector = HandshakeConnector(config: config, role: role, key: key, nonce: Digest(SecureRandom.bytes(32))!,
                                            expected: replica)
         let future = ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)

@@ -1,0 +1,80 @@
+/// A replica's signed answer to a client: the result of (client, requestID) at `height`.
+/// A client accepts a result once f+1 replicas signed the same one.
+public struct SignedReply: Hashable, Sendable {
+    public var replica: ReplicaID
+    public var client: PublicKey
+    public var requestID: UInt64
+    public var height: Height
+    /// The encoded `OperationResult`.
+    public var result: [UInt8]
+    public var signature: Signature
+
+    public init(replica: ReplicaID, client: PublicKey, requestID: UInt64, height: Height, result: [UInt8], signature: Signature) {
+        self.replica = replica
+        self.client = client
+        self.requestID = requestID
+        self.height = height
+        self.result = result
+        self.signature = signature
+    }
+
+    public static func signedMessage(cluster: ClusterID, replica: ReplicaID, client: PublicKey, requestID: UInt64,
+                                     height: Height, result: [UInt8]) -> [UInt8] {
+        Domain.reply.message(cluster: cluster) { w in
+            w.write(replica); w.write(client); w.write(requestID); w.write(height); w.writeBytes(result)
+        }
+    }
+
+    public static func signed(by key: PrivateKey, replica: ReplicaID, cluster: ClusterID, client: PublicKey, requestID: UInt64,
+                              height: Height, result: [UInt8]) -> SignedReply {
+        SignedReply(replica: replica, client: client, requestID: requestID, height: height, result: result,
+                    signature: key.sign(signedMessage(cluster: cluster, replica: replica, client: client, requestID: requestID,
+                                                      height: height, result: result)))
+    }
+
+    public func isValid(config: ClusterConfig) -> Bool {
+        guard let validator = config.validator(replica) else { return false }
+        return validator.publicKey.isValidSignature(signature, for: Self.signedMessage(
+            cluster: config.clusterID, replica: replica, client: client, requestID: requestID, height: height, result: result))
+    }
+}
+
+/// What clients and replicas say to each other on a client connection.
+public enum ClientFrame: Hashable, Sendable {
+    case request(Request)
+    case reply(SignedReply)
+}
+
+extension SignedReply: CanonicalCodable {
+    public func encode(to w: inout CanonicalWriter) {
+        w.write(replica); w.write(client); w.write(requestID); w.write(height); w.writeBytes(result); w.write(signature)
+    }
+
+    public init(from r: inout CanonicalReader) throws(CodecError) {
+        self.init(replica: try r.readUInt16("replica"), client: try r.readPublicKey("client"),
+                  requestID: try r.readUInt64("request id"), height: try r.readUInt64("height"),
+                  result: try r.readBytes("result", max: CodecLimits.bytesMax), signature: try r.readSignature("signature"))
+    }
+}
+
+extension ClientFrame: CanonicalCodable {
+    static let version: UInt8 = 1
+
+    public func encode(to w: inout CanonicalWriter) {
+        w.write(Self.version)
+        switch self {
+        case let .request(request): w.write(UInt8(1)); w.write(request)
+        case let .reply(reply): w.write(UInt8(2)); w.write(reply)
+        }
+    }
+
+    public init(from r: inout CanonicalReader) throws(CodecError) {
+        try r.readVersion("client frame", supported: Self.version)
+        let tag = try r.readUInt8("client frame tag")
+        switch tag {
+        case 1: self = .request(try r.read(Request.self))
+        case 2: self = .reply(try r.read(SignedReply.self))
+        default: throw .unknownTag(type: "client frame", tag: tag)
+        }
+    }
+}

@@ -1,0 +1,350 @@
+import BulwarkConsensus
+import BulwarkCore
+import BulwarkStorage
+import BulwarkTransport
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+
+/// Why a replica cannot start, in one sentence.
+public struct NodeStartupError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A replica process (DESIGN.md §5): the consensus core driven by one serial event loop, the
+/// transport on I/O threads (which also pre-verify signatures, so checks run on every core),
+/// the block log, the write-ahead log and the state machine. Persist-before-send: the WAL is
+/// fsynced before any message that depends on it leaves. Replies leave only once their block
+/// is fsynced (group commit: one fsync per burst of executed blocks).
+public final class ReplicaNode: @unchecked Sendable {
+    // Everything mutable below is touched only on `loop`.
+    public let config: ClusterConfig
+    public let id: ReplicaID
+    let key: PrivateKey
+    let logger: Logger
+    let verifier = SignatureVerifier()
+    let ioGroup: MultiThreadedEventLoopGroup
+    let coreGroup: MultiThreadedEventLoopGroup
+    let loop: any EventLoop
+    var core: Replica
+    var state: KeyValueState
+    var ledgerTip: ChainTip
+    let blockLog: BlockLog
+    let wal: WriteAheadLog
+    var walRecords: [WALRecord]
+    var transport: Transport!
+    var transfer: Transfer?
+    var stopped = false
+    public private(set) var faulted: String?
+
+    /// At most this many blocks in one state-transfer answer.
+    static let transferBlocksMax = 128
+
+    struct Transfer {
+        var target: Height
+        var checkpoint: CheckpointProof?
+        var attempt: Int
+        var executed: [ExecutedCheckpoint] = []
+        var progressAt: Height
+    }
+
+    public init(config: ClusterConfig, id: ReplicaID, key: PrivateKey, dataDirectory: String, logger: Logger) throws {
+        guard config.validator(id)?.publicKey == key.publicKey else {
+            throw NodeStartupError("the key file's public key is not validator \(id)'s in the cluster configuration")
+        }
+        self.config = config
+        self.id = id
+        self.key = key
+        var logger = logger
+        logger[metadataKey: "replica"] = "\(id)"
+        self.logger = logger
+        do {
+            try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+            blockLog = try BlockLog(directory: dataDirectory + "/blocks")
+            if let damage = blockLog.damage {
+                logger.error("block log damaged; serving up to the block before it and repairing from peers",
+                             metadata: ["height": "\(damage.height)", "reason": "\(damage.reason)"])
+                try blockLog.truncateDamage()
+            }
+            wal = try WriteAheadLog(path: dataDirectory + "/consensus.wal")
+        } catch {
+            throw NodeStartupError("cannot open the data directory \(dataDirectory): \(error)")
+        }
+        do { walRecords = try wal.records.map { try WALRecord(decoding: $0) } } catch {
+            throw NodeStartupError("the write-ahead log in \(dataDirectory) is unreadable (\(error)); refusing to start rather than risk signing twice")
+        }
+        // Rebuild the state by replaying the ledger; remember what a checkpoint proof needs.
+        state = KeyValueState(limits: config.parameters)
+        var tip = ChainTip.genesis
+        var executed: [ExecutedCheckpoint] = []
+        var proof: CheckpointProof?
+        let latest = blockLog.latestExecutionCertificate
+        for height in stride(from: Height(1), through: blockLog.height, by: 1) {
+            let entry = try blockLog.entry(at: height)
+            let before = tip
+            tip = tip.appending(entry.block.header, hash: entry.block.hash)
+            _ = state.execute(entry.block)
+            if let latest, latest.height == height {
+                proof = CheckpointProof(certificate: latest, header: entry.block.header, historyBefore: before.history)
+            }
+            if height % config.parameters.checkpointInterval == 0, height > (latest?.height ?? 0) {
+                executed.append(ExecutedCheckpoint(header: entry.block.header, historyBefore: before.history,
+                                                   stateRoot: state.stateRoot))
+            }
+        }
+        ledgerTip = tip
+        core = Replica(config: config, id: id, key: key, verifier: verifier,
+                       recovery: Recovery(tip: tip, checkpoint: proof, wal: walRecords, clients: state.clientReplies,
+                                          executed: executed))
+        ioGroup = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
+        coreGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        loop = coreGroup.next()
+        logger.info("recovered", metadata: ["height": "\(tip.height)", "view": "\(core.view)", "wal": "\(walRecords.count)"])
+    }
+
+    /// Binds the replica and client addresses and starts consensus.
+    public func start() async throws {
+        let validator = config.validator(id)!
+        transport = Transport(group: ioGroup, config: config, role: .replica(id), key: key,
+                              settings: .init(frameBytesMax: config.parameters.frameBytesMax), logger: logger,
+                              onFrame: { [self] role, bytes in received(role, bytes) })
+        for address in [validator.replicaAddress, validator.clientAddress] {
+            do { _ = try await transport.listen(host: address.host, port: Int(address.port)) } catch {
+                throw NodeStartupError("cannot listen on \(address): \(error)")
+            }
+        }
+        try await loop.submit { [self] in process(core.start(nowMs: Self.nowMs())) }.get()
+        logger.info("serving", metadata: ["replicas": "\(validator.replicaAddress)", "clients": "\(validator.clientAddress)"])
+    }
+
+    public func stop() async {
+        _ = try? await loop.submit { [self] in
+            stopped = true
+            _ = try? blockLog.sync()
+            try? wal.sync()
+        }.get()
+        await transport?.shutdown()
+        try? await ioGroup.shutdownGracefully()
+        try? await coreGroup.shutdownGracefully()
+    }
+
+    static func nowMs() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
+
+    // MARK: Input (I/O threads)
+
+    func received(_ role: PeerRole, _ bytes: [UInt8]) {
+        switch role {
+        case let .replica(peer):
+            guard let frame = try? PeerFrame(decoding: bytes) else {
+                logger.debug("undecodable frame", metadata: ["peer": "\(peer)"])
+                return
+            }
+            if case let .consensus(message) = frame { message.preverify(config: config, verifier: verifier) }
+            loop.execute { [self] in handle(frame, from: peer) }
+        case .client:
+            guard case let .request(request)? = try? ClientFrame(decoding: bytes) else { return }
+            _ = verifier.isValid(request.signature, by: request.client, for: request.signedBytes(cluster: config.clusterID))
+            loop.execute { [self] in step(.clientRequest(request)) }
+        }
+    }
+
+    // MARK: The serial owner of the core (on `loop`)
+
+    func handle(_ frame: PeerFrame, from peer: ReplicaID) {
+        switch frame {
+        case let .consensus(message):
+            // The sender inside a signed message must be the authenticated peer.
+            if let sender = message.sender, sender != peer { return }
+            step(.message(message))
+        case let .fetchBlocks(from, to):
+            guard from >= 1, from <= to else { return }
+            let last = min(to, blockLog.height, from + Height(Self.transferBlocksMax) - 1)
+            guard from <= last else { return }
+            let entries = (from...last).compactMap { try? blockLog.entry(at: $0) }
+            transport.send(PeerFrame.blocks(entries).encoded(), to: peer)
+        case let .blocks(entries):
+            receiveTransferred(entries, from: peer)
+        }
+    }
+
+    func step(_ event: Event) {
+        guard !stopped, faulted == nil else { return }
+        process(core.step(event, nowMs: Self.nowMs()))
+    }
+
+    func process(_ actions: [Action]) {
+        var followUps: [Event] = []
+        do {
+            // Persist-before-send: every record of this step is durable before anything is sent.
+            let records = actions.compactMap { if case let .persist(r) = $0 { return r } else { return nil } }
+            if !records.isEmpty {
+                for record in records { try wal.append(record.encoded()) }
+                try wal.sync()
+                walRecords.append(contentsOf: records)
+            }
+            for action in actions {
+                switch action {
+                case .persist: break
+                case let .send(message, to): transport.send(PeerFrame.consensus(message).encoded(), to: to)
+                case let .broadcast(message):
+                    let frame = PeerFrame.consensus(message).encoded()
+                    for other in config.validators where other.id != id { transport.send(frame, to: other.id) }
+                case let .setTimer(timer, afterMs):
+                    loop.scheduleTask(in: .milliseconds(Int64(afterMs))) { [self] in step(.timerFired(timer)) }
+                case let .execute(block, certificate):
+                    if let event = try execute(LedgerEntry(block: block, certificate: certificate)) { followUps.append(event) }
+                case let .reply(reply):
+                    // Answer only once the block is durable.
+                    if blockLog.durableHeight < reply.height { try blockLog.sync() }
+                    let signed = SignedReply.signed(by: key, replica: id, cluster: config.clusterID, client: reply.client,
+                                                    requestID: reply.requestID, height: reply.height, result: reply.result)
+                    transport.send(ClientFrame.reply(signed).encoded(), toClient: reply.client)
+                case let .checkpointStable(proof):
+                    try checkpointStable(proof)
+                case let .requestStateTransfer(height, checkpoint):
+                    startTransfer(to: height, checkpoint: checkpoint)
+                case let .enteredView(view, primary):
+                    logger.info("entered view", metadata: ["view": "\(view)", "primary": "\(primary)", "height": "\(ledgerTip.height)"])
+                case let .fault(reason):
+                    fault(reason)
+                    return
+                }
+            }
+        } catch {
+            fault("storage failed: \(error)")
+            return
+        }
+        for event in followUps { step(event) }
+    }
+
+    func fault(_ reason: String) {
+        faulted = reason
+        logger.critical("stopping: \(reason)")
+    }
+
+    /// Appends a committed block and executes it; the `.executed` event to feed back.
+    func execute(_ entry: LedgerEntry) throws -> Event? {
+        let height = entry.block.height
+        if height <= blockLog.height {
+            // Already here through state transfer: it must be the same block.
+            guard blockLog.blockHash(at: height) == entry.block.hash else {
+                fault("consensus delivered a block at height \(height) other than the one in the ledger")
+                return nil
+            }
+            return nil
+        }
+        try blockLog.append(entry)
+        ledgerTip = ledgerTip.appending(entry.block.header, hash: entry.block.hash)
+        let outcomes = state.execute(entry.block)
+        var replies: [Reply] = []
+        for (request, outcome) in zip(entry.block.requests, outcomes) {
+            switch outcome {
+            case let .executed(result), let .duplicate(result):
+                replies.append(Reply(client: request.client, requestID: request.requestID, height: height, result: result.encoded()))
+            case .stale: break
+            }
+        }
+        return .executed(height: height, stateRoot: state.stateRoot, replies: replies)
+    }
+
+    func checkpointStable(_ proof: CheckpointProof) throws {
+        if blockLog.blockHash(at: proof.height) == proof.certificate.blockHash,
+           !blockLog.executionCertificates.contains(where: { $0.height == proof.height }) {
+            try blockLog.append(proof.certificate)
+            try blockLog.sync()
+        }
+        // Records at or below the stable checkpoint are never needed again; of view-change
+        // and new-view records only the newest of each matters.
+        let lastViewChange = walRecords.lastIndex { if case .sent(.viewChange) = $0 { return true } else { return false } }
+        let lastNewView = walRecords.lastIndex { if case .sent(.newView) = $0 { return true } else { return false } }
+        let kept = walRecords.enumerated().filter { index, record in
+            if let height = record.height { return height > proof.height }
+            return index == lastViewChange || index == lastNewView
+        }.map(\.element)
+        if kept.count < walRecords.count {
+            try wal.rewrite(keeping: kept.map { $0.encoded() })
+            walRecords = kept
+        }
+    }
+
+    // MARK: State transfer
+
+    func startTransfer(to height: Height, checkpoint: CheckpointProof?) {
+        if let transfer, transfer.target >= height { return }
+        transfer = Transfer(target: height, checkpoint: checkpoint, attempt: transfer?.attempt ?? 0, progressAt: ledgerTip.height)
+        askForBlocks()
+    }
+
+    func askForBlocks() {
+        guard let transfer else { return }
+        let others = config.validators.map(\.id).filter { $0 != id }
+        let peer = others[(Int(id) + transfer.attempt) % others.count]
+        transport.send(PeerFrame.fetchBlocks(from: ledgerTip.height + 1, to: transfer.target).encoded(), to: peer)
+        let attempt = transfer.attempt
+        loop.scheduleTask(in: .seconds(1)) { [self] in
+            // No progress from that peer: ask the next one.
+            guard var current = self.transfer, current.attempt == attempt else { return }
+            current.attempt += 1
+            self.transfer = current
+            askForBlocks()
+        }
+    }
+
+    /// Blocks from a peer: every one is checked here (link, certificate, client signatures);
+    /// the first that fails ends this answer, and the next peer is asked.
+    func receiveTransferred(_ entries: [LedgerEntry], from peer: ReplicaID) {
+        guard var current = transfer else { return }
+        do {
+            for entry in entries where entry.block.height == ledgerTip.height + 1 {
+                let next = try ledgerTip.verifyNext(entry, config: config, verifier: verifier)
+                let before = ledgerTip
+                try blockLog.append(entry)
+                ledgerTip = next
+                _ = state.execute(entry.block)
+                if entry.block.height % config.parameters.checkpointInterval == 0 {
+                    current.executed.append(ExecutedCheckpoint(header: entry.block.header, historyBefore: before.history,
+                                                               stateRoot: state.stateRoot))
+                }
+            }
+            try blockLog.sync()
+        } catch let error as LedgerError {
+            logger.warning("peer sent an invalid block in state transfer", metadata: ["peer": "\(peer)", "error": "\(error)"])
+            current.attempt += 1
+            transfer = current
+            askForBlocks()
+            return
+        } catch {
+            fault("storage failed during state transfer: \(error)")
+            return
+        }
+        if ledgerTip.height >= current.target {
+            transfer = nil
+            let checkpoint = current.checkpoint.flatMap { $0.height <= ledgerTip.height ? $0 : nil }
+            logger.info("state transfer done", metadata: ["height": "\(ledgerTip.height)"])
+            step(.stateTransferred(tip: ledgerTip, checkpoint: checkpoint, clients: state.clientReplies, executed: current.executed))
+        } else {
+            current.progressAt = ledgerTip.height
+            transfer = current
+            transport.send(PeerFrame.fetchBlocks(from: ledgerTip.height + 1, to: current.target).encoded(), to: peer)
+        }
+    }
+
+    // MARK: Observation
+
+    public struct Status: Sendable {
+        public var view: View
+        public var changingView: Bool
+        public var height: Height
+        public var stableCheckpoint: Height
+        public var faulted: String?
+    }
+
+    public func status() async throws -> Status {
+        try await loop.submit { [self] in
+            Status(view: core.view, changingView: core.isChangingView, height: ledgerTip.height,
+                   stableCheckpoint: core.lowWatermark, faulted: faulted)
+        }.get()
+    }
+}
