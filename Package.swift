@@ -123,7 +123,8 @@ let package = Package(
         .testTarget(
             name: "BulwarkNodeTests",
             dependencies: [
-                "BulwarkCore", "BulwarkNode", "BulwarkTransport", "BulwarkTestSupport",
+                "BulwarkCore", "BulwarkNode", "BulwarkTransport", "BulwarkTestSupport", "BulwarkClient", "BulwarkStorage",
+                "BulwarkVerify",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

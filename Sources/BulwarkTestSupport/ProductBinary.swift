@@ -21,7 +21,9 @@ public struct ProductBinary: Sendable {
         public let stderr: String
     }
 
-    public func run(_ arguments: [String]) throws -> Result {
+    /// Runs the binary to completion; one still running after `timeout` is killed, so a test
+    /// never waits forever.
+    public func run(_ arguments: [String], timeout: Duration = .seconds(120)) throws -> Result {
         let process = Process()
         process.executableURL = url
         process.arguments = arguments
@@ -34,6 +36,16 @@ public struct ProductBinary: Sendable {
         nonisolated(unsafe) var stderrData = Data()
         let reader = Thread { stderrData = err.fileHandleForReading.readDataToEndOfFile() }
         reader.start()
+        let pid = process.processIdentifier
+        let watchdog = Thread {
+            let deadline = ContinuousClock.now + timeout
+            while ContinuousClock.now < deadline {
+                if kill(pid, 0) != 0 { return }
+                usleep(20_000)
+            }
+            kill(pid, SIGKILL)
+        }
+        watchdog.start()
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         while !reader.isFinished { usleep(1000) }

@@ -1,0 +1,204 @@
+import BulwarkClient
+import BulwarkCore
+import BulwarkStorage
+import BulwarkTestSupport
+import BulwarkVerify
+import Foundation
+import NIOPosix
+import Testing
+
+let bulwarkBinary = ProductBinary("bulwark")
+
+/// A 4-replica cluster of real `bulwark node` processes on 127.0.0.1, in a temporary
+/// directory, with ports nobody else holds. Everything it starts it stops.
+final class LocalCluster: @unchecked Sendable {
+    let directory: String
+    let config: ClusterConfig
+    var processes: [Int: Process] = [:]
+
+    init() throws {
+        directory = NSTemporaryDirectory() + "bulwark-cluster-\(UUID().uuidString)"
+        var parameters = ProtocolParameters()
+        parameters.viewChangeTimeoutMs = 1000
+        parameters.checkpointInterval = 8
+        parameters.watermarkWindow = 32
+        var created: ClusterConfig?
+        for _ in 0..<20 where created == nil {
+            let base = Int.random(in: 20_000...60_000)
+            guard Self.portsAreFree(base..<(base + 12)) else { continue }
+            created = try ClusterInit.run(nodes: 4, host: "127.0.0.1", basePort: base, directory: directory, force: true,
+                                          parameters: parameters)
+        }
+        guard let created else { throw NodeTestError("no free ports found") }
+        config = created
+        try KeyFile.write(PrivateKey.generate(), to: directory + "/client.key")
+    }
+
+    static func portsAreFree(_ ports: Range<Int>) -> Bool {
+        for port in ports {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            if bound != 0 { return false }
+        }
+        return true
+    }
+
+    func dataDirectory(_ i: Int) -> String { directory + "/data-\(i)" }
+
+    func start(_ i: Int) throws {
+        let process = Process()
+        process.executableURL = bulwarkBinary.url
+        process.arguments = ["node", "--config", directory + "/cluster.json", "--key", directory + "/replica-\(i).key",
+                             "--data", dataDirectory(i), "--log-level", "info"]
+        let path = directory + "/node-\(i).log"
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+        let log = FileHandle(forWritingAtPath: path)!
+        log.seekToEndOfFile()
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        processes[i] = process
+    }
+
+    func kill9(_ i: Int) {
+        guard let process = processes[i] else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        processes[i] = nil
+    }
+
+    /// SIGTERM to every process, then wait (bounded) for each to exit.
+    func stopAll() {
+        for (_, process) in processes { process.terminate() }
+        for (_, process) in processes {
+            for _ in 0..<500 where process.isRunning { usleep(10_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+        processes = [:]
+    }
+
+    func height(_ i: Int) -> Height { (try? BlockLogReader(directory: dataDirectory(i) + "/blocks"))?.height ?? 0 }
+
+    deinit {
+        stopAll()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+struct NodeTestError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+@Suite(.serialized, .enabled(if: bulwarkBinary.isBuilt, "skipped: the bulwark executable was not built"))
+struct ClusterTests {
+    func client(_ cluster: LocalCluster) throws -> LedgerClient {
+        LedgerClient(config: cluster.config, key: try KeyFile.load(from: cluster.directory + "/client.key"))
+    }
+
+    /// Writes and linearizable reads; kill -9 of the primary under load; every acknowledged
+    /// write readable afterwards and commits continuing; the killed replica restarted catches
+    /// up; all ledgers agree and pass the auditor.
+    @Test func survivesAPrimaryCrashAndTheRestartedReplicaCatchesUp() async throws {
+        let cluster = try LocalCluster()
+        for i in 0..<4 { try cluster.start(i) }
+        let client = try client(cluster)
+        defer { Task { await client.shutdown() } }
+
+        // The cluster serves (bounded wait while processes bind).
+        var ready = false
+        for _ in 0..<20 where !ready {
+            ready = (try? await client.execute(.put(key: Array("hello".utf8), value: [1]), timeout: .seconds(2))) != nil
+        }
+        #expect(ready, "cluster never served")
+        var acknowledged: [String: String] = [:]
+        for i in 0..<10 {
+            let (result, _) = try await client.execute(.put(key: Array("k\(i)".utf8), value: Array("v\(i)".utf8)))
+            #expect(!result.isFailure)
+            acknowledged["k\(i)"] = "v\(i)"
+        }
+        let (read, _) = try await client.execute(.get(key: Array("k3".utf8)))
+        #expect(read == .value(Array("v3".utf8), version: read.versionValue))
+
+        // Kill the primary of view 0 in the middle of a stream of writes.
+        let writer = Task { () -> [String: String] in
+            var done: [String: String] = [:]
+            for i in 10..<30 {
+                if let (result, _) = try? await client.execute(.put(key: Array("k\(i)".utf8), value: Array("v\(i)".utf8)),
+                                                               timeout: .seconds(20)), !result.isFailure {
+                    done["k\(i)"] = "v\(i)"
+                }
+            }
+            return done
+        }
+        try await Task.sleep(for: .milliseconds(150))
+        cluster.kill9(0)
+        acknowledged.merge(await writer.value) { $1 }
+        #expect(acknowledged.count >= 25, "writes stopped after the primary crashed")
+        for (key, value) in acknowledged {
+            let (result, _) = try await client.execute(.get(key: Array(key.utf8)))
+            #expect(result == .value(Array(value.utf8), version: result.versionValue), "\(key)")
+        }
+
+        // Restart the killed replica: it catches up from its peers.
+        try cluster.start(0)
+        for i in 30..<40 { _ = try await client.execute(.put(key: Array("k\(i)".utf8), value: [1])) }
+        var caughtUp = false
+        for _ in 0..<200 where !caughtUp {
+            caughtUp = cluster.height(0) > 0 && cluster.height(0) >= cluster.height(1)
+            if !caughtUp { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(caughtUp, "replica 0 stayed at \(cluster.height(0)) while replica 1 reached \(cluster.height(1))")
+
+        cluster.stopAll()
+        let readers = try (0..<4).map { try BlockLogReader(directory: cluster.dataDirectory($0) + "/blocks") }
+        let common = readers.map(\.height).min()!
+        #expect(common > 30)
+        for height in 1...common { #expect(Set(readers.map { $0.blockHash(at: height)! }).count == 1, "height \(height)") }
+        // The blocks after the crash were committed in a later view: the view change happened.
+        #expect(try readers[1].entry(at: common).certificate.view >= 1)
+        for i in 0..<4 {
+            let report = LedgerAudit(config: cluster.config, threads: 2).audit(directory: cluster.dataDirectory(i) + "/blocks")
+            #expect(report.passed, "replica \(i): \(String(describing: report.problem))")
+        }
+    }
+
+    @Test func badConfigurationStopsStartUpWithOneSentence() throws {
+        let cluster = try LocalCluster()
+        let keyPath = cluster.directory + "/replica-1.key"
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: keyPath)
+        let open = try bulwarkBinary.run(["node", "--config", cluster.directory + "/cluster.json", "--key", keyPath,
+                                          "--data", cluster.dataDirectory(1)])
+        #expect(open.status != 0 && open.stderr.contains("chmod 600"))
+        let stranger = try bulwarkBinary.run(["node", "--config", cluster.directory + "/cluster.json", "--key",
+                                              cluster.directory + "/client.key", "--data", cluster.dataDirectory(1)])
+        #expect(stranger.status != 0 && stranger.stderr.contains("is not a validator"))
+        // Port in use: a second replica 2 while the first holds its ports (wait, bounded, until it does).
+        try cluster.start(2)
+        let port = Int(cluster.config.validators[2].replicaAddress.port)
+        for _ in 0..<200 where LocalCluster.portsAreFree(port..<(port + 1)) { usleep(20_000) }
+        #expect(!LocalCluster.portsAreFree(port..<(port + 1)))
+        let second = try bulwarkBinary.run(["node", "--config", cluster.directory + "/cluster.json", "--key",
+                                            cluster.directory + "/replica-2.key", "--data", cluster.directory + "/other"],
+                                           timeout: .seconds(20))
+        #expect(second.status != 0 && second.stderr.contains("cannot listen on"))
+        cluster.stopAll()
+    }
+}
+
+extension OperationResult {
+    /// The version a get or write reported, for comparing values regardless of version.
+    var versionValue: UInt64 {
+        switch self {
+        case let .value(_, version), let .written(version), let .balance(_, version): return version
+        default: return 0
+        }
+    }
+}
