@@ -124,3 +124,92 @@ struct RangeCommand: AsyncParsableCommand {
         try await options.run(.range(start: Array(start.utf8), end: Array(end.utf8), limit: limit))
     }
 }
+
+struct Txn: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Apply several writes atomically, only if every guard holds.",
+        discussion: """
+            Example: bulwark txn --if-absent lock --put lock=alice --add alice:-10:0 --add bob:10 \
+            (an add is KEY:DELTA or KEY:DELTA:MIN, with MIN 0 by default).
+            """
+    )
+    @Option(name: .customLong("put"), help: ArgumentHelp("KEY=VALUE", valueName: "KEY=VALUE")) var puts: [String] = []
+    @Option(name: .customLong("delete"), help: ArgumentHelp("KEY", valueName: "KEY")) var deletes: [String] = []
+    @Option(name: .customLong("add"), help: ArgumentHelp("KEY:DELTA[:MIN]", valueName: "KEY:DELTA")) var adds: [String] = []
+    @Option(name: .customLong("if-version"), help: ArgumentHelp("KEY:VERSION", valueName: "KEY:VERSION")) var versions: [String] = []
+    @Option(name: .customLong("if-exists"), help: ArgumentHelp("KEY", valueName: "KEY")) var exists: [String] = []
+    @Option(name: .customLong("if-absent"), help: ArgumentHelp("KEY", valueName: "KEY")) var absent: [String] = []
+    @OptionGroup var options: ClientOptions
+
+    func parse() throws -> LedgerOperation {
+        var guards: [LedgerOperation.Guard] = []
+        var writes: [LedgerOperation.Write] = []
+        for item in versions {
+            let parts = item.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 2, let version = UInt64(parts[1]) else { throw ValidationError("--if-version takes KEY:VERSION, not '\(item)'") }
+            guards.append(.versionEquals(key: Array(parts[0].utf8), version: version))
+        }
+        guards += exists.map { .exists(key: Array($0.utf8)) }
+        guards += absent.map { .absent(key: Array($0.utf8)) }
+        for item in puts {
+            guard let equals = item.firstIndex(of: "=") else { throw ValidationError("--put takes KEY=VALUE, not '\(item)'") }
+            writes.append(.put(key: Array(item[..<equals].utf8), value: Array(item[item.index(after: equals)...].utf8)))
+        }
+        writes += deletes.map { .delete(key: Array($0.utf8)) }
+        for item in adds {
+            let parts = item.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 2 || parts.count == 3, let delta = Int64(parts[1]),
+                  let min = parts.count == 3 ? Int64(parts[2]) : 0 else {
+                throw ValidationError("--add takes KEY:DELTA or KEY:DELTA:MIN, not '\(item)'")
+            }
+            writes.append(.add(key: Array(parts[0].utf8), delta: delta, min: min, max: .max))
+        }
+        guard !writes.isEmpty else { throw ValidationError("a transaction needs at least one --put, --delete or --add") }
+        return .txn(guards: guards, writes: writes)
+    }
+
+    func validate() throws { _ = try parse() }
+    func run() async throws { try await options.run(try parse()) }
+}
+
+struct Transfer: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Move AMOUNT from balance FROM to balance TO atomically; fails as a whole if FROM would go below zero.")
+    @Argument var from: String
+    @Argument var to: String
+    @Argument var amount: Int64
+    @OptionGroup var options: ClientOptions
+
+    func validate() throws {
+        guard amount > 0 else { throw ValidationError("AMOUNT must be positive") }
+        guard from != to else { throw ValidationError("FROM and TO must differ") }
+    }
+
+    func run() async throws {
+        try await options.run(.txn(guards: [], writes: [
+            .add(key: Array(from.utf8), delta: -amount, min: 0, max: .max),
+            .add(key: Array(to.utf8), delta: amount, min: 0, max: .max),
+        ]))
+    }
+}
+
+struct Balance: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Read the integer balance at KEY (linearizable).")
+    @Argument var key: String
+    @OptionGroup var options: ClientOptions
+    func run() async throws {
+        let client = try options.connect()
+        defer { Task { await client.shutdown() } }
+        let result: OperationResult
+        let height: Height
+        do { (result, height) = try await client.execute(.get(key: Array(key.utf8)), timeout: .seconds(options.timeout)) } catch {
+            throw Self.fail(error)
+        }
+        guard case let .value(value, version) = result else { throw Self.fail(Failure("unexpected result \(result)")) }
+        guard let bytes = value else { return print("0 (absent, height \(height))") }
+        guard let balance = KeyValueState.decodeBalance(bytes) else {
+            throw Self.fail(Failure("the value at \(key) is not a balance"))
+        }
+        print("\(balance) (version \(version), height \(height))")
+    }
+}
