@@ -26,6 +26,8 @@ public final class LedgerClient: Sendable {
     public let config: ClusterConfig
     let key: PrivateKey
     let group: MultiThreadedEventLoopGroup
+    /// False when the caller lent the event loops and shuts them down itself.
+    let ownsGroup: Bool
     let transport: NIOLockedValueBox<Transport?> = .init(nil)
     let pending = NIOLockedValueBox<[UInt64: Pending]>([:])
     let nextID: NIOLockedValueBox<UInt64>
@@ -35,13 +37,16 @@ public final class LedgerClient: Sendable {
         var continuation: CheckedContinuation<SignedReply, any Error>?
     }
 
-    public init(config: ClusterConfig, key: PrivateKey, logger: Logger = Logger(label: "bulwark.client")) {
+    /// `group` lets many clients in one process share event loops (the caller shuts it down).
+    public init(config: ClusterConfig, key: PrivateKey, group: MultiThreadedEventLoopGroup? = nil,
+                logger: Logger = Logger(label: "bulwark.client")) {
         self.config = config
         self.key = key
-        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        self.ownsGroup = group == nil
+        self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: 1)
         // Request ids must grow across runs of the same key: start from the wall clock in µs.
         nextID = .init(UInt64(Date().timeIntervalSince1970 * 1_000_000))
-        let transport = Transport(group: group, config: config, role: .client(key.publicKey), key: key,
+        let transport = Transport(group: self.group, config: config, role: .client(key.publicKey), key: key,
                                   settings: .init(frameBytesMax: config.parameters.frameBytesMax), logger: logger,
                                   onFrame: { [weak self] role, bytes in self?.received(role, bytes) })
         self.transport.withLockedValue { $0 = transport }
@@ -119,6 +124,6 @@ public final class LedgerClient: Sendable {
 
     public func shutdown() async {
         await transport.withLockedValue { $0 }?.shutdown()
-        try? await group.shutdownGracefully()
+        if ownsGroup { try? await group.shutdownGracefully() }
     }
 }

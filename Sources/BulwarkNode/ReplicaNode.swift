@@ -4,6 +4,7 @@ import BulwarkStorage
 import BulwarkTransport
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -37,6 +38,10 @@ public final class ReplicaNode: @unchecked Sendable {
     var transport: Transport!
     var transfer: Transfer?
     var stopped = false
+    /// Events from the network waiting for the core loop, and whether a drain is scheduled.
+    /// Everything that arrives while the loop is busy is stepped together and shares one WAL
+    /// fsync (group commit for consensus records).
+    let inbox = NIOLockedValueBox<(events: [Event], scheduled: Bool)>(([], false))
     public private(set) var faulted: String?
 
     /// At most this many blocks in one state-transfer answer.
@@ -141,13 +146,41 @@ public final class ReplicaNode: @unchecked Sendable {
                 logger.debug("undecodable frame", metadata: ["peer": "\(peer)"])
                 return
             }
-            if case let .consensus(message) = frame { message.preverify(config: config, verifier: verifier) }
-            loop.execute { [self] in handle(frame, from: peer) }
+            if case let .consensus(message) = frame {
+                // The sender inside a signed message must be the authenticated peer.
+                if let sender = message.sender, sender != peer { return }
+                message.preverify(config: config, verifier: verifier)
+                enqueue(.message(message))
+            } else {
+                loop.execute { [self] in handle(frame, from: peer) }
+            }
         case .client:
             guard case let .request(request)? = try? ClientFrame(decoding: bytes) else { return }
             _ = verifier.isValid(request.signature, by: request.client, for: request.signedBytes(cluster: config.clusterID))
-            loop.execute { [self] in step(.clientRequest(request)) }
+            enqueue(.clientRequest(request))
         }
+    }
+
+    func enqueue(_ event: Event) {
+        let schedule = inbox.withLockedValue { inbox -> Bool in
+            inbox.events.append(event)
+            defer { inbox.scheduled = true }
+            return !inbox.scheduled
+        }
+        if schedule { loop.execute { [self] in drain() } }
+    }
+
+    /// Steps every queued event, then carries out all their actions with one WAL fsync.
+    func drain() {
+        let events = inbox.withLockedValue { inbox -> [Event] in
+            inbox.scheduled = false
+            defer { inbox.events.removeAll(keepingCapacity: true) }
+            return inbox.events
+        }
+        guard !stopped, faulted == nil else { return }
+        var actions: [Action] = []
+        for event in events { actions += core.step(event, nowMs: Self.nowMs()) }
+        process(actions)
     }
 
     // MARK: The serial owner of the core (on `loop`)
@@ -155,8 +188,6 @@ public final class ReplicaNode: @unchecked Sendable {
     func handle(_ frame: PeerFrame, from peer: ReplicaID) {
         switch frame {
         case let .consensus(message):
-            // The sender inside a signed message must be the authenticated peer.
-            if let sender = message.sender, sender != peer { return }
             step(.message(message))
         case let .fetchBlocks(from, to):
             guard from >= 1, from <= to else { return }
@@ -177,7 +208,7 @@ public final class ReplicaNode: @unchecked Sendable {
     func process(_ actions: [Action]) {
         var followUps: [Event] = []
         do {
-            // Persist-before-send: every record of this step is durable before anything is sent.
+            // Persist-before-send: every record of these steps is durable before anything is sent.
             let records = actions.compactMap { if case let .persist(r) = $0 { return r } else { return nil } }
             if !records.isEmpty {
                 for record in records { try wal.append(record.encoded()) }
