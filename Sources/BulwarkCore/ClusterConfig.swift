@@ -243,6 +243,18 @@ public struct ClusterConfig: Hashable, Sendable, Codable {
         if let problem = parameters.problem() { throw .badParameter(problem) }
     }
 
+    /// The layout `bulwark cluster init` writes: validator i has id i and listens on
+    /// `basePort + 3i` for replicas, `+1` for clients and `+2` for HTTP.
+    public static func layout(keys: [PublicKey], host: String, basePort: Int, clusterID: ClusterID,
+                              parameters: ProtocolParameters = .init()) throws(ConfigError) -> ClusterConfig {
+        let validators = keys.enumerated().map { i, key in
+            let port = UInt16(basePort + 3 * i)
+            return Validator(id: ReplicaID(i), publicKey: key, replicaAddress: Address(host: host, port: port),
+                             clientAddress: Address(host: host, port: port + 1), httpAddress: Address(host: host, port: port + 2))
+        }
+        return try ClusterConfig(clusterID: clusterID, validators: validators, parameters: parameters)
+    }
+
     /// Reads and validates `cluster.json`.
     public static func load(from path: String) throws(ConfigError) -> ClusterConfig {
         let data: Data

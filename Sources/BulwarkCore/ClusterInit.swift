@@ -56,21 +56,18 @@ public enum ClusterInit {
             throw .unwritable(path: directory, reason: "permission denied")
         }
 
-        var validators: [Validator] = []
+        var keys: [PublicKey] = []
         for i in 0..<nodes {
             let key = PrivateKey.generate()
             do { try KeyFile.write(key, to: keyPaths[i], overwrite: true) } catch {
                 throw .unwritable(path: keyPaths[i], reason: "\(error)")
             }
-            let port = UInt16(basePort + 3 * i)
-            validators.append(Validator(
-                id: ReplicaID(i), publicKey: key.publicKey,
-                replicaAddress: Address(host: host, port: port),
-                clientAddress: Address(host: host, port: port + 1),
-                httpAddress: Address(host: host, port: port + 2)))
+            keys.append(key.publicKey)
         }
         let config: ClusterConfig
-        do { config = try ClusterConfig(clusterID: .random(), validators: validators, parameters: parameters) } catch {
+        do {
+            config = try ClusterConfig.layout(keys: keys, host: host, basePort: basePort, clusterID: .random(), parameters: parameters)
+        } catch {
             throw .config(error)
         }
         do { try writeAtomically(Array(config.jsonData()) + [UInt8(ascii: "\n")], to: configPath, mode: 0o644) } catch {

@@ -65,14 +65,9 @@ public final class Simulation {
         parameters.batchRequestsMax = 16
         parameters.checkpointInterval = 8
         parameters.watermarkWindow = 32
-        let validators = keys.enumerated().map { i, key in
-            Validator(id: ReplicaID(i), publicKey: key.publicKey,
-                      replicaAddress: Address(host: "sim", port: UInt16(1000 + 3 * i)),
-                      clientAddress: Address(host: "sim", port: UInt16(1001 + 3 * i)),
-                      httpAddress: Address(host: "sim", port: UInt16(1002 + 3 * i)))
-        }
-        config = try! ClusterConfig(clusterID: ClusterID(raw: Bytes32((0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })!),
-                                    validators: validators, parameters: parameters)
+        let clusterID = ClusterID(raw: Bytes32((0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })!)
+        config = try! ClusterConfig.layout(keys: keys.map(\.publicKey), host: "sim", basePort: 1000, clusterID: clusterID,
+                                           parameters: parameters)
         nodes = keys.enumerated().map { i, key in SimNode(id: i, key: key, limits: parameters) }
         clients = (0..<options.clients).map { i in
             SimClient(index: i, key: PrivateKey(seed: (0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })!)

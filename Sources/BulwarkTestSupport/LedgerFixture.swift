@@ -17,14 +17,9 @@ public struct LedgerFixture: Sendable {
         var parameters = ProtocolParameters()
         parameters.checkpointInterval = checkpointInterval
         parameters.watermarkWindow = max(parameters.watermarkWindow, 2 * checkpointInterval)
-        let validators = keys.enumerated().map { i, key in
-            Validator(id: ReplicaID(i), publicKey: key.publicKey,
-                      replicaAddress: Address(host: "127.0.0.1", port: UInt16(7000 + 3 * i)),
-                      clientAddress: Address(host: "127.0.0.1", port: UInt16(7001 + 3 * i)),
-                      httpAddress: Address(host: "127.0.0.1", port: UInt16(7002 + 3 * i)))
-        }
-        config = try! ClusterConfig(clusterID: ClusterID(raw: Bytes32(Array(repeating: 0x5c, count: 32))!),
-                                    validators: validators, parameters: parameters)
+        config = try! ClusterConfig.layout(keys: keys.map(\.publicKey), host: "127.0.0.1", basePort: 7000,
+                                           clusterID: ClusterID(raw: Bytes32(Array(repeating: 0x5c, count: 32))!),
+                                           parameters: parameters)
         state = KeyValueState(limits: parameters)
     }
 

@@ -25,14 +25,9 @@ struct Harness {
         parameters.batchRequestsMax = batchRequestsMax
         parameters.batchDelayMs = 5
         parameters.viewChangeTimeoutMs = 1000
-        let validators = keys.enumerated().map { i, key in
-            Validator(id: ReplicaID(i), publicKey: key.publicKey,
-                      replicaAddress: Address(host: "h", port: UInt16(100 + 3 * i)),
-                      clientAddress: Address(host: "h", port: UInt16(101 + 3 * i)),
-                      httpAddress: Address(host: "h", port: UInt16(102 + 3 * i)))
-        }
-        config = try! ClusterConfig(clusterID: ClusterID(raw: Bytes32(Array(repeating: 3, count: 32))!),
-                                    validators: validators, parameters: parameters)
+        config = try! ClusterConfig.layout(keys: keys.map(\.publicKey), host: "h", basePort: 100,
+                                           clusterID: ClusterID(raw: Bytes32(Array(repeating: 3, count: 32))!),
+                                           parameters: parameters)
         let verifier = self.verifier
         let config = self.config
         replicas = keys.enumerated().map { i, key in

@@ -56,13 +56,7 @@ enum TestKeys {
     }
 
     static func config(n: Int = 4, cluster: ClusterID = ClusterID(raw: Bytes32(Array(repeating: 7, count: 32))!)) -> ClusterConfig {
-        let validators = (0..<n).map { i in
-            Validator(id: ReplicaID(i), publicKey: key(i).publicKey,
-                      replicaAddress: Address(host: "127.0.0.1", port: UInt16(9000 + 3 * i)),
-                      clientAddress: Address(host: "127.0.0.1", port: UInt16(9001 + 3 * i)),
-                      httpAddress: Address(host: "127.0.0.1", port: UInt16(9002 + 3 * i)))
-        }
-        return try! ClusterConfig(clusterID: cluster, validators: validators)
+        try! ClusterConfig.layout(keys: (0..<n).map { key($0).publicKey }, host: "127.0.0.1", basePort: 9000, clusterID: cluster)
     }
 }
 
