@@ -37,6 +37,7 @@ public final class ReplicaNode: @unchecked Sendable {
     var walRecords: [WALRecord]
     var transport: Transport!
     var transfer: Transfer?
+    var statusChannel: (any Channel)?
     var stopped = false
     /// Events from the network waiting for the core loop, and whether a drain is scheduled.
     /// Everything that arrives while the loop is busy is stepped together and shares one WAL
@@ -120,6 +121,9 @@ public final class ReplicaNode: @unchecked Sendable {
                 throw NodeStartupError("cannot listen on \(address): \(error)")
             }
         }
+        do { try await startStatusServer() } catch {
+            throw NodeStartupError("cannot listen on \(validator.httpAddress): \(error)")
+        }
         try await loop.submit { [self] in process(core.start(nowMs: Self.nowMs())) }.get()
         logger.info("serving", metadata: ["replicas": "\(validator.replicaAddress)", "clients": "\(validator.clientAddress)"])
     }
@@ -131,6 +135,7 @@ public final class ReplicaNode: @unchecked Sendable {
             try? wal.sync()
         }.get()
         await transport?.shutdown()
+        try? await statusChannel?.close()
         try? await ioGroup.shutdownGracefully()
         try? await coreGroup.shutdownGracefully()
     }

@@ -157,6 +157,19 @@ struct ClusterTests {
         }
         #expect(caughtUp, "replica 0 stayed at \(cluster.height(0)) while replica 1 reached \(cluster.height(1))")
 
+        // `bulwark status` sees every replica, none faulted, and (bounded wait) the restarted one
+        // joins the view the others moved to, from the NEW-VIEW its primary re-announces.
+        var rows: [[String: Any]] = []
+        for _ in 0..<50 {
+            let status = try bulwarkBinary.run(["status", "--config", cluster.directory + "/cluster.json", "--json"],
+                                               timeout: .seconds(30))
+            rows = (try? JSONSerialization.jsonObject(with: Data(status.stdout.utf8))) as? [[String: Any]] ?? []
+            if rows.count == 4, rows.allSatisfy({ ($0["view"] as? Int ?? 0) >= 1 }) { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(rows.count == 4 && rows.allSatisfy { $0["reachable"] as? Bool == true && $0["faulted"] is NSNull })
+        #expect(rows.allSatisfy { ($0["view"] as? Int ?? 0) >= 1 }, "\(rows)")
+
         cluster.stopAll()
         let readers = try (0..<4).map { try BlockLogReader(directory: cluster.dataDirectory($0) + "/blocks") }
         let common = readers.map(\.height).min()!

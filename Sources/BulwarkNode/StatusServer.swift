@@ -1,0 +1,74 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// Serves `GET /status` (JSON) on the replica's HTTP address.
+final class StatusHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    let node: ReplicaNode
+    private var path: String?
+
+    init(node: ReplicaNode) { self.node = node }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case let .head(head): path = head.method == .GET ? head.uri : nil
+        case .body: break
+        case .end:
+            let requested = path
+            let channel = context.channel
+            if requested == "/status" {
+                node.statusJSON().whenComplete { result in
+                    let body = (try? result.get()) ?? Data("{}".utf8)
+                    Self.respond(channel: channel, status: .ok, type: "application/json", body: body)
+                }
+            } else {
+                Self.respond(channel: channel, status: .notFound, type: "text/plain", body: Data("not found: try /status\n".utf8))
+            }
+        }
+    }
+
+    static func respond(channel: any Channel, status: HTTPResponseStatus, type: String, body: Data) {
+        channel.eventLoop.execute {
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: type)
+            headers.add(name: "Content-Length", value: "\(body.count)")
+            headers.add(name: "Connection", value: "close")
+            channel.write(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers)),
+                          promise: nil)
+            channel.write(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil)
+            channel.writeAndFlush(HTTPServerResponsePart.end(nil)).whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+}
+
+extension ReplicaNode {
+    /// The replica's state as `/status` reports it.
+    func statusJSON() -> EventLoopFuture<Data> {
+        loop.submit { [self] in
+            let object: [String: Any] = [
+                "replica": Int(id), "view": core.view, "changingView": core.isChangingView,
+                "primary": Int(config.primary(of: core.view)), "height": ledgerTip.height,
+                "stableCheckpoint": core.lowWatermark, "faulted": faulted ?? NSNull(),
+                "rejected": Dictionary(uniqueKeysWithValues: core.rejections.map { ($0.key.rawValue, $0.value) }),
+            ]
+            return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        }
+    }
+
+    func startStatusServer() async throws {
+        let address = config.validator(id)!.httpAddress
+        let channel = try await ServerBootstrap(group: ioGroup)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { [self] channel in
+                channel.pipeline.configureHTTPServerPipeline().flatMap {
+                    channel.pipeline.addHandler(StatusHandler(node: self))
+                }
+            }
+            .bind(host: address.host, port: Int(address.port)).get()
+        statusChannel = channel
+    }
+}
