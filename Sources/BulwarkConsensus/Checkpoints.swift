@@ -89,16 +89,7 @@ extension Replica {
         guard proof.header.hash == proof.certificate.blockHash, proof.header.height == proof.height,
               proof.header.clusterID == cluster, proof.historyBefore.size == proof.height - 1,
               proof.historyBefore.root == proof.header.historyRoot else { return false }
-        var signers = Set<ReplicaID>()
-        for vote in proof.certificate.votes {
-            guard signers.insert(vote.replica).inserted,
-                  isSigned(by: vote.replica, vote.signature,
-                           ExecutionCertificate.signedMessage(cluster: cluster, height: proof.height,
-                                                              blockHash: proof.certificate.blockHash,
-                                                              stateRoot: proof.certificate.stateRoot, replica: vote.replica))
-            else { return false }
-        }
-        return signers.count >= quorum
+        return (try? proof.certificate.verify(config: config, verifier: verifier)) != nil
     }
 
     mutating func requestStateTransfer(_ proof: CheckpointProof) {

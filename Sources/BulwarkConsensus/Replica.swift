@@ -29,7 +29,6 @@ public struct Replica: Sendable {
     /// The latest valid VIEW-CHANGE from each replica for a view ≥ `view` (one per sender:
     /// bounded memory under a flood of future views).
     var viewChanges: [ReplicaID: ViewChange] = [:]
-    public internal(set) var viewChangesStarted: UInt64 = 0
 
     // MARK: Ledger position
 

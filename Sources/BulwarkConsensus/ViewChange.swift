@@ -7,7 +7,6 @@ extension Replica {
         guard target > view else { return }
         view = target
         isChangingView = true
-        viewChangesStarted += 1
         consecutiveViewChanges += 1
         slots = [:]
         waitingPrePrepares = [:]

@@ -53,7 +53,6 @@ public final class ReplicaNode: @unchecked Sendable {
         var checkpoint: CheckpointProof?
         var attempt: Int
         var executed: [ExecutedCheckpoint] = []
-        var progressAt: Height
     }
 
     public init(config: ClusterConfig, id: ReplicaID, key: PrivateKey, dataDirectory: String, logger: Logger) throws {
@@ -309,7 +308,7 @@ public final class ReplicaNode: @unchecked Sendable {
 
     func startTransfer(to height: Height, checkpoint: CheckpointProof?) {
         if let transfer, transfer.target >= height { return }
-        transfer = Transfer(target: height, checkpoint: checkpoint, attempt: transfer?.attempt ?? 0, progressAt: ledgerTip.height)
+        transfer = Transfer(target: height, checkpoint: checkpoint, attempt: transfer?.attempt ?? 0)
         askForBlocks()
     }
 
@@ -361,26 +360,8 @@ public final class ReplicaNode: @unchecked Sendable {
             logger.info("state transfer done", metadata: ["height": "\(ledgerTip.height)"])
             step(.stateTransferred(tip: ledgerTip, checkpoint: checkpoint, clients: state.clientReplies, executed: current.executed))
         } else {
-            current.progressAt = ledgerTip.height
             transfer = current
             transport.send(PeerFrame.fetchBlocks(from: ledgerTip.height + 1, to: current.target).encoded(), to: peer)
         }
-    }
-
-    // MARK: Observation
-
-    public struct Status: Sendable {
-        public var view: View
-        public var changingView: Bool
-        public var height: Height
-        public var stableCheckpoint: Height
-        public var faulted: String?
-    }
-
-    public func status() async throws -> Status {
-        try await loop.submit { [self] in
-            Status(view: core.view, changingView: core.isChangingView, height: ledgerTip.height,
-                   stableCheckpoint: core.lowWatermark, faulted: faulted)
-        }.get()
     }
 }
