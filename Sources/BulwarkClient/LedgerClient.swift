@@ -9,12 +9,14 @@ import NIOPosix
 public enum ClientError: Error, CustomStringConvertible {
     case timedOut(requestID: UInt64, replies: Int, needed: Int)
     case undecodableResult
+    case noProof(String)
 
     public var description: String {
         switch self {
         case let .timedOut(id, replies, needed):
             return "no result for request \(id): \(replies) matching replies, \(needed) needed; is the cluster running?"
         case .undecodableResult: return "the replicas' agreed result could not be decoded"
+        case let .noProof(reason): return "no verified proof: \(reason)"
         }
     }
 }
@@ -31,6 +33,16 @@ public final class LedgerClient: Sendable {
     let transport: NIOLockedValueBox<Transport?> = .init(nil)
     let pending = NIOLockedValueBox<[UInt64: Pending]>([:])
     let nextID: NIOLockedValueBox<UInt64>
+
+    let proofs = NIOLockedValueBox<[UInt64: PendingProof]>([:])
+
+    /// Answers to one prove request: only proofs that verified are kept.
+    struct PendingProof {
+        var key: [UInt8]
+        var verified: [ReplicaID: KeyProofBundle] = [:]
+        var refused: [ReplicaID: String] = [:]
+        var firstVerified: ContinuousClock.Instant?
+    }
 
     struct Pending {
         var replies: [ReplicaID: SignedReply] = [:]
@@ -53,8 +65,46 @@ public final class LedgerClient: Sendable {
     }
 
     func received(_ role: PeerRole, _ bytes: [UInt8]) {
-        guard case let .replica(replica) = role, case let .reply(reply)? = try? ClientFrame(decoding: bytes),
-              reply.replica == replica, reply.client == key.publicKey, reply.isValid(config: config) else { return }
+        guard case let .replica(replica) = role, let frame = try? ClientFrame(decoding: bytes) else { return }
+        switch frame {
+        case let .reply(reply): received(reply, from: replica)
+        case let .proof(nonce, bundle): receivedProof(nonce: nonce, .proof(bundle), from: replica)
+        case let .proofUnavailable(nonce, reason): receivedProof(nonce: nonce, .refused(reason), from: replica)
+        case .request, .proveRequest: return
+        }
+    }
+
+    enum ProofAnswer {
+        case proof(KeyProofBundle)
+        case refused(String)
+    }
+
+    /// A proof is checked here, against the configuration alone: the replica is not trusted.
+    func receivedProof(nonce: UInt64, _ answer: ProofAnswer, from replica: ReplicaID) {
+        let key = proofs.withLockedValue { $0[nonce]?.key }
+        guard let key else { return }
+        var verdict = answer
+        if case let .proof(bundle) = answer {
+            do {
+                let proof = try bundle.verify(config: config)
+                if proof.key != key { verdict = .refused("replica \(replica) proved another key") }
+            } catch {
+                verdict = .refused("replica \(replica) sent a proof that does not verify: \(error)")
+            }
+        }
+        proofs.withLockedValue { proofs in
+            guard proofs[nonce] != nil else { return }
+            switch verdict {
+            case let .proof(bundle):
+                proofs[nonce]!.verified[replica] = bundle
+                if proofs[nonce]!.firstVerified == nil { proofs[nonce]!.firstVerified = .now }
+            case let .refused(reason): proofs[nonce]!.refused[replica] = reason
+            }
+        }
+    }
+
+    func received(_ reply: SignedReply, from replica: ReplicaID) {
+        guard reply.replica == replica, reply.client == key.publicKey, reply.isValid(config: config) else { return }
         let done = pending.withLockedValue { pending -> (CheckedContinuation<SignedReply, any Error>, SignedReply)? in
             guard var entry = pending[reply.requestID] else { return nil }
             entry.replies[replica] = reply
@@ -120,6 +170,44 @@ public final class LedgerClient: Sendable {
         }
         guard let result = try? OperationResult(decoding: reply.result) else { throw ClientError.undecodableResult }
         return (result, reply.height)
+    }
+
+    /// A verified read of `key` at the newest certified checkpoint any replica offers: asks
+    /// every replica, checks each answer against the configuration, and returns the highest
+    /// verified one once all replicas answered or `settle` after the first verified answer.
+    public func prove(_ key: [UInt8], timeout: Duration = .seconds(10), settle: Duration = .milliseconds(300),
+                      retryEvery: Duration = .seconds(1)) async throws -> KeyProofBundle {
+        let nonce = nextID.withLockedValue { id -> UInt64 in
+            id += 1
+            return id
+        }
+        let frame = ClientFrame.proveRequest(key: key, nonce: nonce).encoded()
+        let transport = self.transport.withLockedValue { $0! }
+        let replicas = config.validators.map(\.id)
+        proofs.withLockedValue { $0[nonce] = PendingProof(key: key) }
+        defer { _ = proofs.withLockedValue { $0.removeValue(forKey: nonce) } }
+        let deadline = ContinuousClock.now + timeout
+        var nextSend = ContinuousClock.now
+        while true {
+            let now = ContinuousClock.now
+            let pending = proofs.withLockedValue { $0[nonce]! }
+            let answered = pending.verified.count + pending.refused.count
+            if let first = pending.firstVerified, answered == replicas.count || now >= first + settle || now >= deadline {
+                return pending.verified.values.max { $0.proof.height < $1.proof.height }!
+            }
+            if answered == replicas.count || now >= deadline {
+                let reasons = pending.refused.sorted { $0.key < $1.key }.map(\.value)
+                throw ClientError.noProof(reasons.isEmpty ? "no replica answered; is the cluster running?"
+                                                           : reasons.joined(separator: "; "))
+            }
+            if now >= nextSend {
+                for replica in replicas where pending.verified[replica] == nil && pending.refused[replica] == nil {
+                    transport.send(frame, to: replica)
+                }
+                nextSend = now + retryEvery
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
     }
 
     public func shutdown() async {

@@ -43,6 +43,15 @@ public struct SignedReply: Hashable, Sendable {
 public enum ClientFrame: Hashable, Sendable {
     case request(Request)
     case reply(SignedReply)
+    /// A verified read: prove `key`'s value at the newest certified checkpoint. Not ordered
+    /// through consensus, so it reads state up to a checkpoint interval old, which the proof's
+    /// height tells.
+    case proveRequest(key: [UInt8], nonce: UInt64)
+    /// The answer, which the client checks itself (no signature needed: the certificate is
+    /// the cluster's, the proof ties the value to it).
+    case proof(nonce: UInt64, KeyProofBundle)
+    /// The replica cannot prove anything yet (no certified checkpoint), in one sentence.
+    case proofUnavailable(nonce: UInt64, reason: String)
 }
 
 extension SignedReply: CanonicalCodable {
@@ -65,6 +74,9 @@ extension ClientFrame: CanonicalCodable {
         switch self {
         case let .request(request): w.write(UInt8(1)); w.write(request)
         case let .reply(reply): w.write(UInt8(2)); w.write(reply)
+        case let .proveRequest(key, nonce): w.write(UInt8(3)); w.writeBytes(key); w.write(nonce)
+        case let .proof(nonce, bundle): w.write(UInt8(4)); w.write(nonce); w.write(bundle)
+        case let .proofUnavailable(nonce, reason): w.write(UInt8(5)); w.write(nonce); w.write(reason)
         }
     }
 
@@ -74,6 +86,9 @@ extension ClientFrame: CanonicalCodable {
         switch tag {
         case 1: self = .request(try r.read(Request.self))
         case 2: self = .reply(try r.read(SignedReply.self))
+        case 3: self = .proveRequest(key: try r.readKey(), nonce: try r.readUInt64("nonce"))
+        case 4: self = .proof(nonce: try r.readUInt64("nonce"), try r.read(KeyProofBundle.self))
+        case 5: self = .proofUnavailable(nonce: try r.readUInt64("nonce"), reason: try r.readString("reason", max: 1024))
         default: throw .unknownTag(type: "client frame", tag: tag)
         }
     }

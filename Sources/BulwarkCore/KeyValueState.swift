@@ -42,6 +42,10 @@ public struct KeyValueState: Sendable {
     /// Keys in byte order for `range`, rebuilt lazily after keys are added or removed.
     private var sortedKeys: [[UInt8]]?
 
+    /// A range or history result stops before the entry that would take its keys and values
+    /// past this many bytes (it always holds at least one), so every reply fits in a frame.
+    public static let resultBytesMax = 4 << 20
+
     public init(limits: ProtocolParameters) {
         self.limits = limits
     }
@@ -180,12 +184,26 @@ public struct KeyValueState: Sendable {
                 if keys[mid].lexicographicallyPrecedes(start) { low = mid + 1 } else { high = mid }
             }
             var entries: [OperationResult.Entry] = []
+            var bytes = 0
             while low < keys.count, entries.count < cap, end.isEmpty || keys[low].lexicographicallyPrecedes(end) {
                 let record = records[keys[low]]!
+                bytes += keys[low].count + record.value.count
+                if bytes > Self.resultBytesMax, !entries.isEmpty { break }
                 entries.append(OperationResult.Entry(key: keys[low], value: record.value, version: record.version))
                 low += 1
             }
             return .entries(entries)
+        case let .history(key, limit):
+            // The newest versions first, then put back in order.
+            let cap = Swift.min(Int(limit), limits.rangeResultsMax)
+            var newest: [HistoryEntry] = []
+            var bytes = 0
+            for entry in history(of: key).reversed() {
+                bytes += entry.value?.count ?? 0
+                if newest.count == cap || (bytes > Self.resultBytesMax && !newest.isEmpty) { break }
+                newest.append(entry)
+            }
+            return .history(newest.reversed())
         }
     }
 
@@ -239,7 +257,7 @@ public struct KeyValueState: Sendable {
         }
         switch operation {
         case let .put(k, v), let .cas(k, _, v): return key(k) ?? value(v)
-        case let .delete(k), let .add(k, _, _, _), let .get(k): return key(k)
+        case let .delete(k), let .add(k, _, _, _), let .get(k), let .history(k, _): return key(k)
         case let .range(s, e, _): return key(s) ?? key(e)
         case let .txn(guards, writes):
             if guards.count + writes.count > limits.txnOperationsMax {

@@ -15,11 +15,14 @@ public enum LedgerOperation: Hashable, Sendable {
     /// Keys in `[start, end)` in byte order (an empty `end` means no upper bound), at most
     /// `limit` of them.
     case range(start: [UInt8], end: [UInt8], limit: UInt32)
+    /// The key's newest `limit` versions (oldest first), each with the height that wrote it;
+    /// a deletion is a version without a value.
+    case history(key: [UInt8], limit: UInt32)
 
     /// True for operations that never change state.
     public var isReadOnly: Bool {
         switch self {
-        case .get, .range: return true
+        case .get, .range, .history: return true
         default: return false
         }
     }
@@ -57,6 +60,8 @@ extension LedgerOperation: CanonicalCodable {
             w.write(UInt8(6)); w.writeBytes(key)
         case let .range(start, end, limit):
             w.write(UInt8(7)); w.writeBytes(start); w.writeBytes(end); w.write(limit)
+        case let .history(key, limit):
+            w.write(UInt8(8)); w.writeBytes(key); w.write(limit)
         }
     }
 
@@ -79,6 +84,8 @@ extension LedgerOperation: CanonicalCodable {
             self = .get(key: try r.readKey())
         case 7:
             self = .range(start: try r.readKey(), end: try r.readKey(), limit: try r.readUInt32("range limit"))
+        case 8:
+            self = .history(key: try r.readKey(), limit: try r.readUInt32("history limit"))
         default:
             throw .unknownTag(type: "operation", tag: tag)
         }

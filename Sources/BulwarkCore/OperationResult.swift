@@ -10,6 +10,8 @@ public enum OperationResult: Hashable, Sendable {
     case value([UInt8]?, version: UInt64)
     /// A range: matching entries in key order.
     case entries([Entry])
+    /// A history: the key's newest versions, oldest first.
+    case history([KeyValueState.HistoryEntry])
     /// A cas, add or transaction whose condition did not hold; nothing was written.
     case conditionFailed(String)
     /// A request the ledger refuses (over a size limit, malformed); nothing was written.
@@ -60,6 +62,7 @@ extension OperationResult: CanonicalCodable {
         case let .entries(entries): w.write(UInt8(5)); w.write(entries)
         case let .conditionFailed(reason): w.write(UInt8(6)); w.write(reason)
         case let .rejected(reason): w.write(UInt8(7)); w.write(reason)
+        case let .history(entries): w.write(UInt8(8)); w.write(entries)
         }
     }
 
@@ -76,7 +79,22 @@ extension OperationResult: CanonicalCodable {
         case 5: self = .entries(try r.readArray(Entry.self, "entries", max: 1 << 20))
         case 6: self = .conditionFailed(try r.readString("reason", max: 1024))
         case 7: self = .rejected(try r.readString("reason", max: 1024))
+        case 8: self = .history(try r.readArray(KeyValueState.HistoryEntry.self, "history", max: 1 << 20))
         default: throw .unknownTag(type: "result", tag: tag)
         }
+    }
+}
+
+extension KeyValueState.HistoryEntry: CanonicalCodable {
+    public func encode(to w: inout CanonicalWriter) {
+        w.write(height)
+        w.write(value != nil)
+        if let value { w.writeBytes(value) }
+    }
+
+    public init(from r: inout CanonicalReader) throws(CodecError) {
+        let height = try r.readUInt64("history height")
+        let present = try r.readBool("history value present")
+        self.init(height: height, value: present ? try r.readValue() : nil)
     }
 }

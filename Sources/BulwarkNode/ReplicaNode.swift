@@ -4,6 +4,7 @@ import BulwarkStorage
 import BulwarkTransport
 import Foundation
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -44,6 +45,20 @@ public final class ReplicaNode: @unchecked Sendable {
     /// fsync (group commit for consensus records).
     let inbox = NIOLockedValueBox<(events: [Event], scheduled: Bool)>(([], false))
     public private(set) var faulted: String?
+    let metrics: NodeMetrics
+    /// When each pending client request first arrived, for the request-latency histogram.
+    var arrivals: [RequestKey: NIODeadline] = [:]
+    static let arrivalsTrackedMax = 1 << 16
+
+    /// The state at executed checkpoints not yet certified, and the newest certified one with
+    /// its execution certificate: what `bulwark prove` reads.
+    var checkpointStates: [Height: ProvableState] = [:]
+    var certifiedState: (state: ProvableState, certificate: ExecutionCertificate)?
+
+    struct RequestKey: Hashable {
+        var client: PublicKey
+        var requestID: UInt64
+    }
 
     /// At most this many blocks in one state-transfer answer.
     static let transferBlocksMax = 128
@@ -65,6 +80,7 @@ public final class ReplicaNode: @unchecked Sendable {
         var logger = logger
         logger[metadataKey: "replica"] = "\(id)"
         self.logger = logger
+        metrics = NodeMetrics(replica: id)
         do {
             try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
             blockLog = try BlockLog(directory: dataDirectory + "/blocks")
@@ -93,10 +109,12 @@ public final class ReplicaNode: @unchecked Sendable {
             _ = state.execute(entry.block)
             if let latest, latest.height == height {
                 proof = CheckpointProof(certificate: latest, header: entry.block.header, historyBefore: before.history)
+                checkpointStates[height] = state.provable
             }
             if height % config.parameters.checkpointInterval == 0, height > (latest?.height ?? 0) {
                 executed.append(ExecutedCheckpoint(header: entry.block.header, historyBefore: before.history,
                                                    stateRoot: state.stateRoot))
+                checkpointStates[height] = state.provable
             }
         }
         ledgerTip = tip
@@ -106,6 +124,7 @@ public final class ReplicaNode: @unchecked Sendable {
         ioGroup = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
         coreGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         loop = coreGroup.next()
+        if let latest { certify(latest) }
         logger.info("recovered", metadata: ["height": "\(tip.height)", "view": "\(core.view)", "wal": "\(walRecords.count)"])
     }
 
@@ -148,19 +167,36 @@ public final class ReplicaNode: @unchecked Sendable {
         case let .replica(peer):
             guard let frame = try? PeerFrame(decoding: bytes) else {
                 logger.debug("undecodable frame", metadata: ["peer": "\(peer)"])
+                metrics.drop(.undecodablePeerFrame)
                 return
             }
             if case let .consensus(message) = frame {
                 // The sender inside a signed message must be the authenticated peer.
-                if let sender = message.sender, sender != peer { return }
+                if let sender = message.sender, sender != peer {
+                    metrics.drop(.senderMismatch)
+                    return
+                }
                 message.preverify(config: config, verifier: verifier)
                 enqueue(.message(message))
             } else {
                 loop.execute { [self] in handle(frame, from: peer) }
             }
-        case .client:
-            guard case let .request(request)? = try? ClientFrame(decoding: bytes) else { return }
-            _ = verifier.isValid(request.signature, by: request.client, for: request.signedBytes(cluster: config.clusterID))
+        case let .client(client):
+            let request: Request
+            switch try? ClientFrame(decoding: bytes) {
+            case let .request(r)?: request = r
+            case let .proveRequest(key, nonce)?:
+                loop.execute { [self] in answerProof(key: key, nonce: nonce, to: client) }
+                return
+            default:
+                metrics.drop(.undecodableClientFrame)
+                return
+            }
+            guard verifier.isValid(request.signature, by: request.client, for: request.signedBytes(cluster: config.clusterID)) else {
+                metrics.drop(.badClientSignature)
+                return
+            }
+            metrics.clientRequests.increment()
             enqueue(.clientRequest(request))
         }
     }
@@ -182,8 +218,13 @@ public final class ReplicaNode: @unchecked Sendable {
             return inbox.events
         }
         guard !stopped, faulted == nil else { return }
+        metrics.inboxDepth.record(events.count)
         var actions: [Action] = []
-        for event in events { actions += core.step(event, nowMs: Self.nowMs()) }
+        let now = NIODeadline.now()
+        for event in events {
+            if case let .clientRequest(request) = event { noteArrival(request, at: now) }
+            actions += core.step(event, nowMs: Self.nowMs())
+        }
         process(actions)
     }
 
@@ -216,7 +257,8 @@ public final class ReplicaNode: @unchecked Sendable {
             let records = actions.compactMap { if case let .persist(r) = $0 { return r } else { return nil } }
             if !records.isEmpty {
                 for record in records { try wal.append(record.encoded()) }
-                try wal.sync()
+                try timed(metrics.walFsyncTime) { try wal.sync() }
+                metrics.walFsyncs.increment()
                 walRecords.append(contentsOf: records)
             }
             for action in actions {
@@ -232,16 +274,21 @@ public final class ReplicaNode: @unchecked Sendable {
                     if let event = try execute(LedgerEntry(block: block, certificate: certificate)) { followUps.append(event) }
                 case let .reply(reply):
                     // Answer only once the block is durable.
-                    if blockLog.durableHeight < reply.height { try blockLog.sync() }
+                    if blockLog.durableHeight < reply.height { try timed(metrics.blockFsyncTime) { try blockLog.sync() } }
                     let signed = SignedReply.signed(by: key, replica: id, cluster: config.clusterID, client: reply.client,
                                                     requestID: reply.requestID, height: reply.height, result: reply.result)
                     transport.send(ClientFrame.reply(signed).encoded(), toClient: reply.client)
+                    metrics.repliesSent.increment()
+                    if let arrived = arrivals.removeValue(forKey: RequestKey(client: reply.client, requestID: reply.requestID)) {
+                        metrics.requestLatency.recordNanoseconds((NIODeadline.now() - arrived).nanoseconds)
+                    }
                 case let .checkpointStable(proof):
                     try checkpointStable(proof)
                 case let .requestStateTransfer(height, checkpoint):
                     startTransfer(to: height, checkpoint: checkpoint)
                 case let .enteredView(view, primary):
                     logger.info("entered view", metadata: ["view": "\(view)", "primary": "\(primary)", "height": "\(ledgerTip.height)"])
+                    if view > 0 { metrics.viewChanges.increment() }
                 case let .fault(reason):
                     fault(reason)
                     return
@@ -251,7 +298,29 @@ public final class ReplicaNode: @unchecked Sendable {
             fault("storage failed: \(error)")
             return
         }
+        updateGauges()
         for event in followUps { step(event) }
+    }
+
+    func updateGauges() {
+        metrics.committedHeight.record(ledgerTip.height)
+        metrics.view.record(core.view)
+        metrics.stableCheckpoint.record(core.lowWatermark)
+        metrics.changingView.record(core.isChangingView ? 1 : 0)
+    }
+
+    func timed<T>(_ timer: Metrics.Timer, _ body: () throws -> T) rethrows -> T {
+        let start = NIODeadline.now()
+        defer { timer.recordNanoseconds((NIODeadline.now() - start).nanoseconds) }
+        return try body()
+    }
+
+    /// Remembers when a request first arrived (bounded: when full, tracking starts over).
+    func noteArrival(_ request: Request, at now: NIODeadline) {
+        let key = RequestKey(client: request.client, requestID: request.requestID)
+        guard arrivals[key] == nil else { return }
+        if arrivals.count >= Self.arrivalsTrackedMax { arrivals.removeAll(keepingCapacity: true) }
+        arrivals[key] = now
     }
 
     func fault(_ reason: String) {
@@ -273,6 +342,9 @@ public final class ReplicaNode: @unchecked Sendable {
         try blockLog.append(entry)
         ledgerTip = ledgerTip.appending(entry.block.header, hash: entry.block.hash)
         let outcomes = state.execute(entry.block)
+        if height % config.parameters.checkpointInterval == 0 { checkpointStates[height] = state.provable }
+        metrics.blocksExecuted.increment()
+        metrics.requestsExecuted.increment(by: entry.block.requests.count)
         var replies: [Reply] = []
         for (request, outcome) in zip(entry.block.requests, outcomes) {
             switch outcome {
@@ -290,6 +362,7 @@ public final class ReplicaNode: @unchecked Sendable {
             try blockLog.append(proof.certificate)
             try blockLog.sync()
         }
+        certify(proof.certificate)
         // Records at or below the stable checkpoint are never needed again; of view-change
         // and new-view records only the newest of each matters.
         let lastViewChange = walRecords.lastIndex { if case .sent(.viewChange) = $0 { return true } else { return false } }
@@ -304,10 +377,35 @@ public final class ReplicaNode: @unchecked Sendable {
         }
     }
 
+    // MARK: Verified reads
+
+    /// Makes the executed checkpoint that `certificate` certifies the one proofs are read from.
+    func certify(_ certificate: ExecutionCertificate) {
+        guard certificate.height > certifiedState?.state.height ?? 0 else { return }
+        if let provable = checkpointStates[certificate.height], provable.stateRoot == certificate.stateRoot {
+            certifiedState = (provable, certificate)
+        }
+        checkpointStates = checkpointStates.filter { $0.key > certificate.height }
+    }
+
+    func answerProof(key: [UInt8], nonce: UInt64, to client: PublicKey) {
+        let frame: ClientFrame
+        if let (provable, certificate) = certifiedState {
+            frame = .proof(nonce: nonce, KeyProofBundle(proof: state.prove(key, at: provable), certificate: certificate))
+        } else {
+            frame = .proofUnavailable(nonce: nonce, reason: "replica \(id) has no certified checkpoint yet (the first is at height \(config.parameters.checkpointInterval))")
+        }
+        transport.send(frame.encoded(), toClient: client)
+    }
+
     // MARK: State transfer
 
     func startTransfer(to height: Height, checkpoint: CheckpointProof?) {
         if let transfer, transfer.target >= height { return }
+        if transfer == nil {
+            metrics.stateTransfers.increment()
+            logger.info("state transfer started", metadata: ["height": "\(ledgerTip.height)", "target": "\(height)"])
+        }
         transfer = Transfer(target: height, checkpoint: checkpoint, attempt: transfer?.attempt ?? 0)
         askForBlocks()
     }
@@ -338,7 +436,9 @@ public final class ReplicaNode: @unchecked Sendable {
                 try blockLog.append(entry)
                 ledgerTip = next
                 _ = state.execute(entry.block)
+                metrics.transferredBlocks.increment()
                 if entry.block.height % config.parameters.checkpointInterval == 0 {
+                    checkpointStates[entry.block.height] = state.provable
                     current.executed.append(ExecutedCheckpoint(header: entry.block.header, historyBefore: before.history,
                                                                stateRoot: state.stateRoot))
                 }
@@ -346,6 +446,7 @@ public final class ReplicaNode: @unchecked Sendable {
             try blockLog.sync()
         } catch let error as LedgerError {
             logger.warning("peer sent an invalid block in state transfer", metadata: ["peer": "\(peer)", "error": "\(error)"])
+            metrics.drop(.badTransferredBlock)
             current.attempt += 1
             transfer = current
             askForBlocks()
@@ -357,6 +458,7 @@ public final class ReplicaNode: @unchecked Sendable {
         if ledgerTip.height >= current.target {
             transfer = nil
             let checkpoint = current.checkpoint.flatMap { $0.height <= ledgerTip.height ? $0 : nil }
+            if let checkpoint { certify(checkpoint.certificate) }
             logger.info("state transfer done", metadata: ["height": "\(ledgerTip.height)"])
             step(.stateTransferred(tip: ledgerTip, checkpoint: checkpoint, clients: state.clientReplies, executed: current.executed))
         } else {

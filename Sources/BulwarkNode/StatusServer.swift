@@ -3,7 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// Serves `GET /status` (JSON) on the replica's HTTP address.
+/// Serves `GET /status` (JSON) and `GET /metrics` (Prometheus text) on the replica's HTTP address.
 final class StatusHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -25,8 +25,14 @@ final class StatusHandler: ChannelInboundHandler, @unchecked Sendable {
                     let body = (try? result.get()) ?? Data("{}".utf8)
                     Self.respond(channel: channel, status: .ok, type: "application/json", body: body)
                 }
+            } else if requested == "/metrics" {
+                node.metricsText().whenComplete { result in
+                    let body = (try? result.get()) ?? Data()
+                    Self.respond(channel: channel, status: .ok, type: "text/plain; version=0.0.4", body: body)
+                }
             } else {
-                Self.respond(channel: channel, status: .notFound, type: "text/plain", body: Data("not found: try /status\n".utf8))
+                Self.respond(channel: channel, status: .notFound, type: "text/plain",
+                             body: Data("not found: try /status or /metrics\n".utf8))
             }
         }
     }
@@ -56,6 +62,19 @@ extension ReplicaNode {
                 "rejected": Dictionary(uniqueKeysWithValues: core.rejections.map { ($0.key.rawValue, $0.value) }),
             ]
             return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        }
+    }
+
+    /// Every metric in Prometheus text; the counters that mirror the core's and the
+    /// transport's own counts are brought up to date first.
+    func metricsText() -> EventLoopFuture<Data> {
+        loop.submit { [self] in
+            metrics.recordRejections(core.rejections, replica: id)
+            let counters = transport.counters
+            metrics.peerQueueDrops.record(counters.dropped)
+            metrics.refusedConnections.record(counters.refused)
+            updateGauges()
+            return Data(metrics.exposition())
         }
     }
 

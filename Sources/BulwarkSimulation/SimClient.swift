@@ -93,7 +93,8 @@ extension LedgerOperation {
     /// The key of a single-key operation.
     var singleKey: [UInt8]? {
         switch self {
-        case let .put(key, _), let .delete(key), let .cas(key, _, _), let .add(key, _, _, _), let .get(key): return key
+        case let .put(key, _), let .delete(key), let .cas(key, _, _), let .add(key, _, _, _), let .get(key),
+             let .history(key, _): return key
         case .txn, .range: return nil
         }
     }

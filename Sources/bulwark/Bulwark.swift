@@ -8,7 +8,7 @@ struct Bulwark: AsyncParsableCommand {
         commandName: "bulwark",
         abstract: "A Byzantine-fault-tolerant replicated ledger.",
         subcommands: [Keygen.self, Cluster.self, Node.self, Put.self, Get.self, Delete.self, CompareAndSet.self, Add.self,
-                      RangeCommand.self, Txn.self, Transfer.self, Balance.self, Bench.self, Status.self]
+                      RangeCommand.self, History.self, Prove.self, Txn.self, Transfer.self, Balance.self, Bench.self, Status.self]
     )
 }
 

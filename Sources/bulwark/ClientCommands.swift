@@ -61,6 +61,11 @@ struct ClientOptions: ParsableArguments {
         case let .entries(entries):
             return entries.map { "\(text($0.key)) = \(text($0.value)) (version \($0.version))" }.joined(separator: "\n")
                 + (entries.isEmpty ? "no keys (height \(height))" : "")
+        case let .history(entries):
+            guard !entries.isEmpty else { return "never written (height \(height))" }
+            return entries.map { entry in
+                "height \(entry.height): " + (entry.value.map { text($0) } ?? "deleted")
+            }.joined(separator: "\n")
         case let .conditionFailed(reason): return "not applied: \(reason) (height \(height))"
         case let .rejected(reason): return "rejected: \(reason)"
         }
@@ -123,6 +128,16 @@ struct RangeCommand: AsyncParsableCommand {
     func run() async throws {
         try await options.run(.range(start: Array(start.utf8), end: Array(end.utf8), limit: limit))
     }
+}
+
+struct History: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List KEY's newest versions, oldest first, with the height of the block that wrote each.",
+        discussion: "Linearizable, like get. A deletion shows as 'deleted'.")
+    @Argument var key: String
+    @Option(help: "At most this many versions (the cluster caps it at rangeResultsMax).") var limit: UInt32 = 20
+    @OptionGroup var options: ClientOptions
+    func run() async throws { try await options.run(.history(key: Array(key.utf8), limit: limit)) }
 }
 
 struct Txn: AsyncParsableCommand {
@@ -211,5 +226,46 @@ struct Balance: AsyncParsableCommand {
             throw Self.fail(Failure("the value at \(key) is not a balance"))
         }
         print("\(balance) (version \(version), height \(height))")
+    }
+}
+
+struct Prove: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Read KEY with a proof: its value at the newest certified checkpoint, checked here against the cluster's signatures.",
+        discussion: """
+            The answer is checked by this command alone: the execution certificate must carry a quorum of \
+            validator signatures over the state root, and the Merkle proof must tie the value (or its absence) \
+            to that root, so no replica is trusted. It reads the state at the newest checkpoint (at most one \
+            checkpoint interval behind the latest block), whose height is printed. --out writes the proof for \
+            `bulwark-verify proof`.
+            """)
+    @Argument var key: String
+    @Option(help: ArgumentHelp("Also write the proof to this file.", valueName: "FILE")) var out: String?
+    @OptionGroup var options: ClientOptions
+
+    func run() async throws {
+        let client = try options.connect()
+        let bundle: KeyProofBundle
+        do {
+            bundle = try await client.prove(Array(key.utf8), timeout: .seconds(options.timeout))
+        } catch {
+            await client.shutdown()
+            throw Self.fail(error)
+        }
+        await client.shutdown()
+        let proof = bundle.proof
+        let signers = bundle.certificate.votes.map { "\($0.replica)" }.joined(separator: ", ")
+        if let value = proof.value {
+            print("\(key) = \(ClientOptions.text(value)) (version \(proof.version))")
+        } else {
+            print("\(key) is absent")
+        }
+        print("proven at height \(proof.height), state root \(bundle.certificate.stateRoot), signed by replicas \(signers)")
+        if let out {
+            do { try Data(bundle.fileText.utf8).write(to: URL(fileURLWithPath: out)) } catch {
+                throw Self.fail(Failure("cannot write \(out): \(error.localizedDescription)"))
+            }
+            print("wrote \(out)")
+        }
     }
 }

@@ -46,6 +46,11 @@ import Testing
         try checkProperties(ExecutionCertificate.self, seed: 6) { $0.executionCertificate() }
     }
 
+    @Test func resultsAndClientFramesRoundTripAndRejectTruncation() throws {
+        try checkProperties(OperationResult.self, seed: 8) { $0.operationResult() }
+        try checkProperties(ClientFrame.self, count: 60, seed: 9) { $0.clientFrame() }
+    }
+
     @Test func accumulatorRoundTripsAndRejectsTruncation() throws {
         try checkProperties(MerkleAccumulator.self, count: 50, seed: 7) { arbitrary in
             var acc = MerkleAccumulator()

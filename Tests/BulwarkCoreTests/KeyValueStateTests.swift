@@ -6,7 +6,13 @@ import Testing
     /// The obvious model: a dictionary of (value, version), nothing authenticated.
     struct Reference {
         var records: [[UInt8]: (value: [UInt8], version: UInt64)] = [:]
+        var histories: [[UInt8]: [KeyValueState.HistoryEntry]] = [:]
         var height: UInt64 = 0
+
+        mutating func write(_ key: [UInt8], _ value: [UInt8]?) {
+            records[key] = value.map { ($0, height) }
+            histories[key, default: []].append(.init(height: height, value: value))
+        }
 
         func balance(_ key: [UInt8]) -> Int64? {
             guard let record = records[key] else { return 0 }
@@ -15,12 +21,15 @@ import Testing
 
         mutating func apply(_ op: LedgerOperation) -> OperationResult {
             switch op {
-            case let .put(k, v): records[k] = (v, height); return .written(version: height)
-            case let .delete(k): return .deleted(existed: records.removeValue(forKey: k) != nil)
+            case let .put(k, v): write(k, v); return .written(version: height)
+            case let .delete(k):
+                let existed = records[k] != nil
+                if existed { write(k, nil) }
+                return .deleted(existed: existed)
             case let .cas(k, expected, v):
                 let current = records[k]?.version ?? 0
                 guard current == expected else { return .conditionFailed("version is \(current), expected \(expected)") }
-                records[k] = (v, height)
+                write(k, v)
                 return .written(version: height)
             case let .add(k, delta, min, max):
                 guard min <= max else { return .conditionFailed("bounds are empty: min \(min) > max \(max)") }
@@ -28,7 +37,7 @@ import Testing
                 let (sum, overflow) = current.addingReportingOverflow(delta)
                 guard !overflow else { return .conditionFailed("balance would overflow") }
                 guard sum >= min && sum <= max else { return .conditionFailed("balance \(sum) would leave [\(min), \(max)]") }
-                records[k] = (KeyValueState.encodeBalance(sum), height)
+                write(k, KeyValueState.encodeBalance(sum))
                 return .balance(sum, version: height)
             case let .txn(guards, writes):
                 for (i, g) in guards.enumerated() {
@@ -42,7 +51,11 @@ import Testing
                     if !holds { return .conditionFailed("guard \(i) does not hold") }
                 }
                 var copy = self
+                var touched: [[UInt8]] = []
                 for (i, w) in writes.enumerated() {
+                    switch w {
+                    case let .put(k, _), let .delete(k), let .add(k, _, _, _): if !touched.contains(k) { touched.append(k) }
+                    }
                     switch w {
                     case let .put(k, v): copy.records[k] = (v, height)
                     case let .delete(k): copy.records[k] = nil
@@ -57,13 +70,15 @@ import Testing
                         copy.records[k] = (KeyValueState.encodeBalance(sum), height)
                     }
                 }
-                self = copy
+                // A transaction writes each key it touched once, with its final value.
+                for k in touched where copy.records[k] != nil || records[k] != nil { write(k, copy.records[k]?.value) }
                 return .written(version: height)
             case let .get(k): return .value(records[k]?.value, version: records[k]?.version ?? 0)
             case let .range(start, end, limit):
                 let keys = records.keys.filter { !$0.lexicographicallyPrecedes(start) && (end.isEmpty || $0.lexicographicallyPrecedes(end)) }
                     .sorted { $0.lexicographicallyPrecedes($1) }.prefix(Int(limit))
                 return .entries(keys.map { .init(key: $0, value: records[$0]!.value, version: records[$0]!.version) })
+            case let .history(k, limit): return .history(Array((histories[k] ?? []).suffix(Int(limit))))
             }
         }
     }
@@ -73,7 +88,7 @@ import Testing
     static func operation(_ rng: inout SeededRandom) -> LedgerOperation {
         func key() -> [UInt8] { keys[Int.random(in: 0..<keys.count, using: &rng)] }
         func small() -> Int64 { Int64.random(in: -50...50, using: &rng) }
-        switch Int.random(in: 0..<10, using: &rng) {
+        switch Int.random(in: 0..<11, using: &rng) {
         case 0, 1: return .put(key: key(), value: rng.bytes(upTo: 9))
         case 2: return .delete(key: key())
         case 3: return .cas(key: key(), expectedVersion: UInt64.random(in: 0...6, using: &rng), value: rng.bytes(upTo: 4))
@@ -86,6 +101,7 @@ import Testing
                                  .add(key: key(), delta: small(), min: 0, max: 100)])
         case 7: return .get(key: key())
         case 8: return .range(start: key(), end: Bool.random(using: &rng) ? [] : key(), limit: UInt32.random(in: 0...5, using: &rng))
+        case 9: return .history(key: key(), limit: UInt32.random(in: 0...4, using: &rng))
         default: return .delete(key: key())
         }
     }
@@ -98,6 +114,7 @@ import Testing
         let client = TestKeys.key(60)
         let cluster = ClusterID(raw: .zero)
         var requestID: UInt64 = 0
+        var past: [(provable: ProvableState, root: Digest, records: [[UInt8]: (value: [UInt8], version: UInt64)])] = []
         for height in 1...UInt64(40) {
             let ops = (0..<Int.random(in: 0...6, using: &rng)).map { _ in Self.operation(&rng) }
             let requests = ops.map { op -> Request in
@@ -112,6 +129,7 @@ import Testing
                 #expect(outcome == .executed(reference.apply(op)), "seed \(seed) height \(height) \(op)")
             }
             let root = state.stateRoot
+            past.append((state.provable, root, reference.records))
             for key in Self.keys {
                 let proof = state.prove(key)
                 #expect(proof.value == reference.records[key]?.value)
@@ -139,6 +157,18 @@ import Testing
                     lie.version = 0
                     #expect(throws: KeyProof.Failure.self) { try lie.verify(stateRoot: root) }
                 }
+            }
+        }
+        // Proofs about past heights, from the maps kept then and today's histories, match
+        // what the reference held then and verify against that height's root.
+        for (provable, root, records) in past {
+            for key in Self.keys {
+                let proof = state.prove(key, at: provable)
+                #expect(proof.height == provable.height)
+                #expect(proof.value == records[key]?.value, "seed \(seed) height \(provable.height)")
+                #expect(proof.version == (records[key]?.version ?? 0))
+                try proof.verify(stateRoot: root)
+                #expect(provable.stateRoot == root)
             }
         }
     }

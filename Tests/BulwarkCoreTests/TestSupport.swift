@@ -90,7 +90,8 @@ struct Arbitrary {
     }
 
     mutating func operation() -> LedgerOperation {
-        switch Int.random(in: 0..<7, using: &rng) {
+        switch Int.random(in: 0..<8, using: &rng) {
+        case 7: return .history(key: key(), limit: UInt32.random(in: 0...1000, using: &rng))
         case 0: return .put(key: key(), value: value())
         case 1: return .delete(key: key())
         case 2: return .cas(key: key(), expectedVersion: rng.next(), value: value())
@@ -130,5 +131,45 @@ struct Arbitrary {
 
     mutating func executionCertificate() -> ExecutionCertificate {
         ExecutionCertificate(height: rng.next(), blockHash: rng.digest(), stateRoot: rng.digest(), votes: votes())
+    }
+
+    mutating func optionalValue() -> [UInt8]? { Bool.random(using: &rng) ? value() : nil }
+
+    mutating func operationResult() -> OperationResult {
+        switch Int.random(in: 0..<8, using: &rng) {
+        case 0: return .written(version: rng.next())
+        case 1: return .deleted(existed: Bool.random(using: &rng))
+        case 2: return .balance(int64(), version: rng.next())
+        case 3: return .value(optionalValue(), version: rng.next())
+        case 4: return .entries((0..<Int.random(in: 0...3, using: &rng)).map { _ in .init(key: key(), value: value(), version: rng.next()) })
+        case 5: return .history((0..<Int.random(in: 0...3, using: &rng)).map { _ in .init(height: rng.next(), value: optionalValue()) })
+        case 6: return .conditionFailed(String(decoding: rng.bytes(upTo: 20).map { $0 % 26 + 97 }, as: UTF8.self))
+        default: return .rejected("too big")
+        }
+    }
+
+    /// A real proof about a small state (key proofs cannot be made up: their paths are checked).
+    mutating func keyProof() -> KeyProof {
+        var state = KeyValueState(limits: ProtocolParameters())
+        let requests = (0..<Int.random(in: 0...4, using: &rng)).map { i in
+            Request.signed(by: clients[0], cluster: cluster, requestID: UInt64(i + 1), operation: .put(key: [UInt8(i)], value: value()))
+        }
+        _ = state.execute(Block(header: BlockHeader(clusterID: cluster, height: 1, view: 0, timestampMs: 0, proposer: 0,
+                                                    prevBlockHash: .zero, txRoot: .zero, historyRoot: .zero),
+                                requests: requests))
+        return state.prove([UInt8(Int.random(in: 0...5, using: &rng))])
+    }
+
+    mutating func clientFrame() -> ClientFrame {
+        switch Int.random(in: 0..<5, using: &rng) {
+        case 0: return .request(request())
+        case 1:
+            return .reply(SignedReply(replica: UInt16.random(in: 0...9, using: &rng), client: clients[0].publicKey,
+                                      requestID: rng.next(), height: rng.next(), result: operationResult().encoded(),
+                                      signature: Signature(rng.bytes(64))!))
+        case 2: return .proveRequest(key: key(), nonce: rng.next())
+        case 3: return .proof(nonce: rng.next(), KeyProofBundle(proof: keyProof(), certificate: executionCertificate()))
+        default: return .proofUnavailable(nonce: rng.next(), reason: "no certified checkpoint yet")
+        }
     }
 }

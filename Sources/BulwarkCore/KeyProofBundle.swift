@@ -1,0 +1,102 @@
+/// A verified read as `bulwark prove` returns and writes it: a key proof and the execution
+/// certificate of the state it is about. Anyone holding the cluster configuration can check
+/// it; no replica is trusted.
+public struct KeyProofBundle: Hashable, Sendable {
+    public var proof: KeyProof
+    public var certificate: ExecutionCertificate
+
+    public init(proof: KeyProof, certificate: ExecutionCertificate) {
+        self.proof = proof
+        self.certificate = certificate
+    }
+
+    public enum Failure: Error, Equatable, Sendable, CustomStringConvertible {
+        case certificate(CertificateError)
+        case heightMismatch(proof: Height, certificate: Height)
+        case proof(KeyProof.Failure)
+        case unreadable(String)
+
+        public var description: String {
+            switch self {
+            case let .certificate(error): return "the execution certificate is invalid: \(error)"
+            case let .heightMismatch(proof, certificate):
+                return "the proof is for height \(proof), the certificate for \(certificate)"
+            case let .proof(error): return "the key proof is invalid: \(error)"
+            case let .unreadable(reason): return "unreadable proof: \(reason)"
+            }
+        }
+    }
+
+    /// Checks the certificate against the cluster and the proof against the certified root;
+    /// returns the proven read.
+    @discardableResult
+    public func verify(config: ClusterConfig, verifier: SignatureVerifier? = nil) throws(Failure) -> KeyProof {
+        do { try certificate.verify(config: config, verifier: verifier) } catch { throw .certificate(error) }
+        guard proof.height == certificate.height else {
+            throw .heightMismatch(proof: proof.height, certificate: certificate.height)
+        }
+        do { try proof.verify(stateRoot: certificate.stateRoot) } catch { throw .proof(error) }
+        return proof
+    }
+
+    /// The file format: two lines, `key-proof HEX` and `execution-certificate HEX`.
+    public var fileText: String {
+        "key-proof \(Hex.encode(proof.encoded()))\nexecution-certificate \(Hex.encode(certificate.encoded()))\n"
+    }
+
+    public init(fileText: String) throws(Failure) {
+        var proofHex: String?
+        var certificateHex: String?
+        for line in fileText.split(separator: "\n") {
+            let parts = line.split(separator: " ", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { continue }
+            if parts[0] == "key-proof" { proofHex = parts[1] }
+            if parts[0] == "execution-certificate" { certificateHex = parts[1] }
+        }
+        guard let proofHex, let proofBytes = Hex.decode(proofHex), let certificateHex,
+              let certificateBytes = Hex.decode(certificateHex) else {
+            throw .unreadable("expected lines 'key-proof HEX' and 'execution-certificate HEX'")
+        }
+        do {
+            self.init(proof: try KeyProof(decoding: proofBytes), certificate: try ExecutionCertificate(decoding: certificateBytes))
+        } catch {
+            throw .unreadable("\(error)")
+        }
+    }
+}
+
+extension KeyProofBundle: CanonicalCodable {
+    public func encode(to w: inout CanonicalWriter) {
+        w.write(proof)
+        w.write(certificate)
+    }
+
+    public init(from r: inout CanonicalReader) throws(CodecError) {
+        self.init(proof: try r.read(KeyProof.self), certificate: try r.read(ExecutionCertificate.self))
+    }
+}
+
+/// The authenticated map as it was after a past height. With the key histories of any later
+/// state it proves what every key held at that height, so a replica keeps one per certified
+/// checkpoint at the cost of a reference (the map's nodes are shared, never copied).
+public struct ProvableState: Sendable {
+    public let height: Height
+    let map: AuthenticatedMap
+
+    /// The state root at `height`, which an execution certificate for it must certify.
+    public var stateRoot: Digest { KeyValueState.stateRoot(height: height, mapRoot: map.rootHash) }
+}
+
+extension KeyValueState {
+    /// This state's map, kept for proofs about this height later.
+    public var provable: ProvableState { ProvableState(height: height, map: map) }
+
+    /// A proof of what `key` held at `past.height`; `past` must come from this state's history.
+    public func prove(_ key: [UInt8], at past: ProvableState) -> KeyProof {
+        precondition(past.height <= height, "a proof about a height this state has not reached")
+        let last = history(of: key).last { $0.height <= past.height }
+        let value = last?.value
+        return KeyProof(key: key, value: value, version: value == nil ? 0 : last!.height, height: past.height,
+                        mapRoot: past.map.rootHash, proof: past.map.proof(for: Self.recordKeyHash(key)))
+    }
+}

@@ -1,0 +1,112 @@
+import BulwarkConsensus
+import BulwarkCore
+import CoreMetrics
+import NIOConcurrencyHelpers
+import Prometheus
+
+// Prometheus has its own Counter and Gauge: the types here are swift-metrics' (CoreMetrics).
+
+/// The replica's metrics, recorded through swift-metrics into this node's own Prometheus
+/// registry (one per node, so several nodes in one process never share a series) and served
+/// as Prometheus text on `GET /metrics`.
+final class NodeMetrics: Sendable {
+    let registry = PrometheusCollectorRegistry()
+
+    let committedHeight: CoreMetrics.Gauge
+    let view: CoreMetrics.Gauge
+    let stableCheckpoint: CoreMetrics.Gauge
+    let changingView: CoreMetrics.Gauge
+    let viewChanges: CoreMetrics.Counter
+    let blocksExecuted: CoreMetrics.Counter
+    let requestsExecuted: CoreMetrics.Counter
+    let clientRequests: CoreMetrics.Counter
+    let repliesSent: CoreMetrics.Counter
+    let inboxDepth: CoreMetrics.Recorder
+    let walFsyncs: CoreMetrics.Counter
+    let walFsyncTime: CoreMetrics.Timer
+    let blockFsyncTime: CoreMetrics.Timer
+    /// From a request's first arrival at this replica to its reply leaving (block durable).
+    let requestLatency: CoreMetrics.Timer
+    let stateTransfers: CoreMetrics.Counter
+    let transferredBlocks: CoreMetrics.Counter
+    let peerQueueDrops: CoreMetrics.Gauge
+    let refusedConnections: CoreMetrics.Gauge
+    private let factory: PrometheusMetricsFactory
+    private let dropped: [DropReason: CoreMetrics.Counter]
+    /// The core counts rejected messages by reason; these mirror its counts at each scrape.
+    private let exportedRejections = NIOLockedValueBox<[RejectReason: UInt64]>([:])
+
+    /// Input from the network that was dropped before it reached the core.
+    enum DropReason: String, CaseIterable {
+        case undecodablePeerFrame = "undecodable_peer_frame"
+        case senderMismatch = "sender_mismatch"
+        case undecodableClientFrame = "undecodable_client_frame"
+        case badClientSignature = "bad_client_signature"
+        case badTransferredBlock = "bad_transferred_block"
+    }
+
+    init(replica: ReplicaID) {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets["bulwark_request_latency_seconds"] = [
+            .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(20),
+            .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
+            .seconds(2), .seconds(5),
+        ]
+        for name in ["bulwark_wal_fsync_seconds", "bulwark_block_fsync_seconds"] {
+            factory.durationHistogramBuckets[name] = [
+                .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
+                .milliseconds(5), .milliseconds(10), .milliseconds(50), .milliseconds(250),
+            ]
+        }
+        factory.valueHistogramBuckets["bulwark_inbox_depth"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+        self.factory = factory
+        let labels = [("replica", "\(replica)")]
+        committedHeight = CoreMetrics.Gauge(label: "bulwark_committed_height", dimensions: labels, factory: factory)
+        view = CoreMetrics.Gauge(label: "bulwark_view", dimensions: labels, factory: factory)
+        stableCheckpoint = CoreMetrics.Gauge(label: "bulwark_stable_checkpoint", dimensions: labels, factory: factory)
+        changingView = CoreMetrics.Gauge(label: "bulwark_changing_view", dimensions: labels, factory: factory)
+        viewChanges = CoreMetrics.Counter(label: "bulwark_view_changes_total", dimensions: labels, factory: factory)
+        blocksExecuted = CoreMetrics.Counter(label: "bulwark_blocks_executed_total", dimensions: labels, factory: factory)
+        requestsExecuted = CoreMetrics.Counter(label: "bulwark_requests_executed_total", dimensions: labels, factory: factory)
+        clientRequests = CoreMetrics.Counter(label: "bulwark_client_requests_total", dimensions: labels, factory: factory)
+        repliesSent = CoreMetrics.Counter(label: "bulwark_replies_sent_total", dimensions: labels, factory: factory)
+        inboxDepth = CoreMetrics.Recorder(label: "bulwark_inbox_depth", dimensions: labels, factory: factory)
+        walFsyncs = CoreMetrics.Counter(label: "bulwark_wal_fsyncs_total", dimensions: labels, factory: factory)
+        walFsyncTime = CoreMetrics.Timer(label: "bulwark_wal_fsync_seconds", dimensions: labels, factory: factory)
+        blockFsyncTime = CoreMetrics.Timer(label: "bulwark_block_fsync_seconds", dimensions: labels, factory: factory)
+        requestLatency = CoreMetrics.Timer(label: "bulwark_request_latency_seconds", dimensions: labels, factory: factory)
+        stateTransfers = CoreMetrics.Counter(label: "bulwark_state_transfers_total", dimensions: labels, factory: factory)
+        transferredBlocks = CoreMetrics.Counter(label: "bulwark_transferred_blocks_total", dimensions: labels, factory: factory)
+        peerQueueDrops = CoreMetrics.Gauge(label: "bulwark_peer_queue_dropped_frames", dimensions: labels, factory: factory)
+        refusedConnections = CoreMetrics.Gauge(label: "bulwark_refused_connections", dimensions: labels, factory: factory)
+        dropped = Dictionary(uniqueKeysWithValues: DropReason.allCases.map { reason in
+            (reason, Counter(label: "bulwark_dropped_input_total", dimensions: labels + [("reason", reason.rawValue)],
+                             factory: factory))
+        })
+    }
+
+    func drop(_ reason: DropReason) { dropped[reason]!.increment() }
+
+    /// Brings the rejected-message counters up to the core's counts.
+    func recordRejections(_ counts: [RejectReason: UInt64], replica: ReplicaID) {
+        let deltas = exportedRejections.withLockedValue { exported in
+            counts.map { reason, count in
+                defer { exported[reason] = count }
+                return (reason, Int(count - (exported[reason] ?? 0)))
+            }
+        }
+        for (reason, delta) in deltas where delta > 0 {
+            Counter(label: "bulwark_rejected_messages_total",
+                    dimensions: [("replica", "\(replica)"), ("reason", reason.rawValue)], factory: factory)
+                .increment(by: delta)
+        }
+    }
+
+    /// The Prometheus text exposition of every series.
+    func exposition() -> [UInt8] {
+        var buffer: [UInt8] = []
+        registry.emit(into: &buffer)
+        return buffer
+    }
+}
+
