@@ -183,6 +183,87 @@ struct ClusterTests {
         }
     }
 
+    /// History and verified reads through the client; /metrics; a replica whose block log was
+    /// damaged in the middle repairs itself from its peers and ends with the same ledger.
+    @Test func verifiedReadsMetricsAndADamagedLogRepairedFromPeers() async throws {
+        let cluster = try LocalCluster()
+        for i in 0..<4 { try cluster.start(i) }
+        let client = try client(cluster)
+        defer { Task { await client.shutdown() } }
+        var ready = false
+        for _ in 0..<20 where !ready {
+            ready = (try? await client.execute(.put(key: Array("hello".utf8), value: [1]), timeout: .seconds(2))) != nil
+        }
+        #expect(ready, "cluster never served")
+
+        // History: every version with the height that wrote it, a deletion without a value.
+        let key = Array("h".utf8)
+        var heights: [Height] = []
+        for op in [LedgerOperation.put(key: key, value: [1]), .put(key: key, value: [2]), .delete(key: key), .put(key: key, value: [3])] {
+            heights.append(try await client.execute(op).1)
+        }
+        let (history, _) = try await client.execute(.history(key: key, limit: 10))
+        #expect(history == .history(zip(heights, [[1], [2], nil, [3]]).map { .init(height: $0, value: $1) }))
+        let (newest, _) = try await client.execute(.history(key: key, limit: 2))
+        #expect(newest == .history([.init(height: heights[2], value: nil), .init(height: heights[3], value: [3])]))
+
+        // Enough blocks for certified checkpoints (interval 8), then verified reads.
+        for i in 0..<30 { _ = try await client.execute(.put(key: Array("k\(i)".utf8), value: Array("v\(i)".utf8))) }
+        let bundle = try await client.prove(Array("k3".utf8))
+        let proven = try bundle.verify(config: cluster.config)
+        #expect(proven.value == Array("v3".utf8) && proven.height >= 8 && proven.height % 8 == 0)
+        let absent = try await client.prove(Array("never-written".utf8))
+        #expect(absent.proof.value == nil)
+        var lie = bundle
+        lie.proof.value = Array("forged".utf8)
+        #expect(throws: KeyProofBundle.Failure.self) { try lie.verify(config: cluster.config) }
+        lie = bundle
+        lie.certificate.votes.removeLast(lie.certificate.votes.count - 2)
+        #expect(throws: KeyProofBundle.Failure.self) { try lie.verify(config: cluster.config) }
+
+        // /metrics: Prometheus text with the replica's committed height and executed requests.
+        let metrics = String(decoding: ReplicaHTTP.get(cluster.config.validators[1].httpAddress, path: "/metrics") ?? Data(),
+                             as: UTF8.self)
+        let committed = metrics.split(separator: "\n").first { $0.hasPrefix("bulwark_committed_height{replica=\"1\"}") }
+        #expect(committed.flatMap { Double($0.split(separator: " ").last!) } ?? 0 >= 30, "\(metrics.prefix(2000))")
+        #expect(metrics.contains("# TYPE bulwark_request_latency_seconds histogram"))
+        #expect(metrics.contains("bulwark_requests_executed_total{replica=\"1\"}"))
+
+        // Damage replica 3's log in the middle of its segment, restart it, and keep writing.
+        try await Task.sleep(for: .milliseconds(300))
+        cluster.kill9(3)
+        let damagedHeight = cluster.height(3)
+        let blocks = cluster.dataDirectory(3) + "/blocks"
+        let segment = try FileManager.default.contentsOfDirectory(atPath: blocks).filter { $0.hasPrefix("segment-") }.sorted().last!
+        let handle = try #require(FileHandle(forUpdatingAtPath: blocks + "/" + segment))
+        let size = handle.seekToEndOfFile()
+        handle.seek(toFileOffset: size / 2)
+        let byte = handle.readData(ofLength: 1)[0]
+        handle.seek(toFileOffset: size / 2)
+        handle.write(Data([byte ^ 0xFF]))
+        try handle.close()
+        #expect(try BlockLogReader(directory: blocks).damage != nil)
+        try cluster.start(3)
+        for i in 30..<40 { _ = try await client.execute(.put(key: Array("k\(i)".utf8), value: [1])) }
+        var repaired = false
+        for _ in 0..<200 where !repaired {
+            repaired = cluster.height(3) > damagedHeight && cluster.height(3) >= cluster.height(1)
+            if !repaired { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(repaired, "replica 3 stayed at \(cluster.height(3)); replica 1 is at \(cluster.height(1))")
+        let log = try String(contentsOfFile: cluster.directory + "/node-3.log", encoding: .utf8)
+        #expect(log.contains("block log damaged"))
+
+        cluster.stopAll()
+        let readers = try (0..<4).map { try BlockLogReader(directory: cluster.dataDirectory($0) + "/blocks") }
+        #expect(readers[3].damage == nil)
+        let common = readers.map(\.height).min()!
+        #expect(common > damagedHeight)
+        for height in 1...common { #expect(Set(readers.map { $0.blockHash(at: height)! }).count == 1, "height \(height)") }
+        let report = LedgerAudit(config: cluster.config, threads: 2).audit(directory: blocks)
+        #expect(report.passed, "\(String(describing: report.problem))")
+    }
+
     @Test func badConfigurationStopsStartUpWithOneSentence() throws {
         let cluster = try LocalCluster()
         let keyPath = cluster.directory + "/replica-1.key"
