@@ -46,6 +46,8 @@ public final class LedgerClient: Sendable {
 
     struct Pending {
         var replies: [ReplicaID: SignedReply] = [:]
+        /// Replicas whose current reply's signature verified.
+        var verified: Set<ReplicaID> = []
         var continuation: CheckedContinuation<SignedReply, any Error>?
     }
 
@@ -103,21 +105,37 @@ public final class LedgerClient: Sendable {
         }
     }
 
+    /// Signatures are checked only once f+1 replies agree on a result, and only theirs: the
+    /// usual case verifies f+1 signatures, not n. A reply whose signature fails is dropped.
     func received(_ reply: SignedReply, from replica: ReplicaID) {
-        guard reply.replica == replica, reply.client == key.publicKey, reply.isValid(config: config) else { return }
-        let done = pending.withLockedValue { pending -> (CheckedContinuation<SignedReply, any Error>, SignedReply)? in
-            guard var entry = pending[reply.requestID] else { return nil }
+        guard reply.replica == replica, reply.client == key.publicKey else { return }
+        func agrees(_ other: SignedReply) -> Bool { other.result == reply.result && other.height == reply.height }
+        let unchecked = pending.withLockedValue { pending -> [SignedReply] in
+            guard var entry = pending[reply.requestID] else { return [] }
             entry.replies[replica] = reply
-            let matching = entry.replies.values.filter { $0.result == reply.result && $0.height == reply.height }
-            if matching.count >= config.replyQuorum, let continuation = entry.continuation {
+            entry.verified.remove(replica)
+            pending[reply.requestID] = entry
+            let matching = entry.replies.values.filter(agrees)
+            guard matching.count >= config.replyQuorum else { return [] }
+            return matching.filter { !entry.verified.contains($0.replica) }
+        }
+        guard !unchecked.isEmpty else { return }
+        let valid = unchecked.map { $0.isValid(config: config) }
+        let done = pending.withLockedValue { pending -> CheckedContinuation<SignedReply, any Error>? in
+            guard var entry = pending[reply.requestID] else { return nil }
+            for (candidate, isValid) in zip(unchecked, valid) where entry.replies[candidate.replica] == candidate {
+                if isValid { entry.verified.insert(candidate.replica) } else { entry.replies[candidate.replica] = nil }
+            }
+            let agreed = entry.replies.values.filter { agrees($0) && entry.verified.contains($0.replica) }
+            var continuation: CheckedContinuation<SignedReply, any Error>?
+            if agreed.count >= config.replyQuorum {
+                continuation = entry.continuation
                 entry.continuation = nil
-                pending[reply.requestID] = entry
-                return (continuation, reply)
             }
             pending[reply.requestID] = entry
-            return nil
+            return continuation
         }
-        if let (continuation, reply) = done { continuation.resume(returning: reply) }
+        done?.resume(returning: reply)
     }
 
     /// Orders `operation` through the cluster and returns its result and the height of the

@@ -5,7 +5,8 @@ import BulwarkCore
 extension Replica {
     mutating func receiveCheckpoint(_ checkpoint: Checkpoint) {
         let height = checkpoint.height
-        guard height > lowWatermark, height <= highWatermark, height % parameters.checkpointInterval == 0 else {
+        if height <= lowWatermark, height % parameters.checkpointInterval == 0 { return reject(.lateCheckpoint) }
+        guard height <= highWatermark, height % parameters.checkpointInterval == 0 else {
             // Far-ahead checkpoints are not buffered; a lagging replica learns of them from
             // re-announced checkpoint proofs instead.
             return reject(.outsideWatermarks)
@@ -122,6 +123,7 @@ extension Replica {
         guard tip.height > chain.height else { return }
         chain = tip
         lastExecuted = tip.height
+        awaitingExecution.removeAll()
         for reply in transferred {
             if let last = clients[reply.client], last.requestID >= reply.requestID { continue }
             clients[reply.client] = reply

@@ -81,7 +81,13 @@ public enum RejectReason: String, Hashable, Sendable, CaseIterable {
     case primaryPrepare
     case conflictingPrePrepare
     case equivocation
+    /// A proposal whose header does not link to the chain (height, previous hash, history root,
+    /// cluster, view or proposer wrong).
     case invalidBlock
+    /// A proposal whose timestamp is further from this replica's clock than the skew bound.
+    case badTimestamp
+    /// A proposal holding a malformed, oversized, unsigned or repeated request, or a wrong txRoot.
+    case invalidBatch
     case invalidRequest
     case staleRequest
     case poolFull
@@ -89,6 +95,8 @@ public enum RejectReason: String, Hashable, Sendable, CaseIterable {
     case invalidViewChange
     case invalidNewView
     case oversized
+    /// A checkpoint vote for a height already stable here (normal: the slowest replica's vote).
+    case lateCheckpoint
 }
 
 /// The state after a checkpoint-height block that the shell executed outside the normal path

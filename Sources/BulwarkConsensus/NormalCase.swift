@@ -17,7 +17,7 @@ extension Replica {
             }
         }
         let key = RequestPool.Key(client: request.client, requestID: request.requestID)
-        if pool.contains(key) { return }
+        if pool.contains(key) || awaitingExecution.contains(key) { return }
         let bytes = request.encoded().count
         guard bytes <= parameters.requestBytesMax else {
             reject(.oversized)
@@ -65,14 +65,16 @@ extension Replica {
 
     // MARK: Proposing (primary)
 
-    /// Proposes full batches at once; with `flush`, also a partial batch (the batch delay ran out).
+    /// Proposes full batches at once; a partial batch when nothing is in flight (an idle
+    /// cluster answers without the batch delay) or with `flush` (the batch delay ran out).
     mutating func proposeBatches(flush: Bool) {
         guard isPrimary, !isChangingView, stateTransferTarget == nil else { return }
         while nextProposal <= highWatermark, pool.unproposedCount > 0 {
             let batch = pool.unproposed(maxCount: parameters.batchRequestsMax, maxBytes: parameters.batchBytesMax)
             let full = batch.count >= parameters.batchRequestsMax
                 || batch.reduce(0, { $0 + $1.bytes }) >= parameters.batchBytesMax
-            guard full || flush else {
+            let idle = nextProposal == chain.height + 1
+            guard full || flush || idle else {
                 if !batchTimerArmed {
                     batchTimerArmed = true
                     emit(.setTimer(.batch, afterMs: parameters.batchDelayMs))
@@ -125,7 +127,7 @@ extension Replica {
             waitingPrePrepares[height] = pp
             return
         }
-        guard isValidProposal(pp, after: predecessor) else { return reject(.invalidBlock) }
+        if let problem = proposalProblem(pp, after: predecessor) { return reject(problem) }
         install(pp, tipAfter: predecessor.appending(pp.block.header, hash: pp.blockHash))
         sendPrepare(for: height)
         advance(height)
@@ -133,15 +135,15 @@ extension Replica {
         if let next = waitingPrePrepares.removeValue(forKey: height + 1) { receivePrePrepare(next) }
     }
 
-    /// The acceptance rules for a normal-case proposal (DESIGN.md §3).
-    func isValidProposal(_ pp: PrePrepare, after predecessor: ChainTip) -> Bool {
+    /// The acceptance rules for a normal-case proposal (DESIGN.md §3): nil if it passes.
+    func proposalProblem(_ pp: PrePrepare, after predecessor: ChainTip) -> RejectReason? {
         let header = pp.block.header
         guard header.clusterID == cluster, header.view == pp.view, header.proposer == pp.replica,
-              predecessor.isLinked(to: header) else { return false }
+              predecessor.isLinked(to: header) else { return .invalidBlock }
         // The proposer's clock may differ from ours, but not by more than the bound.
         let skew = parameters.timestampSkewMsMax
-        guard header.timestampMs <= nowMs + skew, header.timestampMs + skew >= nowMs else { return false }
-        return hasValidRequests(pp.block)
+        guard header.timestampMs <= nowMs + skew, header.timestampMs + skew >= nowMs else { return .badTimestamp }
+        return hasValidRequests(pp.block) ? nil : .invalidBatch
     }
 
     /// Every request well formed, within limits, signed by its client, none twice, and the
@@ -269,7 +271,9 @@ extension Replica {
             lastCommitProof = CommitProof(header: pp.block.header, certificate: certificate)
             chain = chain.appending(pp.block.header, hash: pp.blockHash)
             for request in pp.block.requests {
-                pool.remove(RequestPool.Key(client: request.client, requestID: request.requestID))
+                let key = RequestPool.Key(client: request.client, requestID: request.requestID)
+                pool.remove(key)
+                awaitingExecution.insert(key)
             }
             emit(.execute(pp.block, certificate))
         }
@@ -283,6 +287,7 @@ extension Replica {
     mutating func executed(height: Height, stateRoot: Digest, replies: [Reply]) {
         guard height == lastExecuted + 1, height <= chain.height else { return }
         lastExecuted = height
+        if lastExecuted == chain.height { awaitingExecution.removeAll() }
         consecutiveViewChanges = 0
         for reply in replies {
             if let last = clients[reply.client], last.requestID > reply.requestID { continue }

@@ -72,6 +72,10 @@ public struct Replica: Sendable {
     // MARK: Clients
 
     var pool: RequestPool
+    /// Requests in blocks delivered for execution whose results are not back yet: a copy that
+    /// arrives in between (a backup's relay, a client's retry) is neither pooled nor proposed
+    /// again. Empty whenever execution has caught up with delivery.
+    var awaitingExecution: Set<RequestPool.Key> = []
     /// The last executed request and reply of each client.
     var clients: [PublicKey: Reply] = [:]
 

@@ -68,12 +68,14 @@ struct RequestPool: Sendable {
         return nil
     }
 
-    /// Requests not yet proposed, oldest first, up to the batch limits.
+    /// Requests not yet proposed, oldest first, up to the batch limits. A key removed and
+    /// added again appears in `order` twice; it is taken once.
     func unproposed(maxCount: Int, maxBytes: Int) -> [Entry] {
         var out: [Entry] = []
+        var taken: Set<Key> = []
         var bytes = 0
         for key in order {
-            guard let key, let entry = entries[key], !proposed.contains(key) else { continue }
+            guard let key, let entry = entries[key], !proposed.contains(key), taken.insert(key).inserted else { continue }
             if !out.isEmpty && bytes + entry.bytes > maxBytes { break }
             out.append(entry)
             bytes += entry.bytes
