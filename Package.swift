@@ -36,6 +36,11 @@ let package = Package(
             name: "BulwarkConsensus",
             dependencies: ["BulwarkCore"]
         ),
+        // Byzantine behaviours for fault injection: rewrites an honest core's output.
+        .target(
+            name: "BulwarkAdversary",
+            dependencies: ["BulwarkCore", "BulwarkConsensus"]
+        ),
         .target(
             name: "BulwarkStorage",
             dependencies: ["BulwarkCore"]
@@ -88,7 +93,7 @@ let package = Package(
         .target(
             name: "BulwarkSimulation",
             dependencies: [
-                "BulwarkCore", "BulwarkConsensus", "BulwarkStorage",
+                "BulwarkCore", "BulwarkConsensus", "BulwarkStorage", "BulwarkAdversary",
                 .product(name: "HeapModule", package: "swift-collections"),
             ]
         ),

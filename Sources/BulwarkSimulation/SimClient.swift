@@ -24,6 +24,8 @@ final class SimClient {
     var requestsMax = 0
     static let retryMs: UInt64 = 1000
     static let keys: [[UInt8]] = (0..<6).map { Array("k\($0)".utf8) }
+    static func account(_ i: UInt64) -> [UInt8] { Array("acct\(i)".utf8) }
+    static let balanceMax: Int64 = 1 << 40
 
     init(index: Int, key: PrivateKey) {
         self.index = index
@@ -80,9 +82,19 @@ final class SimClient {
         switch rng.between(0, 99) {
         case 0..<30: return .put(key: key, value: value)
         case 30..<45: return .cas(key: key, expectedVersion: versions[key] ?? 0, value: value)
-        case 45..<70: return .get(key: key)
-        case 70..<85:
-            return .add(key: Array("acct\(rng.between(0, 2))".utf8), delta: Int64(rng.between(0, 20)) - 10, min: 0, max: 1000)
+        case 45..<65: return .get(key: key)
+        case 65..<70: return .get(key: Self.account(rng.between(0, 2)))
+        case 70..<76:
+            return .add(key: Self.account(rng.between(0, 2)), delta: Int64(rng.between(1, 20)), min: 0, max: Self.balanceMax)
+        case 76..<85:
+            // A transfer: all or nothing, never below zero, never changing the total.
+            let from = rng.between(0, 2)
+            let to = (from + rng.between(1, 2)) % 3
+            let amount = Int64(rng.between(1, 15))
+            return .txn(guards: [], writes: [
+                .add(key: Self.account(from), delta: -amount, min: 0, max: Self.balanceMax),
+                .add(key: Self.account(to), delta: amount, min: 0, max: Self.balanceMax),
+            ])
         case 85..<92: return .delete(key: key)
         default: return .range(start: [], end: [], limit: 10)
         }
@@ -97,5 +109,65 @@ extension LedgerOperation {
              let .history(key, _): return key
         case .txn, .range: return nil
         }
+    }
+}
+
+/// A client that attacks the cluster instead of using it: requests with bad signatures, a
+/// reused request id with another operation, one id with different operations to different
+/// replicas, oversized requests, and floods. None of this may break safety or stop the
+/// honest clients.
+final class MaliciousClient {
+    let index: Int
+    let key: PrivateKey
+    /// The highest request id it signed (validly signed requests may be ordered).
+    var lastID: UInt64 = 0
+    var round = 0
+
+    init(index: Int, key: PrivateKey) {
+        self.index = index
+        self.key = key
+    }
+
+    func signed(_ id: UInt64, _ operation: LedgerOperation, _ simulation: Simulation) -> Request {
+        lastID = max(lastID, id)
+        return Request.signed(by: key, cluster: simulation.config.clusterID, requestID: id, operation: operation)
+    }
+
+    func attack(simulation: Simulation) {
+        guard simulation.faultsActive else { return }
+        round += 1
+        let replicas = 0..<simulation.options.replicas
+        // Its own keys, so honest clients' histories stay theirs alone.
+        let key = Array("m\(round % 6)".utf8)
+        switch round % 5 {
+        case 0:
+            // A signature that does not verify.
+            var request = signed(lastID + 1, .put(key: key, value: [1]), simulation)
+            request.operation = .delete(key: key)
+            lastID -= 1
+            for r in replicas { simulation.sendRequest(request, to: r) }
+        case 1:
+            // A new request, then the same id with another operation.
+            let id = lastID + 1
+            for r in replicas { simulation.sendRequest(signed(id, .put(key: key, value: [2]), simulation), to: r) }
+            for r in replicas { simulation.sendRequest(signed(id, .delete(key: key), simulation), to: r) }
+        case 2:
+            // One id, a different operation for each replica.
+            let id = lastID + 1
+            for r in replicas { simulation.sendRequest(signed(id, .put(key: key, value: [UInt8(r)]), simulation), to: r) }
+        case 3:
+            // Bigger than any request may be.
+            let big = signed(lastID + 1, .put(key: key, value: Array(repeating: 7, count: simulation.config.parameters.requestBytesMax + 1)),
+                             simulation)
+            for r in replicas { simulation.sendRequest(big, to: r) }
+        default:
+            // A flood of valid requests at once.
+            let first = lastID + 1
+            for id in first..<(first + 40) {
+                let request = signed(id, .put(key: key, value: Array("flood\(id)".utf8)), simulation)
+                for r in replicas { simulation.sendRequest(request, to: r) }
+            }
+        }
+        simulation.schedule(at: simulation.now + simulation.rng.between(100, 400), .maliciousClient(index))
     }
 }

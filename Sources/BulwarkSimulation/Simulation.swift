@@ -1,3 +1,4 @@
+import BulwarkAdversary
 import BulwarkConsensus
 import BulwarkCore
 import BulwarkStorage
@@ -17,6 +18,7 @@ public final class Simulation {
     var sequence: UInt64 = 0
     var nodes: [SimNode] = []
     var clients: [SimClient] = []
+    var maliciousClients: [MaliciousClient] = []
     /// Partition group of each replica; nil when fully connected.
     var groups: [Int]?
     var finished = false
@@ -48,6 +50,7 @@ public final class Simulation {
         case heal
         case endOfFaults
         case stateTransferRetry(Int, height: Height, checkpoint: CheckpointProof?)
+        case maliciousClient(Int)
         case finish
     }
 
@@ -72,6 +75,12 @@ public final class Simulation {
         clients = (0..<options.clients).map { i in
             SimClient(index: i, key: PrivateKey(seed: (0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })!)
         }
+        maliciousClients = (0..<options.maliciousClients).map { i in
+            MaliciousClient(index: i, key: PrivateKey(seed: (0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })!)
+        }
+        for (replica, behaviours) in options.byzantine where replica < nodes.count {
+            nodes[replica].adversary = Adversary(behaviours: behaviours, config: config, id: ReplicaID(replica), key: keys[replica])
+        }
     }
 
     // MARK: - Running
@@ -80,6 +89,7 @@ public final class Simulation {
         for node in nodes { boot(node) }
         scheduleFaults()
         for client in clients { schedule(at: rng.between(0, 300), .clientIssue(client.index)) }
+        for client in maliciousClients { schedule(at: rng.between(0, 300), .maliciousClient(client.index)) }
         var steps: UInt64 = 0
         let stepsMax: UInt64 = 20_000_000
         while !finished, let next = queue.popMin() {
@@ -132,6 +142,7 @@ public final class Simulation {
             for node in nodes where node.core == nil { boot(node) }
         case let .stateTransferRetry(node, height, checkpoint):
             if nodes[node].core != nil { transferState(to: nodes[node], height: height, checkpoint: checkpoint) }
+        case let .maliciousClient(client): maliciousClients[client].attack(simulation: self)
         case .finish: finished = true
         }
     }
@@ -154,6 +165,13 @@ public final class Simulation {
         for _ in 0..<options.crashes {
             let node = Int(rng.between(0, UInt64(options.replicas - 1)))
             schedule(at: rng.between(300, window - 3000), .crash(node, torn: rng.chance(500), downMs: rng.between(200, 2500)))
+        }
+        for node in nodes where node.adversary?.behaviours.contains(.crashLoop) == true {
+            var at = rng.between(300, 1000)
+            while at + 1000 < window {
+                schedule(at: at, .crash(node.id, torn: rng.chance(500), downMs: rng.between(200, 600)))
+                at += rng.between(1000, 2000)
+            }
         }
         if options.crashPrimary {
             schedule(at: rng.between(1000, window / 2), .crashPrimary(downMs: rng.between(2000, 5000)))
@@ -261,6 +279,8 @@ public final class Simulation {
     }
 
     private func run(_ actions: [Action], at node: SimNode) {
+        // A Byzantine replica's honest core decides; its adversary rewrites what leaves.
+        let actions = node.adversary != nil ? node.adversary!.rewrite(actions) : actions
         var followUps: [Event] = []
         for action in actions {
             switch action {
@@ -336,14 +356,27 @@ public final class Simulation {
         var tip = node.core!.chain
         guard tip.height == UInt64(have) else { return }
         var fetched: [LedgerEntry] = []
-        for entry in peer.log[have...] {
+        let offered = Array(peer.log[have...])
+        for entry in peer.adversary?.served(offered) ?? offered {
             do {
                 tip = try tip.verifyNext(entry, config: config, verifier: verifier)
             } catch {
-                report.failures.append("replica \(node.id) rejected block from replica \(peer.id) in state transfer: \(error)")
+                guard peer.adversary != nil else {
+                    report.failures.append("replica \(node.id) rejected block from replica \(peer.id) in state transfer: \(error)")
+                    return
+                }
+                // A lying peer: its blocks fail the checks; ask again (another peer, maybe).
+                report.forgedTransfersRejected += 1
+                schedule(at: now + 50, .stateTransferRetry(node.id, height: height, checkpoint: checkpoint))
                 return
             }
             fetched.append(entry)
+        }
+        if tip.height < height {
+            // Cut short: keep nothing from this peer and ask again.
+            report.forgedTransfersRejected += 1
+            schedule(at: now + 50, .stateTransferRetry(node.id, height: height, checkpoint: checkpoint))
+            return
         }
         var executed: [ExecutedCheckpoint] = []
         var history = node.core!.chain.history
@@ -360,6 +393,9 @@ public final class Simulation {
         let verified = checkpoint.flatMap { $0.height <= tip.height ? $0 : nil }
         step(node, .stateTransferred(tip: tip, checkpoint: verified, clients: node.state.clientReplies, executed: executed))
     }
+
+    /// Replicas that follow the protocol; the checkers judge only these.
+    var honestNodes: [SimNode] { nodes.filter { $0.adversary == nil } }
 
     /// The cluster configuration every replica of this run uses.
     public var clusterConfig: ClusterConfig { config }
@@ -398,6 +434,8 @@ final class SimNode {
     var executionCertificates: [ExecutionCertificate] = []
     var incarnation = 0
     var crashMidStep: UInt64?
+    /// Set for a Byzantine replica.
+    var adversary: Adversary?
 
     init(id: Int, key: PrivateKey, limits: ProtocolParameters) {
         self.id = id

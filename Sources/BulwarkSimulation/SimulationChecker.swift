@@ -7,28 +7,30 @@ struct SimulationChecker {
     var config: ClusterConfig { simulation.config }
 
     func check() {
-        let nodes = simulation.nodes
+        let nodes = simulation.honestNodes
         simulation.report.heights = nodes.map { UInt64($0.log.count) }
         simulation.report.maxView = nodes.compactMap { $0.core?.view }.max() ?? 0
         checkAgreement()
         checkChains()
         checkExecution()
         checkLiveness()
+        HistoryChecker(simulation: simulation).check()
     }
 
     func fail(_ message: String) { simulation.report.failures.append(message) }
 
     /// Agreement: no two replicas hold different blocks, or different state roots, at one height.
     func checkAgreement() {
-        let logs = simulation.nodes.map(\.log)
+        let logs = simulation.honestNodes.map(\.log)
         let top = logs.map(\.count).max() ?? 0
         guard top > 0 else { return }
         for index in 0..<top {
             let hashes = Set(logs.filter { $0.count > index }.map { $0[index].block.hash })
             if hashes.count > 1 { return fail("agreement: replicas hold \(hashes.count) different blocks at height \(index + 1)") }
         }
+        let honest = Set(simulation.honestNodes.map(\.id))
         for height in simulation.stateRoots.keys.sorted() {
-            let roots = Set(simulation.stateRoots[height]!.values)
+            let roots = Set(simulation.stateRoots[height]!.filter { honest.contains($0.key) }.values)
             if roots.count > 1 { return fail("agreement: replicas report \(roots.count) state roots at height \(height)") }
         }
     }
@@ -36,7 +38,7 @@ struct SimulationChecker {
     /// Every replica's ledger is a valid hash chain of blocks with valid commit certificates
     /// and valid client signatures.
     func checkChains() {
-        for node in simulation.nodes {
+        for node in simulation.honestNodes {
             var tip = ChainTip.genesis
             for entry in node.log {
                 do { tip = try tip.verifyNext(entry, config: config, verifier: simulation.verifier) } catch {
@@ -50,8 +52,9 @@ struct SimulationChecker {
     /// workload client, each executes once, and each result a client accepted is the result
     /// the ledger gives.
     func checkExecution() {
-        guard let longest = simulation.nodes.map(\.log).max(by: { $0.count < $1.count }) else { return }
-        let issued = Dictionary(uniqueKeysWithValues: simulation.clients.map { ($0.key.publicKey, $0.issued) })
+        guard let longest = simulation.honestNodes.map(\.log).max(by: { $0.count < $1.count }) else { return }
+        let issued = Dictionary(uniqueKeysWithValues: simulation.clients.map { ($0.key.publicKey, $0.issued) }
+                                + simulation.maliciousClients.map { ($0.key.publicKey, $0.lastID) })
         var state = KeyValueState(limits: config.parameters)
         var executions: [RequestIdentity: Int] = [:]
         var results: [RequestIdentity: [UInt8]] = [:]

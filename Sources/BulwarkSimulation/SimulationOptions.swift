@@ -1,3 +1,4 @@
+import BulwarkAdversary
 import BulwarkCore
 
 /// SplitMix64: the simulator's only source of randomness. One seed fixes every choice, so a
@@ -40,6 +41,12 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
     public var faultWindowMs: UInt64 = 15_000
     /// Every request must have completed, and every replica caught up, by this virtual time.
     public var deadlineMs: UInt64 = 90_000
+    /// Byzantine replicas (at most f for the checkers to hold) and what each one does. The
+    /// checkers judge honest replicas only.
+    public var byzantine: [Int: Set<Behaviour>] = [:]
+    /// Clients that misbehave: bad signatures, reused request ids with other operations, one
+    /// id with different operations to different replicas, oversized requests, floods.
+    public var maliciousClients: Int = 0
 
     public init(seed: UInt64) { self.seed = seed }
 
@@ -63,6 +70,8 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
         "seed=\(seed) replicas=\(replicas) clients=\(clients) requests=\(requestsPerClient) drop=\(dropPerMille)‰ "
             + "dup=\(duplicatePerMille)‰ jitter=\(jitterMsMax)ms partitions=\(partitions) crashes=\(crashes) "
             + "crash-primary=\(crashPrimary) fault-window=\(faultWindowMs)ms deadline=\(deadlineMs)ms"
+            + (byzantine.isEmpty ? "" : " byzantine=\(byzantineArgument)")
+            + (maliciousClients == 0 ? "" : " malicious-clients=\(maliciousClients)")
     }
 
     /// The `bulwark-sim` command that reproduces this run exactly.
@@ -70,6 +79,33 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
         "bulwark-sim --seed \(seed) --replicas \(replicas) --clients \(clients) --requests \(requestsPerClient) "
             + "--drop \(dropPerMille) --duplicate \(duplicatePerMille) --jitter \(jitterMsMax) "
             + "--partitions \(partitions) --crashes \(crashes)\(crashPrimary ? " --crash-primary" : "")"
+            + (byzantine.isEmpty ? "" : " --byzantine \(byzantineArgument)")
+            + (maliciousClients == 0 ? "" : " --malicious-clients \(maliciousClients)")
+    }
+
+    /// `REPLICA:BEHAVIOUR[+BEHAVIOUR...]` per Byzantine replica, comma-separated.
+    public var byzantineArgument: String {
+        byzantine.keys.sorted().map { replica in
+            "\(replica):" + byzantine[replica]!.sorted().map(\.rawValue).joined(separator: "+")
+        }.joined(separator: ",")
+    }
+
+    /// Parses `byzantineArgument`'s format.
+    public static func parseByzantine(_ text: String) throws -> [Int: Set<Behaviour>] {
+        var result: [Int: Set<Behaviour>] = [:]
+        for item in text.split(separator: ",") {
+            let parts = item.split(separator: ":")
+            guard parts.count == 2, let replica = Int(parts[0]) else {
+                throw SimulationOptionError("expected REPLICA:BEHAVIOUR[+BEHAVIOUR], not '\(item)'")
+            }
+            for name in parts[1].split(separator: "+") {
+                guard let behaviour = Behaviour(rawValue: String(name)) else {
+                    throw SimulationOptionError("unknown behaviour '\(name)'; known: \(Behaviour.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                result[replica, default: []].insert(behaviour)
+            }
+        }
+        return result
     }
 }
 
@@ -84,6 +120,10 @@ public struct SimulationReport: Sendable {
     public var requestsCompleted: Int = 0
     public var virtualTimeMs: UInt64 = 0
     public var primaryCrashedAtHeight: Height?
+    /// State-transfer answers from Byzantine replicas that failed the receiver's checks.
+    public var forgedTransfersRejected: Int = 0
+    /// Operations checked for linearizability, per-key histories searched.
+    public var linearizableOperations: Int = 0
     public var failures: [String] = []
 
     public var passed: Bool { failures.isEmpty }
@@ -93,5 +133,12 @@ public struct SimulationReport: Sendable {
             + "view=\(maxView) view-changes=\(viewChanges) requests=\(requestsCompleted) msgs=\(messagesSent) "
             + "dropped=\(messagesDropped) virtual=\(virtualTimeMs)ms"
             + (primaryCrashedAtHeight.map { " primary-crash@\($0)" } ?? "")
+            + " linearizable-ops=\(linearizableOperations)"
+            + (forgedTransfersRejected > 0 ? " forged-transfers-rejected=\(forgedTransfersRejected)" : "")
     }
+}
+
+public struct SimulationOptionError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }

@@ -29,6 +29,11 @@ struct BulwarkSim: ParsableCommand {
     @Option(help: "Number of replica crashes (with --seed).") var crashes: Int?
     @Flag(name: .customLong("crash-primary"), help: "Crash the primary in the middle of the load (with --seed).")
     var crashPrimary = false
+    @Option(help: ArgumentHelp("Byzantine replicas, e.g. 0:equivocate or 1:silent,2:lying-checkpoints+invalid-signatures.",
+                               valueName: "R:B[+B]"))
+    var byzantine: String?
+    @Option(name: .customLong("malicious-clients"), help: "Clients that attack the cluster (bad signatures, reused ids, floods).")
+    var maliciousClients: Int?
     @Flag(help: "Print only failures and the final line.") var quiet = false
     @Flag(help: "Print view changes, crashes, partitions and state transfers as they happen.") var trace = false
     @Option(name: .customLong("write-ledgers"),
@@ -41,6 +46,14 @@ struct BulwarkSim: ParsableCommand {
         if seeds != nil, seedRange == nil { throw ValidationError("--seeds must look like 1..200, with A ≤ B") }
         if let drop, drop > 1000 { throw ValidationError("--drop is per mille: 0...1000") }
         if writeLedgers != nil, seed == nil { throw ValidationError("--write-ledgers needs --seed") }
+        if let byzantine {
+            do {
+                let parsed = try SimulationOptions.parseByzantine(byzantine)
+                if let replica = parsed.keys.first(where: { $0 >= replicas }) {
+                    throw ValidationError("--byzantine names replica \(replica), but there are \(replicas)")
+                }
+            } catch let error as SimulationOptionError { throw ValidationError("--byzantine: \(error)") }
+        }
     }
 
     var seedRange: ClosedRange<UInt64>? {
@@ -61,6 +74,8 @@ struct BulwarkSim: ParsableCommand {
         if let partitions { options.partitions = partitions }
         if let crashes { options.crashes = crashes }
         if crashPrimary { options.crashPrimary = true }
+        if let byzantine { options.byzantine = (try? SimulationOptions.parseByzantine(byzantine)) ?? [:] }
+        if let maliciousClients { options.maliciousClients = maliciousClients }
         return options
     }
 

@@ -1,0 +1,67 @@
+import BulwarkAdversary
+import BulwarkConsensus
+import BulwarkCore
+@testable import BulwarkSimulation
+import Testing
+
+/// Every Byzantine behaviour, as the primary of view 0 (replica 0) and as a backup (replica 1),
+/// under the seed's own mix of network faults and crashes, with a malicious client attacking
+/// too. Every checker must pass for the honest replicas: agreement, valid chains, validity,
+/// exactly-once, durability, liveness, linearizability and the bank invariant.
+@Suite struct ByzantineSimulationTests {
+    @Test(arguments: Behaviour.allCases)
+    func oneByzantineReplicaCannotBreakSafetyOrLiveness(behaviour: Behaviour) {
+        var failed: [String] = []
+        for (replica, seed) in [(0, UInt64(11)), (1, UInt64(12))] {
+            var options = SimulationOptions.mixed(seed: seed)
+            options.byzantine = [replica: [behaviour]]
+            options.maliciousClients = 1
+            let report = Simulation(options: options).run()
+            if !report.passed {
+                failed.append("\(report.summary)\n  \(report.failures.joined(separator: "\n  "))\n  replay: \(options.replayCommand)")
+            }
+        }
+        #expect(failed.isEmpty, "\(failed.joined(separator: "\n"))")
+    }
+
+    /// A lying primary is replaced: with no network faults, each primary attack ends view 0.
+    @Test(arguments: [Behaviour.equivocate, .forgedRequest, .wrongTxRoot, .wrongHistoryRoot, .wrongPrevHash, .timestampAhead,
+                      .timestampBehind, .withholdPrePrepares, .skipHeights, .silent, .invalidSignatures])
+    func aLyingPrimaryIsReplaced(behaviour: Behaviour) {
+        var options = SimulationOptions(seed: 5)
+        options.byzantine = [0: [behaviour]]
+        let report = Simulation(options: options).run()
+        #expect(report.passed, "\(report.failures)")
+        #expect(report.maxView >= 1, "\(report.summary)")
+    }
+
+    /// f = 2 of 7 replicas lying at once, in different ways.
+    @Test func twoOfSevenByzantine() {
+        var options = SimulationOptions.mixed(seed: 21, replicas: 7)
+        options.byzantine = [0: [.equivocate, .lyingCheckpoints], 3: [.conflictingVotes, .forgedPreparedCertificate, .floodFuture]]
+        let report = Simulation(options: options).run()
+        #expect(report.passed, "\(report.failures)\n  replay: \(options.replayCommand)")
+    }
+
+    /// The checkers themselves: Wing–Gong refutes a history no sequential store could give.
+    @Test func theLinearizabilityCheckerRefutesImpossibleHistories() {
+        typealias Op = HistoryChecker.Operation
+        let key = Array("k".utf8)
+        let write = Op(operation: .put(key: key, value: [1]), result: .written(version: 3), invokedMs: 0, completedMs: 10)
+        let readNew = Op(operation: .get(key: key), result: .value([1], version: 3), invokedMs: 20, completedMs: 30)
+        let readOld = Op(operation: .get(key: key), result: .value(nil, version: 0), invokedMs: 20, completedMs: 30)
+        let concurrentOld = Op(operation: .get(key: key), result: .value(nil, version: 0), invokedMs: 5, completedMs: 30)
+        #expect(HistoryChecker.isLinearizable([write, readNew]))
+        // A read that starts after the write completed must see it.
+        #expect(!HistoryChecker.isLinearizable([write, readOld]))
+        // A read concurrent with the write may see either.
+        #expect(HistoryChecker.isLinearizable([write, concurrentOld]))
+        // Two concurrent reads may not see new-then-old once the first completed before the second began.
+        let late = Op(operation: .get(key: key), result: .value(nil, version: 0), invokedMs: 40, completedMs: 50)
+        #expect(!HistoryChecker.isLinearizable([write, readNew, late]))
+        // A cas that succeeded though the version did not match.
+        let cas = Op(operation: .cas(key: key, expectedVersion: 7, value: [2]), result: .written(version: 9), invokedMs: 20,
+                     completedMs: 30)
+        #expect(!HistoryChecker.isLinearizable([write, cas]))
+    }
+}
