@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "BulwarkStorage", targets: ["BulwarkStorage"]),
         .executable(name: "bulwark-verify", targets: ["bulwark-verify"]),
         .executable(name: "bulwark-sim", targets: ["bulwark-sim"]),
+        .executable(name: "bulwark-byzantine", targets: ["bulwark-byzantine"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.0"),
@@ -101,6 +102,14 @@ let package = Package(
             name: "bulwark-storage-bench",
             dependencies: [
                 "BulwarkCore", "BulwarkStorage", "BulwarkTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "bulwark-byzantine",
+            dependencies: [
+                "BulwarkAdversary", "BulwarkConsensus", "BulwarkCore", "BulwarkNode",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -25,7 +25,7 @@ public final class ReplicaNode: @unchecked Sendable {
     public let config: ClusterConfig
     public let id: ReplicaID
     let key: PrivateKey
-    let logger: Logger
+    public let logger: Logger
     let verifier = SignatureVerifier()
     let ioGroup: MultiThreadedEventLoopGroup
     let coreGroup: MultiThreadedEventLoopGroup
@@ -45,6 +45,18 @@ public final class ReplicaNode: @unchecked Sendable {
     /// fsync (group commit for consensus records).
     let inbox = NIOLockedValueBox<(events: [Event], scheduled: Bool)>(([], false))
     public private(set) var faulted: String?
+    /// Set only by fault-injection runs (`bulwark-byzantine`): rewrites what this replica's
+    /// honest core sends, and what it serves in state transfer. Touched only on `loop`.
+    public var interceptor: Interceptor?
+
+    public struct Interceptor {
+        public var rewrite: ([Action]) -> [Action]
+        public var serve: ([LedgerEntry]) -> [LedgerEntry]
+        public init(rewrite: @escaping ([Action]) -> [Action], serve: @escaping ([LedgerEntry]) -> [LedgerEntry]) {
+            self.rewrite = rewrite
+            self.serve = serve
+        }
+    }
     let metrics: NodeMetrics
     /// When each pending client request first arrived, for the request-latency histogram.
     var arrivals: [RequestKey: NIODeadline] = [:]
@@ -239,7 +251,7 @@ public final class ReplicaNode: @unchecked Sendable {
             let last = min(to, blockLog.height, from + Height(Self.transferBlocksMax) - 1)
             guard from <= last else { return }
             let entries = (from...last).compactMap { try? blockLog.entry(at: $0) }
-            transport.send(PeerFrame.blocks(entries).encoded(), to: peer)
+            transport.send(PeerFrame.blocks(interceptor?.serve(entries) ?? entries).encoded(), to: peer)
         case let .blocks(entries):
             receiveTransferred(entries, from: peer)
         }
@@ -251,6 +263,7 @@ public final class ReplicaNode: @unchecked Sendable {
     }
 
     func process(_ actions: [Action]) {
+        let actions = interceptor?.rewrite(actions) ?? actions
         var followUps: [Event] = []
         do {
             // Persist-before-send: every record of these steps is durable before anything is sent.

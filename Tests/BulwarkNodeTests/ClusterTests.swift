@@ -8,6 +8,7 @@ import NIOPosix
 import Testing
 
 let bulwarkBinary = ProductBinary("bulwark")
+let byzantineBinary = ProductBinary("bulwark-byzantine")
 
 /// A 4-replica cluster of real `bulwark node` processes on 127.0.0.1, in a temporary
 /// directory, with ports nobody else holds. Everything it starts it stops.
@@ -52,11 +53,13 @@ final class LocalCluster: @unchecked Sendable {
 
     func dataDirectory(_ i: Int) -> String { directory + "/data-\(i)" }
 
-    func start(_ i: Int) throws {
+    /// Starts replica `i`: honest, or `bulwark-byzantine` with `behaviours`.
+    func start(_ i: Int, behaviours: [String] = []) throws {
         let process = Process()
-        process.executableURL = bulwarkBinary.url
-        process.arguments = ["node", "--config", directory + "/cluster.json", "--key", directory + "/replica-\(i).key",
-                             "--data", dataDirectory(i), "--log-level", "info"]
+        process.executableURL = behaviours.isEmpty ? bulwarkBinary.url : byzantineBinary.url
+        process.arguments = (behaviours.isEmpty ? ["node"] : behaviours.flatMap { ["--behaviour", $0] })
+            + ["--config", directory + "/cluster.json", "--key", directory + "/replica-\(i).key",
+               "--data", dataDirectory(i), "--log-level", "info"]
         let path = directory + "/node-\(i).log"
         if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         let log = FileHandle(forWritingAtPath: path)!
@@ -262,6 +265,43 @@ struct ClusterTests {
         for height in 1...common { #expect(Set(readers.map { $0.blockHash(at: height)! }).count == 1, "height \(height)") }
         let report = LedgerAudit(config: cluster.config, threads: 2).audit(directory: blocks)
         #expect(report.passed, "\(String(describing: report.problem))")
+    }
+
+    /// Real processes with one Byzantine replica: the honest ones keep serving every request,
+    /// and their logs agree and pass the auditor.
+    @Test(.enabled(if: byzantineBinary.isBuilt, "skipped: bulwark-byzantine was not built"),
+          arguments: [(0, ["equivocate"]), (0, ["withhold-pre-prepares", "lying-replies"]),
+                      (2, ["conflicting-votes", "invalid-signatures", "impersonate", "lying-checkpoints", "flood-future",
+                           "forged-state-transfer"])])
+    func oneByzantineReplica(replica: Int, behaviours: [String]) async throws {
+        let cluster = try LocalCluster()
+        for i in 0..<4 { try cluster.start(i, behaviours: i == replica ? behaviours : []) }
+        let client = try client(cluster)
+        defer { Task { await client.shutdown() } }
+        var written = 0
+        for i in 0..<40 {
+            if let (result, _) = try? await client.execute(.put(key: Array("k\(i)".utf8), value: [UInt8(i)]), timeout: .seconds(20)),
+               !result.isFailure {
+                written += 1
+            }
+        }
+        #expect(written == 40, "only \(written) of 40 writes completed with \(behaviours) at replica \(replica)")
+        let (read, _) = try await client.execute(.get(key: Array("k7".utf8)))
+        #expect(read == .value([7], version: read.versionValue))
+        cluster.stopAll()
+        let honest = (0..<4).filter { $0 != replica }
+        let readers = try honest.map { try BlockLogReader(directory: cluster.dataDirectory($0) + "/blocks") }
+        let common = readers.map(\.height).min()!
+        #expect(common >= 20)
+        for height in 1...common { #expect(Set(readers.map { $0.blockHash(at: height)! }).count == 1, "height \(height)") }
+        for i in honest {
+            let report = LedgerAudit(config: cluster.config, threads: 2).audit(directory: cluster.dataDirectory(i) + "/blocks")
+            #expect(report.passed, "replica \(i): \(String(describing: report.problem))")
+        }
+        if replica == 0, behaviours == ["equivocate"] {
+            // The lying primary was replaced: later blocks carry certificates of a later view.
+            #expect(try readers[0].entry(at: common).certificate.view >= 1)
+        }
     }
 
     @Test func badConfigurationStopsStartUpWithOneSentence() throws {

@@ -1,0 +1,49 @@
+import BulwarkCore
+import Dispatch
+import Foundation
+import Logging
+
+/// Starting a replica process from its files, shared by `bulwark node` and `bulwark-byzantine`.
+public enum ReplicaProcess {
+    /// Loads the configuration and key, recovers from `dataDirectory` and starts serving;
+    /// `configure` runs before the replica starts. Throws `NodeStartupError` in one sentence.
+    public static func start(configPath: String, keyPath: String, dataDirectory: String, logLevel: String,
+                             configure: (ReplicaNode, ClusterConfig, ReplicaID, PrivateKey) -> Void = { _, _, _, _ in })
+        async throws -> ReplicaNode
+    {
+        let cluster: ClusterConfig
+        let key: PrivateKey
+        do {
+            cluster = try ClusterConfig.load(from: configPath)
+            key = try KeyFile.load(from: keyPath)
+        } catch {
+            throw NodeStartupError("\(error)")
+        }
+        guard let id = cluster.replicaID(of: key.publicKey) else {
+            throw NodeStartupError("the key in \(keyPath) is not a validator of the cluster in \(configPath)")
+        }
+        var logger = Logger(label: "bulwark.node")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let node = try ReplicaNode(config: cluster, id: id, key: key, dataDirectory: dataDirectory, logger: logger)
+        configure(node, cluster, id, key)
+        try await node.start()
+        return node
+    }
+
+    /// Suspends until SIGINT or SIGTERM.
+    public static func waitForTerminationSignal() async {
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        let (stream, continuation) = AsyncStream<Void>.makeStream()
+        // The sources must outlive the wait, or they are cancelled and the signal never arrives.
+        let sources = [SIGINT, SIGTERM].map { number -> any DispatchSourceSignal in
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { continuation.yield() }
+            source.resume()
+            return source
+        }
+        var iterator = stream.makeAsyncIterator()
+        _ = await iterator.next()
+        withExtendedLifetime(sources) {}
+    }
+}

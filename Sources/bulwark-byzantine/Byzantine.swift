@@ -1,0 +1,58 @@
+import ArgumentParser
+import BulwarkAdversary
+import BulwarkConsensus
+import BulwarkCore
+import BulwarkNode
+import Foundation
+import NIOConcurrencyHelpers
+
+@main
+struct BulwarkByzantine: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bulwark-byzantine",
+        abstract: "Run a replica that misbehaves on the wire, for fault-injection runs.",
+        discussion: """
+            Runs the honest replica (same configuration, key and data directory as `bulwark node`) and \
+            rewrites what it sends as the named behaviours say: equivocating, forging, withholding, \
+            lying, replaying, flooding or staying silent. The honest replicas must stay safe and live \
+            with at most f such replicas. crash-loop is carried out by the caller (tools/byzantine), \
+            which kills and restarts this process. Behaviours:
+            \(Behaviour.allCases.map(\.rawValue).joined(separator: ", ")).
+            """
+    )
+
+    @Option(help: ArgumentHelp("The cluster's configuration.", valueName: "FILE")) var config: String
+    @Option(help: ArgumentHelp("This replica's private key file (mode 0600).", valueName: "FILE")) var key: String
+    @Option(help: ArgumentHelp("This replica's data directory (created if missing).", valueName: "DIR")) var data: String
+    @Option(name: .customLong("behaviour"), help: ArgumentHelp("A behaviour (repeat to combine).", valueName: "NAME"))
+    var behaviours: [String]
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
+
+    func validate() throws {
+        guard !behaviours.isEmpty else { throw ValidationError("name at least one --behaviour") }
+        for name in behaviours where Behaviour(rawValue: name) == nil {
+            throw ValidationError("unknown behaviour '\(name)'; known: \(Behaviour.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+    }
+
+    func run() async throws {
+        let chosen = Set(behaviours.compactMap(Behaviour.init(rawValue:)))
+        let node: ReplicaNode
+        do {
+            node = try await ReplicaProcess.start(configPath: config, keyPath: key, dataDirectory: data, logLevel: logLevel) {
+                node, cluster, id, key in
+                // The adversary lives on the replica's serial loop, like the core.
+                let adversary = NIOLockedValueBox(Adversary(behaviours: chosen, config: cluster, id: id, key: key))
+                node.interceptor = ReplicaNode.Interceptor(
+                    rewrite: { actions in adversary.withLockedValue { $0.rewrite(actions) } },
+                    serve: { entries in adversary.withLockedValue { $0.served(entries) } })
+            }
+        } catch {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+        node.logger.warning("running as a Byzantine replica", metadata: ["behaviours": "\(chosen.sorted().map(\.rawValue))"])
+        await ReplicaProcess.waitForTerminationSignal()
+        await node.stop()
+    }
+}
