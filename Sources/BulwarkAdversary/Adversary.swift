@@ -19,6 +19,9 @@ public enum Behaviour: String, CaseIterable, Sendable, Comparable {
     case timestampBehind = "timestamp-behind"
     /// Pre-prepares reach only one backup, so no quorum can prepare them.
     case withholdPrePrepares = "withhold-pre-prepares"
+    /// Pre-prepares sent three quarters of the view-change timeout late: slow enough to cut
+    /// throughput, quick enough that no request timer expires.
+    case slowPrimary = "slow-primary"
     /// Proposals numbered one height too high.
     case skipHeights = "skip-heights"
     /// Every proposal is followed by another block for the height before it.
@@ -54,7 +57,7 @@ public enum Behaviour: String, CaseIterable, Sendable, Comparable {
     /// Behaviours that only matter while this replica is primary.
     public var isPrimaryBehaviour: Bool {
         switch self {
-        case .equivocate, .forgedRequest, .wrongTxRoot, .wrongHistoryRoot, .wrongPrevHash, .timestampAhead,
+        case .equivocate, .slowPrimary, .forgedRequest, .wrongTxRoot, .wrongHistoryRoot, .wrongPrevHash, .timestampAhead,
              .timestampBehind, .withholdPrePrepares, .skipHeights, .reuseHeights, .newViewDropsPrepared,
              .newViewInventsRequest:
             return true
@@ -297,6 +300,12 @@ public struct Adversary: Sendable {
         default:
             return message
         }
+    }
+
+    /// How long the shell holds `message` back before sending it (0: send now).
+    public func delayMs(_ message: Message) -> UInt64 {
+        guard behaviours.contains(.slowPrimary), case let .prePrepare(pp) = message, pp.replica == id else { return 0 }
+        return config.parameters.viewChangeTimeoutMs * 3 / 4
     }
 
     /// A state-transfer answer as this replica serves it: with `forgedStateTransfer`, the

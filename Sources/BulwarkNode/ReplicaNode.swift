@@ -52,9 +52,13 @@ public final class ReplicaNode: @unchecked Sendable {
     public struct Interceptor {
         public var rewrite: ([Action]) -> [Action]
         public var serve: ([LedgerEntry]) -> [LedgerEntry]
-        public init(rewrite: @escaping ([Action]) -> [Action], serve: @escaping ([LedgerEntry]) -> [LedgerEntry]) {
+        /// Milliseconds to hold a message back before sending it.
+        public var delayMs: (Message) -> UInt64
+        public init(rewrite: @escaping ([Action]) -> [Action], serve: @escaping ([LedgerEntry]) -> [LedgerEntry],
+                    delayMs: @escaping (Message) -> UInt64) {
             self.rewrite = rewrite
             self.serve = serve
+            self.delayMs = delayMs
         }
     }
     let metrics: NodeMetrics
@@ -277,7 +281,13 @@ public final class ReplicaNode: @unchecked Sendable {
             for action in actions {
                 switch action {
                 case .persist: break
-                case let .send(message, to): transport.send(PeerFrame.consensus(message).encoded(), to: to)
+                case let .send(message, to):
+                    let frame = PeerFrame.consensus(message).encoded()
+                    if let delay = interceptor?.delayMs(message), delay > 0 {
+                        loop.scheduleTask(in: .milliseconds(Int64(delay))) { [self] in transport.send(frame, to: to) }
+                    } else {
+                        transport.send(frame, to: to)
+                    }
                 case let .broadcast(message):
                     let frame = PeerFrame.consensus(message).encoded()
                     for other in config.validators where other.id != id { transport.send(frame, to: other.id) }

@@ -195,14 +195,15 @@ public final class Simulation {
         return now + 1 + rng.between(0, options.jitterMsMax)
     }
 
-    func send(_ message: Message, from: Int, to: Int) {
+    func send(_ message: Message, from: Int, to: Int, delayMs: UInt64 = 0) {
         guard to != from else { return }
         guard connected(from, to) else {
             report.messagesSent += 1
             report.messagesDropped += 1
             return
         }
-        guard let at = transit() else { return }
+        guard let arrival = transit() else { return }
+        let at = arrival + delayMs
         schedule(at: at, .deliver(to: to, message))
         if faultsActive && rng.chance(options.duplicatePerMille) {
             schedule(at: at + rng.between(0, 20), .deliver(to: to, message))
@@ -285,7 +286,8 @@ public final class Simulation {
         for action in actions {
             switch action {
             case let .persist(record): node.wal.append(record)
-            case let .send(message, to): send(message, from: node.id, to: Int(to))
+            case let .send(message, to):
+                send(message, from: node.id, to: Int(to), delayMs: node.adversary?.delayMs(message) ?? 0)
             case let .setTimer(timer, afterMs):
                 schedule(at: now + afterMs, .timer(node: node.id, timer, incarnation: node.incarnation))
             case let .execute(block, certificate):

@@ -45,7 +45,8 @@ struct BulwarkByzantine: AsyncParsableCommand {
                 let adversary = NIOLockedValueBox(Adversary(behaviours: chosen, config: cluster, id: id, key: key))
                 node.interceptor = ReplicaNode.Interceptor(
                     rewrite: { actions in adversary.withLockedValue { $0.rewrite(actions) } },
-                    serve: { entries in adversary.withLockedValue { $0.served(entries) } })
+                    serve: { entries in adversary.withLockedValue { $0.served(entries) } },
+                    delayMs: { message in adversary.withLockedValue { $0.delayMs(message) } })
             }
         } catch {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
