@@ -21,14 +21,18 @@ struct BulwarkByzantine: AsyncParsableCommand {
             """
     )
 
-    @Option(help: ArgumentHelp("The cluster's configuration.", valueName: "FILE")) var config: String
-    @Option(help: ArgumentHelp("This replica's private key file (mode 0600).", valueName: "FILE")) var key: String
-    @Option(help: ArgumentHelp("This replica's data directory (created if missing).", valueName: "DIR")) var data: String
+    @Option(help: ArgumentHelp("The cluster's configuration.", valueName: "FILE")) var config: String?
+    @Option(help: ArgumentHelp("This replica's private key file (mode 0600).", valueName: "FILE")) var key: String?
+    @Option(help: ArgumentHelp("This replica's data directory (created if missing).", valueName: "DIR")) var data: String?
     @Option(name: .customLong("behaviour"), help: ArgumentHelp("A behaviour (repeat to combine).", valueName: "NAME"))
-    var behaviours: [String]
+    var behaviours: [String] = []
+    @Flag(name: .customLong("list-behaviours"), help: "Print every behaviour's name, one per line, and exit.")
+    var listBehaviours = false
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
 
     func validate() throws {
+        if listBehaviours { return }
+        guard config != nil, key != nil, data != nil else { throw ValidationError("--config, --key and --data are required") }
         guard !behaviours.isEmpty else { throw ValidationError("name at least one --behaviour") }
         for name in behaviours where Behaviour(rawValue: name) == nil {
             throw ValidationError("unknown behaviour '\(name)'; known: \(Behaviour.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -36,6 +40,11 @@ struct BulwarkByzantine: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if listBehaviours {
+            for behaviour in Behaviour.allCases { print(behaviour.rawValue) }
+            return
+        }
+        guard let config, let key, let data else { throw ExitCode.failure }
         let chosen = Set(behaviours.compactMap(Behaviour.init(rawValue:)))
         let node: ReplicaNode
         do {
