@@ -106,21 +106,41 @@ struct ClusterTests {
         LedgerClient(config: cluster.config, key: try KeyFile.load(from: cluster.directory + "/client.key"))
     }
 
-    /// Writes and linearizable reads; kill -9 of the primary under load; every acknowledged
-    /// write readable afterwards and commits continuing; the killed replica restarted catches
-    /// up; all ledgers agree and pass the auditor.
-    @Test func survivesAPrimaryCrashAndTheRestartedReplicaCatchesUp() async throws {
+    /// Starts all four replicas and waits (bounded) until a write goes through.
+    func servingCluster() async throws -> (LocalCluster, LedgerClient) {
         let cluster = try LocalCluster()
         for i in 0..<4 { try cluster.start(i) }
         let client = try client(cluster)
-        defer { Task { await client.shutdown() } }
-
-        // The cluster serves (bounded wait while processes bind).
         var ready = false
         for _ in 0..<20 where !ready {
             ready = (try? await client.execute(.put(key: Array("hello".utf8), value: [1]), timeout: .seconds(2))) != nil
         }
         #expect(ready, "cluster never served")
+        return (cluster, client)
+    }
+
+    /// The stopped replicas' ledgers agree at every common height and each passes the auditor;
+    /// returns the readers and the common height.
+    @discardableResult
+    func expectLedgersAgreeAndAudit(_ cluster: LocalCluster, replicas: [Int]) throws -> ([BlockLogReader], Height) {
+        let readers = try replicas.map { try BlockLogReader(directory: cluster.dataDirectory($0) + "/blocks") }
+        let common = readers.map(\.height).min()!
+        for height in stride(from: Height(1), through: common, by: 1) {
+            #expect(Set(readers.map { $0.blockHash(at: height)! }).count == 1, "height \(height)")
+        }
+        for i in replicas {
+            let report = LedgerAudit(config: cluster.config, threads: 2).audit(directory: cluster.dataDirectory(i) + "/blocks")
+            #expect(report.passed, "replica \(i): \(String(describing: report.problem))")
+        }
+        return (readers, common)
+    }
+
+    /// Writes and linearizable reads; kill -9 of the primary under load; every acknowledged
+    /// write readable afterwards and commits continuing; the killed replica restarted catches
+    /// up; all ledgers agree and pass the auditor.
+    @Test func survivesAPrimaryCrashAndTheRestartedReplicaCatchesUp() async throws {
+        let (cluster, client) = try await servingCluster()
+        defer { Task { await client.shutdown() } }
         var acknowledged: [String: String] = [:]
         for i in 0..<10 {
             let (result, _) = try await client.execute(.put(key: Array("k\(i)".utf8), value: Array("v\(i)".utf8)))
@@ -174,30 +194,17 @@ struct ClusterTests {
         #expect(rows.allSatisfy { ($0["view"] as? Int ?? 0) >= 1 }, "\(rows)")
 
         cluster.stopAll()
-        let readers = try (0..<4).map { try BlockLogReader(directory: cluster.dataDirectory($0) + "/blocks") }
-        let common = readers.map(\.height).min()!
+        let (readers, common) = try expectLedgersAgreeAndAudit(cluster, replicas: Array(0..<4))
         #expect(common > 30)
-        for height in 1...common { #expect(Set(readers.map { $0.blockHash(at: height)! }).count == 1, "height \(height)") }
         // The blocks after the crash were committed in a later view: the view change happened.
         #expect(try readers[1].entry(at: common).certificate.view >= 1)
-        for i in 0..<4 {
-            let report = LedgerAudit(config: cluster.config, threads: 2).audit(directory: cluster.dataDirectory(i) + "/blocks")
-            #expect(report.passed, "replica \(i): \(String(describing: report.problem))")
-        }
     }
 
     /// History and verified reads through the client; /metrics; a replica whose block log was
     /// damaged in the middle repairs itself from its peers and ends with the same ledger.
     @Test func verifiedReadsMetricsAndADamagedLogRepairedFromPeers() async throws {
-        let cluster = try LocalCluster()
-        for i in 0..<4 { try cluster.start(i) }
-        let client = try client(cluster)
+        let (cluster, client) = try await servingCluster()
         defer { Task { await client.shutdown() } }
-        var ready = false
-        for _ in 0..<20 where !ready {
-            ready = (try? await client.execute(.put(key: Array("hello".utf8), value: [1]), timeout: .seconds(2))) != nil
-        }
-        #expect(ready, "cluster never served")
 
         // History: every version with the height that wrote it, a deletion without a value.
         let key = Array("h".utf8)
@@ -258,13 +265,9 @@ struct ClusterTests {
         #expect(log.contains("block log damaged"))
 
         cluster.stopAll()
-        let readers = try (0..<4).map { try BlockLogReader(directory: cluster.dataDirectory($0) + "/blocks") }
+        let (readers, common) = try expectLedgersAgreeAndAudit(cluster, replicas: Array(0..<4))
         #expect(readers[3].damage == nil)
-        let common = readers.map(\.height).min()!
         #expect(common > damagedHeight)
-        for height in 1...common { #expect(Set(readers.map { $0.blockHash(at: height)! }).count == 1, "height \(height)") }
-        let report = LedgerAudit(config: cluster.config, threads: 2).audit(directory: blocks)
-        #expect(report.passed, "\(String(describing: report.problem))")
     }
 
     /// Real processes with one Byzantine replica: the honest ones keep serving every request,
@@ -289,15 +292,8 @@ struct ClusterTests {
         let (read, _) = try await client.execute(.get(key: Array("k7".utf8)))
         #expect(read == .value([7], version: read.versionValue))
         cluster.stopAll()
-        let honest = (0..<4).filter { $0 != replica }
-        let readers = try honest.map { try BlockLogReader(directory: cluster.dataDirectory($0) + "/blocks") }
-        let common = readers.map(\.height).min()!
+        let (readers, common) = try expectLedgersAgreeAndAudit(cluster, replicas: (0..<4).filter { $0 != replica })
         #expect(common >= 20)
-        for height in 1...common { #expect(Set(readers.map { $0.blockHash(at: height)! }).count == 1, "height \(height)") }
-        for i in honest {
-            let report = LedgerAudit(config: cluster.config, threads: 2).audit(directory: cluster.dataDirectory(i) + "/blocks")
-            #expect(report.passed, "replica \(i): \(String(describing: report.problem))")
-        }
         if replica == 0, behaviours == ["equivocate"] {
             // The lying primary was replaced: later blocks carry certificates of a later view.
             #expect(try readers[0].entry(at: common).certificate.view >= 1)
