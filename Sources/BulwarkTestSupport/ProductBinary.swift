@@ -21,12 +21,18 @@ public struct ProductBinary: Sendable {
         public let stderr: String
     }
 
+    /// The executable and arguments that run this binary with `arguments`, behind `prefix`
+    /// (for example `/usr/sbin/ip netns exec NS`) when one is given.
+    public func command(_ arguments: [String], prefix: [String] = []) -> (URL, [String]) {
+        guard let first = prefix.first else { return (url, arguments) }
+        return (URL(fileURLWithPath: first), Array(prefix.dropFirst()) + [url.path] + arguments)
+    }
+
     /// Runs the binary to completion; one still running after `timeout` is killed, so a test
     /// never waits forever.
-    public func run(_ arguments: [String], timeout: Duration = .seconds(120)) throws -> Result {
+    public func run(_ arguments: [String], prefix: [String] = [], timeout: Duration = .seconds(120)) throws -> Result {
         let process = Process()
-        process.executableURL = url
-        process.arguments = arguments
+        (process.executableURL, process.arguments) = command(arguments, prefix: prefix)
         let out = Pipe()
         let err = Pipe()
         process.standardOutput = out

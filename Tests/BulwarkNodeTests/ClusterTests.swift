@@ -54,12 +54,15 @@ final class LocalCluster: @unchecked Sendable {
     func dataDirectory(_ i: Int) -> String { directory + "/data-\(i)" }
 
     /// Starts replica `i`: honest, or `bulwark-byzantine` with `behaviours`.
-    func start(_ i: Int, behaviours: [String] = []) throws {
+    /// `prefix` runs it behind another command (a network namespace).
+    func start(_ i: Int, behaviours: [String] = [], prefix: [String] = []) throws {
         let process = Process()
-        process.executableURL = behaviours.isEmpty ? bulwarkBinary.url : byzantineBinary.url
-        process.arguments = (behaviours.isEmpty ? ["node"] : behaviours.flatMap { ["--behaviour", $0] })
-            + ["--config", directory + "/cluster.json", "--key", directory + "/replica-\(i).key",
-               "--data", dataDirectory(i), "--log-level", "info"]
+        let binary = behaviours.isEmpty ? bulwarkBinary : byzantineBinary
+        (process.executableURL, process.arguments) = binary.command(
+            (behaviours.isEmpty ? ["node"] : behaviours.flatMap { ["--behaviour", $0] })
+                + ["--config", directory + "/cluster.json", "--key", directory + "/replica-\(i).key",
+                   "--data", dataDirectory(i), "--log-level", "info"],
+            prefix: prefix)
         let path = directory + "/node-\(i).log"
         if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         let log = FileHandle(forWritingAtPath: path)!
@@ -95,6 +98,24 @@ final class LocalCluster: @unchecked Sendable {
     }
 }
 
+extension LocalCluster {
+    /// The stopped replicas' ledgers agree at every common height and each passes the auditor;
+    /// returns the readers and the common height.
+    @discardableResult
+    func expectLedgersAgreeAndAudit(replicas: [Int]) throws -> ([BlockLogReader], Height) {
+        let readers = try replicas.map { try BlockLogReader(directory: dataDirectory($0) + "/blocks") }
+        let common = readers.map(\.height).min()!
+        for height in stride(from: Height(1), through: common, by: 1) {
+            #expect(Set(readers.map { $0.blockHash(at: height)! }).count == 1, "height \(height)")
+        }
+        for i in replicas {
+            let report = LedgerAudit(config: config, threads: 2).audit(directory: dataDirectory(i) + "/blocks")
+            #expect(report.passed, "replica \(i): \(String(describing: report.problem))")
+        }
+        return (readers, common)
+    }
+}
+
 struct NodeTestError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
@@ -119,21 +140,6 @@ struct ClusterTests {
         return (cluster, client)
     }
 
-    /// The stopped replicas' ledgers agree at every common height and each passes the auditor;
-    /// returns the readers and the common height.
-    @discardableResult
-    func expectLedgersAgreeAndAudit(_ cluster: LocalCluster, replicas: [Int]) throws -> ([BlockLogReader], Height) {
-        let readers = try replicas.map { try BlockLogReader(directory: cluster.dataDirectory($0) + "/blocks") }
-        let common = readers.map(\.height).min()!
-        for height in stride(from: Height(1), through: common, by: 1) {
-            #expect(Set(readers.map { $0.blockHash(at: height)! }).count == 1, "height \(height)")
-        }
-        for i in replicas {
-            let report = LedgerAudit(config: cluster.config, threads: 2).audit(directory: cluster.dataDirectory(i) + "/blocks")
-            #expect(report.passed, "replica \(i): \(String(describing: report.problem))")
-        }
-        return (readers, common)
-    }
 
     /// Writes and linearizable reads; kill -9 of the primary under load; every acknowledged
     /// write readable afterwards and commits continuing; the killed replica restarted catches
@@ -194,7 +200,7 @@ struct ClusterTests {
         #expect(rows.allSatisfy { ($0["view"] as? Int ?? 0) >= 1 }, "\(rows)")
 
         cluster.stopAll()
-        let (readers, common) = try expectLedgersAgreeAndAudit(cluster, replicas: Array(0..<4))
+        let (readers, common) = try cluster.expectLedgersAgreeAndAudit(replicas: Array(0..<4))
         #expect(common > 30)
         // The blocks after the crash were committed in a later view: the view change happened.
         #expect(try readers[1].entry(at: common).certificate.view >= 1)
@@ -265,7 +271,7 @@ struct ClusterTests {
         #expect(log.contains("block log damaged"))
 
         cluster.stopAll()
-        let (readers, common) = try expectLedgersAgreeAndAudit(cluster, replicas: Array(0..<4))
+        let (readers, common) = try cluster.expectLedgersAgreeAndAudit(replicas: Array(0..<4))
         #expect(readers[3].damage == nil)
         #expect(common > damagedHeight)
     }
@@ -292,7 +298,7 @@ struct ClusterTests {
         let (read, _) = try await client.execute(.get(key: Array("k7".utf8)))
         #expect(read == .value([7], version: read.versionValue))
         cluster.stopAll()
-        let (readers, common) = try expectLedgersAgreeAndAudit(cluster, replicas: (0..<4).filter { $0 != replica })
+        let (readers, common) = try cluster.expectLedgersAgreeAndAudit(replicas: (0..<4).filter { $0 != replica })
         #expect(common >= 20)
         if replica == 0, behaviours == ["equivocate"] {
             // The lying primary was replaced: later blocks carry certificates of a later view.
