@@ -78,6 +78,10 @@ public final class Simulation {
         maliciousClients = (0..<options.maliciousClients).map { i in
             MaliciousClient(index: i, key: PrivateKey(seed: (0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })!)
         }
+        if let twin = options.twins, twin < nodes.count {
+            // A second process with the same validator key and id, with its own state.
+            nodes.append(SimNode(id: nodes.count, key: keys[twin], limits: parameters, replica: twin))
+        }
         for (replica, behaviours) in options.byzantine where replica < nodes.count {
             nodes[replica].adversary = Adversary(behaviours: behaviours, config: config, id: ReplicaID(replica), key: keys[replica])
         }
@@ -128,7 +132,10 @@ public final class Simulation {
             let view = nodes.compactMap { $0.core?.view }.max() ?? 0
             let primary = nodes[Int(config.primary(of: view))]
             guard primary.core != nil else { return }
-            report.primaryCrashedAtHeight = nodes.compactMap { $0.core?.chain.height }.max() ?? 0
+            // With a twin of the primary still running, the primary has not gone away.
+            if options.twins != primary.replica {
+                report.primaryCrashedAtHeight = nodes.compactMap { $0.core?.chain.height }.max() ?? 0
+            }
             crash(primary, torn: false, downMs: downMs)
         case let .restart(node): if nodes[node].core == nil { boot(nodes[node]) }
         case let .partition(groups):
@@ -181,7 +188,8 @@ public final class Simulation {
 
     // MARK: - Network
 
-    func connected(_ a: Int, _ b: Int) -> Bool { groups == nil || groups![a] == groups![b] }
+    /// Whether nodes `a` and `b` (indices; a twin sits where its replica does) can talk.
+    func connected(_ a: Int, _ b: Int) -> Bool { groups == nil || groups![nodes[a].replica] == groups![nodes[b].replica] }
 
     var faultsActive: Bool { now < options.faultWindowMs }
 
@@ -193,6 +201,13 @@ public final class Simulation {
             return nil
         }
         return now + 1 + rng.between(0, options.jitterMsMax)
+    }
+
+    /// Sends from node `from` to every node running replica `replica` (two where there are twins).
+    func send(_ message: Message, from: Int, toReplica replica: Int, delayMs: UInt64 = 0) {
+        for node in nodes where node.replica == replica && node.id != from {
+            send(message, from: from, to: node.id, delayMs: delayMs)
+        }
     }
 
     func send(_ message: Message, from: Int, to: Int, delayMs: UInt64 = 0) {
@@ -211,8 +226,10 @@ public final class Simulation {
     }
 
     func sendRequest(_ request: Request, to replica: Int) {
-        guard let at = transit() else { return }
-        schedule(at: at, .clientRequest(to: replica, request))
+        for node in nodes where node.replica == replica {
+            guard let at = transit() else { continue }
+            schedule(at: at, .clientRequest(to: node.id, request))
+        }
     }
 
     func sendReply(_ reply: Reply, from: Int, to client: Int) {
@@ -240,7 +257,7 @@ public final class Simulation {
         }
         let recovery = Recovery(tip: tip, checkpoint: checkpoint, wal: node.wal, clients: node.state.clientReplies,
                                 executed: executed)
-        node.core = Replica(config: config, id: ReplicaID(node.id), key: node.key, verifier: verifier, recovery: recovery)
+        node.core = Replica(config: config, id: ReplicaID(node.replica), key: node.key, verifier: verifier, recovery: recovery)
         let actions = node.core!.start(nowMs: now)
         process(actions, at: node)
     }
@@ -287,14 +304,14 @@ public final class Simulation {
             switch action {
             case let .persist(record): node.wal.append(record)
             case let .send(message, to):
-                send(message, from: node.id, to: Int(to), delayMs: node.adversary?.delayMs(message) ?? 0)
+                send(message, from: node.id, toReplica: Int(to), delayMs: node.adversary?.delayMs(message) ?? 0)
             case let .setTimer(timer, afterMs):
                 schedule(at: now + afterMs, .timer(node: node.id, timer, incarnation: node.incarnation))
             case let .execute(block, certificate):
                 followUps.append(execute(LedgerEntry(block: block, certificate: certificate), at: node))
             case let .reply(reply):
                 if let client = clients.firstIndex(where: { $0.key.publicKey == reply.client }) {
-                    sendReply(reply, from: node.id, to: client)
+                    sendReply(reply, from: node.replica, to: client)
                 }
             case let .checkpointStable(proof):
                 node.stable = proof
@@ -309,12 +326,12 @@ public final class Simulation {
             case let .enteredView(view, primary):
                 report.viewChanges += 1
                 trace?("\(now)ms r\(node.id) entered view \(view) (primary \(primary)) at height \(node.log.count)")
-            case let .broadcast(.viewChange(vc)) where vc.replica == ReplicaID(node.id):
+            case let .broadcast(.viewChange(vc)) where vc.replica == ReplicaID(node.replica):
                 trace?("\(now)ms r\(node.id) view-change to \(vc.newView) (checkpoint \(vc.checkpointHeight), \(vc.prepared.count) prepared)")
-                for other in nodes.indices where other != node.id { send(.viewChange(vc), from: node.id, to: other) }
+                for other in 0..<options.replicas where other != node.replica { send(.viewChange(vc), from: node.id, toReplica: other) }
             case let .fault(reason): report.failures.append("replica \(node.id) fault at \(now)ms: \(reason)")
             case let .broadcast(message):
-                for other in nodes.indices where other != node.id { send(message, from: node.id, to: other) }
+                for other in 0..<options.replicas where other != node.replica { send(message, from: node.id, toReplica: other) }
             }
         }
         for event in followUps where node.core != nil { step(node, event) }
@@ -397,7 +414,7 @@ public final class Simulation {
     }
 
     /// Replicas that follow the protocol; the checkers judge only these.
-    var honestNodes: [SimNode] { nodes.filter { $0.adversary == nil } }
+    var honestNodes: [SimNode] { nodes.filter { $0.adversary == nil && $0.replica != options.twins } }
 
     /// The cluster configuration every replica of this run uses.
     public var clusterConfig: ClusterConfig { config }
@@ -424,7 +441,10 @@ public final class Simulation {
 }
 
 final class SimNode {
+    /// Index in `Simulation.nodes`.
     let id: Int
+    /// The replica it runs as: its index, except for a twin.
+    let replica: Int
     let key: PrivateKey
     var core: Replica?
     var state: KeyValueState
@@ -439,8 +459,9 @@ final class SimNode {
     /// Set for a Byzantine replica.
     var adversary: Adversary?
 
-    init(id: Int, key: PrivateKey, limits: ProtocolParameters) {
+    init(id: Int, key: PrivateKey, limits: ProtocolParameters, replica: Int? = nil) {
         self.id = id
+        self.replica = replica ?? id
         self.key = key
         self.state = KeyValueState(limits: limits)
     }

@@ -47,6 +47,8 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
     /// Clients that misbehave: bad signatures, reused request ids with other operations, one
     /// id with different operations to different replicas, oversized requests, floods.
     public var maliciousClients: Int = 0
+    /// Twins: a second process run with this replica's key and id (both count as Byzantine).
+    public var twins: Int?
 
     public init(seed: UInt64) { self.seed = seed }
 
@@ -72,6 +74,7 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
             + "crash-primary=\(crashPrimary) fault-window=\(faultWindowMs)ms deadline=\(deadlineMs)ms"
             + (byzantine.isEmpty ? "" : " byzantine=\(byzantineArgument)")
             + (maliciousClients == 0 ? "" : " malicious-clients=\(maliciousClients)")
+            + (twins.map { " twins=\($0)" } ?? "")
     }
 
     /// The `bulwark-sim` command that reproduces this run exactly.
@@ -81,6 +84,7 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
             + "--partitions \(partitions) --crashes \(crashes)\(crashPrimary ? " --crash-primary" : "")"
             + (byzantine.isEmpty ? "" : " --byzantine \(byzantineArgument)")
             + (maliciousClients == 0 ? "" : " --malicious-clients \(maliciousClients)")
+            + (twins.map { " --twins \($0)" } ?? "")
     }
 
     /// `REPLICA:BEHAVIOUR[+BEHAVIOUR...]` per Byzantine replica, comma-separated.

@@ -34,6 +34,8 @@ struct BulwarkSim: ParsableCommand {
     var byzantine: String?
     @Option(name: .customLong("malicious-clients"), help: "Clients that attack the cluster (bad signatures, reused ids, floods).")
     var maliciousClients: Int?
+    @Option(help: ArgumentHelp("Run a second process with this replica's key and id (Twins).", valueName: "REPLICA"))
+    var twins: Int?
     @Flag(help: "Print only failures and the final line.") var quiet = false
     @Flag(help: "Print view changes, crashes, partitions and state transfers as they happen.") var trace = false
     @Option(name: .customLong("write-ledgers"),
@@ -46,6 +48,7 @@ struct BulwarkSim: ParsableCommand {
         if seeds != nil, seedRange == nil { throw ValidationError("--seeds must look like 1..200, with A ≤ B") }
         if let drop, drop > 1000 { throw ValidationError("--drop is per mille: 0...1000") }
         if writeLedgers != nil, seed == nil { throw ValidationError("--write-ledgers needs --seed") }
+        if let twins, twins < 0 || twins >= replicas { throw ValidationError("--twins must name a replica below \(replicas)") }
         if let byzantine {
             do {
                 let parsed = try SimulationOptions.parseByzantine(byzantine)
@@ -76,6 +79,7 @@ struct BulwarkSim: ParsableCommand {
         if crashPrimary { options.crashPrimary = true }
         if let byzantine { options.byzantine = (try? SimulationOptions.parseByzantine(byzantine)) ?? [:] }
         if let maliciousClients { options.maliciousClients = maliciousClients }
+        if let twins { options.twins = twins }
         return options
     }
 

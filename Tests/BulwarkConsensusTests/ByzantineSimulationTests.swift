@@ -43,6 +43,22 @@ import Testing
         #expect(report.passed, "\(report.failures)\n  replay: \(options.replayCommand)")
     }
 
+    /// Twins: a second process with the same validator key and id, each with its own state,
+    /// both reached by everything sent to that replica; as primary and as a backup.
+    @Test(arguments: [0, 1])
+    func twinsCannotBreakSafety(replica: Int) {
+        var failed: [String] = []
+        for seed in UInt64(31)...33 {
+            var options = SimulationOptions.mixed(seed: seed)
+            options.twins = replica
+            let report = Simulation(options: options).run()
+            if !report.passed {
+                failed.append("\(report.summary)\n  \(report.failures.joined(separator: "\n  "))\n  replay: \(options.replayCommand)")
+            }
+        }
+        #expect(failed.isEmpty, "\(failed.joined(separator: "\n"))")
+    }
+
     /// The checkers themselves: Wing–Gong refutes a history no sequential store could give.
     @Test func theLinearizabilityCheckerRefutesImpossibleHistories() {
         typealias Op = HistoryChecker.Operation
