@@ -76,8 +76,8 @@ public struct Adversary: Sendable {
     let config: ClusterConfig
     let id: ReplicaID
     let key: PrivateKey
-    /// Messages sent so far, oldest first (bounded), for replays.
-    var sent: [Message] = []
+    /// Messages the honest core sent so far, oldest first (bounded), for replays.
+    var history: [Message] = []
     var lastPrePrepare: PrePrepare?
     var counter: UInt64 = 0
     static let replayBufferMax = 256
@@ -100,8 +100,10 @@ public struct Adversary: Sendable {
             switch action {
             case let .broadcast(message):
                 for to in others { out += deliveries(of: message, to: to) }
+                sent(message)
             case let .send(message, to):
                 out += deliveries(of: message, to: to)
+                sent(message)
             case let .reply(reply):
                 if behaviours.contains(.silent) { continue }
                 if behaviours.contains(.lyingReplies) {
@@ -115,14 +117,16 @@ public struct Adversary: Sendable {
                 out.append(action)
             }
         }
-        for case let .send(message, _) in out { remember(message) }
         return out
     }
 
-    mutating func remember(_ message: Message) {
+    /// Remembers what the honest core sent (once, whatever the destinations), for replays and
+    /// for reusing the previous height.
+    mutating func sent(_ message: Message) {
+        if case let .prePrepare(pp) = message { lastPrePrepare = pp }
         if case .request = message { return }
-        sent.append(message)
-        if sent.count > Self.replayBufferMax { sent.removeFirst(sent.count - Self.replayBufferMax) }
+        history.append(message)
+        if history.count > Self.replayBufferMax { history.removeFirst(history.count - Self.replayBufferMax) }
     }
 
     /// What `message` becomes on its way to `to`: nothing, itself, a lie, or several messages.
@@ -134,8 +138,8 @@ public struct Adversary: Sendable {
            let previous = lastPrePrepare, previous.height == pp.height - 1 {
             messages.append(.prePrepare(resign(previous) { $0.timestampMs += 1 }))
         }
-        if behaviours.contains(.replayOldMessages), !sent.isEmpty {
-            messages.append(sent[Int(counter % UInt64(sent.count))])
+        if behaviours.contains(.replayOldMessages), !history.isEmpty {
+            messages.append(history[Int(counter % UInt64(history.count))])
         }
         if behaviours.contains(.floodFuture) {
             let far = View(1_000) + counter
@@ -144,7 +148,6 @@ public struct Adversary: Sendable {
             messages.append(.prepare(.signed(view: 0, height: 1_000_000 + counter, blockHash: Digest.sha256([UInt8(counter & 0xFF)]),
                                              by: key, replica: id, cluster: cluster)))
         }
-        if case let .prePrepare(pp) = message { lastPrePrepare = pp }
         return messages.map { .send($0, to: to) }
     }
 
