@@ -13,12 +13,21 @@ struct RequestPool: Sendable {
         var arrivalMs: UInt64
         /// Encoded size, counted once.
         var bytes: Int
+        /// Its position in `order`: a key removed and added again stands in `order` twice, and
+        /// only the position with its current sequence number counts.
+        var sequence: UInt64
+    }
+
+    struct Position: Sendable {
+        var key: Key
+        var sequence: UInt64
     }
 
     let capacity: Int
     let perClientMax: Int
-    /// Arrival order; removed entries leave holes that `compact` squeezes out.
-    private var order: [Key?] = []
+    /// Arrival order; removed entries stay behind (stale) until `compact` squeezes them out.
+    private var order: [Position] = []
+    private var nextSequence: UInt64 = 0
     private var entries: [Key: Entry] = [:]
     private var perClient: [PublicKey: Int] = [:]
     /// Keys already placed in a proposal of the current view (primary only).
@@ -40,9 +49,10 @@ struct RequestPool: Sendable {
         if entries[key] != nil { return .duplicate }
         if entries.count >= capacity { return .full }
         if perClient[request.client, default: 0] >= perClientMax { return .clientFull }
-        entries[key] = Entry(request: request, arrivalMs: nowMs, bytes: bytes)
+        nextSequence += 1
+        entries[key] = Entry(request: request, arrivalMs: nowMs, bytes: bytes, sequence: nextSequence)
         perClient[request.client, default: 0] += 1
-        order.append(key)
+        order.append(Position(key: key, sequence: nextSequence))
         return .added
     }
 
@@ -57,25 +67,30 @@ struct RequestPool: Sendable {
     /// Removes every request of `client` with an id at or below `requestID` (executed).
     mutating func removeExecuted(client: PublicKey, upTo requestID: UInt64) {
         guard perClient[client] != nil else { return }
-        for key in order.compactMap({ $0 }) where key.client == client && key.requestID <= requestID { remove(key) }
+        let done = order.filter { $0.key.client == client && $0.key.requestID <= requestID }.map(\.key)
+        for key in done { remove(key) }
     }
 
-    private mutating func compact() { order = order.filter { $0 != nil && entries[$0!] != nil } }
+    /// The entry at a position of `order`, unless that position is stale.
+    private func current(_ position: Position) -> Entry? {
+        guard let entry = entries[position.key], entry.sequence == position.sequence else { return nil }
+        return entry
+    }
+
+    private mutating func compact() { order = order.filter { current($0) != nil } }
 
     /// The arrival time of the oldest request, if any.
     var oldestArrivalMs: UInt64? {
-        for key in order { if let key, let entry = entries[key] { return entry.arrivalMs } }
+        for position in order { if let entry = current(position) { return entry.arrivalMs } }
         return nil
     }
 
-    /// Requests not yet proposed, oldest first, up to the batch limits. A key removed and
-    /// added again appears in `order` twice; it is taken once.
+    /// Requests not yet proposed, oldest first, up to the batch limits.
     func unproposed(maxCount: Int, maxBytes: Int) -> [Entry] {
         var out: [Entry] = []
-        var taken: Set<Key> = []
         var bytes = 0
-        for key in order {
-            guard let key, let entry = entries[key], !proposed.contains(key), taken.insert(key).inserted else { continue }
+        for position in order {
+            guard let entry = current(position), !proposed.contains(position.key) else { continue }
             if !out.isEmpty && bytes + entry.bytes > maxBytes { break }
             out.append(entry)
             bytes += entry.bytes
