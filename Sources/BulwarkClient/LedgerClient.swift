@@ -112,9 +112,12 @@ public final class LedgerClient: Sendable {
         func agrees(_ other: SignedReply) -> Bool { other.result == reply.result && other.height == reply.height }
         let unchecked = pending.withLockedValue { pending -> [SignedReply] in
             guard var entry = pending[reply.requestID] else { return [] }
-            entry.replies[replica] = reply
-            entry.verified.remove(replica)
-            pending[reply.requestID] = entry
+            if entry.replies[replica] != reply {
+                // A retransmitted identical reply keeps its verdict: its signature is not checked twice.
+                entry.replies[replica] = reply
+                entry.verified.remove(replica)
+                pending[reply.requestID] = entry
+            }
             let matching = entry.replies.values.filter(agrees)
             guard matching.count >= config.replyQuorum else { return [] }
             return matching.filter { !entry.verified.contains($0.replica) }
