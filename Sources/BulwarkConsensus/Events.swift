@@ -66,6 +66,10 @@ public enum Action: Sendable {
     case requestStateTransfer(height: Height, checkpoint: CheckpointProof?)
     /// Entered a new view (for logs and metrics).
     case enteredView(View, primary: ReplicaID)
+    /// The primary of `view` kept this replica's requests waiting `meanTurnaroundMs` on average
+    /// over a window, more than the `allowedMs` the network needs: the replica asked for a view
+    /// change (for logs and metrics).
+    case suspectedPrimary(view: View, primary: ReplicaID, meanTurnaroundMs: UInt64, allowedMs: UInt64)
     /// This replica's own execution disagrees with a quorum: its state machine is not
     /// deterministic or its storage is damaged. The replica must stop rather than continue.
     case fault(String)

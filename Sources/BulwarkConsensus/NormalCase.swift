@@ -90,7 +90,7 @@ extension Replica {
                 historyRoot: predecessor.history.root)
             let pp = PrePrepare.signed(view: view, block: Block(header: header, requests: requests), by: key, replica: id,
                                        cluster: cluster)
-            pool.markProposed(requests)
+            pool.markProposed(requests, nowMs: nowMs)
             nextProposal += 1
             emit(.persist(.sent(.prePrepare(pp))))
             emit(.broadcast(.prePrepare(pp)))
@@ -129,10 +129,31 @@ extension Replica {
         }
         if let problem = proposalProblem(pp, after: predecessor) { return reject(problem) }
         install(pp, tipAfter: predecessor.appending(pp.block.header, hash: pp.blockHash))
+        slots[height]!.acceptedMs = nowMs
+        if judgeTurnaround(of: pp) { return }
         sendPrepare(for: height)
         advance(height)
         // The next height may have been waiting for this one.
         if let next = waitingPrePrepares.removeValue(forKey: height + 1) { receivePrePrepare(next) }
+    }
+
+    /// Samples how long the requests in an accepted proposal waited for it; true when the
+    /// primary has been too slow and this replica asked for a view change.
+    mutating func judgeTurnaround(of pp: PrePrepare) -> Bool {
+        let waits = pool.markProposed(pp.block.requests, nowMs: nowMs)
+        // Near the high watermark the primary may be waiting for a checkpoint, not stalling.
+        guard pp.height <= highWatermark - parameters.checkpointInterval else { return false }
+        for wait in waits {
+            guard let verdict = turnaround.recordTurnaround(wait, batchDelayMs: parameters.batchDelayMs,
+                                                            slackMs: parameters.turnaroundSlackMs) else { continue }
+            switch verdict {
+            case let .tooSlow(mean, allowed):
+                emit(.suspectedPrimary(view: view, primary: primary, meanTurnaroundMs: mean, allowedMs: allowed))
+                startViewChange(to: view + 1)
+                return true
+            }
+        }
+        return false
     }
 
     /// The acceptance rules for a normal-case proposal (DESIGN.md §3): nil if it passes.
@@ -222,6 +243,7 @@ extension Replica {
             let matching = slot.prepares.values.filter { $0.blockHash == pp.blockHash && $0.replica != primaryID }
             guard matching.count >= quorum - 1 else { return }
             slot.prepared = true
+            if let accepted = slot.acceptedMs { turnaround.recordPrepareExchange(nowMs - accepted) }
             let certificate = PreparedCertificate(
                 prePrepare: pp, prepares: Array(matching.sorted { $0.replica < $1.replica }.prefix(quorum - 1)))
             preparedCertificates[height] = certificate

@@ -65,7 +65,7 @@ extension Replica {
             guard let predecessor = predecessorTip(of: pp.height) else { continue }
             install(pp, tipAfter: predecessor.appending(pp.block.header, hash: pp.blockHash))
             nextProposal = max(nextProposal, pp.height + 1)
-            pool.markProposed(pp.block.requests)
+            pool.markProposed(pp.block.requests, nowMs: nowMs)
         }
         for p in prepares where p.view == view && p.height > chain.height && p.height <= highWatermark {
             slots[p.height, default: Slot()].ownPrepare = p

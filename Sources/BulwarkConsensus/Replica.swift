@@ -87,6 +87,8 @@ public struct Replica: Sendable {
     var newViewTimerArmed = false
     /// `chain.height` when the retransmit timer last fired: retransmit slots only when stuck.
     var heightAtLastRetransmit: Height = 0
+    /// How long the primary lets the requests this replica holds wait (backups only).
+    var turnaround = TurnaroundMonitor()
     public internal(set) var rejections: [RejectReason: UInt64] = [:]
 
     /// The latest time the shell reported; never decreases.
@@ -243,6 +245,8 @@ struct Slot: Sendable {
     /// What this replica itself sent (or, after a restart, had sent) for this slot.
     var ownPrepare: Prepare?
     var ownCommit: Commit?
+    /// When this backup accepted the pre-prepare in normal operation (for `TurnaroundMonitor`).
+    var acceptedMs: UInt64?
     var prepared = false
     var committed = false
 }

@@ -101,11 +101,17 @@ struct RequestPool: Sendable {
 
     var unproposedCount: Int { entries.count - proposed.count }
 
-    mutating func markProposed(_ requests: [Request]) {
+    /// Marks `requests` proposed in this view; returns how long each one this pool held and had
+    /// not seen proposed yet waited since it arrived (the primary's turnaround, for backups).
+    @discardableResult
+    mutating func markProposed(_ requests: [Request], nowMs: UInt64) -> [UInt64] {
+        var waits: [UInt64] = []
         for r in requests {
             let key = Key(client: r.client, requestID: r.requestID)
-            if entries[key] != nil { proposed.insert(key) }
+            guard let entry = entries[key], proposed.insert(key).inserted else { continue }
+            waits.append(nowMs > entry.arrivalMs ? nowMs - entry.arrivalMs : 0)
         }
+        return waits
     }
 
     /// After a view change nothing is proposed yet, and every request starts a fresh wait.

@@ -127,7 +127,8 @@ extension Replica {
         }
         nextProposal = max(chain.height, plan.maxHeight, lowWatermark) + 1
         pool.resetForNewView(nowMs: nowMs)
-        for block in plan.blocks { pool.markProposed(block.requests) }
+        for block in plan.blocks { pool.markProposed(block.requests, nowMs: nowMs) }
+        turnaround.startView()
         requestTimerArmed = false
         armRequestTimer()
         emit(.enteredView(view, primary: primary))

@@ -17,6 +17,8 @@ final class NodeMetrics: Sendable {
     let stableCheckpoint: CoreMetrics.Gauge
     let changingView: CoreMetrics.Gauge
     let viewChanges: CoreMetrics.Counter
+    /// View changes this replica asked for because the primary's turnaround was too long.
+    let slowPrimarySuspicions: CoreMetrics.Counter
     let blocksExecuted: CoreMetrics.Counter
     let requestsExecuted: CoreMetrics.Counter
     let clientRequests: CoreMetrics.Counter
@@ -66,6 +68,8 @@ final class NodeMetrics: Sendable {
         stableCheckpoint = CoreMetrics.Gauge(label: "bulwark_stable_checkpoint", dimensions: labels, factory: factory)
         changingView = CoreMetrics.Gauge(label: "bulwark_changing_view", dimensions: labels, factory: factory)
         viewChanges = CoreMetrics.Counter(label: "bulwark_view_changes_total", dimensions: labels, factory: factory)
+        slowPrimarySuspicions = CoreMetrics.Counter(label: "bulwark_slow_primary_suspicions_total", dimensions: labels,
+                                                    factory: factory)
         blocksExecuted = CoreMetrics.Counter(label: "bulwark_blocks_executed_total", dimensions: labels, factory: factory)
         requestsExecuted = CoreMetrics.Counter(label: "bulwark_requests_executed_total", dimensions: labels, factory: factory)
         clientRequests = CoreMetrics.Counter(label: "bulwark_client_requests_total", dimensions: labels, factory: factory)

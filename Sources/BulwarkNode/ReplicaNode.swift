@@ -312,6 +312,11 @@ public final class ReplicaNode: @unchecked Sendable {
                 case let .enteredView(view, primary):
                     logger.info("entered view", metadata: ["view": "\(view)", "primary": "\(primary)", "height": "\(ledgerTip.height)"])
                     if view > 0 { metrics.viewChanges.increment() }
+                case let .suspectedPrimary(view, primary, mean, allowed):
+                    logger.warning("primary too slow: asking for a view change", metadata: [
+                        "view": "\(view)", "primary": "\(primary)", "mean-turnaround-ms": "\(mean)", "allowed-ms": "\(allowed)",
+                    ])
+                    metrics.slowPrimarySuspicions.increment()
                 case let .fault(reason):
                     fault(reason)
                     return

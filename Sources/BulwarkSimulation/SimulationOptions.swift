@@ -119,6 +119,8 @@ public struct SimulationReport: Sendable {
     public var heights: [Height] = []
     public var maxView: View = 0
     public var viewChanges: UInt64 = 0
+    /// Times an honest replica asked for a view change because the primary was too slow.
+    public var slowPrimarySuspicions: UInt64 = 0
     public var messagesSent: UInt64 = 0
     public var messagesDropped: UInt64 = 0
     public var requestsCompleted: Int = 0
@@ -134,7 +136,7 @@ public struct SimulationReport: Sendable {
 
     public var summary: String {
         "seed \(options.seed): \(passed ? "ok" : "FAILED") heights=\(heights.map(String.init).joined(separator: "/")) "
-            + "view=\(maxView) view-changes=\(viewChanges) requests=\(requestsCompleted) msgs=\(messagesSent) "
+            + "view=\(maxView) view-changes=\(viewChanges) slow-primary=\(slowPrimarySuspicions) requests=\(requestsCompleted) msgs=\(messagesSent) "
             + "dropped=\(messagesDropped) virtual=\(virtualTimeMs)ms"
             + (primaryCrashedAtHeight.map { " primary-crash@\($0)" } ?? "")
             + " linearizable-ops=\(linearizableOperations)"

@@ -114,6 +114,52 @@ extension Harness {
         #expect(h.executed[0].count == 1)
     }
 
+    /// A primary that proposes, but only after holding the requests back, is suspected once
+    /// the mean wait over two windows of requests running exceeds the batch delay plus slack
+    /// plus four prepare exchanges; a primary inside that bound is not.
+    @Test func aBackupReplacesAPrimaryThatHoldsRequestsBack() {
+        var h = Harness(checkpointInterval: 16, window: 64, batchRequestsMax: 16)
+        var tip = ChainTip.genesis
+        var nextID: UInt64 = 1
+        /// Sixteen requests reach backup 1; `waitMs` later the primary's proposal of them does,
+        /// `hopMs` after that another backup's prepare, then the commits.
+        func round(waitMs: UInt64, hopMs: UInt64 = 2) -> [Action] {
+            let requests = (0..<16).map { i in h.request(nextID + UInt64(i)) }
+            nextID += 16
+            for request in requests { h.step(1, .clientRequest(request)) }
+            h.nowMs += waitMs
+            let pp = h.signedPrePrepare(view: 0, height: tip.height + 1, requests: requests, by: 0, prev: tip)
+            tip = tip.appending(pp.block.header, hash: pp.blockHash)
+            let out = h.step(1, .message(.prePrepare(pp)))
+            h.nowMs += hopMs
+            h.step(1, .message(.prepare(h.prepare(pp, from: 2))))
+            // Commit and execute, so the next round's requests fit the client's pool share.
+            for other in [2, 3] { h.step(1, .message(.commit(h.commit(pp, from: other)))) }
+            return out
+        }
+        func suspected(_ actions: [Action]) -> Bool {
+            actions.contains { if case .suspectedPrimary = $0 { return true } else { return false } }
+        }
+        // The first window has no prepare-exchange estimate yet: no verdict either way.
+        #expect(!suspected(round(waitMs: 400)))
+        // Allowed: batch delay 5 + slack 50 + 4 × 2 ms of prepare exchange = 63 ms.
+        #expect(!suspected(round(waitMs: 60)))
+        // One slow window alone, then a good one: no verdict.
+        #expect(!suspected(round(waitMs: 400)))
+        #expect(!suspected(round(waitMs: 60)))
+        #expect(h.replicas[1].view == 0 && !h.replicas[1].isChangingView)
+        #expect(!suspected(round(waitMs: 400)))
+        let slow = round(waitMs: 400)
+        #expect(slow.contains { action in
+            if case let .suspectedPrimary(view: 0, primary: 0, meanTurnaroundMs: 400, allowedMs: allowed) = action {
+                return allowed == 63
+            }
+            return false
+        })
+        #expect(slow.contains { if case let .broadcast(.viewChange(vc)) = $0 { return vc.newView == 1 } else { return false } })
+        #expect(h.replicas[1].view == 1 && h.replicas[1].isChangingView)
+    }
+
     /// Memory stays bounded under a flood of far-future view-changes and heights.
     @Test func floodsOfFutureViewsAndHeightsAreBounded() {
         var h = Harness()
