@@ -108,8 +108,10 @@ let package = Package(
         .executableTarget(
             name: "bulwark-byzantine",
             dependencies: [
-                "BulwarkAdversary", "BulwarkConsensus", "BulwarkCore", "BulwarkNode",
+                "BulwarkAdversary", "BulwarkConsensus", "BulwarkCore", "BulwarkNode", "BulwarkTransport",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -1,3 +1,4 @@
+import BulwarkAdversary
 import BulwarkConsensus
 import BulwarkCore
 
@@ -112,62 +113,20 @@ extension LedgerOperation {
     }
 }
 
-/// A client that attacks the cluster instead of using it: requests with bad signatures, a
-/// reused request id with another operation, one id with different operations to different
-/// replicas, oversized requests, and floods. None of this may break safety or stop the
-/// honest clients.
+/// A client that attacks the cluster instead of using it: `ClientAttack`'s rounds, sent
+/// while faults are active, every 100–400 ms of virtual time.
 final class MaliciousClient {
     let index: Int
-    let key: PrivateKey
-    /// The highest request id it signed (validly signed requests may be ordered).
-    var lastID: UInt64 = 0
-    var round = 0
+    var attack: ClientAttack
 
-    init(index: Int, key: PrivateKey) {
+    init(index: Int, key: PrivateKey, config: ClusterConfig) {
         self.index = index
-        self.key = key
-    }
-
-    func signed(_ id: UInt64, _ operation: LedgerOperation, _ simulation: Simulation) -> Request {
-        lastID = max(lastID, id)
-        return Request.signed(by: key, cluster: simulation.config.clusterID, requestID: id, operation: operation)
+        attack = ClientAttack(key: key, config: config)
     }
 
     func attack(simulation: Simulation) {
         guard simulation.faultsActive else { return }
-        round += 1
-        let replicas = 0..<simulation.options.replicas
-        // Its own keys, so honest clients' histories stay theirs alone.
-        let key = Array("m\(round % 6)".utf8)
-        switch round % 5 {
-        case 0:
-            // A signature that does not verify.
-            var request = signed(lastID + 1, .put(key: key, value: [1]), simulation)
-            request.operation = .delete(key: key)
-            lastID -= 1
-            for r in replicas { simulation.sendRequest(request, to: r) }
-        case 1:
-            // A new request, then the same id with another operation.
-            let id = lastID + 1
-            for r in replicas { simulation.sendRequest(signed(id, .put(key: key, value: [2]), simulation), to: r) }
-            for r in replicas { simulation.sendRequest(signed(id, .delete(key: key), simulation), to: r) }
-        case 2:
-            // One id, a different operation for each replica.
-            let id = lastID + 1
-            for r in replicas { simulation.sendRequest(signed(id, .put(key: key, value: [UInt8(r)]), simulation), to: r) }
-        case 3:
-            // Bigger than any request may be.
-            let big = signed(lastID + 1, .put(key: key, value: Array(repeating: 7, count: simulation.config.parameters.requestBytesMax + 1)),
-                             simulation)
-            for r in replicas { simulation.sendRequest(big, to: r) }
-        default:
-            // A flood of valid requests at once.
-            let first = lastID + 1
-            for id in first..<(first + 40) {
-                let request = signed(id, .put(key: key, value: Array("flood\(id)".utf8)), simulation)
-                for r in replicas { simulation.sendRequest(request, to: r) }
-            }
-        }
+        for send in attack.next().sends { simulation.sendRequest(send.request, to: send.replica) }
         simulation.schedule(at: simulation.now + simulation.rng.between(100, 400), .maliciousClient(index))
     }
 }

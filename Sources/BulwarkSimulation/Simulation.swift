@@ -76,7 +76,8 @@ public final class Simulation {
             SimClient(index: i, key: PrivateKey(seed: (0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })!)
         }
         maliciousClients = (0..<options.maliciousClients).map { i in
-            MaliciousClient(index: i, key: PrivateKey(seed: (0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })!)
+            MaliciousClient(index: i, key: PrivateKey(seed: (0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })!,
+                            config: config)
         }
         if let twin = options.twins, twin < nodes.count {
             // A second process with the same validator key and id, with its own state.

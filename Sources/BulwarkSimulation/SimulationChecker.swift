@@ -54,7 +54,7 @@ struct SimulationChecker {
     func checkExecution() {
         guard let longest = simulation.honestNodes.map(\.log).max(by: { $0.count < $1.count }) else { return }
         let issued = Dictionary(uniqueKeysWithValues: simulation.clients.map { ($0.key.publicKey, $0.issued) }
-                                + simulation.maliciousClients.map { ($0.key.publicKey, $0.lastID) })
+                                + simulation.maliciousClients.map { ($0.attack.client, $0.attack.lastID) })
         var state = KeyValueState(limits: config.parameters)
         var executions: [RequestIdentity: Int] = [:]
         var results: [RequestIdentity: [UInt8]] = [:]

@@ -10,7 +10,16 @@ import NIOConcurrencyHelpers
 struct BulwarkByzantine: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bulwark-byzantine",
-        abstract: "Run a replica that misbehaves on the wire, for fault-injection runs.",
+        abstract: "Misbehave on purpose, for fault-injection runs: as a replica or as a client.",
+        subcommands: [ByzantineReplica.self, ByzantineClient.self],
+        defaultSubcommand: ByzantineReplica.self
+    )
+}
+
+struct ByzantineReplica: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replica",
+        abstract: "Run a replica that misbehaves on the wire (the default subcommand).",
         discussion: """
             Runs the honest replica (same configuration, key and data directory as `bulwark node`) and \
             rewrites what it sends as the named behaviours say: equivocating, forging, withholding, \

@@ -306,6 +306,61 @@ struct ClusterTests {
         }
     }
 
+    /// A malicious client process (`bulwark-byzantine client`) attacks four honest replicas while
+    /// an honest client writes: every honest write completes, the bad and oversized requests are
+    /// counted and dropped, each of the attacker's request ids executes at most once, and the
+    /// ledgers agree and pass the auditor.
+    @Test(.enabled(if: byzantineBinary.isBuilt, "skipped: bulwark-byzantine was not built"))
+    func aMaliciousClientCannotHurtHonestOnes() async throws {
+        let (cluster, client) = try await servingCluster()
+        defer { Task { await client.shutdown() } }
+        let attackerKey = PrivateKey.generate()
+        try KeyFile.write(attackerKey, to: cluster.directory + "/attacker.key")
+        let attack = Task.detached {
+            try byzantineBinary.run(["client", "--config", cluster.directory + "/cluster.json",
+                                     "--key", cluster.directory + "/attacker.key", "--seconds", "4", "--interval-ms", "20"],
+                                    timeout: .seconds(60))
+        }
+        var written = 0
+        for i in 0..<40 {
+            if let (result, _) = try? await client.execute(.put(key: Array("k\(i)".utf8), value: [UInt8(i)]), timeout: .seconds(20)),
+               !result.isFailure {
+                written += 1
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let attacker = try await attack.value
+        #expect(attacker.status == 0 && attacker.stdout.contains("oversized"), "\(attacker.stdout)\(attacker.stderr)")
+        #expect(written == 40, "only \(written) of 40 honest writes completed under attack")
+        let (read, _) = try await client.execute(.get(key: Array("k7".utf8)))
+        #expect(read == .value([7], version: read.versionValue))
+
+        // Every replica counted the attack's bad signatures and oversized requests and dropped them.
+        for validator in cluster.config.validators {
+            let metrics = String(decoding: ReplicaHTTP.get(validator.httpAddress, path: "/metrics") ?? Data(), as: UTF8.self)
+            func count(_ series: String, _ reason: String) -> Double {
+                metrics.split(separator: "\n").filter { $0.hasPrefix(series + "{") && $0.contains("reason=\"\(reason)\"") }
+                    .compactMap { Double($0.split(separator: " ").last!) }.reduce(0, +)
+            }
+            #expect(count("bulwark_dropped_input_total", "bad_client_signature") + count("bulwark_rejected_messages_total", "invalidRequest") > 0,
+                    "replica \(validator.id) counted no bad signature")
+            #expect(count("bulwark_rejected_messages_total", "oversized") + count("bulwark_dropped_input_total", "undecodable_client_frame") > 0,
+                    "replica \(validator.id) counted no oversized request")
+        }
+
+        cluster.stopAll()
+        let (readers, common) = try cluster.expectLedgersAgreeAndAudit(replicas: Array(0..<4))
+        var attackerIDs: [UInt64: Int] = [:]
+        for height in stride(from: Height(1), through: common, by: 1) {
+            for request in try readers[0].entry(at: height).block.requests where request.client == attackerKey.publicKey {
+                attackerIDs[request.requestID, default: 0] += 1
+            }
+        }
+        // The flood's valid requests were ordered like anyone's, each exactly once.
+        #expect(!attackerIDs.isEmpty)
+        #expect(attackerIDs.values.allSatisfy { $0 == 1 }, "an attacker request id executed twice")
+    }
+
     @Test func badConfigurationStopsStartUpWithOneSentence() throws {
         let cluster = try LocalCluster()
         let keyPath = cluster.directory + "/replica-1.key"
