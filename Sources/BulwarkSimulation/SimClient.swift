@@ -73,6 +73,7 @@ final class SimClient {
         }
         self.current = nil
         simulation.report.requestsCompleted += 1
+        simulation.report.requestLatencyTotalMs += simulation.now - current.invokedMs
         let spread = 2 * simulation.options.faultWindowMs / UInt64(max(1, simulation.options.requestsPerClient))
         simulation.schedule(at: simulation.now + simulation.rng.between(10, max(20, spread)), .clientIssue(index))
     }

@@ -124,6 +124,9 @@ public struct SimulationReport: Sendable {
     public var messagesSent: UInt64 = 0
     public var messagesDropped: UInt64 = 0
     public var requestsCompleted: Int = 0
+    /// Summed over completed requests: virtual time from first send to the accepted result.
+    public var requestLatencyTotalMs: UInt64 = 0
+    public var meanLatencyMs: UInt64 { requestsCompleted == 0 ? 0 : requestLatencyTotalMs / UInt64(requestsCompleted) }
     public var virtualTimeMs: UInt64 = 0
     public var primaryCrashedAtHeight: Height?
     /// State-transfer answers from Byzantine replicas that failed the receiver's checks.
@@ -136,7 +139,7 @@ public struct SimulationReport: Sendable {
 
     public var summary: String {
         "seed \(options.seed): \(passed ? "ok" : "FAILED") heights=\(heights.map(String.init).joined(separator: "/")) "
-            + "view=\(maxView) view-changes=\(viewChanges) slow-primary=\(slowPrimarySuspicions) requests=\(requestsCompleted) msgs=\(messagesSent) "
+            + "view=\(maxView) view-changes=\(viewChanges) slow-primary=\(slowPrimarySuspicions) requests=\(requestsCompleted) latency-mean=\(meanLatencyMs)ms msgs=\(messagesSent) "
             + "dropped=\(messagesDropped) virtual=\(virtualTimeMs)ms"
             + (primaryCrashedAtHeight.map { " primary-crash@\($0)" } ?? "")
             + " linearizable-ops=\(linearizableOperations)"

@@ -68,6 +68,10 @@ struct BulwarkSim: ParsableCommand {
 
     func options(for seed: UInt64) -> SimulationOptions {
         var options = SimulationOptions.mixed(seed: seed, replicas: replicas)
+        // Attackers apply to every seed; the fault mix is the seed's own unless --seed overrides it.
+        if let byzantine { options.byzantine = (try? SimulationOptions.parseByzantine(byzantine)) ?? [:] }
+        if let maliciousClients { options.maliciousClients = maliciousClients }
+        if let twins { options.twins = twins }
         guard self.seed != nil else { return options }
         if let clients { options.clients = clients }
         if let requests { options.requestsPerClient = requests }
@@ -77,9 +81,6 @@ struct BulwarkSim: ParsableCommand {
         if let partitions { options.partitions = partitions }
         if let crashes { options.crashes = crashes }
         if crashPrimary { options.crashPrimary = true }
-        if let byzantine { options.byzantine = (try? SimulationOptions.parseByzantine(byzantine)) ?? [:] }
-        if let maliciousClients { options.maliciousClients = maliciousClients }
-        if let twins { options.twins = twins }
         return options
     }
 
