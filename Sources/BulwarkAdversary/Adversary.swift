@@ -19,8 +19,9 @@ public enum Behaviour: String, CaseIterable, Sendable, Comparable {
     case timestampBehind = "timestamp-behind"
     /// Pre-prepares reach only one backup, so no quorum can prepare them.
     case withholdPrePrepares = "withhold-pre-prepares"
-    /// Pre-prepares sent three quarters of the view-change timeout late: slow enough to cut
-    /// throughput, quick enough that no request timer expires.
+    /// Pre-prepares sent 3/8 of the view-change timeout late. A request can wait for the block
+    /// in flight and then for its own, so requests wait up to three quarters of the timeout:
+    /// slow enough to cut throughput, quick enough that no request timer expires.
     case slowPrimary = "slow-primary"
     /// Proposals numbered one height too high.
     case skipHeights = "skip-heights"
@@ -308,7 +309,7 @@ public struct Adversary: Sendable {
     /// How long the shell holds `message` back before sending it (0: send now).
     public func delayMs(_ message: Message) -> UInt64 {
         guard behaviours.contains(.slowPrimary), case let .prePrepare(pp) = message, pp.replica == id else { return 0 }
-        return config.parameters.viewChangeTimeoutMs * 3 / 4
+        return config.parameters.viewChangeTimeoutMs * 3 / 8
     }
 
     /// A state-transfer answer as this replica serves it: with `forgedStateTransfer`, the

@@ -65,16 +65,19 @@ extension Replica {
 
     // MARK: Proposing (primary)
 
-    /// Proposes full batches at once; a partial batch when nothing is in flight (an idle
-    /// cluster answers without the batch delay) or with `flush` (the batch delay ran out).
+    /// Proposes full batches at once. A partial batch waits while `blocksInFlightMax` blocks
+    /// are proposed and not yet committed; below that it goes at once when nothing is in
+    /// flight (an idle cluster answers without the batch delay) or with `flush` (the batch
+    /// delay ran out, or a block just executed and opened the window).
     mutating func proposeBatches(flush: Bool) {
         guard isPrimary, !isChangingView, stateTransferTarget == nil else { return }
         while nextProposal <= highWatermark, pool.unproposedCount > 0 {
             let batch = pool.unproposed(maxCount: parameters.batchRequestsMax, maxBytes: parameters.batchBytesMax)
             let full = batch.count >= parameters.batchRequestsMax
                 || batch.reduce(0, { $0 + $1.bytes }) >= parameters.batchBytesMax
-            let idle = nextProposal == chain.height + 1
-            guard full || flush || idle else {
+            let inFlight = nextProposal > chain.height ? nextProposal - 1 - chain.height : 0
+            guard full || inFlight < parameters.blocksInFlightMax else { return }
+            guard full || flush || inFlight == 0 else {
                 if !batchTimerArmed {
                     batchTimerArmed = true
                     emit(.setTimer(.batch, afterMs: parameters.batchDelayMs))
@@ -318,7 +321,7 @@ extension Replica {
             emit(.reply(reply))
         }
         if let block = delivered[height] { signCheckpoint(height: height, blockHash: block.hash, stateRoot: stateRoot) }
-        proposeBatches(flush: false)
+        proposeBatches(flush: true)
     }
 
     /// PBFT's CHECKPOINT for an executed checkpoint height: deterministic from the state, so

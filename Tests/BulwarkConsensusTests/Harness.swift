@@ -17,12 +17,14 @@ struct Harness {
     var actions: [[Action]]
     let client = PrivateKey(seed: Array(repeating: 9, count: 32))!
 
-    init(n: Int = 4, checkpointInterval: UInt64 = 2, window: UInt64 = 4, batchRequestsMax: Int = 1) {
+    init(n: Int = 4, checkpointInterval: UInt64 = 2, window: UInt64 = 4, batchRequestsMax: Int = 1,
+         blocksInFlightMax: UInt64 = 1) {
         keys = (0..<n).map { i in PrivateKey(seed: [UInt8(i + 1)] + Array(repeating: 0, count: 31))! }
         var parameters = ProtocolParameters()
         parameters.checkpointInterval = checkpointInterval
         parameters.watermarkWindow = window
         parameters.batchRequestsMax = batchRequestsMax
+        parameters.blocksInFlightMax = blocksInFlightMax
         parameters.batchDelayMs = 5
         parameters.viewChangeTimeoutMs = 1000
         config = try! ClusterConfig.layout(keys: keys.map(\.publicKey), host: "h", basePort: 100,
@@ -86,7 +88,8 @@ struct Harness {
     }
 
     /// The primary's batch timer firing.
-    mutating func fireBatch(_ i: Int = 0) { step(i, .timerFired(.batch)) }
+    @discardableResult
+    mutating func fireBatch(_ i: Int = 0) -> [Action] { step(i, .timerFired(.batch)) }
 
     func signedPrePrepare(view: View, height: Height, requests: [Request], by replica: Int,
                           prev: ChainTip = .genesis, timestampMs: UInt64? = nil, txRoot: Digest? = nil) -> PrePrepare {

@@ -14,19 +14,39 @@ import Testing
         #expect(h.replicas.allSatisfy { $0.chain.height == 1 && $0.lastExecuted == 1 })
     }
 
-    /// An idle primary proposes a request at once; while a block is in flight it batches
-    /// until the batch is full or the delay runs out.
+    /// An idle primary proposes a request at once; while its one block in flight is
+    /// uncommitted, later requests gather (the batch delay does not release them), and the
+    /// commit of that block sends them together.
     @Test func thePrimaryBatchesWhileABlockIsInFlight() {
         var h = Harness(batchRequestsMax: 8)
+        for i in 0..<4 { h.step(i, .clientRequest(h.request(1))) }
+        #expect(h.actions[0].prePrepares.map(\.block.requests) == [[h.request(1)]])
+        for id: UInt64 in [2, 3] {
+            for i in 0..<4 { h.step(i, .clientRequest(h.request(id))) }
+        }
+        h.fireBatch()
+        #expect(h.actions[0].prePrepares.count == 1, "a partial batch left while a block was in flight")
+        h.run()
+        #expect(h.actions[0].prePrepares.map(\.block.requests) == [[h.request(1)], [h.request(2), h.request(3)]])
+        #expect(h.executed.allSatisfy { $0.map(\.requests) == [[h.request(1)], [h.request(2), h.request(3)]] })
+    }
+
+    /// A full batch does not wait for the window; with a window of two blocks, a partial batch
+    /// behind one block in flight waits for the batch delay.
+    @Test func fullBatchesAndAWiderWindowDoNotWaitForCommits() {
+        var h = Harness(batchRequestsMax: 2, blocksInFlightMax: 2)
         let first = h.step(0, .clientRequest(h.request(1)))
         #expect(first.prePrepares.count == 1 && first.prePrepares[0].block.requests == [h.request(1)])
         let out = h.step(0, .clientRequest(h.request(2)))
         #expect(out.prePrepares.isEmpty)
         #expect(out.contains { if case .setTimer(.batch, 5) = $0 { return true } else { return false } })
-        h.step(0, .clientRequest(h.request(3)))
-        let flushed = h.step(0, .timerFired(.batch))
-        #expect(flushed.prePrepares.count == 1)
-        #expect(flushed.prePrepares.first?.block.requests == [h.request(2), h.request(3)])
+        let full = h.step(0, .clientRequest(h.request(3)))
+        #expect(full.prePrepares.map(\.block.requests) == [[h.request(2), h.request(3)]])
+        // Two blocks in flight now: another partial batch waits even when the delay runs out.
+        h.step(0, .clientRequest(h.request(4)))
+        #expect(h.fireBatch().prePrepares.isEmpty)
+        h.run()
+        #expect(h.actions[0].prePrepares.last?.block.requests == [h.request(4)])
     }
 
     /// Persist-before-send: every message a replica signs is recorded before it is sent.
