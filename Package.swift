@@ -150,6 +150,7 @@ let package = Package(
                 "BulwarkCore", "BulwarkNode", "BulwarkTransport", "BulwarkTestSupport", "BulwarkClient", "BulwarkStorage",
                 "BulwarkVerify",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -22,8 +22,10 @@ public enum ClientError: Error, CustomStringConvertible {
 }
 
 /// The client library (DESIGN.md §5): signs requests with the client's key, sends each to
-/// every replica, and accepts a result once f+1 replicas sent the same signed reply (so at
-/// least one honest replica vouches for it). Re-sends on a timeout.
+/// every replica, and accepts a result once f+1 replicas sent the same reply (so at least one
+/// honest replica vouches for it). Replies need no signature: each comes on the connection to
+/// its replica, whose frames the transport authenticates with the handshake's session keys.
+/// Re-sends on a timeout.
 public final class LedgerClient: Sendable {
     public let config: ClusterConfig
     let key: PrivateKey
@@ -45,10 +47,8 @@ public final class LedgerClient: Sendable {
     }
 
     struct Pending {
-        var replies: [ReplicaID: SignedReply] = [:]
-        /// Replicas whose current reply's signature verified.
-        var verified: Set<ReplicaID> = []
-        var continuation: CheckedContinuation<SignedReply, any Error>?
+        var replies: [ReplicaID: ClientReply] = [:]
+        var continuation: CheckedContinuation<ClientReply, any Error>?
     }
 
     /// `group` lets many clients in one process share event loops (the caller shuts it down).
@@ -105,33 +105,14 @@ public final class LedgerClient: Sendable {
         }
     }
 
-    /// Signatures are checked only once f+1 replies agree on a result, and only theirs: the
-    /// usual case verifies f+1 signatures, not n. A reply whose signature fails is dropped.
-    func received(_ reply: SignedReply, from replica: ReplicaID) {
-        guard reply.replica == replica, reply.client == key.publicKey else { return }
-        func agrees(_ other: SignedReply) -> Bool { other.result == reply.result && other.height == reply.height }
-        let unchecked = pending.withLockedValue { pending -> [SignedReply] in
-            guard var entry = pending[reply.requestID] else { return [] }
-            if entry.replies[replica] != reply {
-                // A retransmitted identical reply keeps its verdict: its signature is not checked twice.
-                entry.replies[replica] = reply
-                entry.verified.remove(replica)
-                pending[reply.requestID] = entry
-            }
-            let matching = entry.replies.values.filter(agrees)
-            guard matching.count >= config.replyQuorum else { return [] }
-            return matching.filter { !entry.verified.contains($0.replica) }
-        }
-        guard !unchecked.isEmpty else { return }
-        let valid = unchecked.map { $0.isValid(config: config) }
-        let done = pending.withLockedValue { pending -> CheckedContinuation<SignedReply, any Error>? in
+    /// A replica's latest reply replaces its earlier one; f+1 replicas agreeing on the
+    /// result and height settle the request.
+    func received(_ reply: ClientReply, from replica: ReplicaID) {
+        let done = pending.withLockedValue { pending -> CheckedContinuation<ClientReply, any Error>? in
             guard var entry = pending[reply.requestID] else { return nil }
-            for (candidate, isValid) in zip(unchecked, valid) where entry.replies[candidate.replica] == candidate {
-                if isValid { entry.verified.insert(candidate.replica) } else { entry.replies[candidate.replica] = nil }
-            }
-            let agreed = entry.replies.values.filter { agrees($0) && entry.verified.contains($0.replica) }
-            var continuation: CheckedContinuation<SignedReply, any Error>?
-            if agreed.count >= config.replyQuorum {
+            entry.replies[replica] = reply
+            var continuation: CheckedContinuation<ClientReply, any Error>?
+            if entry.replies.values.count(where: { $0.result == reply.result && $0.height == reply.height }) >= config.replyQuorum {
                 continuation = entry.continuation
                 entry.continuation = nil
             }
@@ -155,7 +136,7 @@ public final class LedgerClient: Sendable {
         let replicas = config.validators.map(\.id)
         pending.withLockedValue { $0[requestID] = Pending() }
         defer { _ = pending.withLockedValue { $0.removeValue(forKey: requestID) } }
-        let reply: SignedReply = try await withThrowingTaskGroup(of: SignedReply?.self) { tasks in
+        let reply: ClientReply = try await withThrowingTaskGroup(of: ClientReply?.self) { tasks in
             tasks.addTask { [self] in
                 try await withCheckedThrowingContinuation { continuation in
                     let early = pending.withLockedValue { pending -> Bool in
@@ -180,7 +161,7 @@ public final class LedgerClient: Sendable {
                     return result
                 }
                 let have = pending.withLockedValue { $0[requestID]?.replies.count ?? 0 }
-                let continuation = pending.withLockedValue { state -> CheckedContinuation<SignedReply, any Error>? in
+                let continuation = pending.withLockedValue { state -> CheckedContinuation<ClientReply, any Error>? in
                     let c = state[requestID]?.continuation
                     state[requestID]?.continuation = nil
                     return c

@@ -1,48 +1,25 @@
-/// A replica's signed answer to a client: the result of (client, requestID) at `height`.
-/// A client accepts a result once f+1 replicas signed the same one.
-public struct SignedReply: Hashable, Sendable {
-    public var replica: ReplicaID
-    public var client: PublicKey
+/// A replica's answer to a client: the result of the client's request `requestID`, executed
+/// at `height`. It carries no signature: it travels on the client's own connection, whose
+/// frames are authenticated with the keys of that connection's handshake, so the replica and
+/// the client are already known to each other. A client accepts a result once f+1 replicas
+/// sent the same one.
+public struct ClientReply: Hashable, Sendable {
     public var requestID: UInt64
     public var height: Height
     /// The encoded `OperationResult`.
     public var result: [UInt8]
-    public var signature: Signature
 
-    public init(replica: ReplicaID, client: PublicKey, requestID: UInt64, height: Height, result: [UInt8], signature: Signature) {
-        self.replica = replica
-        self.client = client
+    public init(requestID: UInt64, height: Height, result: [UInt8]) {
         self.requestID = requestID
         self.height = height
         self.result = result
-        self.signature = signature
-    }
-
-    public static func signedMessage(cluster: ClusterID, replica: ReplicaID, client: PublicKey, requestID: UInt64,
-                                     height: Height, result: [UInt8]) -> [UInt8] {
-        Domain.reply.message(cluster: cluster) { w in
-            w.write(replica); w.write(client); w.write(requestID); w.write(height); w.writeBytes(result)
-        }
-    }
-
-    public static func signed(by key: PrivateKey, replica: ReplicaID, cluster: ClusterID, client: PublicKey, requestID: UInt64,
-                              height: Height, result: [UInt8]) -> SignedReply {
-        SignedReply(replica: replica, client: client, requestID: requestID, height: height, result: result,
-                    signature: key.sign(signedMessage(cluster: cluster, replica: replica, client: client, requestID: requestID,
-                                                      height: height, result: result)))
-    }
-
-    public func isValid(config: ClusterConfig) -> Bool {
-        guard let validator = config.validator(replica) else { return false }
-        return validator.publicKey.isValidSignature(signature, for: Self.signedMessage(
-            cluster: config.clusterID, replica: replica, client: client, requestID: requestID, height: height, result: result))
     }
 }
 
 /// What clients and replicas say to each other on a client connection.
 public enum ClientFrame: Hashable, Sendable {
     case request(Request)
-    case reply(SignedReply)
+    case reply(ClientReply)
     /// A verified read: prove `key`'s value at the newest certified checkpoint. Not ordered
     /// through consensus, so it reads state up to a checkpoint interval old, which the proof's
     /// height tells.
@@ -54,20 +31,20 @@ public enum ClientFrame: Hashable, Sendable {
     case proofUnavailable(nonce: UInt64, reason: String)
 }
 
-extension SignedReply: CanonicalCodable {
+extension ClientReply: CanonicalCodable {
     public func encode(to w: inout CanonicalWriter) {
-        w.write(replica); w.write(client); w.write(requestID); w.write(height); w.writeBytes(result); w.write(signature)
+        w.write(requestID); w.write(height); w.writeBytes(result)
     }
 
     public init(from r: inout CanonicalReader) throws(CodecError) {
-        self.init(replica: try r.readUInt16("replica"), client: try r.readPublicKey("client"),
-                  requestID: try r.readUInt64("request id"), height: try r.readUInt64("height"),
-                  result: try r.readBytes("result", max: CodecLimits.bytesMax), signature: try r.readSignature("signature"))
+        self.init(requestID: try r.readUInt64("request id"), height: try r.readUInt64("height"),
+                  result: try r.readBytes("result", max: CodecLimits.bytesMax))
     }
 }
 
 extension ClientFrame: CanonicalCodable {
-    static let version: UInt8 = 1
+    /// 2: replies lost their signature when connections became authenticated.
+    static let version: UInt8 = 2
 
     public func encode(to w: inout CanonicalWriter) {
         w.write(Self.version)
@@ -85,7 +62,7 @@ extension ClientFrame: CanonicalCodable {
         let tag = try r.readUInt8("client frame tag")
         switch tag {
         case 1: self = .request(try r.read(Request.self))
-        case 2: self = .reply(try r.read(SignedReply.self))
+        case 2: self = .reply(try r.read(ClientReply.self))
         case 3: self = .proveRequest(key: try r.readKey(), nonce: try r.readUInt64("nonce"))
         case 4: self = .proof(nonce: try r.readUInt64("nonce"), try r.read(KeyProofBundle.self))
         case 5: self = .proofUnavailable(nonce: try r.readUInt64("nonce"), reason: try r.readString("reason", max: 1024))

@@ -22,7 +22,6 @@ public struct Domain: Hashable, Sendable {
     public static let checkpoint = Domain("bulwark/v1/checkpoint")
     public static let viewChange = Domain("bulwark/v1/view-change")
     public static let newView = Domain("bulwark/v1/new-view")
-    public static let reply = Domain("bulwark/v1/reply")
     public static let handshake = Domain("bulwark/v1/handshake")
     public static let stateTransfer = Domain("bulwark/v1/state-transfer")
 

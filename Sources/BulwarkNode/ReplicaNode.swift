@@ -298,9 +298,9 @@ public final class ReplicaNode: @unchecked Sendable {
                 case let .reply(reply):
                     // Answer only once the block is durable.
                     if blockLog.durableHeight < reply.height { try timed(metrics.blockFsyncTime) { try blockLog.sync() } }
-                    let signed = SignedReply.signed(by: key, replica: id, cluster: config.clusterID, client: reply.client,
-                                                    requestID: reply.requestID, height: reply.height, result: reply.result)
-                    transport.send(ClientFrame.reply(signed).encoded(), toClient: reply.client)
+                    // The client's connection authenticates the reply (see `HandshakeMessage`).
+                    let answer = ClientReply(requestID: reply.requestID, height: reply.height, result: reply.result)
+                    transport.send(ClientFrame.reply(answer).encoded(), toClient: reply.client)
                     metrics.repliesSent.increment()
                     if let arrived = arrivals.removeValue(forKey: RequestKey(client: reply.client, requestID: reply.requestID)) {
                         metrics.requestLatency.recordNanoseconds((NIODeadline.now() - arrived).nanoseconds)
@@ -337,6 +337,7 @@ public final class ReplicaNode: @unchecked Sendable {
         metrics.changingView.record(core.isChangingView ? 1 : 0)
     }
 
+    @discardableResult
     func timed<T>(_ timer: Metrics.Timer, _ body: () throws -> T) rethrows -> T {
         let start = NIODeadline.now()
         defer { timer.recordNanoseconds((NIODeadline.now() - start).nanoseconds) }

@@ -6,9 +6,10 @@ struct PeerAuthenticated {
     let role: PeerRole
 }
 
-/// Runs the signed challenge-response on a fresh connection (both directions), then steps
-/// aside: later frames pass through, and nothing passes before authentication. Any failure
-/// closes the connection.
+/// Runs the signed challenge-response on a fresh connection (both directions), then
+/// authenticates every later frame with the session's keys: each frame sent gets a tag, each
+/// frame received must carry the right one for its position in the stream, which is then
+/// stripped. Nothing passes before authentication; any failure closes the connection.
 final class HandshakeHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -23,6 +24,8 @@ final class HandshakeHandler: ChannelDuplexHandler {
     private var side: Side
     private var stage = 0
     private(set) var peer: PeerRole?
+    private var sender: FrameAuthenticator?
+    private var receiver: FrameAuthenticator?
     let onFailure: @Sendable (String) -> Void
 
     init(_ side: Side, onFailure: @escaping @Sendable (String) -> Void) {
@@ -40,9 +43,19 @@ final class HandshakeHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
+        var frame = unwrapInboundIn(data)
         if peer != nil {
-            context.fireChannelRead(data)
+            let length = frame.readableBytes - FrameAuthenticator.tagBytes
+            let authentic = length >= 0 && frame.withUnsafeReadableBytes { bytes in
+                receiver!.verify(UnsafeRawBufferPointer(rebasing: bytes[..<length]),
+                                 tag: UnsafeRawBufferPointer(rebasing: bytes[length...]))
+            }
+            guard authentic else {
+                onFailure("a frame from \(peer!) failed authentication")
+                context.close(promise: nil)
+                return
+            }
+            context.fireChannelRead(wrapInboundOut(frame.readSlice(length: length)!))
             return
         }
         do {
@@ -58,9 +71,9 @@ final class HandshakeHandler: ChannelDuplexHandler {
                     authenticated(try acceptor.receive(response: message), context: context)
                 }
             case let .connector(connector):
-                let response = try connector.receive(challenge: message)
+                let (response, outcome) = try connector.receive(challenge: message)
                 send(response, context: context)
-                authenticated(.replica(connector.expected), context: context)
+                authenticated(outcome, context: context)
             }
         } catch {
             onFailure("handshake failed: \(error)")
@@ -68,9 +81,11 @@ final class HandshakeHandler: ChannelDuplexHandler {
         }
     }
 
-    private func authenticated(_ role: PeerRole, context: ChannelHandlerContext) {
-        peer = role
-        context.fireUserInboundEventTriggered(PeerAuthenticated(role: role))
+    private func authenticated(_ outcome: HandshakeOutcome, context: ChannelHandlerContext) {
+        peer = outcome.peer
+        sender = FrameAuthenticator(key: outcome.keys.send)
+        receiver = FrameAuthenticator(key: outcome.keys.receive)
+        context.fireUserInboundEventTriggered(PeerAuthenticated(role: outcome.peer))
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -78,7 +93,13 @@ final class HandshakeHandler: ChannelDuplexHandler {
             promise?.fail(ChannelError.ioOnClosedChannel)
             return
         }
-        context.write(data, promise: promise)
+        var frame = unwrapOutboundIn(data)
+        var tag = (UInt64(0), UInt64(0))
+        withUnsafeMutableBytes(of: &tag) { out in
+            frame.withUnsafeReadableBytes { sender!.tag($0, into: out) }
+        }
+        withUnsafeBytes(of: tag) { _ = frame.writeBytes($0) }
+        context.write(wrapOutboundOut(frame), promise: promise)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

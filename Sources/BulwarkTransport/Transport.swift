@@ -67,7 +67,9 @@ public final class Transport: Sendable {
         let maximum = settings.frameBytesMax
         return channel.eventLoop.makeCompletedFuture {
             try channel.pipeline.syncOperations.addHandlers([
-                ByteToMessageHandler(FrameDecoder(maximum: maximum), maximumBufferSize: maximum + 8),
+                // Frames carry an authentication tag beyond the payload limit.
+                ByteToMessageHandler(FrameDecoder(maximum: maximum + FrameAuthenticator.tagBytes),
+                                     maximumBufferSize: maximum + FrameAuthenticator.tagBytes + 8),
                 MessageToByteHandler(FrameEncoder()),
                 HandshakeHandler(side, onFailure: { [weak self] reason in
                     self?.state.withLockedValue { $0.refused += 1 }
@@ -100,7 +102,8 @@ public final class Transport: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [self] channel in
                 pipeline(channel, side: .acceptor(HandshakeAcceptor(config: config, id: id, key: key,
-                                                                    nonce: Digest(SecureRandom.bytes(32))!)))
+                                                                    nonce: Digest(SecureRandom.bytes(32))!,
+                                                                    exchange: .random())))
             }
         let channel = try await bootstrap.bind(host: host, port: port).get()
         state.withLockedValue { $0.listeners.append(channel) }
@@ -138,7 +141,7 @@ public final class Transport: Sendable {
         let validator = config.validator(replica)!
         let address = ownID == nil ? validator.clientAddress : validator.replicaAddress
         let connector = HandshakeConnector(config: config, role: role, key: key, nonce: Digest(SecureRandom.bytes(32))!,
-                                           expected: replica)
+                                           exchange: .random(), expected: replica)
         let future = ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(2))

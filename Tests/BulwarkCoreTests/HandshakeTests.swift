@@ -4,14 +4,24 @@ import Testing
 @Suite struct HandshakeTests {
     let config = TestKeys.config(n: 4)
     func nonce(_ n: UInt8) -> Digest { Digest(Array(repeating: n, count: 32))! }
+    func exchange(_ n: UInt8) -> ExchangeKeyPair { ExchangeKeyPair(seed: Array(repeating: n, count: 32))! }
 
-    func run(role: PeerRole, connectorKey: PrivateKey, acceptor: ReplicaID = 2, expected: ReplicaID = 2,
+    func acceptor(_ id: ReplicaID = 2, key: PrivateKey? = nil, nonce n: UInt8 = 1) -> HandshakeAcceptor {
+        HandshakeAcceptor(config: config, id: id, key: key ?? TestKeys.key(Int(id)), nonce: nonce(n), exchange: exchange(n))
+    }
+
+    func connector(role: PeerRole, key: PrivateKey, expected: ReplicaID = 2, config: ClusterConfig? = nil) -> HandshakeConnector {
+        HandshakeConnector(config: config ?? self.config, role: role, key: key, nonce: nonce(2), exchange: exchange(2),
+                           expected: expected)
+    }
+
+    func run(role: PeerRole, connectorKey: PrivateKey, acceptor id: ReplicaID = 2, expected: ReplicaID = 2,
              acceptorKey: PrivateKey? = nil) throws(HandshakeError) -> PeerRole {
-        var server = HandshakeAcceptor(config: config, id: acceptor, key: acceptorKey ?? TestKeys.key(Int(acceptor)), nonce: nonce(1))
-        let client = HandshakeConnector(config: config, role: role, key: connectorKey, nonce: nonce(2), expected: expected)
+        var server = acceptor(id, key: acceptorKey)
+        let client = connector(role: role, key: connectorKey, expected: expected)
         let challenge = try server.receive(hello: client.hello)
-        let response = try client.receive(challenge: challenge)
-        return try server.receive(response: response)
+        let (response, _) = try client.receive(challenge: challenge)
+        return try server.receive(response: response).peer
     }
 
     @Test func replicasAndClientsAuthenticate() throws {
@@ -40,17 +50,17 @@ import Testing
 
     @Test func anotherClusterIsRefused() {
         let other = TestKeys.config(n: 4, cluster: ClusterID(raw: Bytes32(Array(repeating: 8, count: 32))!))
-        var server = HandshakeAcceptor(config: config, id: 2, key: TestKeys.key(2), nonce: nonce(1))
-        let client = HandshakeConnector(config: other, role: .replica(1), key: TestKeys.key(1), nonce: nonce(2), expected: 2)
+        var server = acceptor()
+        let client = connector(role: .replica(1), key: TestKeys.key(1), config: other)
         #expect(throws: HandshakeError.wrongCluster) { _ = try server.receive(hello: client.hello) }
     }
 
     /// A response recorded in one session is worthless in another (the nonces differ).
     @Test func responsesDoNotReplayAcrossSessions() throws {
-        var first = HandshakeAcceptor(config: config, id: 2, key: TestKeys.key(2), nonce: nonce(1))
-        let client = HandshakeConnector(config: config, role: .replica(1), key: TestKeys.key(1), nonce: nonce(2), expected: 2)
-        let response = try client.receive(challenge: try first.receive(hello: client.hello))
-        var second = HandshakeAcceptor(config: config, id: 2, key: TestKeys.key(2), nonce: nonce(5))
+        var first = acceptor()
+        let client = connector(role: .replica(1), key: TestKeys.key(1))
+        let (response, _) = try client.receive(challenge: try first.receive(hello: client.hello))
+        var second = acceptor(nonce: 5)
         _ = try second.receive(hello: client.hello)
         #expect(throws: HandshakeError.badSignature) { _ = try second.receive(response: response) }
         #expect(throws: HandshakeError.unexpectedMessage) { _ = try second.receive(hello: client.hello) }
@@ -58,10 +68,73 @@ import Testing
 
     @Test func messagesRoundTrip() throws {
         let messages: [HandshakeMessage] = [
-            .hello(cluster: config.clusterID, role: .client(TestKeys.key(1).publicKey), nonce: nonce(3)),
-            .challenge(replica: 3, nonce: nonce(4), signature: Signature(Array(repeating: 5, count: 64))!),
+            .hello(cluster: config.clusterID, role: .client(TestKeys.key(1).publicKey), nonce: nonce(3), exchange: exchange(3).publicKey),
+            .challenge(replica: 3, nonce: nonce(4), exchange: exchange(4).publicKey, signature: Signature(Array(repeating: 5, count: 64))!),
             .response(signature: Signature(Array(repeating: 6, count: 64))!),
         ]
         for m in messages { #expect(try HandshakeMessage(decoding: m.encoded()) == m) }
+    }
+
+    /// Both ends leave with the same two keys, crossed: what one sends with, the other
+    /// receives with; the two directions differ.
+    @Test func bothEndsAgreeOnSessionKeys() throws {
+        var server = acceptor()
+        let client = connector(role: .client(TestKeys.key(70).publicKey), key: TestKeys.key(70))
+        let (response, connected) = try client.receive(challenge: try server.receive(hello: client.hello))
+        let accepted = try server.receive(response: response)
+        #expect(connected.keys.send == accepted.keys.receive && connected.keys.receive == accepted.keys.send)
+        #expect(connected.keys.send != connected.keys.receive)
+        #expect(connected.peer == .replica(2) && accepted.peer == .client(TestKeys.key(70).publicKey))
+    }
+
+    /// A man in the middle that swaps in its own exchange key (to learn the session keys)
+    /// breaks the signature over it, on either side.
+    @Test func aSubstitutedExchangeKeyIsRefused() throws {
+        var server = acceptor()
+        let client = connector(role: .replica(1), key: TestKeys.key(1))
+        guard case let .hello(cluster, role, nonce, _) = client.hello else { Issue.record("not a hello"); return }
+        let forgedHello = HandshakeMessage.hello(cluster: cluster, role: role, nonce: nonce, exchange: exchange(9).publicKey)
+        let challenge = try server.receive(hello: forgedHello)
+        // The challenge, relayed as is, covers the forged key, which the connector did not send.
+        #expect(throws: HandshakeError.badSignature) { _ = try client.receive(challenge: challenge) }
+
+        var honest = acceptor()
+        guard case let .challenge(replica, acceptorNonce, _, signature) = try honest.receive(hello: client.hello) else {
+            Issue.record("not a challenge"); return
+        }
+        let forgedChallenge = HandshakeMessage.challenge(replica: replica, nonce: acceptorNonce, exchange: exchange(9).publicKey,
+                                                         signature: signature)
+        #expect(throws: HandshakeError.badSignature) { _ = try client.receive(challenge: forgedChallenge) }
+    }
+
+    /// Frames are authenticated in order: a frame altered, replayed, reordered or sent back to
+    /// its sender fails.
+    @Test func framesAreAuthenticatedInOrder() throws {
+        let keys = (send: Bytes32(Array(repeating: 1, count: 32))!, receive: Bytes32(Array(repeating: 2, count: 32))!)
+        func tags(_ frames: [[UInt8]], key: Bytes32) -> [[UInt8]] {
+            var sender = FrameAuthenticator(key: key)
+            return frames.map { frame in
+                var tag = [UInt8](repeating: 0, count: FrameAuthenticator.tagBytes)
+                frame.withUnsafeBytes { f in tag.withUnsafeMutableBytes { sender.tag(f, into: $0) } }
+                return tag
+            }
+        }
+        func accepts(_ frames: [[UInt8]], _ tags: [[UInt8]], key: Bytes32) -> [Bool] {
+            var receiver = FrameAuthenticator(key: key)
+            return zip(frames, tags).map { frame, tag in
+                frame.withUnsafeBytes { f in tag.withUnsafeBytes { receiver.verify(f, tag: $0) } }
+            }
+        }
+        let frames: [[UInt8]] = [[1, 2, 3], [], [1, 2, 3], Array(repeating: 7, count: 5000)]
+        let sent = tags(frames, key: keys.send)
+        #expect(accepts(frames, sent, key: keys.send) == [true, true, true, true])
+        #expect(sent[0] != sent[2], "the same bytes at another position get another tag")
+        var altered = frames
+        altered[3][4999] ^= 1
+        #expect(accepts(altered, sent, key: keys.send) == [true, true, true, false])
+        #expect(accepts([frames[0], frames[0]], [sent[0], sent[0]], key: keys.send) == [true, false], "a replay fails")
+        #expect(accepts([frames[2], frames[0]], [sent[2], sent[0]], key: keys.send) == [false, false], "a reordering fails")
+        #expect(accepts(frames, sent, key: keys.receive) == [false, false, false, false], "a reflection fails")
+        #expect(accepts([[1, 2, 3]], [Array(sent[0].prefix(8))], key: keys.send) == [false], "a short tag fails")
     }
 }

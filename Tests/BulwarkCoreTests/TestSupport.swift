@@ -164,9 +164,7 @@ struct Arbitrary {
         switch Int.random(in: 0..<5, using: &rng) {
         case 0: return .request(request())
         case 1:
-            return .reply(SignedReply(replica: UInt16.random(in: 0...9, using: &rng), client: clients[0].publicKey,
-                                      requestID: rng.next(), height: rng.next(), result: operationResult().encoded(),
-                                      signature: Signature(rng.bytes(64))!))
+            return .reply(ClientReply(requestID: rng.next(), height: rng.next(), result: operationResult().encoded()))
         case 2: return .proveRequest(key: key(), nonce: rng.next())
         case 3: return .proof(nonce: rng.next(), KeyProofBundle(proof: keyProof(), certificate: executionCertificate()))
         default: return .proofUnavailable(nonce: rng.next(), reason: "no certified checkpoint yet")

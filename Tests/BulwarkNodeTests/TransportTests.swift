@@ -3,6 +3,7 @@ import BulwarkCore
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOEmbedded
 import NIOPosix
 import Testing
 
@@ -109,5 +110,49 @@ import Testing
         #expect(closed)
         #expect(t0.counters.refused >= 1)
         await t0.shutdown()
+    }
+
+    /// After the handshake every frame carries a tag of the session's keys: a frame changed
+    /// on the wire (or injected into the stream) closes the connection and is never delivered.
+    @Test func aFrameAlteredOnTheWireClosesTheConnection() throws {
+        let (config, keys) = config(ports: [7000, 7010, 7020, 7030])
+        let failures = NIOLockedValueBox<[String]>([])
+        let acceptor = EmbeddedChannel(handler: HandshakeHandler(
+            .acceptor(HandshakeAcceptor(config: config, id: 0, key: keys[0], nonce: Digest(SecureRandom.bytes(32))!,
+                                        exchange: .random())),
+            onFailure: { reason in failures.withLockedValue { $0.append(reason) } }))
+        let connector = EmbeddedChannel(handler: HandshakeHandler(
+            .connector(HandshakeConnector(config: config, role: .replica(1), key: keys[1], nonce: Digest(SecureRandom.bytes(32))!,
+                                          exchange: .random(), expected: 0)),
+            onFailure: { reason in failures.withLockedValue { $0.append(reason) } }))
+        let address = try SocketAddress(ipAddress: "127.0.0.1", port: 1)
+        try acceptor.connect(to: address).wait()
+        try connector.connect(to: address).wait()
+        /// Moves every frame `from` wrote into `to`, as the network would.
+        func relay(_ from: EmbeddedChannel, _ to: EmbeddedChannel, alter: Bool = false) throws {
+            while var frame = try from.readOutbound(as: ByteBuffer.self) {
+                if alter, let first = frame.getInteger(at: frame.readerIndex, as: UInt8.self) {
+                    frame.setInteger(first ^ 1, at: frame.readerIndex)
+                }
+                try to.writeInbound(frame)
+            }
+        }
+        try relay(connector, acceptor)  // hello
+        try relay(acceptor, connector)  // challenge
+        try relay(connector, acceptor)  // response
+        try connector.writeOutbound(ByteBuffer(bytes: [1, 2, 3]))
+        try relay(connector, acceptor)
+        let delivered = try acceptor.readInbound(as: ByteBuffer.self)
+        #expect(delivered.map { Array($0.readableBytesView) } == [1, 2, 3], "the tag is stripped before delivery")
+        try acceptor.writeOutbound(ByteBuffer(bytes: [4, 5]))
+        try relay(acceptor, connector)
+        #expect(try connector.readInbound(as: ByteBuffer.self).map { Array($0.readableBytesView) } == [4, 5])
+
+        try connector.writeOutbound(ByteBuffer(bytes: [6, 7, 8]))
+        try relay(connector, acceptor, alter: true)
+        #expect(try acceptor.readInbound(as: ByteBuffer.self) == nil)
+        #expect(!acceptor.isActive)
+        #expect(failures.withLockedValue { $0.contains { $0.contains("failed authentication") } })
+        _ = try? connector.finish()
     }
 }
