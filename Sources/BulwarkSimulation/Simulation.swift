@@ -130,7 +130,11 @@ public final class Simulation {
         case let .clientRetry(client, requestID): clients[client].retry(requestID: requestID, simulation: self)
         case let .crash(node, torn, downMs): crash(nodes[node], torn: torn, downMs: downMs)
         case let .crashPrimary(downMs):
-            let view = nodes.compactMap { $0.core?.view }.max() ?? 0
+            // The primary of the view most running replicas are settled in: a replica alone in a
+            // view change (partitioned, or Byzantine) does not make its view's primary the one.
+            let settled = nodes.compactMap { node in node.core.flatMap { $0.isChangingView ? nil : $0.view } }
+            let view = Dictionary(grouping: settled, by: { $0 }).map { (view: $0.key, count: $0.value.count) }
+                .max { ($0.count, $0.view) < ($1.count, $1.view) }?.view ?? 0
             let primary = nodes[Int(config.primary(of: view))]
             guard primary.core != nil else { return }
             // With a twin of the primary still running, the primary has not gone away.
