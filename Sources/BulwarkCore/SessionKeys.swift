@@ -96,9 +96,12 @@ public struct FrameAuthenticator: Sendable {
     private func compute(_ frame: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) {
         Sodium.ensureReady()
         // The state is 64-byte aligned in C, so Swift sees it only as an opaque pointer.
-        let memory = UnsafeMutableRawPointer.allocate(byteCount: crypto_generichash_statebytes(), alignment: 64)
-        defer { memory.deallocate() }
-        let state = OpaquePointer(memory)
+        withUnsafeTemporaryAllocation(byteCount: crypto_generichash_statebytes(), alignment: 64) { memory in
+            compute(frame, into: out, state: OpaquePointer(memory.baseAddress!))
+        }
+    }
+
+    private func compute(_ frame: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer, state: OpaquePointer) {
         key.withUnsafeBytes { k in
             _ = crypto_generichash_init(state, k.baseAddress!.assumingMemoryBound(to: UInt8.self), k.count, Self.tagBytes)
         }
