@@ -43,16 +43,20 @@ extension Replica {
             startViewChange(to: higher[config.f])
             return
         }
-        if isChangingView && vc.newView == view {
+        if isChangingView {
             armNewViewTimerIfQuorum()
-            sendNewViewIfReady()
+            if vc.newView == view { sendNewViewIfReady() }
         }
     }
 
     /// TOCS §4.5.2: the new-view timer starts only once a quorum asked for the view, so a
     /// replica alone in its view change does not race ahead (PITFALLS: sawtooth-pbft #133).
+    /// A replica asking for a later view counts too: it has given up on every view before
+    /// its own. Counting only exact matches deadlocks when a replica that already moved on
+    /// retransmits only its latest view-change, so the others never see a quorum for theirs.
     mutating func armNewViewTimerIfQuorum() {
-        guard isChangingView, !newViewTimerArmed, viewChangeCount(for: view) >= quorum else { return }
+        guard isChangingView, !newViewTimerArmed,
+              viewChanges.values.filter({ $0.newView >= view }).count >= quorum else { return }
         newViewTimerArmed = true
         emit(.setTimer(.newView(view), afterMs: viewChangeTimeoutMs))
     }

@@ -160,6 +160,24 @@ extension Harness {
         #expect(h.replicas[1].view == 1 && h.replicas[1].isChangingView)
     }
 
+    /// A replica that moved on to view 2 retransmits only its view-change for 2, so a replica
+    /// that missed its view-change for 1 never sees three for view 1. The one for 2 counts
+    /// toward the quorum that starts the new-view timer, so the view change still moves on.
+    @Test func aViewChangeForALaterViewCountsTowardTheNewViewTimer() {
+        var h = Harness()
+        _ = h.prepareWithoutCommitting(1)
+        h.fireRequestTimer(3)
+        #expect(h.replicas[3].isChangingView && h.replicas[3].view == 1)
+        let fromZero = ViewChange.signed(newView: 1, checkpoint: nil, prepared: [], by: h.keys[0], replica: 0, cluster: h.cluster)
+        let fromTwo = ViewChange.signed(newView: 2, checkpoint: nil, prepared: [], by: h.keys[2], replica: 2, cluster: h.cluster)
+        #expect(!h.step(3, .message(.viewChange(fromZero))).contains { if case .setTimer(.newView, _) = $0 { true } else { false } })
+        let out = h.step(3, .message(.viewChange(fromTwo)))
+        #expect(out.contains { if case .setTimer(.newView(1), _) = $0 { true } else { false } })
+        #expect(h.replicas[3].view == 1, "one replica asking for view 2 is not f+1")
+        let expired = h.step(3, .timerFired(.newView(1)))
+        #expect(expired.viewChanges.map(\.newView) == [2])
+    }
+
     /// Memory stays bounded under a flood of far-future view-changes and heights.
     @Test func floodsOfFutureViewsAndHeightsAreBounded() {
         var h = Harness()
