@@ -51,11 +51,7 @@ extension Replica {
             requestTimerArmed = false
             batchTimerArmed = false
             stateTransferTarget = nil
-        } else if let vc = ownViewChange, vc.newView == highestView,
-                  !(prePrepares.map(\.view) + prepares.map(\.view) + commits.map(\.view)).contains(highestView) {
-            // Still asking for the view. Having voted in it would prove this replica had entered
-            // it (it accepted the NEW-VIEW, which the WAL does not keep): then it resumes that
-            // view's normal case, and its request timer moves it on if the view is stuck.
+        } else if let vc = ownViewChange, vc.newView == highestView {
             isChangingView = true
             self.ownViewChange = vc
             viewChanges[id] = vc

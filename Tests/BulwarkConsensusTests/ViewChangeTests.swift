@@ -235,32 +235,4 @@ extension Harness {
         #expect(restarted.isChangingView && restarted.view == 1)
         #expect(out.viewChanges == [vc])
     }
-
-    /// A backup that entered view 1 and voted in it, then restarted, comes back in view 1's
-    /// normal case (not asking for view 1 again, where only the new primary could answer), and
-    /// a stuck view 1 makes it ask for view 2.
-    @Test func aReplicaRestartedAfterEnteringAViewResumesItsNormalCase() {
-        var h = Harness()
-        _ = h.prepareWithoutCommitting(1)
-        for i in 1...3 { h.fireRequestTimer(i) }
-        h.run()
-        #expect(h.replicas[2].view == 1 && !h.replicas[2].isChangingView)
-        for i in h.replicas.indices { h.step(i, .clientRequest(h.request(2))) }
-        h.run()
-        let wal = h.actions[2].persisted
-        #expect(wal.contains { if case let .sent(.prepare(p)) = $0 { return p.view == 1 } else { return false } })
-        var restarted = Replica(config: h.config, id: 2, key: h.keys[2], verifier: h.verifier,
-                                recovery: Recovery(tip: .genesis, checkpoint: nil, wal: wal, clients: []))
-        let out = restarted.start(nowMs: h.nowMs)
-        #expect(restarted.view == 1 && !restarted.isChangingView)
-        #expect(out.viewChanges.isEmpty)
-        // Its request timer for a pending request still runs: a stuck view 1 leads to view 2.
-        let generation = restarted.step(.clientRequest(h.request(3)), nowMs: h.nowMs).compactMap { action -> UInt64? in
-            if case let .setTimer(.request(generation), _) = action { return generation }
-            return nil
-        }.last
-        #expect(generation != nil)
-        let expired = restarted.step(.timerFired(.request(generation: generation!)), nowMs: h.nowMs + 10_000)
-        #expect(expired.viewChanges.map(\.newView) == [2])
-    }
 }
