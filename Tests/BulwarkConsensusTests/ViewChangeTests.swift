@@ -235,4 +235,32 @@ extension Harness {
         #expect(restarted.isChangingView && restarted.view == 1)
         #expect(out.viewChanges == [vc])
     }
+
+    /// A backup that entered view 1 and voted in it, then restarted, does not keep the NEW-VIEW,
+    /// so it asks for view 1 again rather than vote on proposals it cannot check against it;
+    /// the primary of view 1 sends the NEW-VIEW again and the backup resumes view 1.
+    @Test func aReplicaRestartedInAViewItEnteredGetsTheNewViewAgain() {
+        var h = Harness()
+        _ = h.prepareWithoutCommitting(1)
+        for i in 1...3 { h.fireRequestTimer(i) }
+        h.run()
+        for i in h.replicas.indices { h.step(i, .clientRequest(h.request(2))) }
+        h.run()
+        let wal = h.actions[2].persisted
+        #expect(wal.contains { if case let .sent(.prepare(p)) = $0 { return p.view == 1 } else { return false } })
+        var restarted = Replica(config: h.config, id: 2, key: h.keys[2], verifier: h.verifier,
+                                recovery: Recovery(tip: .genesis, checkpoint: nil, wal: wal, clients: []))
+        let out = restarted.start(nowMs: h.nowMs)
+        #expect(restarted.view == 1 && restarted.isChangingView)
+        let asked = out.viewChanges.last!
+        #expect(asked.newView == 1)
+        let answer = h.step(1, .message(.viewChange(asked)))
+        let resent = answer.compactMap { action -> NewView? in
+            if case let .send(.newView(nv), to: 2) = action { return nv }
+            return nil
+        }
+        #expect(resent.count == 1)
+        _ = restarted.step(.message(.newView(resent[0])), nowMs: h.nowMs)
+        #expect(restarted.view == 1 && !restarted.isChangingView)
+    }
 }
