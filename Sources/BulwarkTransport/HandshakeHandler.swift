@@ -23,9 +23,13 @@ final class HandshakeHandler: ChannelDuplexHandler {
 
     private var side: Side
     private var stage = 0
-    private(set) var peer: PeerRole?
-    private var sender: FrameAuthenticator?
-    private var receiver: FrameAuthenticator?
+    /// Set once the handshake succeeded: who the peer is, and each direction's authenticator.
+    private struct Session {
+        let peer: PeerRole
+        var sender: FrameAuthenticator
+        var receiver: FrameAuthenticator
+    }
+    private var session: Session?
     let onFailure: @Sendable (String) -> Void
 
     init(_ side: Side, onFailure: @escaping @Sendable (String) -> Void) {
@@ -44,14 +48,14 @@ final class HandshakeHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var frame = unwrapInboundIn(data)
-        if peer != nil {
+        if session != nil {
             let length = frame.readableBytes - FrameAuthenticator.tagBytes
             let authentic = length >= 0 && frame.withUnsafeReadableBytes { bytes in
-                receiver!.verify(UnsafeRawBufferPointer(rebasing: bytes[..<length]),
-                                 tag: UnsafeRawBufferPointer(rebasing: bytes[length...]))
+                session!.receiver.verify(UnsafeRawBufferPointer(rebasing: bytes[..<length]),
+                                         tag: UnsafeRawBufferPointer(rebasing: bytes[length...]))
             }
             guard authentic else {
-                onFailure("a frame from \(peer!) failed authentication")
+                onFailure("a frame from \(session!.peer) failed authentication")
                 context.close(promise: nil)
                 return
             }
@@ -82,21 +86,20 @@ final class HandshakeHandler: ChannelDuplexHandler {
     }
 
     private func authenticated(_ outcome: HandshakeOutcome, context: ChannelHandlerContext) {
-        peer = outcome.peer
-        sender = FrameAuthenticator(key: outcome.keys.send)
-        receiver = FrameAuthenticator(key: outcome.keys.receive)
+        session = Session(peer: outcome.peer, sender: FrameAuthenticator(key: outcome.keys.send),
+                          receiver: FrameAuthenticator(key: outcome.keys.receive))
         context.fireUserInboundEventTriggered(PeerAuthenticated(role: outcome.peer))
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        guard peer != nil else {
+        guard session != nil else {
             promise?.fail(ChannelError.ioOnClosedChannel)
             return
         }
         var frame = unwrapOutboundIn(data)
         var tag = (UInt64(0), UInt64(0))
         withUnsafeMutableBytes(of: &tag) { out in
-            frame.withUnsafeReadableBytes { sender!.tag($0, into: out) }
+            frame.withUnsafeReadableBytes { session!.sender.tag($0, into: out) }
         }
         withUnsafeBytes(of: tag) { _ = frame.writeBytes($0) }
         context.write(wrapOutboundOut(frame), promise: promise)
