@@ -168,12 +168,17 @@ public enum WALRecord: Hashable, Sendable {
     /// A prepared certificate this replica formed, recorded before it sends COMMIT so that a
     /// restart cannot forget the lock (PITFALLS: amnesia).
     case prepared(PreparedCertificate)
+    /// Another primary's NEW-VIEW that this replica checked and entered the view by, recorded
+    /// before the prepares it sends for the view's proposals, so that a restart comes back in
+    /// the view knowing what the view must re-propose.
+    case acceptedNewView(NewView)
 
     /// The height the record is about, for garbage collection below a stable checkpoint; nil
     /// for records that are kept until a later view supersedes them.
     public var height: Height? {
         switch self {
         case let .prepared(cert): return cert.height
+        case .acceptedNewView: return nil
         case let .sent(message):
             switch message {
             case let .prePrepare(m): return m.height
@@ -191,6 +196,7 @@ extension WALRecord: CanonicalCodable {
         switch self {
         case let .sent(m): w.write(UInt8(1)); w.write(m)
         case let .prepared(c): w.write(UInt8(2)); w.write(c)
+        case let .acceptedNewView(nv): w.write(UInt8(3)); w.write(nv)
         }
     }
 
@@ -199,6 +205,7 @@ extension WALRecord: CanonicalCodable {
         switch tag {
         case 1: self = .sent(try r.read(Message.self))
         case 2: self = .prepared(try r.read(PreparedCertificate.self))
+        case 3: self = .acceptedNewView(try r.read(NewView.self))
         default: throw .unknownTag(type: "wal record", tag: tag)
         }
     }

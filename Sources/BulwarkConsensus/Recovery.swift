@@ -1,13 +1,14 @@
 import BulwarkCore
 
 /// Restart from the write-ahead log: a replica comes back in the highest view it had reached,
-/// with every message it had signed in that view, so it re-sends exactly those and never signs
-/// a conflicting one (PITFALLS: crash between signing and WAL write; amnesia).
+/// with every message it had signed in that view and the NEW-VIEW it entered the view by, so it
+/// re-sends exactly those and never signs a conflicting one (PITFALLS: crash between signing
+/// and WAL write; amnesia).
 extension Replica {
     mutating func restore(_ recovery: Recovery) {
         for reply in recovery.clients { clients[reply.client] = reply }
         var ownViewChange: ViewChange?
-        var ownNewView: NewView?
+        var newView: NewView?
         var prePrepares: [PrePrepare] = []
         var prepares: [Prepare] = []
         var commits: [Commit] = []
@@ -19,6 +20,9 @@ extension Replica {
                    (preparedCertificates[cert.height]?.view ?? 0) <= cert.view || preparedCertificates[cert.height] == nil {
                     preparedCertificates[cert.height] = cert
                 }
+            case let .acceptedNewView(nv):
+                highestView = max(highestView, nv.view)
+                if nv.view >= (newView?.view ?? 0) { newView = nv }
             case let .sent(message):
                 switch message {
                 case let .viewChange(vc):
@@ -26,7 +30,7 @@ extension Replica {
                     if vc.newView >= (ownViewChange?.newView ?? 0) { ownViewChange = vc }
                 case let .newView(nv):
                     highestView = max(highestView, nv.view)
-                    if nv.view >= (ownNewView?.view ?? 0) { ownNewView = nv }
+                    if nv.view >= (newView?.view ?? 0) { newView = nv }
                 case let .prePrepare(pp):
                     highestView = max(highestView, pp.view)
                     prePrepares.append(pp)
@@ -42,15 +46,16 @@ extension Replica {
             }
         }
         view = highestView
-        if let nv = ownNewView, nv.view == highestView {
-            // We were this view's primary and had sent its NEW-VIEW: reinstall it as sent.
+        if let nv = newView, nv.view == highestView {
+            // We entered this view by its NEW-VIEW, as its primary or by accepting it: reinstall
+            // it, so the view's proposals are known again and nothing conflicting is accepted.
             installNewView(nv, plan: NewViewPlan(view: nv.view, viewChanges: nv.viewChanges, config: config))
             // Nothing is sent during construction: drop what reinstalling emitted and forget
-            // the timers it armed, so `start` and later events arm them afresh.
+            // the timers it armed, so `start` and later events arm them afresh. A state
+            // transfer it asked for stays pending, and `start` asks for it again.
             output = []
             requestTimerArmed = false
             batchTimerArmed = false
-            stateTransferTarget = nil
         } else if let vc = ownViewChange, vc.newView == highestView {
             isChangingView = true
             self.ownViewChange = vc

@@ -124,6 +124,10 @@ public struct Replica: Sendable {
             armNewViewTimerIfQuorum()
         }
         armRequestTimer()
+        // A state transfer the restored NEW-VIEW's checkpoint called for was never sent.
+        if let target = stateTransferTarget {
+            emit(.requestStateTransfer(height: target, checkpoint: stable?.height == target ? stable : nil))
+        }
         // Re-announce own checkpoints above the stable one: they are deterministic, so this
         // cannot equivocate, and it helps a quorum form after a cluster-wide restart.
         for height in ownCheckpoints.keys.sorted() { emit(.broadcast(.checkpoint(ownCheckpoints[height]!))) }

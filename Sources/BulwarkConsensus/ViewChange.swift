@@ -97,6 +97,7 @@ extension Replica {
             guard pp.view == nv.view, pp.replica == nv.replica, pp.block == block,
                   isSigned(by: pp.replica, pp.signature, pp.signedBytes(cluster)) else { return reject(.invalidNewView) }
         }
+        emit(.persist(.acceptedNewView(nv)))
         installNewView(nv, plan: plan)
     }
 

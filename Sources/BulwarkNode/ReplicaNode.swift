@@ -395,7 +395,12 @@ public final class ReplicaNode: @unchecked Sendable {
         // Records at or below the stable checkpoint are never needed again; of view-change
         // and new-view records only the newest of each matters.
         let lastViewChange = walRecords.lastIndex { if case .sent(.viewChange) = $0 { return true } else { return false } }
-        let lastNewView = walRecords.lastIndex { if case .sent(.newView) = $0 { return true } else { return false } }
+        let lastNewView = walRecords.lastIndex { record in
+            switch record {
+            case .sent(.newView), .acceptedNewView: return true
+            default: return false
+            }
+        }
         let kept = walRecords.enumerated().filter { index, record in
             if let height = record.height { return height > proof.height }
             return index == lastViewChange || index == lastNewView

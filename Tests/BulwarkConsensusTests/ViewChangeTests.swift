@@ -236,31 +236,91 @@ extension Harness {
         #expect(out.viewChanges == [vc])
     }
 
-    /// A backup that entered view 1 and voted in it, then restarted, does not keep the NEW-VIEW,
-    /// so it asks for view 1 again rather than vote on proposals it cannot check against it;
-    /// the primary of view 1 sends the NEW-VIEW again and the backup resumes view 1.
-    @Test func aReplicaRestartedInAViewItEnteredGetsTheNewViewAgain() {
+    /// A backup that entered view 1 only by the new primary's NEW-VIEW (it never asked for
+    /// view 1) and voted in it comes back from its log in view 1 with that NEW-VIEW: it knows
+    /// the view's re-proposal without the primary's help, refuses a conflicting proposal for
+    /// that height, and commits the re-proposal from the others' votes.
+    @Test func aReplicaRestartedInAViewItEnteredByANewViewResumesIt() {
+        var h = Harness()
+        let prepared = h.prepareWithoutCommitting(1)
+        for i in 1...2 { h.fireRequestTimer(i) }
+        // Replica 3 hears no view-change and no commit: the NEW-VIEW alone moves it to view 1.
+        h.run(deliver: { to, message in
+            switch message {
+            case .viewChange, .commit: return to != 3
+            default: return true
+            }
+        })
+        #expect(h.actions[3].viewChanges.isEmpty)
+        #expect(h.replicas[3].view == 1 && !h.replicas[3].isChangingView && h.executed[3].isEmpty)
+        #expect(h.executed[0].map(\.hash) == [prepared.blockHash], "the others committed the re-proposal in view 1")
+        let wal = h.actions[3].persisted
+        #expect(wal.contains { if case .acceptedNewView = $0 { return true } else { return false } })
+        var restarted = Replica(config: h.config, id: 3, key: h.keys[3], verifier: h.verifier,
+                                recovery: Recovery(tip: .genesis, checkpoint: nil, wal: wal, clients: []))
+        _ = restarted.start(nowMs: h.nowMs)
+        #expect(restarted.view == 1 && !restarted.isChangingView)
+        let other = h.signedPrePrepare(view: 1, height: 1, requests: [h.request(2)], by: 1)
+        #expect(restarted.step(.message(.prePrepare(other)), nowMs: h.nowMs).prepares.isEmpty)
+        // The others' prepares and commits of view 1, and no pre-prepare: the restored
+        // NEW-VIEW carries it.
+        let reproposal = h.actions[1].newViews.last!.prePrepares[0]
+        var delivered: [Block] = []
+        for i in [0, 2] {
+            let out = restarted.step(.message(.prepare(h.prepare(reproposal, from: i))), nowMs: h.nowMs)
+            delivered += out.compactMap { if case let .execute(block, _) = $0 { return block } else { return nil } }
+        }
+        for i in 0...2 {
+            let out = restarted.step(.message(.commit(h.commit(reproposal, from: i))), nowMs: h.nowMs)
+            delivered += out.compactMap { if case let .execute(block, _) = $0 { return block } else { return nil } }
+        }
+        #expect(delivered.map(\.hash) == [prepared.blockHash])
+    }
+
+    /// A replica that missed a stable checkpoint and entered view 1 by a NEW-VIEW built on it
+    /// asks for the missing blocks; restarted before they arrived, it asks again.
+    @Test func aRestartedReplicaAsksAgainForTheBlocksItsNewViewNeeds() {
+        var h = Harness()
+        let awayFrom3: (Int, Message) -> Bool = { to, _ in to != 3 }
+        for id in UInt64(1)...2 {
+            for i in 0...2 { h.step(i, .clientRequest(h.request(id))) }
+            h.run(deliver: awayFrom3)
+        }
+        #expect(h.executed[0].count == 2 && h.executed[3].isEmpty)
+        for i in 1...2 { h.step(i, .clientRequest(h.request(3))) }
+        for i in 1...2 { h.fireRequestTimer(i) }
+        h.run(deliver: { to, message in
+            if case .newView = message { return true } else { return to != 3 }
+        })
+        func transfers(_ actions: [Action]) -> [Height] {
+            actions.compactMap { if case let .requestStateTransfer(height, _) = $0 { return height } else { return nil } }
+        }
+        #expect(h.replicas[3].view == 1 && transfers(h.actions[3]) == [2])
+        var restarted = Replica(config: h.config, id: 3, key: h.keys[3], verifier: h.verifier,
+                                recovery: Recovery(tip: .genesis, checkpoint: nil, wal: h.actions[3].persisted, clients: []))
+        let out = restarted.start(nowMs: h.nowMs)
+        #expect(restarted.view == 1 && !restarted.isChangingView)
+        #expect(transfers(out) == [2])
+    }
+
+    /// A replica that asked for view 1 and missed its NEW-VIEW gets it again from the primary
+    /// when it re-sends its view-change.
+    @Test func aReplicaThatMissedTheNewViewGetsItAgain() {
         var h = Harness()
         _ = h.prepareWithoutCommitting(1)
         for i in 1...3 { h.fireRequestTimer(i) }
-        h.run()
-        for i in h.replicas.indices { h.step(i, .clientRequest(h.request(2))) }
-        h.run()
-        let wal = h.actions[2].persisted
-        #expect(wal.contains { if case let .sent(.prepare(p)) = $0 { return p.view == 1 } else { return false } })
-        var restarted = Replica(config: h.config, id: 2, key: h.keys[2], verifier: h.verifier,
-                                recovery: Recovery(tip: .genesis, checkpoint: nil, wal: wal, clients: []))
-        let out = restarted.start(nowMs: h.nowMs)
-        #expect(restarted.view == 1 && restarted.isChangingView)
-        let asked = out.viewChanges.last!
-        #expect(asked.newView == 1)
+        h.run(deliver: { to, message in
+            if case .newView = message { return to != 2 } else { return true }
+        })
+        #expect(h.replicas[2].view == 1 && h.replicas[2].isChangingView)
+        let asked = h.actions[2].viewChanges.last!
         let answer = h.step(1, .message(.viewChange(asked)))
         let resent = answer.compactMap { action -> NewView? in
             if case let .send(.newView(nv), to: 2) = action { return nv }
             return nil
         }
         #expect(resent.count == 1)
-        _ = restarted.step(.message(.newView(resent[0])), nowMs: h.nowMs)
-        #expect(restarted.view == 1 && !restarted.isChangingView)
+        h.step(2, .message(.newView(resent[0])))
+        #expect(h.replicas[2].view == 1 && !h.replicas[2].isChangingView)
     }
 }
