@@ -273,7 +273,7 @@ public final class ReplicaNode: @unchecked Sendable {
             // Persist-before-send: every record of these steps is durable before anything is sent.
             let records = actions.compactMap { if case let .persist(r) = $0 { return r } else { return nil } }
             if !records.isEmpty {
-                for record in records { try wal.append(record.encoded()) }
+                try wal.append(contentsOf: records.map { $0.encoded() })
                 try timed(metrics.walFsyncTime) { try wal.sync() }
                 metrics.walFsyncs.increment()
                 walRecords.append(contentsOf: records)
@@ -401,13 +401,14 @@ public final class ReplicaNode: @unchecked Sendable {
             default: return false
             }
         }
-        let kept = walRecords.enumerated().filter { index, record in
-            if let height = record.height { return height > proof.height }
+        // `wal.records` holds the encoded form of each of `walRecords`, in the same order.
+        let keep = walRecords.indices.filter { index in
+            if let height = walRecords[index].height { return height > proof.height }
             return index == lastViewChange || index == lastNewView
-        }.map(\.element)
-        if kept.count < walRecords.count {
-            try wal.rewrite(keeping: kept.map { $0.encoded() })
-            walRecords = kept
+        }
+        if keep.count < walRecords.count {
+            try wal.rewrite(keeping: keep.map { wal.records[$0] })
+            walRecords = keep.map { walRecords[$0] }
         }
     }
 

@@ -6,13 +6,16 @@ enum RecordFraming {
     static let recordBytesMax = 256 << 20
 
     static func frame(type: UInt8, payload: [UInt8]) -> [UInt8] {
-        var body = [type]
-        body.append(contentsOf: payload)
         var out: [UInt8] = []
-        out.reserveCapacity(headerBytes + body.count)
-        withUnsafeBytes(of: UInt32(body.count).littleEndian) { out.append(contentsOf: $0) }
-        withUnsafeBytes(of: CRC32C.checksum(body).littleEndian) { out.append(contentsOf: $0) }
-        out.append(contentsOf: body)
+        out.reserveCapacity(headerBytes + 1 + payload.count)
+        withUnsafeBytes(of: UInt32(1 + payload.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(contentsOf: [0, 0, 0, 0])
+        out.append(type)
+        out.append(contentsOf: payload)
+        let crc = out.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[headerBytes...])) }
+        withUnsafeBytes(of: crc.littleEndian) { crcBytes in
+            for i in 0..<4 { out[4 + i] = crcBytes[i] }
+        }
         return out
     }
 

@@ -40,10 +40,17 @@ public final class WriteAheadLog {
 
     /// Appends one record; durable only after `sync`.
     public func append(_ payload: [UInt8]) throws(StorageError) {
-        let record = RecordFraming.frame(type: 1, payload: payload)
-        try file.append(record)
-        size += UInt64(record.count)
-        records.append(payload)
+        try append(contentsOf: [payload])
+    }
+
+    /// Appends records with one write; durable only after `sync`.
+    public func append(contentsOf payloads: [[UInt8]]) throws(StorageError) {
+        guard !payloads.isEmpty else { return }
+        var bytes: [UInt8] = []
+        for payload in payloads { bytes.append(contentsOf: RecordFraming.frame(type: 1, payload: payload)) }
+        try file.append(bytes)
+        size += UInt64(bytes.count)
+        records.append(contentsOf: payloads)
         dirty = true
     }
 

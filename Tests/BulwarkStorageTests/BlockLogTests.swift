@@ -187,3 +187,38 @@ import Testing
         #expect(try store.latest(atOrBelow: 5)?.height == 5)
     }
 }
+
+/// CRC-32C against the published vectors (RFC 3720 B.4) and a bit-at-a-time reference at every
+/// length and alignment, since the fast path reads eight bytes at a time.
+@Suite struct CRC32CTests {
+    static func reference(_ bytes: [UInt8]) -> UInt32 {
+        var crc: UInt32 = ~0
+        for byte in bytes {
+            crc ^= UInt32(byte)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0x82F6_3B78 : crc >> 1 }
+        }
+        return ~crc
+    }
+
+    @Test func publishedVectors() {
+        #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
+        #expect(CRC32C.checksum([UInt8](repeating: 0, count: 32)) == 0x8A91_36AA)
+        #expect(CRC32C.checksum([UInt8](repeating: 0xff, count: 32)) == 0x62A8_AB43)
+        #expect(CRC32C.checksum((0..<32).map { UInt8($0) }) == 0x46DD_794E)
+        #expect(CRC32C.checksum((0..<32).map { UInt8(31 - $0) }) == 0x113F_DB5C)
+    }
+
+    @Test func everyLengthAndAlignmentMatchesTheReference() {
+        var x: UInt32 = 0x1234_5678
+        let bytes = (0..<200).map { _ -> UInt8 in
+            x = x &* 1_664_525 &+ 1_013_904_223
+            return UInt8(x >> 24)
+        }
+        for start in 0..<9 {
+            for end in start...bytes.count {
+                let slice = Array(bytes[start..<end])
+                #expect(CRC32C.checksum(bytes[start..<end]) == Self.reference(slice))
+            }
+        }
+    }
+}
