@@ -129,3 +129,22 @@ extension LedgerEntry: CanonicalCodable {
         self.init(block: try r.read(Block.self), certificate: try r.read(CommitCertificate.self))
     }
 }
+
+extension ChainTip: CanonicalCodable {
+    public func encode(to w: inout CanonicalWriter) {
+        w.write(height)
+        w.write(blockHash)
+        w.write(timestampMs)
+        w.write(history)
+    }
+
+    public init(from r: inout CanonicalReader) throws(CodecError) {
+        height = try r.readUInt64("tip height")
+        blockHash = try r.readDigest("tip block hash")
+        timestampMs = try r.readUInt64("tip timestamp")
+        history = try r.read(MerkleAccumulator.self)
+        guard history.size == height else {
+            throw .invalidValue(field: "tip history", reason: "covers \(history.size) blocks, not \(height)")
+        }
+    }
+}

@@ -31,6 +31,7 @@ final class NodeMetrics: Sendable {
     let requestLatency: CoreMetrics.Timer
     let stateTransfers: CoreMetrics.Counter
     let transferredBlocks: CoreMetrics.Counter
+    let snapshotsWritten: CoreMetrics.Counter
     let peerQueueDrops: CoreMetrics.Gauge
     let refusedConnections: CoreMetrics.Gauge
     private let factory: PrometheusMetricsFactory
@@ -81,6 +82,7 @@ final class NodeMetrics: Sendable {
         requestLatency = CoreMetrics.Timer(label: "bulwark_request_latency_seconds", dimensions: labels, factory: factory)
         stateTransfers = CoreMetrics.Counter(label: "bulwark_state_transfers_total", dimensions: labels, factory: factory)
         transferredBlocks = CoreMetrics.Counter(label: "bulwark_transferred_blocks_total", dimensions: labels, factory: factory)
+        snapshotsWritten = CoreMetrics.Counter(label: "bulwark_snapshots_written_total", dimensions: labels, factory: factory)
         peerQueueDrops = CoreMetrics.Gauge(label: "bulwark_peer_queue_dropped_frames", dimensions: labels, factory: factory)
         refusedConnections = CoreMetrics.Gauge(label: "bulwark_refused_connections", dimensions: labels, factory: factory)
         dropped = Dictionary(uniqueKeysWithValues: DropReason.allCases.map { reason in

@@ -70,6 +70,9 @@ public final class ReplicaNode: @unchecked Sendable {
     /// its execution certificate: what `bulwark prove` reads.
     var checkpointStates: [Height: ProvableState] = [:]
     var certifiedState: (state: ProvableState, certificate: ExecutionCertificate)?
+    var snapshots: StateSnapshots
+    /// Encodes and writes snapshots off the core loop, one at a time.
+    let snapshotQueue = DispatchQueue(label: "bulwark.snapshots")
 
     struct RequestKey: Hashable {
         var client: PublicKey
@@ -86,7 +89,10 @@ public final class ReplicaNode: @unchecked Sendable {
         var executed: [ExecutedCheckpoint] = []
     }
 
-    public init(config: ClusterConfig, id: ReplicaID, key: PrivateKey, dataDirectory: String, logger: Logger) throws {
+    /// Snapshots of the state are written every `snapshotInterval` blocks (rounded up to a
+    /// checkpoint height; 0 for never), so a restart replays only the blocks after the newest.
+    public init(config: ClusterConfig, id: ReplicaID, key: PrivateKey, dataDirectory: String, logger: Logger,
+                snapshotInterval: Height = 1024) throws {
         guard config.validator(id)?.publicKey == key.publicKey else {
             throw NodeStartupError("the key file's public key is not validator \(id)'s in the cluster configuration")
         }
@@ -112,13 +118,27 @@ public final class ReplicaNode: @unchecked Sendable {
         do { walRecords = try wal.records.map { try WALRecord(decoding: $0) } } catch {
             throw NodeStartupError("the write-ahead log in \(dataDirectory) is unreadable (\(error)); refusing to start rather than risk signing twice")
         }
-        // Rebuild the state by replaying the ledger; remember what a checkpoint proof needs.
+        // Rebuild the state from the newest usable snapshot and the blocks after it (or the
+        // whole ledger); remember what a checkpoint proof needs.
+        snapshots = StateSnapshots(directory: dataDirectory + "/snapshots", requested: snapshotInterval,
+                                   checkpointInterval: config.parameters.checkpointInterval)
         state = KeyValueState(limits: config.parameters)
         var tip = ChainTip.genesis
         var executed: [ExecutedCheckpoint] = []
         var proof: CheckpointProof?
         let latest = blockLog.latestExecutionCertificate
-        for height in stride(from: Height(1), through: blockLog.height, by: 1) {
+        let restored = StateSnapshots.load(directory: snapshots.directory, blockLog: blockLog, limits: config.parameters,
+                                           logger: logger)
+        if let restored {
+            state = restored.state
+            tip = restored.tip
+            checkpointStates[tip.height] = state.provable
+            if restored.certificate == latest {
+                proof = CheckpointProof(certificate: restored.certificate, header: restored.entry.block.header,
+                                        historyBefore: restored.tipBefore.history)
+            }
+        }
+        for height in stride(from: tip.height + 1, through: blockLog.height, by: 1) {
             let entry = try blockLog.entry(at: height)
             let before = tip
             tip = tip.appending(entry.block.header, hash: entry.block.hash)
@@ -141,7 +161,8 @@ public final class ReplicaNode: @unchecked Sendable {
         coreGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         loop = coreGroup.next()
         if let latest { certify(latest) }
-        logger.info("recovered", metadata: ["height": "\(tip.height)", "view": "\(core.view)", "wal": "\(walRecords.count)"])
+        logger.info("recovered", metadata: ["height": "\(tip.height)", "view": "\(core.view)", "wal": "\(walRecords.count)",
+                                            "snapshot": "\(restored.map { "\($0.entry.block.height)" } ?? "none")"])
     }
 
     /// Binds the replica and client addresses and starts consensus.
@@ -168,6 +189,8 @@ public final class ReplicaNode: @unchecked Sendable {
             _ = try? blockLog.sync()
             try? wal.sync()
         }.get()
+        // Let a snapshot being written finish (an interrupted one is never half visible).
+        await withCheckedContinuation { done in snapshotQueue.async { done.resume() } }
         await transport?.shutdown()
         try? await statusChannel?.close()
         try? await ioGroup.shutdownGracefully()
@@ -369,9 +392,13 @@ public final class ReplicaNode: @unchecked Sendable {
             return nil
         }
         try blockLog.append(entry)
+        let before = ledgerTip
         ledgerTip = ledgerTip.appending(entry.block.header, hash: entry.block.hash)
         let outcomes = state.execute(entry.block)
-        if height % config.parameters.checkpointInterval == 0 { checkpointStates[height] = state.provable }
+        if height % config.parameters.checkpointInterval == 0 {
+            checkpointStates[height] = state.provable
+            keepSnapshotCandidate(tipBefore: before)
+        }
         metrics.blocksExecuted.increment()
         metrics.requestsExecuted.increment(by: entry.block.requests.count)
         var replies: [Reply] = []
@@ -416,6 +443,7 @@ public final class ReplicaNode: @unchecked Sendable {
 
     /// Makes the executed checkpoint that `certificate` certifies the one proofs are read from.
     func certify(_ certificate: ExecutionCertificate) {
+        writeSnapshot(certified: certificate)
         guard certificate.height > certifiedState?.state.height ?? 0 else { return }
         if let provable = checkpointStates[certificate.height], provable.stateRoot == certificate.stateRoot {
             certifiedState = (provable, certificate)
@@ -474,6 +502,7 @@ public final class ReplicaNode: @unchecked Sendable {
                 metrics.transferredBlocks.increment()
                 if entry.block.height % config.parameters.checkpointInterval == 0 {
                     checkpointStates[entry.block.height] = state.provable
+                    keepSnapshotCandidate(tipBefore: before)
                     current.executed.append(ExecutedCheckpoint(header: entry.block.header, historyBefore: before.history,
                                                                stateRoot: state.stateRoot))
                 }

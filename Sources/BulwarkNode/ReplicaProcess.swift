@@ -8,6 +8,7 @@ public enum ReplicaProcess {
     /// Loads the configuration and key, recovers from `dataDirectory` and starts serving;
     /// `configure` runs before the replica starts. Throws `NodeStartupError` in one sentence.
     public static func start(configPath: String, keyPath: String, dataDirectory: String, logLevel: String,
+                             snapshotInterval: UInt64 = 1024,
                              configure: (ReplicaNode, ClusterConfig, ReplicaID, PrivateKey) -> Void = { _, _, _, _ in })
         async throws -> ReplicaNode
     {
@@ -24,7 +25,8 @@ public enum ReplicaProcess {
         }
         var logger = Logger(label: "bulwark.node")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-        let node = try ReplicaNode(config: cluster, id: id, key: key, dataDirectory: dataDirectory, logger: logger)
+        let node = try ReplicaNode(config: cluster, id: id, key: key, dataDirectory: dataDirectory, logger: logger,
+                                   snapshotInterval: snapshotInterval)
         configure(node, cluster, id, key)
         try await node.start()
         return node

@@ -105,7 +105,8 @@ public struct SnapshotStore {
         if all.count > retained { try fileSystem.syncDirectory(directory) }
     }
 
-    func heights() throws(StorageError) -> [Height] {
+    /// The heights of the snapshot files present, oldest first (whether intact or not).
+    public func heights() throws(StorageError) -> [Height] {
         try fileSystem.list(directory).compactMap { name in
             guard name.hasPrefix("state-"), name.hasSuffix(".snap") else { return nil }
             return Height(name.dropFirst("state-".count).dropLast(".snap".count))
@@ -115,13 +116,25 @@ public struct SnapshotStore {
     /// The newest intact snapshot at or below `maxHeight`: (height, snapshot bytes).
     public func latest(atOrBelow maxHeight: Height = .max) throws(StorageError) -> (height: Height, snapshot: [UInt8])? {
         for height in try heights().reversed() where height <= maxHeight {
-            let bytes = try readAll(fileSystem, "\(directory)/\(Self.name(height))")
-            let (records, ending) = RecordFraming.scan(bytes)
-            guard ending == .clean, records.count == 1, records[0].payload.count >= 8 else { continue }
-            var reader = CanonicalReader(records[0].payload)
-            guard let stored = try? reader.readUInt64("height"), stored == height else { continue }
-            return (height, Array(records[0].payload.dropFirst(8)))
+            guard let snapshot = try? read(height) else { continue }
+            return (height, snapshot)
         }
         return nil
+    }
+
+    /// The snapshot bytes saved at `height`; `.corrupt` if the file fails its checksum or is
+    /// not the snapshot of that height.
+    public func read(_ height: Height) throws(StorageError) -> [UInt8] {
+        let path = "\(directory)/\(Self.name(height))"
+        let bytes = try readAll(fileSystem, path)
+        let (records, ending) = RecordFraming.scan(bytes)
+        guard ending == .clean, records.count == 1, records[0].payload.count >= 8 else {
+            throw .corrupt(path: path, offset: 0, reason: "the snapshot fails its checksum")
+        }
+        var reader = CanonicalReader(records[0].payload)
+        guard let stored = try? reader.readUInt64("height"), stored == height else {
+            throw .corrupt(path: path, offset: 0, reason: "the snapshot is not of height \(height)")
+        }
+        return Array(records[0].payload.dropFirst(8))
     }
 }

@@ -8,7 +8,8 @@ struct Node: AsyncParsableCommand {
         abstract: "Run one replica.",
         discussion: """
             Listens on the replica and client addresses that cluster.json gives this key's \
-            validator, recovers from DIR (the block log, the write-ahead log), and runs until \
+            validator, recovers from DIR (the newest state snapshot, the block log after it, the \
+            write-ahead log), and runs until \
             SIGINT or SIGTERM, when it stops gracefully. Restarting with the same DIR resumes.
             """
     )
@@ -17,11 +18,15 @@ struct Node: AsyncParsableCommand {
     @Option(help: ArgumentHelp("This replica's private key file (mode 0600).", valueName: "FILE")) var key: String
     @Option(help: ArgumentHelp("This replica's data directory (created if missing).", valueName: "DIR")) var data: String
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
+    @Option(help: ArgumentHelp(
+        "Write a snapshot of the state every N blocks (rounded up to a checkpoint), so a restart replays only the blocks after the newest one; 0 for never.",
+        valueName: "N")) var snapshotInterval: UInt64 = 1024
 
     func run() async throws {
         let node: ReplicaNode
         do {
-            node = try await ReplicaProcess.start(configPath: config, keyPath: key, dataDirectory: data, logLevel: logLevel)
+            node = try await ReplicaProcess.start(configPath: config, keyPath: key, dataDirectory: data, logLevel: logLevel,
+                                                  snapshotInterval: snapshotInterval)
         } catch {
             throw Self.fail(error)
         }

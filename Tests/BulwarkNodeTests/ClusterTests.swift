@@ -55,13 +55,14 @@ final class LocalCluster: @unchecked Sendable {
 
     /// Starts replica `i`: honest, or `bulwark-byzantine` with `behaviours`.
     /// `prefix` runs it behind another command (a network namespace).
-    func start(_ i: Int, behaviours: [String] = [], prefix: [String] = []) throws {
+    /// `options` go to `bulwark node` after the usual ones.
+    func start(_ i: Int, behaviours: [String] = [], prefix: [String] = [], options: [String] = []) throws {
         let process = Process()
         let binary = behaviours.isEmpty ? bulwarkBinary : byzantineBinary
         (process.executableURL, process.arguments) = binary.command(
             (behaviours.isEmpty ? ["node"] : behaviours.flatMap { ["--behaviour", $0] })
                 + ["--config", directory + "/cluster.json", "--key", directory + "/replica-\(i).key",
-                   "--data", dataDirectory(i), "--log-level", "info"],
+                   "--data", dataDirectory(i), "--log-level", "info"] + options,
             prefix: prefix)
         let path = directory + "/node-\(i).log"
         if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
@@ -76,6 +77,16 @@ final class LocalCluster: @unchecked Sendable {
     func kill9(_ i: Int) {
         guard let process = processes[i] else { return }
         kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        processes[i] = nil
+    }
+
+    /// SIGTERM to replica `i`, then wait (bounded) for it to exit.
+    func stop(_ i: Int) {
+        guard let process = processes[i] else { return }
+        process.terminate()
+        for _ in 0..<500 where process.isRunning { usleep(10_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
         processes[i] = nil
     }
@@ -274,6 +285,87 @@ struct ClusterTests {
         let (readers, common) = try cluster.expectLedgersAgreeAndAudit(replicas: Array(0..<4))
         #expect(readers[3].damage == nil)
         #expect(common > damagedHeight)
+    }
+
+    /// A replica restarted with state snapshots resumes from the newest one and replays only
+    /// the blocks after it; the next snapshot it writes is byte for byte the one a replica that
+    /// never stopped writes at that height. A damaged snapshot is passed over for an older one
+    /// (or the whole ledger), and the replica still ends with the same ledger.
+    @Test func aRestartResumesFromTheNewestSnapshot() async throws {
+        let cluster = try LocalCluster()
+        let snapshotOptions = ["--snapshot-interval", "16"]
+        for i in 0..<4 { try cluster.start(i, options: snapshotOptions) }
+        let client = try client(cluster)
+        defer { Task { await client.shutdown() } }
+        func snapshots(_ i: Int) -> [String] {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: cluster.dataDirectory(i) + "/snapshots")) ?? []
+            return names.filter { $0.hasSuffix(".snap") }.sorted()
+        }
+        func height(ofSnapshot name: String) -> Height { Height(name.dropFirst("state-".count).dropLast(".snap".count)) ?? 0 }
+        /// Writes (bounded) until `done` holds.
+        func write(until done: () -> Bool, label: String) async throws {
+            var count = 0
+            while !done() && count < 300 {
+                _ = try await client.execute(.put(key: Array("s\(count % 7)".utf8), value: Array("\(label)\(count)".utf8)),
+                                             timeout: .seconds(20))
+                count += 1
+                if count % 10 == 0 { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(done(), "\(label): condition not reached after \(count) writes")
+        }
+        /// The "recovered" log lines of replica `i`, one per start.
+        func recoveredLines(_ i: Int) -> [Substring] {
+            let log = (try? String(contentsOfFile: cluster.directory + "/node-\(i).log", encoding: .utf8)) ?? ""
+            return log.split(separator: "\n").filter { $0.contains("] recovered") }
+        }
+        /// Restarts replica 3 and returns its new "recovered" line once it is logged (bounded).
+        func restart3() async throws -> Substring {
+            let before = recoveredLines(3).count
+            try cluster.start(3, options: snapshotOptions)
+            for _ in 0..<200 where recoveredLines(3).count == before { try await Task.sleep(for: .milliseconds(50)) }
+            return try #require(recoveredLines(3).dropFirst(before).first, "replica 3 did not recover")
+        }
+
+        try await write(until: { !snapshots(3).isEmpty }, label: "a")
+        let first = height(ofSnapshot: snapshots(3).last!)
+        #expect(first >= 16 && first % 16 == 0)
+        cluster.stop(3)
+        let recovered = try await restart3()
+        let resumedFrom = recovered.split(separator: " ").first { $0.hasPrefix("snapshot=") }.flatMap { Height($0.dropFirst(9)) }
+        #expect((resumedFrom ?? 0) >= first, "\(recovered)")
+
+        // The next snapshot replica 3 writes equals replica 1's at that height.
+        let target = (resumedFrom ?? first) + 16
+        try await write(until: {
+            snapshots(3).contains { height(ofSnapshot: $0) >= target } && snapshots(1).contains { height(ofSnapshot: $0) >= target }
+        }, label: "b")
+        let shared = Set(snapshots(3)).intersection(snapshots(1)).filter { height(ofSnapshot: $0) >= target }.sorted().last
+        let name = try #require(shared, "no snapshot height in common: \(snapshots(3)) vs \(snapshots(1))")
+        let mine = FileManager.default.contents(atPath: cluster.dataDirectory(3) + "/snapshots/" + name)
+        let theirs = FileManager.default.contents(atPath: cluster.dataDirectory(1) + "/snapshots/" + name)
+        #expect(mine != nil && mine == theirs, "\(name) differs between replicas 3 and 1")
+
+        // Damage replica 3's newest snapshot: it is passed over, and the replica still agrees.
+        cluster.stop(3)
+        let newest = snapshots(3).last!
+        let path = cluster.dataDirectory(3) + "/snapshots/" + newest
+        var bytes = try #require(FileManager.default.contents(atPath: path))
+        bytes[bytes.count / 2] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: path))
+        let afterDamage = try await restart3()
+        let olderOrNone = afterDamage.split(separator: " ").first { $0.hasPrefix("snapshot=") }.flatMap { Height($0.dropFirst(9)) }
+        #expect((olderOrNone ?? 0) < height(ofSnapshot: newest), "\(afterDamage)")
+        for i in 0..<10 { _ = try await client.execute(.put(key: Array("t\(i)".utf8), value: [1])) }
+        var caughtUp = false
+        for _ in 0..<200 where !caughtUp {
+            caughtUp = cluster.height(3) >= cluster.height(1)
+            if !caughtUp { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(caughtUp, "replica 3 stayed at \(cluster.height(3)); replica 1 is at \(cluster.height(1))")
+        let log = try String(contentsOfFile: cluster.directory + "/node-3.log", encoding: .utf8)
+        #expect(log.contains("state snapshot unusable"))
+        cluster.stopAll()
+        try cluster.expectLedgersAgreeAndAudit(replicas: Array(0..<4))
     }
 
     /// Real processes with one Byzantine replica: the honest ones keep serving every request,

@@ -1,0 +1,116 @@
+import BulwarkCore
+import BulwarkStorage
+import Dispatch
+import Logging
+
+/// Snapshots of the state at certified checkpoints (DESIGN.md §4), so that a restart replays
+/// only the blocks after the newest snapshot instead of the whole ledger.
+///
+/// Every `interval` blocks (a multiple of the checkpoint interval) the replica keeps a copy of
+/// its state as it was right after that block, with the chain tip before the block. Once a
+/// stable checkpoint certifies that height's state root, the copy is encoded and written on a
+/// background queue, since encoding a large state must not hold up the core loop. The file
+/// holds the tip before the block and the state after it. At start-up the block itself comes
+/// from the block log, so the snapshot is checked against the log and against the execution
+/// certificate stored there, and is never trusted on its own.
+struct StateSnapshots {
+    let directory: String
+    /// Blocks between snapshots; 0 turns them off.
+    let interval: Height
+    /// The state after the newest block at a snapshot height, waiting for its certificate.
+    var candidate: (state: KeyValueState, tipBefore: ChainTip)?
+
+    /// `requested` rounded up to a multiple of the checkpoint interval, since only checkpoint
+    /// heights are ever certified.
+    init(directory: String, requested: Height, checkpointInterval: Height) {
+        self.directory = directory
+        interval = requested == 0 ? 0 : (requested + checkpointInterval - 1) / checkpointInterval * checkpointInterval
+    }
+
+    static func encode(state: KeyValueState, tipBefore: ChainTip) -> [UInt8] {
+        var w = CanonicalWriter(capacity: 4096)
+        w.write(tipBefore)
+        w.writeRaw(state.snapshot())
+        return w.bytes
+    }
+
+    /// What start-up resumes from: the state after block `entry` and the tip after it.
+    struct Restored {
+        var state: KeyValueState
+        var tipBefore: ChainTip
+        var entry: LedgerEntry
+        var certificate: ExecutionCertificate
+        var tip: ChainTip { tipBefore.appending(entry.block.header, hash: entry.block.hash) }
+    }
+
+    /// The newest snapshot at or below the ledger's height that agrees with the ledger: its
+    /// tip links to the block at its height and an execution certificate in the log certifies
+    /// its state root. Snapshots that do not are reported and passed over.
+    static func load(directory: String, blockLog: BlockLog, limits: ProtocolParameters, logger: Logger) -> Restored? {
+        let store: SnapshotStore
+        let heights: [Height]
+        do {
+            store = try SnapshotStore(directory: directory)
+            heights = try store.heights()
+        } catch {
+            logger.warning("cannot read state snapshots; replaying the whole ledger", metadata: ["error": "\(error)"])
+            return nil
+        }
+        for height in heights.reversed() where height <= blockLog.height {
+            do {
+                return try restore(try store.read(height), height: height, blockLog: blockLog, limits: limits)
+            } catch {
+                logger.warning("state snapshot unusable; trying an older one",
+                               metadata: ["height": "\(height)", "reason": "\(error)"])
+            }
+        }
+        return nil
+    }
+
+    struct Mismatch: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    static func restore(_ bytes: [UInt8], height: Height, blockLog: BlockLog, limits: ProtocolParameters) throws -> Restored {
+        var r = CanonicalReader(bytes)
+        let tipBefore = try r.read(ChainTip.self)
+        let state = try KeyValueState(snapshot: Array(try r.readRaw(r.remaining, "state snapshot")), limits: limits)
+        let entry = try blockLog.entry(at: height)
+        guard state.height == height, tipBefore.height + 1 == height, tipBefore.isLinked(to: entry.block.header) else {
+            throw Mismatch(description: "it does not follow the block log at height \(height)")
+        }
+        guard let certificate = blockLog.executionCertificates.last(where: { $0.height == height }),
+              certificate.blockHash == entry.block.hash, certificate.stateRoot == state.stateRoot else {
+            throw Mismatch(description: "no execution certificate in the block log certifies its state root")
+        }
+        return Restored(state: state, tipBefore: tipBefore, entry: entry, certificate: certificate)
+    }
+}
+
+extension ReplicaNode {
+    /// After executing a block: keep a copy of the state if a snapshot is due at its height.
+    /// The copy shares storage with the live state until the next write to it.
+    func keepSnapshotCandidate(tipBefore: ChainTip) {
+        guard snapshots.interval > 0, state.height % snapshots.interval == 0 else { return }
+        snapshots.candidate = (state, tipBefore)
+    }
+
+    /// A stable checkpoint certified `certificate`: write the kept copy if it is that state.
+    func writeSnapshot(certified certificate: ExecutionCertificate) {
+        guard let candidate = snapshots.candidate, candidate.state.height <= certificate.height else { return }
+        snapshots.candidate = nil
+        guard candidate.state.height == certificate.height, candidate.state.stateRoot == certificate.stateRoot else { return }
+        let directory = snapshots.directory, logger = self.logger, metrics = self.metrics
+        snapshotQueue.async {
+            let bytes = StateSnapshots.encode(state: candidate.state, tipBefore: candidate.tipBefore)
+            do {
+                try SnapshotStore(directory: directory).save(bytes, height: certificate.height)
+                metrics.snapshotsWritten.increment()
+                logger.info("state snapshot written", metadata: ["height": "\(certificate.height)", "bytes": "\(bytes.count)"])
+            } catch {
+                logger.warning("cannot write a state snapshot; a restart will replay more blocks",
+                               metadata: ["height": "\(certificate.height)", "error": "\(error)"])
+            }
+        }
+    }
+}
