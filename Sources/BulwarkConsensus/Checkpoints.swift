@@ -18,6 +18,7 @@ extension Replica {
         guard isSigned(by: checkpoint.replica, checkpoint.signature, checkpoint.signedBytes(cluster)) else {
             return reject(.badSignature)
         }
+        notePeerHeight(checkpoint.replica, height)
         checkpointVotes[height, default: [:]][checkpoint.replica] = checkpoint
         checkStable(height)
     }

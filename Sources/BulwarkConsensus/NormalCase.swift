@@ -233,6 +233,7 @@ extension Replica {
             return
         }
         guard isSigned(by: commit.replica, commit.signature, commit.signedBytes(cluster)) else { return reject(.badSignature) }
+        notePeerHeight(commit.replica, commit.height)
         slots[commit.height, default: Slot()].commits[commit.replica] = commit
         advance(commit.height)
     }

@@ -47,6 +47,9 @@ public struct Replica: Sendable {
     var stateTransferTarget: Height?
     /// The commit certificate of the newest delivered block, re-announced when idle.
     var lastCommitProof: CommitProof?
+    /// For each other replica, the highest height it signed a COMMIT or a CHECKPOINT for, among
+    /// the valid ones this replica received: how far along the peer is, for monitoring only.
+    public private(set) var peerHeights: [ReplicaID: Height] = [:]
 
     // MARK: Current view's log
 
@@ -159,6 +162,11 @@ public struct Replica: Sendable {
     mutating func emit(_ action: Action) { output.append(action) }
 
     mutating func reject(_ reason: RejectReason) { rejections[reason, default: 0] += 1 }
+
+    /// A valid vote from `peer` shows it reached `height`.
+    mutating func notePeerHeight(_ peer: ReplicaID, _ height: Height) {
+        if peer != id, height > peerHeights[peer] ?? 0 { peerHeights[peer] = height }
+    }
 
     // MARK: - Derived values
 

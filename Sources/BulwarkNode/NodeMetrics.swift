@@ -34,6 +34,13 @@ final class NodeMetrics: Sendable {
     let snapshotsWritten: CoreMetrics.Counter
     let peerQueueDrops: CoreMetrics.Gauge
     let refusedConnections: CoreMetrics.Gauge
+    /// Per peer: the highest height it signed a vote for, how far that is behind this
+    /// replica's committed height, whether the connection to it is up, and the frames queued
+    /// for it while it is not.
+    let peerHeight: [ReplicaID: CoreMetrics.Gauge]
+    let peerLag: [ReplicaID: CoreMetrics.Gauge]
+    let peerConnected: [ReplicaID: CoreMetrics.Gauge]
+    let peerQueuedFrames: [ReplicaID: CoreMetrics.Gauge]
     private let factory: PrometheusMetricsFactory
     private let dropped: [DropReason: CoreMetrics.Counter]
     /// The core counts rejected messages by reason; these mirror its counts at each scrape.
@@ -48,7 +55,7 @@ final class NodeMetrics: Sendable {
         case badTransferredBlock = "bad_transferred_block"
     }
 
-    init(replica: ReplicaID) {
+    init(replica: ReplicaID, peers: [ReplicaID]) {
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.durationHistogramBuckets["bulwark_request_latency_seconds"] = [
             .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(20),
@@ -85,6 +92,15 @@ final class NodeMetrics: Sendable {
         snapshotsWritten = CoreMetrics.Counter(label: "bulwark_snapshots_written_total", dimensions: labels, factory: factory)
         peerQueueDrops = CoreMetrics.Gauge(label: "bulwark_peer_queue_dropped_frames", dimensions: labels, factory: factory)
         refusedConnections = CoreMetrics.Gauge(label: "bulwark_refused_connections", dimensions: labels, factory: factory)
+        func perPeer(_ label: String) -> [ReplicaID: CoreMetrics.Gauge] {
+            Dictionary(uniqueKeysWithValues: peers.map { peer in
+                (peer, CoreMetrics.Gauge(label: label, dimensions: labels + [("peer", "\(peer)")], factory: factory))
+            })
+        }
+        peerHeight = perPeer("bulwark_peer_height")
+        peerLag = perPeer("bulwark_peer_lag_blocks")
+        peerConnected = perPeer("bulwark_peer_connected")
+        peerQueuedFrames = perPeer("bulwark_peer_queued_frames")
         dropped = Dictionary(uniqueKeysWithValues: DropReason.allCases.map { reason in
             (reason, Counter(label: "bulwark_dropped_input_total", dimensions: labels + [("reason", reason.rawValue)],
                              factory: factory))

@@ -102,7 +102,7 @@ public final class ReplicaNode: @unchecked Sendable {
         var logger = logger
         logger[metadataKey: "replica"] = "\(id)"
         self.logger = logger
-        metrics = NodeMetrics(replica: id)
+        metrics = NodeMetrics(replica: id, peers: config.validators.map(\.id).filter { $0 != id })
         do {
             try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
             blockLog = try BlockLog(directory: dataDirectory + "/blocks")
@@ -358,6 +358,15 @@ public final class ReplicaNode: @unchecked Sendable {
         metrics.view.record(core.view)
         metrics.stableCheckpoint.record(core.lowWatermark)
         metrics.changingView.record(core.isChangingView ? 1 : 0)
+        for (peer, gauge) in metrics.peerHeight {
+            let height = core.peerHeights[peer] ?? 0
+            gauge.record(height)
+            metrics.peerLag[peer]?.record(ledgerTip.height > height ? ledgerTip.height - height : 0)
+        }
+        for link in transport?.links ?? [] {
+            metrics.peerConnected[link.replica]?.record(link.connected ? 1 : 0)
+            metrics.peerQueuedFrames[link.replica]?.record(link.queuedFrames)
+        }
     }
 
     @discardableResult

@@ -60,6 +60,7 @@ extension ReplicaNode {
                 "primary": Int(config.primary(of: core.view)), "height": ledgerTip.height,
                 "stableCheckpoint": core.lowWatermark, "faulted": faulted ?? NSNull(),
                 "rejected": Dictionary(uniqueKeysWithValues: core.rejections.map { ($0.key.rawValue, $0.value) }),
+                "peerHeights": Dictionary(uniqueKeysWithValues: core.peerHeights.map { ("\($0.key)", $0.value) }),
             ]
             return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         }

@@ -61,6 +61,14 @@ public final class Transport: Sendable {
     /// Frames dropped because a peer's queue was full, and connections refused at handshake.
     public var counters: (dropped: UInt64, refused: UInt64) { state.withLockedValue { ($0.dropped, $0.refused) } }
 
+    /// For each replica this transport sends to: whether its connection is up, and how many
+    /// frames wait for one.
+    public var links: [(replica: ReplicaID, connected: Bool, queuedFrames: Int)] {
+        state.withLockedValue { state in
+            state.links.keys.sorted().map { ($0, state.links[$0]!.channel != nil, state.links[$0]!.queue.count) }
+        }
+    }
+
     func pipeline(_ channel: any Channel, side: HandshakeHandler.Side) -> EventLoopFuture<Void> {
         let logger = self.logger
         let onFrame = self.onFrame

@@ -14,6 +14,22 @@ import Testing
         #expect(h.replicas.allSatisfy { $0.chain.height == 1 && $0.lastExecuted == 1 })
     }
 
+    /// How far each peer is comes only from votes it really signed.
+    @Test func peerHeightsComeFromValidVotesOnly() {
+        var h = Harness()
+        for i in 0..<4 { h.step(i, .clientRequest(h.request(1))) }
+        h.run()
+        #expect(h.replicas[0].peerHeights == [1: 1, 2: 1, 3: 1])
+        let pp = h.signedPrePrepare(view: 0, height: 3, requests: [], by: 0)
+        var forged = h.commit(pp, from: 3)
+        forged.replica = 2
+        h.step(0, .message(.commit(forged)))
+        #expect(h.replicas[0].rejections[.badSignature] == 1)
+        #expect(h.replicas[0].peerHeights[2] == 1)
+        h.step(0, .message(.commit(h.commit(pp, from: 2))))
+        #expect(h.replicas[0].peerHeights[2] == 3)
+    }
+
     /// An idle primary proposes a request at once; while its one block in flight is
     /// uncommitted, later requests gather (the batch delay does not release them), and the
     /// commit of that block sends them together.

@@ -255,6 +255,15 @@ struct ClusterTests {
         #expect(committed.flatMap { Double($0.split(separator: " ").last!) } ?? 0 >= 30, "\(metrics.prefix(2000))")
         #expect(metrics.contains("# TYPE bulwark_request_latency_seconds histogram"))
         #expect(metrics.contains("bulwark_requests_executed_total{replica=\"1\"}"))
+        // Per peer: the height it voted for, its lag, its connection.
+        func value(_ series: String) -> Double? {
+            metrics.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Double($0.split(separator: " ").last!) }
+        }
+        for peer in [0, 2, 3] {
+            #expect(value("bulwark_peer_height{replica=\"1\",peer=\"\(peer)\"}") ?? 0 >= 24, "peer \(peer)")
+            #expect(value("bulwark_peer_connected{replica=\"1\",peer=\"\(peer)\"}") == 1, "peer \(peer)")
+            #expect(value("bulwark_peer_lag_blocks{replica=\"1\",peer=\"\(peer)\"}") != nil, "peer \(peer)")
+        }
 
         // Damage replica 3's log in the middle of its segment, restart it, and keep writing.
         try await Task.sleep(for: .milliseconds(300))
