@@ -6,12 +6,17 @@ import NIOPosix
 
 /// Authenticated, framed TCP between replicas and from clients (DESIGN.md §5). A replica
 /// listens for peers and clients; it keeps one outbound link to every other replica, which
-/// reconnects with exponential backoff and queues at most `queueFramesMax` frames, dropping
-/// the oldest (counted) so that a slow or dead peer cannot grow memory or stall the others.
+/// reconnects with exponential backoff and, while down, queues at most `queueFramesMax` frames
+/// and `queueBytesMax` bytes, dropping the oldest (counted). A connection whose other end does
+/// not read holds at most `sendBufferBytesMax` unsent bytes; frames beyond that are dropped
+/// (counted). So a slow, dead or hostile peer or client cannot grow memory or stall the others
+/// (PITFALLS: buffers capped by count, not bytes); consensus retransmits what matters.
 public final class Transport: Sendable {
     public struct Settings: Sendable {
         public var frameBytesMax: Int
         public var queueFramesMax = 4096
+        public var queueBytesMax = 32 << 20
+        public var sendBufferBytesMax = 16 << 20
         public var reconnectDelayMsMin: Int64 = 50
         public var reconnectDelayMsMax: Int64 = 2000
 
@@ -42,7 +47,8 @@ public final class Transport: Sendable {
     /// The outbound side towards one replica.
     struct Link {
         var channel: (any Channel)?
-        var queue: [ByteBuffer] = []
+        var queue = CircularBuffer<ByteBuffer>()
+        var queuedBytes = 0
         var connecting = false
         var delayMs: Int64
     }
@@ -108,6 +114,7 @@ public final class Transport: Sendable {
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: writeBufferWaterMark)
             .childChannelInitializer { [self] channel in
                 pipeline(channel, side: .acceptor(HandshakeAcceptor(config: config, id: id, key: key,
                                                                     nonce: Digest(SecureRandom.bytes(32))!,
@@ -126,12 +133,20 @@ public final class Transport: Sendable {
             guard !state.stopped else { return (nil, false) }
             var link = state.links[replica] ?? Link(delayMs: settings.reconnectDelayMsMin)
             defer { state.links[replica] = link }
-            if let channel = link.channel, channel.isActive { return (channel, false) }
-            if link.queue.count >= settings.queueFramesMax {
-                link.queue.removeFirst()
-                state.dropped += 1
+            if let channel = link.channel, channel.isActive {
+                guard channel.isWritable else {
+                    state.dropped += 1
+                    return (nil, false)
+                }
+                return (channel, false)
             }
             link.queue.append(buffer)
+            link.queuedBytes += buffer.readableBytes
+            while link.queue.count > 1,
+                  link.queue.count > settings.queueFramesMax || link.queuedBytes > settings.queueBytesMax {
+                link.queuedBytes -= link.queue.removeFirst().readableBytes
+                state.dropped += 1
+            }
             if link.connecting { return (nil, false) }
             link.connecting = true
             return (nil, true)
@@ -142,7 +157,20 @@ public final class Transport: Sendable {
 
     /// Sends a frame to an authenticated client, if it is connected here.
     public func send(_ frame: [UInt8], toClient client: PublicKey) {
-        state.withLockedValue { $0.clients[client] }?.writeAndFlush(ByteBuffer(bytes: frame), promise: nil)
+        let channel = state.withLockedValue { state -> (any Channel)? in
+            guard let channel = state.clients[client] else { return nil }
+            guard channel.isWritable else {
+                state.dropped += 1
+                return nil
+            }
+            return channel
+        }
+        channel?.writeAndFlush(ByteBuffer(bytes: frame), promise: nil)
+    }
+
+    /// Past `sendBufferBytesMax` unsent bytes a channel stops being writable, and `send` drops.
+    var writeBufferWaterMark: ChannelOptions.Types.WriteBufferWaterMark {
+        .init(low: settings.sendBufferBytesMax / 2, high: settings.sendBufferBytesMax)
     }
 
     func connect(to replica: ReplicaID) {
@@ -152,6 +180,7 @@ public final class Transport: Sendable {
                                            exchange: .random(), expected: replica)
         let future = ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.writeBufferWaterMark, value: writeBufferWaterMark)
             .connectTimeout(.seconds(2))
             .channelInitializer { [self] channel in
                 pipeline(channel, side: .connector(connector)).flatMap {
@@ -178,8 +207,9 @@ public final class Transport: Sendable {
             state.links[replica]?.channel = channel
             state.links[replica]?.connecting = false
             state.links[replica]?.delayMs = settings.reconnectDelayMsMin
-            let queue = state.links[replica]?.queue ?? []
+            let queue = Array(state.links[replica]?.queue ?? [])
             state.links[replica]?.queue = []
+            state.links[replica]?.queuedBytes = 0
             return queue
         }
         for frame in queued { channel.write(frame, promise: nil) }

@@ -1,4 +1,5 @@
 import BulwarkCore
+import Dispatch
 @testable import BulwarkTransport
 import Logging
 import NIOConcurrencyHelpers
@@ -48,9 +49,73 @@ import Testing
         }
     }
 
-    func transport(_ config: ClusterConfig, _ keys: [PrivateKey], _ id: ReplicaID, _ inbox: Inbox) -> Transport {
-        Transport(group: group, config: config, role: .replica(id), key: keys[Int(id)], settings: .init(frameBytesMax: 1024),
-                  logger: Logger(label: "test"), onFrame: { inbox.add($0, $1) })
+    func transport(_ config: ClusterConfig, _ keys: [PrivateKey], _ id: ReplicaID, _ inbox: Inbox,
+                   group: (any EventLoopGroup)? = nil, settings: Transport.Settings = .init(frameBytesMax: 1024),
+                   onFrame: (@Sendable (PeerRole, [UInt8]) -> Void)? = nil) -> Transport {
+        Transport(group: group ?? self.group, config: config, role: .replica(id), key: keys[Int(id)], settings: settings,
+                  logger: Logger(label: "test"), onFrame: onFrame ?? { inbox.add($0, $1) })
+    }
+
+    /// While a peer is down, frames wait for it up to a byte budget; the oldest go first, and
+    /// the newest arrive in order once it is up.
+    @Test func framesQueuedForADownPeerAreBoundedInBytes() async throws {
+        let ports = try await freePorts(4)
+        let (config, keys) = config(ports: ports)
+        var settings = Transport.Settings(frameBytesMax: 1024)
+        settings.queueBytesMax = 10_000
+        let inbox0 = Inbox()
+        let t1 = transport(config, keys, 1, Inbox(), settings: settings)
+        for i in 0..<50 { t1.send([UInt8(i)] + Array(repeating: 0, count: 999), to: 0) }
+        #expect(t1.counters.dropped == 40)
+        #expect(t1.links.first { $0.replica == 0 }?.queuedFrames == 10)
+        let t0 = transport(config, keys, 0, inbox0)
+        _ = try await t0.listen(host: "127.0.0.1", port: ports[0])
+        #expect(await inbox0.wait(for: 10))
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(inbox0.frames.withLockedValue { $0.map { $0.1[0] } } == Array(40..<50))
+        await t0.shutdown()
+        await t1.shutdown()
+    }
+
+    /// A peer that stops reading cannot make the sender hold more than its send-buffer budget:
+    /// past it, frames are dropped and counted.
+    @Test func aPeerThatStopsReadingCannotGrowTheSendersMemory() async throws {
+        let ports = try await freePorts(4)
+        let (config, keys) = config(ports: ports)
+        var settings = Transport.Settings(frameBytesMax: 1024)
+        settings.sendBufferBytesMax = 64 << 10
+        // Replica 0 blocks its only I/O thread on the first frame, so it reads nothing more.
+        let stuckGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let release = DispatchSemaphore(value: 0)
+        let inbox0 = Inbox()
+        let t0 = transport(config, keys, 0, inbox0, group: stuckGroup, onFrame: { role, bytes in
+            let first = inbox0.count == 0
+            inbox0.add(role, bytes)
+            if first { _ = release.wait(timeout: .now() + 20) }
+        })
+        _ = try await t0.listen(host: "127.0.0.1", port: ports[0])
+        let t1 = transport(config, keys, 1, Inbox(), settings: settings)
+        t1.send([0], to: 0)
+        #expect(await inbox0.wait(for: 1))
+        // 40 MB towards a peer that reads nothing: the kernel's socket buffers take a few MB,
+        // the sender keeps at most 64 KiB more, and the rest is dropped.
+        let frame = Array(repeating: UInt8(7), count: 1000)
+        for _ in 0..<40_000 {
+            t1.send(frame, to: 0)
+            if t1.counters.dropped > 0 { break }
+            await Task.yield()
+        }
+        var dropped = t1.counters.dropped
+        for _ in 0..<200 where dropped == 0 {
+            try await Task.sleep(for: .milliseconds(10))
+            for _ in 0..<1000 { t1.send(frame, to: 0) }
+            dropped = t1.counters.dropped
+        }
+        #expect(dropped > 0, "nothing was dropped towards a peer that does not read")
+        release.signal()
+        await t1.shutdown()
+        await t0.shutdown()
+        try await stuckGroup.shutdownGracefully()
     }
 
     @Test func framesArriveAuthenticatedAndInOrderEvenWhenSentBeforeThePeerIsUp() async throws {
