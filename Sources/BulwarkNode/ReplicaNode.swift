@@ -120,15 +120,15 @@ public final class ReplicaNode: @unchecked Sendable {
         }
         // Rebuild the state from the newest usable snapshot and the blocks after it (or the
         // whole ledger); remember what a checkpoint proof needs.
-        snapshots = StateSnapshots(directory: dataDirectory + "/snapshots", requested: snapshotInterval,
-                                   checkpointInterval: config.parameters.checkpointInterval)
+        let snapshotDirectory = dataDirectory + "/snapshots"
         state = KeyValueState(limits: config.parameters)
         var tip = ChainTip.genesis
         var executed: [ExecutedCheckpoint] = []
         var proof: CheckpointProof?
         let latest = blockLog.latestExecutionCertificate
-        let restored = StateSnapshots.load(directory: snapshots.directory, blockLog: blockLog, limits: config.parameters,
+        let restored = StateSnapshots.load(directory: snapshotDirectory, blockLog: blockLog, limits: config.parameters,
                                            logger: logger)
+        var replayedRequests = 0
         if let restored {
             state = restored.state
             tip = restored.tip
@@ -143,6 +143,7 @@ public final class ReplicaNode: @unchecked Sendable {
             let before = tip
             tip = tip.appending(entry.block.header, hash: entry.block.hash)
             _ = state.execute(entry.block)
+            replayedRequests += entry.block.requests.count
             if let latest, latest.height == height {
                 proof = CheckpointProof(certificate: latest, header: entry.block.header, historyBefore: before.history)
                 checkpointStates[height] = state.provable
@@ -154,6 +155,9 @@ public final class ReplicaNode: @unchecked Sendable {
             }
         }
         ledgerTip = tip
+        snapshots = StateSnapshots(directory: snapshotDirectory, requested: snapshotInterval,
+                                   checkpointInterval: config.parameters.checkpointInterval,
+                                   lastBytes: restored?.bytes ?? 0, requestsSince: replayedRequests)
         core = Replica(config: config, id: id, key: key, verifier: verifier,
                        recovery: Recovery(tip: tip, checkpoint: proof, wal: walRecords, clients: state.clientReplies,
                                           executed: executed))
@@ -406,8 +410,8 @@ public final class ReplicaNode: @unchecked Sendable {
         let outcomes = state.execute(entry.block)
         if height % config.parameters.checkpointInterval == 0 {
             checkpointStates[height] = state.provable
-            keepSnapshotCandidate(tipBefore: before)
         }
+        noteExecutedForSnapshots(requests: entry.block.requests.count, tipBefore: before)
         metrics.blocksExecuted.increment()
         metrics.requestsExecuted.increment(by: entry.block.requests.count)
         var replies: [Reply] = []
@@ -509,9 +513,9 @@ public final class ReplicaNode: @unchecked Sendable {
                 ledgerTip = next
                 _ = state.execute(entry.block)
                 metrics.transferredBlocks.increment()
+                noteExecutedForSnapshots(requests: entry.block.requests.count, tipBefore: before)
                 if entry.block.height % config.parameters.checkpointInterval == 0 {
                     checkpointStates[entry.block.height] = state.provable
-                    keepSnapshotCandidate(tipBefore: before)
                     current.executed.append(ExecutedCheckpoint(header: entry.block.header, historyBefore: before.history,
                                                                stateRoot: state.stateRoot))
                 }
