@@ -19,7 +19,7 @@ struct Node: AsyncParsableCommand {
     @Option(help: ArgumentHelp("This replica's data directory (created if missing).", valueName: "DIR")) var data: String
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
     @Option(help: ArgumentHelp(
-        "Write a snapshot of the state at most every N blocks (rounded up to a checkpoint), and only once enough requests ran since the last one to outweigh its size, so a restart replays only the blocks after the newest; 0 for never.",
+        "Write a snapshot of the state at most every N blocks (rounded up to a checkpoint), and only once at least one request per 200 bytes of the last snapshot ran since it, so a restart replays only the blocks after the newest; 0 for never.",
         valueName: "N")) var snapshotInterval: UInt64 = 1024
 
     func run() async throws {

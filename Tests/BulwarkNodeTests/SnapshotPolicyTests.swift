@@ -13,8 +13,8 @@ import Testing
     }
 
     @Test func aLargeStateWaitsForEnoughRequests() {
-        var policy = StateSnapshots(directory: "d", requested: 32, checkpointInterval: 16, lastBytes: 400_000)
-        #expect(!policy.isDue(at: 32), "no request since a 400 kB snapshot")
+        var policy = StateSnapshots(directory: "d", requested: 32, checkpointInterval: 16, lastBytes: 200_000)
+        #expect(!policy.isDue(at: 32), "no request since a 200 kB snapshot")
         policy.requestsSince = 999
         #expect(!policy.isDue(at: 64))
         policy.requestsSince = 1000
