@@ -69,24 +69,16 @@ struct StateSnapshots {
     /// tip links to the block at its height and an execution certificate in the log certifies
     /// its state root. Snapshots that do not are reported and passed over.
     static func load(directory: String, blockLog: BlockLog, limits: ProtocolParameters, logger: Logger) -> Restored? {
-        let store: SnapshotStore
-        let heights: [Height]
         do {
-            store = try SnapshotStore(directory: directory)
-            heights = try store.heights()
+            return try SnapshotStore(directory: directory).latest(atOrBelow: blockLog.height, skipped: { height, error in
+                logger.warning("state snapshot unusable; trying an older one", metadata: ["height": "\(height)", "reason": "\(error)"])
+            }, use: { height, bytes in
+                try restore(bytes, height: height, blockLog: blockLog, limits: limits)
+            })?.value
         } catch {
             logger.warning("cannot read state snapshots; replaying the whole ledger", metadata: ["error": "\(error)"])
             return nil
         }
-        for height in heights.reversed() where height <= blockLog.height {
-            do {
-                return try restore(try store.read(height), height: height, blockLog: blockLog, limits: limits)
-            } catch {
-                logger.warning("state snapshot unusable; trying an older one",
-                               metadata: ["height": "\(height)", "reason": "\(error)"])
-            }
-        }
-        return nil
     }
 
     struct Mismatch: Error, CustomStringConvertible {

@@ -106,25 +106,31 @@ public struct SnapshotStore {
     }
 
     /// The heights of the snapshot files present, oldest first (whether intact or not).
-    public func heights() throws(StorageError) -> [Height] {
+    func heights() throws(StorageError) -> [Height] {
         try fileSystem.list(directory).compactMap { name in
             guard name.hasPrefix("state-"), name.hasSuffix(".snap") else { return nil }
             return Height(name.dropFirst("state-".count).dropLast(".snap".count))
         }.sorted()
     }
 
-    /// The newest intact snapshot at or below `maxHeight`: (height, snapshot bytes).
-    public func latest(atOrBelow maxHeight: Height = .max) throws(StorageError) -> (height: Height, snapshot: [UInt8])? {
+    /// The newest snapshot at or below `maxHeight` that `use` accepts, as its height and what
+    /// `use` made of its bytes. A snapshot that fails its checksum, or that `use` throws on, is
+    /// passed to `skipped` with the reason, and the next older one is tried.
+    public func latest<T>(atOrBelow maxHeight: Height = .max, skipped: (Height, any Error) -> Void = { _, _ in },
+                          use: (Height, [UInt8]) throws -> T) throws(StorageError) -> (height: Height, value: T)? {
         for height in try heights().reversed() where height <= maxHeight {
-            guard let snapshot = try? read(height) else { continue }
-            return (height, snapshot)
+            do {
+                return (height, try use(height, try read(height)))
+            } catch {
+                skipped(height, error)
+            }
         }
         return nil
     }
 
     /// The snapshot bytes saved at `height`; `.corrupt` if the file fails its checksum or is
     /// not the snapshot of that height.
-    public func read(_ height: Height) throws(StorageError) -> [UInt8] {
+    func read(_ height: Height) throws(StorageError) -> [UInt8] {
         let path = "\(directory)/\(Self.name(height))"
         let bytes = try readAll(fileSystem, path)
         let (records, ending) = RecordFraming.scan(bytes)

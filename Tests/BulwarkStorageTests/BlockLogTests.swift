@@ -178,13 +178,15 @@ import Testing
         fixture.addBlock([.put(key: [2], value: [2])])
         try store.save(fixture.state.snapshot(), height: 6)
         #expect(try store.heights() == [5, 6])
-        let latest = try #require(try store.latest())
+        let latest = try #require(try store.latest { _, bytes in bytes })
         #expect(latest.height == 6)
-        let restored = try KeyValueState(snapshot: latest.snapshot, limits: fixture.config.parameters)
+        let restored = try KeyValueState(snapshot: latest.value, limits: fixture.config.parameters)
         #expect(restored.stateRoot == fixture.state.stateRoot)
         fs.corrupt("/data/snapshots/\(SnapshotStore.name(6))", at: 30)
-        #expect(try store.latest()?.height == 5)
-        #expect(try store.latest(atOrBelow: 5)?.height == 5)
+        var skipped: [Height] = []
+        #expect(try store.latest(skipped: { height, _ in skipped.append(height) }) { _, bytes in bytes }?.height == 5)
+        #expect(skipped == [6], "the damaged snapshot is reported")
+        #expect(try store.latest(atOrBelow: 5) { _, bytes in bytes }?.height == 5)
     }
 }
 
