@@ -86,6 +86,7 @@ public struct CanonicalWriter {
     public mutating func write(_ value: PublicKey) { value.raw.withUnsafeBytes { writeRaw($0) } }
     public mutating func write(_ value: Signature) { value.raw.withUnsafeBytes { writeRaw($0) } }
     public mutating func write(_ value: ClusterID) { value.withUnsafeBytes { writeRaw($0) } }
+    public mutating func write(_ value: Bytes32) { value.withUnsafeBytes { writeRaw($0) } }
 
     public mutating func write<T: CanonicalCodable>(_ value: T) { value.encode(to: &self) }
 
@@ -180,7 +181,10 @@ public struct CanonicalReader {
         Signature(try readRaw(Signature.byteCount, field))!
     }
     public mutating func readClusterID(_ field: String) throws(CodecError) -> ClusterID {
-        ClusterID(raw: Bytes32(try readRaw(ClusterID.byteCount, field))!)
+        ClusterID(raw: try readBytes32(field))
+    }
+    public mutating func readBytes32(_ field: String) throws(CodecError) -> Bytes32 {
+        Bytes32(try readRaw(32, field))!
     }
 
     public mutating func read<T: CanonicalCodable>(_: T.Type) throws(CodecError) -> T {

@@ -56,8 +56,7 @@ public enum HandshakeMessage: Hashable, Sendable {
 
         func write(to w: inout CanonicalWriter) {
             w.write(connectorNonce); w.write(acceptorNonce)
-            connectorExchange.withUnsafeBytes { w.writeRaw($0) }
-            acceptorExchange.withUnsafeBytes { w.writeRaw($0) }
+            w.write(connectorExchange); w.write(acceptorExchange)
         }
     }
 
@@ -78,9 +77,9 @@ extension HandshakeMessage: CanonicalCodable {
     public func encode(to w: inout CanonicalWriter) {
         switch self {
         case let .hello(cluster, role, nonce, exchange):
-            w.write(UInt8(1)); w.write(cluster); w.write(role); w.write(nonce); exchange.withUnsafeBytes { w.writeRaw($0) }
+            w.write(UInt8(1)); w.write(cluster); w.write(role); w.write(nonce); w.write(exchange)
         case let .challenge(replica, nonce, exchange, signature):
-            w.write(UInt8(2)); w.write(replica); w.write(nonce); exchange.withUnsafeBytes { w.writeRaw($0) }; w.write(signature)
+            w.write(UInt8(2)); w.write(replica); w.write(nonce); w.write(exchange); w.write(signature)
         case let .response(signature): w.write(UInt8(3)); w.write(signature)
         }
     }
@@ -89,9 +88,9 @@ extension HandshakeMessage: CanonicalCodable {
         let tag = try r.readUInt8("handshake tag")
         switch tag {
         case 1: self = .hello(cluster: try r.readClusterID("cluster"), role: try r.read(PeerRole.self), nonce: try r.readDigest("nonce"),
-                              exchange: Bytes32(try r.readRaw(32, "exchange key"))!)
+                              exchange: try r.readBytes32("exchange key"))
         case 2: self = .challenge(replica: try r.readUInt16("replica"), nonce: try r.readDigest("nonce"),
-                                  exchange: Bytes32(try r.readRaw(32, "exchange key"))!, signature: try r.readSignature("signature"))
+                                  exchange: try r.readBytes32("exchange key"), signature: try r.readSignature("signature"))
         case 3: self = .response(signature: try r.readSignature("signature"))
         default: throw .unknownTag(type: "handshake", tag: tag)
         }
