@@ -92,9 +92,9 @@ extension KeyValueState {
     public var provable: ProvableState { ProvableState(height: height, map: map) }
 
     /// A proof of what `key` held at `past.height`; `past` must come from this state's history.
-    public func prove(_ key: [UInt8], at past: ProvableState) -> KeyProof {
+    public func prove(_ key: [UInt8], at past: ProvableState) throws(KeyHistoryError) -> KeyProof {
         precondition(past.height <= height, "a proof about a height this state has not reached")
-        let last = history(of: key).last { $0.height <= past.height }
+        let last = try historyEntry(of: key, atOrBelow: past.height)
         let value = last?.value
         return KeyProof(key: key, value: value, version: value == nil ? 0 : last!.height, height: past.height,
                         mapRoot: past.map.rootHash, proof: past.map.proof(for: Self.recordKeyHash(key)))

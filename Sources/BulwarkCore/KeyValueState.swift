@@ -32,8 +32,13 @@ public struct KeyValueState: Sendable {
 
     public private(set) var records: [[UInt8]: Record] = [:]
     public private(set) var clients: [PublicKey: ClientRecord] = [:]
-    /// Every version of every key written, oldest first.
-    public private(set) var histories: [[UInt8]: [HistoryEntry]] = [:]
+    /// Every version of every key written, shared with copies of this state (see
+    /// `KeyHistoryStore`).
+    public let historyStore: any KeyHistoryStore
+    /// For every key ever written, the position of its newest history entry.
+    public private(set) var historyHeads: [[UInt8]: UInt64] = [:]
+    /// The store's end after this state's last write: this state's histories lie below it.
+    public private(set) var historyEnd: UInt64 = 0
     /// Height of the last executed block.
     public private(set) var height: Height = 0
     public let limits: ProtocolParameters
@@ -46,8 +51,12 @@ public struct KeyValueState: Sendable {
     /// past this many bytes (it always holds at least one), so every reply fits in a frame.
     public static let resultBytesMax = 4 << 20
 
-    public init(limits: ProtocolParameters) {
+    /// An empty state. A replica passes a file-backed history store; by default histories
+    /// are kept in memory.
+    public init(limits: ProtocolParameters, history: any KeyHistoryStore = MemoryKeyHistory()) {
         self.limits = limits
+        historyStore = history
+        historyEnd = history.end
     }
 
     /// What executing one request did.
@@ -62,18 +71,22 @@ public struct KeyValueState: Sendable {
 
     /// Executes every request of `block` in order. The caller has verified the block's
     /// certificate; request signatures were checked by consensus before the block committed.
-    public mutating func execute(_ block: Block) -> [Outcome] {
+    /// Throws only when the history store cannot be read; the state is then unusable.
+    public mutating func execute(_ block: Block) throws(KeyHistoryError) -> [Outcome] {
         precondition(block.height == height + 1, "blocks execute in height order")
         height = block.height
-        return block.requests.map { execute($0) }
+        var outcomes: [Outcome] = []
+        outcomes.reserveCapacity(block.requests.count)
+        for request in block.requests { outcomes.append(try execute(request)) }
+        return outcomes
     }
 
-    mutating func execute(_ request: Request) -> Outcome {
+    mutating func execute(_ request: Request) throws(KeyHistoryError) -> Outcome {
         if let last = clients[request.client] {
             if request.requestID == last.requestID { return .duplicate(last.result) }
             if request.requestID < last.requestID { return .stale }
         }
-        let result = apply(request.operation)
+        let result = try apply(request.operation)
         let record = ClientRecord(requestID: request.requestID, result: result, height: height)
         clients[request.client] = record
         map.set(Self.clientKeyHash(request.client), value: Self.clientValueHash(record))
@@ -90,11 +103,10 @@ public struct KeyValueState: Sendable {
             records[key] = nil
             map.remove(Self.recordKeyHash(key))
         }
-        histories[key, default: []].append(HistoryEntry(height: height, value: record?.value))
+        historyHeads[key] = historyStore.append(HistoryEntry(height: height, value: record?.value), previous: historyHeads[key])
+        historyEnd = historyStore.end
         if existed != (record != nil) { sortedKeys = nil }
     }
-
-    public func history(of key: [UInt8]) -> [HistoryEntry] { histories[key] ?? [] }
 
     // Used only to rebuild a state from a snapshot.
     mutating func restoreRecord(_ key: [UInt8], _ record: Record) {
@@ -107,14 +119,17 @@ public struct KeyValueState: Sendable {
         map.set(Self.clientKeyHash(client), value: Self.clientValueHash(record))
     }
 
-    mutating func restoreHistory(_ key: [UInt8], _ entries: [HistoryEntry]) { histories[key] = entries }
+    mutating func restoreHistory(heads: [[UInt8]: UInt64], end: UInt64) {
+        historyHeads = heads
+        historyEnd = end
+    }
     mutating func restoreHeight(_ height: Height) { self.height = height }
 
     public func read(_ key: [UInt8]) -> Record? { records[key] }
 
     // MARK: - Operations
 
-    private mutating func apply(_ operation: LedgerOperation) -> OperationResult {
+    private mutating func apply(_ operation: LedgerOperation) throws(KeyHistoryError) -> OperationResult {
         if let problem = limitViolation(operation) { return .rejected(problem) }
         switch operation {
         case let .put(key, value):
@@ -194,16 +209,8 @@ public struct KeyValueState: Sendable {
             }
             return .entries(entries)
         case let .history(key, limit):
-            // The newest versions first, then put back in order.
             let cap = Swift.min(Int(limit), limits.rangeResultsMax)
-            var newest: [HistoryEntry] = []
-            var bytes = 0
-            for entry in history(of: key).reversed() {
-                bytes += entry.value?.count ?? 0
-                if newest.count == cap || (bytes > Self.resultBytesMax && !newest.isEmpty) { break }
-                newest.append(entry)
-            }
-            return .history(newest.reversed())
+            return .history(try history(of: key, limit: cap, bytesMax: Self.resultBytesMax))
         }
     }
 

@@ -1,7 +1,9 @@
 /// Snapshots of the whole key-value state at a height: canonical bytes (keys and clients
-/// sorted), so two replicas with the same state write the same snapshot.
+/// sorted), so two replicas with the same state write the same snapshot. Key histories stay in
+/// the history store; a snapshot holds each key's newest position in it and the store's end,
+/// so it is usable only with a store that holds at least that much of the same history.
 extension KeyValueState {
-    static let snapshotVersion: UInt8 = 1
+    static let snapshotVersion: UInt8 = 2
 
     public func snapshot() -> [UInt8] {
         var w = CanonicalWriter(capacity: 64 + records.count * 48)
@@ -24,29 +26,25 @@ extension KeyValueState {
             w.write(record.result)
             w.write(record.height)
         }
-        let historyKeys = histories.keys.sorted { $0.lexicographicallyPrecedes($1) }
+        w.write(historyEnd)
+        let historyKeys = historyHeads.keys.sorted { $0.lexicographicallyPrecedes($1) }
         w.write(UInt64(historyKeys.count))
         for key in historyKeys {
-            let entries = histories[key]!
             w.writeBytes(key)
-            w.write(UInt64(entries.count))
-            for entry in entries {
-                w.write(entry.height)
-                w.write(entry.value != nil)
-                if let value = entry.value { w.writeBytes(value) }
-            }
+            w.write(historyHeads[key]!)
         }
         w.write(stateRoot)
-        // The state root does not cover key histories; a digest of every byte does.
+        // The state root does not cover history positions; a digest of every byte does.
         w.write(Digest.sha256(w.bytes))
         return w.bytes
     }
 
     /// Rebuilds a state from `snapshot()` bytes, checking the digest of the whole snapshot and
     /// the stored state root against the rebuilt one, so a damaged snapshot is refused rather
-    /// than loaded.
-    public init(snapshot bytes: [UInt8], limits: ProtocolParameters) throws(CodecError) {
-        self.init(limits: limits)
+    /// than loaded. `history` must hold at least the snapshot's history end; entries past it
+    /// are not this state's, and the caller trims them before executing further.
+    public init(snapshot bytes: [UInt8], limits: ProtocolParameters, history: any KeyHistoryStore) throws(CodecError) {
+        self.init(limits: limits, history: history)
         guard bytes.count >= Digest.byteCount,
               Digest.sha256(Array(bytes.dropLast(Digest.byteCount))).bytes == Array(bytes.suffix(Digest.byteCount)) else {
             throw .invalidValue(field: "state snapshot", reason: "checksum does not match its contents")
@@ -81,16 +79,23 @@ extension KeyValueState {
                                       height: try r.readUInt64("height"))
             restoreClient(client, record)
         }
+        let end = try r.readUInt64("history end")
+        guard end <= history.end else {
+            throw .invalidValue(field: "state snapshot", reason: "its key histories end at \(end), past the history store's end \(history.end)")
+        }
+        var heads: [[UInt8]: UInt64] = [:]
+        var previousKey: [UInt8]?
         for _ in 0..<(try count("history count")) {
             let key = try r.readKey()
-            var entries: [HistoryEntry] = []
-            for _ in 0..<(try count("history length")) {
-                let height = try r.readUInt64("history height")
-                let value = try r.readBool("history value present") ? try r.readValue() : nil
-                entries.append(HistoryEntry(height: height, value: value))
+            if let previousKey, !previousKey.lexicographicallyPrecedes(key) {
+                throw .invalidValue(field: "snapshot history keys", reason: "not strictly increasing")
             }
-            restoreHistory(key, entries)
+            previousKey = key
+            let head = try r.readUInt64("history position")
+            guard head < end else { throw .invalidValue(field: "history position", reason: "\(head) is past the history end \(end)") }
+            heads[key] = head
         }
+        restoreHistory(heads: heads, end: end)
         let storedRoot = try r.readDigest("state root")
         try r.finish()
         restoreHeight(snapshotHeight)

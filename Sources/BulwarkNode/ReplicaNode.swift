@@ -32,6 +32,8 @@ public final class ReplicaNode: @unchecked Sendable {
     let loop: any EventLoop
     var core: Replica
     var state: KeyValueState
+    /// Every version of every key, in a file beside the block log (derived from it).
+    let history: FileKeyHistory
     var ledgerTip: ChainTip
     let blockLog: BlockLog
     let wal: WriteAheadLog
@@ -112,6 +114,7 @@ public final class ReplicaNode: @unchecked Sendable {
                 try blockLog.truncateDamage()
             }
             wal = try WriteAheadLog(path: dataDirectory + "/consensus.wal")
+            history = try FileKeyHistory(path: dataDirectory + "/key-history.log", valueBytesMax: config.parameters.valueBytesMax)
         } catch {
             throw NodeStartupError("cannot open the data directory \(dataDirectory): \(error)")
         }
@@ -121,13 +124,19 @@ public final class ReplicaNode: @unchecked Sendable {
         // Rebuild the state from the newest usable snapshot and the blocks after it (or the
         // whole ledger); remember what a checkpoint proof needs.
         let snapshotDirectory = dataDirectory + "/snapshots"
-        state = KeyValueState(limits: config.parameters)
         var tip = ChainTip.genesis
         var executed: [ExecutedCheckpoint] = []
         var proof: CheckpointProof?
         let latest = blockLog.latestExecutionCertificate
         let restored = StateSnapshots.load(directory: snapshotDirectory, blockLog: blockLog, limits: config.parameters,
-                                           logger: logger)
+                                           history: history, logger: logger)
+        do {
+            // Entries past the restored state's are rewritten by the replay below.
+            try history.truncate(to: restored?.state.historyEnd ?? 0)
+        } catch {
+            throw NodeStartupError("cannot trim the key history file in \(dataDirectory): \(error)")
+        }
+        state = KeyValueState(limits: config.parameters, history: history)
         var replayedRequests = 0
         if let restored {
             state = restored.state
@@ -142,7 +151,9 @@ public final class ReplicaNode: @unchecked Sendable {
             let entry = try blockLog.entry(at: height)
             let before = tip
             tip = tip.appending(entry.block.header, hash: entry.block.hash)
-            _ = state.execute(entry.block)
+            do { _ = try state.execute(entry.block) } catch {
+                throw NodeStartupError("cannot replay block \(height): \(error)")
+            }
             replayedRequests += entry.block.requests.count
             if let latest, latest.height == height {
                 proof = CheckpointProof(certificate: latest, header: entry.block.header, historyBefore: before.history)
@@ -153,6 +164,9 @@ public final class ReplicaNode: @unchecked Sendable {
                                                    stateRoot: state.stateRoot))
                 checkpointStates[height] = state.provable
             }
+        }
+        do { try history.flush() } catch {
+            throw NodeStartupError("cannot write the key history file in \(dataDirectory): \(error)")
         }
         ledgerTip = tip
         snapshots = StateSnapshots(directory: snapshotDirectory, requested: snapshotInterval,
@@ -407,7 +421,8 @@ public final class ReplicaNode: @unchecked Sendable {
         try blockLog.append(entry)
         let before = ledgerTip
         ledgerTip = ledgerTip.appending(entry.block.header, hash: entry.block.hash)
-        let outcomes = state.execute(entry.block)
+        let outcomes = try state.execute(entry.block)
+        try history.flush()
         if height % config.parameters.checkpointInterval == 0 {
             checkpointStates[height] = state.provable
         }
@@ -467,7 +482,12 @@ public final class ReplicaNode: @unchecked Sendable {
     func answerProof(key: [UInt8], nonce: UInt64, to client: PublicKey) {
         let frame: ClientFrame
         if let (provable, certificate) = certifiedState {
-            frame = .proof(nonce: nonce, KeyProofBundle(proof: state.prove(key, at: provable), certificate: certificate))
+            do {
+                frame = .proof(nonce: nonce, KeyProofBundle(proof: try state.prove(key, at: provable), certificate: certificate))
+            } catch {
+                logger.error("cannot read a key's history for a proof", metadata: ["error": "\(error)"])
+                frame = .proofUnavailable(nonce: nonce, reason: "replica \(id) cannot read its key history: \(error)")
+            }
         } else {
             frame = .proofUnavailable(nonce: nonce, reason: "replica \(id) has no certified checkpoint yet (the first is at height \(config.parameters.checkpointInterval))")
         }
@@ -511,7 +531,7 @@ public final class ReplicaNode: @unchecked Sendable {
                 let before = ledgerTip
                 try blockLog.append(entry)
                 ledgerTip = next
-                _ = state.execute(entry.block)
+                _ = try state.execute(entry.block)
                 metrics.transferredBlocks.increment()
                 noteExecutedForSnapshots(requests: entry.block.requests.count, tipBefore: before)
                 if entry.block.height % config.parameters.checkpointInterval == 0 {
@@ -521,6 +541,7 @@ public final class ReplicaNode: @unchecked Sendable {
                 }
             }
             try blockLog.sync()
+            try history.flush()
         } catch let error as LedgerError {
             logger.warning("peer sent an invalid block in state transfer", metadata: ["peer": "\(peer)", "error": "\(error)"])
             metrics.drop(.badTransferredBlock)

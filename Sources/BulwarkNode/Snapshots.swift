@@ -26,8 +26,8 @@ struct StateSnapshots {
     var lastBytes: Int
 
     /// A snapshot is also held back until at least one request per `bytesPerRequest` bytes of
-    /// the last snapshot ran since it, because the state keeps every key's history and grows
-    /// with the ledger. Measured here: executing a request costs about 30 µs; encoding and
+    /// the last snapshot ran since it, because the state (every key and client, and each
+    /// key's position in the history file) grows with the ledger. Measured here: executing a request costs about 30 µs; encoding and
     /// writing a 30 MB snapshot took about 50 ns a byte (wall time, under full load), and
     /// loading one about 33 ns a byte. With 200 bytes per request, snapshot work stays under
     /// about a third of execution work, and a restart replays at most about five times the
@@ -68,12 +68,13 @@ struct StateSnapshots {
     /// The newest snapshot at or below the ledger's height that agrees with the ledger: its
     /// tip links to the block at its height and an execution certificate in the log certifies
     /// its state root. Snapshots that do not are reported and passed over.
-    static func load(directory: String, blockLog: BlockLog, limits: ProtocolParameters, logger: Logger) -> Restored? {
+    static func load(directory: String, blockLog: BlockLog, limits: ProtocolParameters, history: any KeyHistoryStore,
+                     logger: Logger) -> Restored? {
         do {
             return try SnapshotStore(directory: directory).latest(atOrBelow: blockLog.height, skipped: { height, error in
                 logger.warning("state snapshot unusable; trying an older one", metadata: ["height": "\(height)", "reason": "\(error)"])
             }, use: { height, bytes in
-                try restore(bytes, height: height, blockLog: blockLog, limits: limits)
+                try restore(bytes, height: height, blockLog: blockLog, limits: limits, history: history)
             })?.value
         } catch {
             logger.warning("cannot read state snapshots; replaying the whole ledger", metadata: ["error": "\(error)"])
@@ -85,10 +86,12 @@ struct StateSnapshots {
         let description: String
     }
 
-    static func restore(_ bytes: [UInt8], height: Height, blockLog: BlockLog, limits: ProtocolParameters) throws -> Restored {
+    static func restore(_ bytes: [UInt8], height: Height, blockLog: BlockLog, limits: ProtocolParameters,
+                        history: any KeyHistoryStore) throws -> Restored {
         var r = CanonicalReader(bytes)
         let tipBefore = try r.read(ChainTip.self)
-        let state = try KeyValueState(snapshot: Array(try r.readRaw(r.remaining, "state snapshot")), limits: limits)
+        let state = try KeyValueState(snapshot: Array(try r.readRaw(r.remaining, "state snapshot")), limits: limits,
+                                      history: history)
         let entry = try blockLog.entry(at: height)
         guard state.height == height, tipBefore.height + 1 == height, tipBefore.isLinked(to: entry.block.header) else {
             throw Mismatch(description: "it does not follow the block log at height \(height)")
@@ -121,6 +124,8 @@ extension ReplicaNode {
             let started = ContinuousClock.now
             let bytes = StateSnapshots.encode(state: candidate.state, tipBefore: candidate.tipBefore)
             do {
+                // The snapshot names positions in the history file: those must be durable first.
+                try history.sync()
                 try SnapshotStore(directory: directory).save(bytes, height: certificate.height)
                 loop.execute { [self] in snapshots.lastBytes = bytes.count }
                 metrics.snapshotsWritten.increment()

@@ -124,7 +124,7 @@ struct HistoryChecker {
         }
         var total: Int64 = 0
         for entry in ledger {
-            let outcomes = state.execute(entry.block)
+            let outcomes = try! state.execute(entry.block)
             var deposited: Int64 = 0
             for (request, outcome) in zip(entry.block.requests, outcomes) {
                 if case let .add(key, delta, _, _) = request.operation, accounts.contains(key),

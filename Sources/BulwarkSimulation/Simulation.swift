@@ -253,7 +253,7 @@ public final class Simulation {
         let checkpoint = node.stable.flatMap { $0.height <= UInt64(node.log.count) ? $0 : nil }
         for entry in node.log {
             let before = tip
-            _ = node.state.execute(entry.block)
+            _ = try! node.state.execute(entry.block)
             tip = tip.appending(entry.block.header, hash: entry.block.hash)
             if tip.height > (checkpoint?.height ?? 0), tip.height % config.parameters.checkpointInterval == 0 {
                 executed.append(ExecutedCheckpoint(header: entry.block.header, historyBefore: before.history,
@@ -350,7 +350,7 @@ public final class Simulation {
         let height = entry.block.height
         precondition(height == UInt64(node.log.count) + 1, "replica \(node.id) executes out of order")
         node.log.append(entry)
-        let outcomes = node.state.execute(entry.block)
+        let outcomes = try! node.state.execute(entry.block)
         var replies: [Reply] = []
         for (request, outcome) in zip(entry.block.requests, outcomes) {
             switch outcome {
@@ -409,7 +409,7 @@ public final class Simulation {
         var history = node.core!.chain.history
         for entry in fetched {
             node.log.append(entry)
-            _ = node.state.execute(entry.block)
+            _ = try! node.state.execute(entry.block)
             let root = node.state.stateRoot
             stateRoots[entry.block.height, default: [:]][node.id] = root
             if entry.block.height % config.parameters.checkpointInterval == 0 {
@@ -455,6 +455,7 @@ final class SimNode {
     let replica: Int
     let key: PrivateKey
     var core: Replica?
+    /// Key histories in memory, which cannot fail to read: executions here use `try!`.
     var state: KeyValueState
     /// Durable: the block log and the write-ahead log survive crashes.
     var log: [LedgerEntry] = []

@@ -59,7 +59,7 @@ struct SimulationChecker {
         var executions: [RequestIdentity: Int] = [:]
         var results: [RequestIdentity: [UInt8]] = [:]
         for entry in longest {
-            let outcomes = state.execute(entry.block)
+            let outcomes = try! state.execute(entry.block)
             for (request, outcome) in zip(entry.block.requests, outcomes) {
                 guard let last = issued[request.client], request.requestID >= 1, request.requestID <= last else {
                     return fail("validity: height \(entry.block.height) holds a request no client issued")

@@ -8,15 +8,19 @@ enum RecordFraming {
     static func frame(type: UInt8, payload: [UInt8]) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(headerBytes + 1 + payload.count)
-        withUnsafeBytes(of: UInt32(1 + payload.count).littleEndian) { out.append(contentsOf: $0) }
-        out.append(contentsOf: [0, 0, 0, 0])
-        out.append(type)
-        out.append(contentsOf: payload)
-        let crc = out.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[headerBytes...])) }
-        withUnsafeBytes(of: crc.littleEndian) { crcBytes in
-            for i in 0..<4 { out[4 + i] = crcBytes[i] }
-        }
+        append(type: type, to: &out) { $0.append(contentsOf: payload) }
         return out
+    }
+
+    /// Appends one framed record to `out`, its payload written in place by `payload`.
+    static func append(type: UInt8, to out: inout [UInt8], payload: (inout [UInt8]) -> Void) {
+        let start = out.count
+        out.append(contentsOf: [0, 0, 0, 0, 0, 0, 0, 0, type])
+        payload(&out)
+        let length = UInt32(out.count - start - headerBytes)
+        let crc = out.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(start + headerBytes)...])) }
+        withUnsafeBytes(of: length.littleEndian) { for i in 0..<4 { out[start + i] = $0[i] } }
+        withUnsafeBytes(of: crc.littleEndian) { for i in 0..<4 { out[start + 4 + i] = $0[i] } }
     }
 
     struct Record {

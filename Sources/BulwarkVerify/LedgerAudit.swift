@@ -1,6 +1,7 @@
 import BulwarkCore
 import BulwarkStorage
 import Dispatch
+import Foundation
 
 /// The first thing found wrong in a ledger: where, which record, why.
 public struct AuditProblem: Error, Equatable, Sendable, CustomStringConvertible {
@@ -77,7 +78,16 @@ public struct LedgerAudit {
             report.problem = AuditProblem(height: 1, record: "log", reason: "\(directory) holds no block log segments")
             return report
         }
-        var state = KeyValueState(limits: config.parameters)
+        // Key histories of the replay go to a temporary file, as on a replica, so auditing a
+        // long ledger does not hold every value ever written in memory.
+        let historyPath = NSTemporaryDirectory() + "bulwark-verify-history-\(UUID().uuidString)"
+        defer { try? PosixFileSystem().remove(historyPath) }
+        let history: FileKeyHistory
+        do { history = try FileKeyHistory(path: historyPath, valueBytesMax: config.parameters.valueBytesMax) } catch {
+            report.problem = AuditProblem(height: 1, record: "log", reason: "cannot replay the state: \(error)")
+            return report
+        }
+        var state = KeyValueState(limits: config.parameters, history: history)
         var tip = ChainTip.genesis
         let certificates = Dictionary(grouping: reader.executionCertificates, by: \.height)
         var batch: [LedgerEntry] = []
@@ -101,7 +111,13 @@ public struct LedgerAudit {
                     return
                 }
                 tip = tip.appending(header, hash: entry.block.hash)
-                _ = state.execute(entry.block)
+                do {
+                    _ = try state.execute(entry.block)
+                    try history.flush()
+                } catch {
+                    failure = AuditProblem(height: height, record: "state", reason: "cannot replay the block: \(error)")
+                    return
+                }
                 report.heights = height
                 report.requests += entry.block.requests.count
                 report.commitCertificates += 1

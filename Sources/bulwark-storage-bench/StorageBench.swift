@@ -42,7 +42,7 @@ struct StorageBench: ParsableCommand {
 
     func run() throws {
         if let writeLedger { return try write(ledgerTo: writeLedger) }
-        for count in parse(keys)! { benchmarkState(keys: count) }
+        for count in parse(keys)! { try benchmarkState(keys: count) }
         for group in parse(groups)! { try benchmarkLog(group: group) }
     }
 
@@ -89,12 +89,16 @@ struct StorageBench: ParsableCommand {
 
     func key(_ i: Int) -> [UInt8] { Array("account-\(i)".utf8) }
 
-    func benchmarkState(keys count: Int) {
-        var state = KeyValueState(limits: ProtocolParameters())
+    /// Key histories go to a file in a temporary directory, as on a replica.
+    func benchmarkState(keys count: Int) throws {
+        let path = NSTemporaryDirectory() + "bulwark-bench-history-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let history = try FileKeyHistory(path: path, valueBytesMax: ProtocolParameters().valueBytesMax)
+        var state = KeyValueState(limits: ProtocolParameters(), history: history)
         let client = PrivateKey(seed: Array(repeating: 1, count: 32))!.publicKey
         var requestID: UInt64 = 0
         var height: Height = 0
-        let fill = Self.seconds {
+        let fill = try Self.seconds {
             var i = 0
             while i < count {
                 let batch = (i..<min(count, i + 1000)).map { j -> Request in
@@ -102,20 +106,22 @@ struct StorageBench: ParsableCommand {
                     return request(client, requestID, .put(key: key(j), value: Array(repeating: 0x61, count: 100)))
                 }
                 height += 1
-                _ = state.execute(block(height, batch))
+                _ = try state.execute(block(height, batch))
+                try history.flush()
                 i += 1000
             }
         }
         var rng = SystemRandomNumberGenerator()
         let targets = (0..<operations).map { _ in key(Int.random(in: 0..<count, using: &rng)) }
-        let update = Self.seconds {
+        let update = try Self.seconds {
             for chunk in stride(from: 0, to: targets.count, by: 1000) {
                 let batch = targets[chunk..<min(targets.count, chunk + 1000)].map { k -> Request in
                     requestID += 1
                     return request(client, requestID, .put(key: k, value: Array(repeating: 0x62, count: 100)))
                 }
                 height += 1
-                _ = state.execute(block(height, batch))
+                _ = try state.execute(block(height, batch))
+                try history.flush()
             }
         }
         var proofs: [KeyProof] = []

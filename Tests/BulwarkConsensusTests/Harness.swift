@@ -60,7 +60,7 @@ struct Harness {
             case let .send(message, to): network.append((Int(to), message))
             case let .execute(block, _):
                 executed[i].append(block)
-                let outcomes = states[i].execute(block)
+                let outcomes = try! states[i].execute(block)
                 let blockReplies: [Reply] = zip(block.requests, outcomes).compactMap { request, outcome in
                     switch outcome {
                     case let .executed(r), let .duplicate(r):

@@ -123,7 +123,7 @@ import Testing
             }
             let header = BlockHeader(clusterID: cluster, height: height, view: 0, timestampMs: 0, proposer: 0,
                                      prevBlockHash: .zero, txRoot: .zero, historyRoot: .zero)
-            let outcomes = state.execute(Block(header: header, requests: requests))
+            let outcomes = try state.execute(Block(header: header, requests: requests))
             reference.height = height
             for (op, outcome) in zip(ops, outcomes) {
                 #expect(outcome == .executed(reference.apply(op)), "seed \(seed) height \(height) \(op)")
@@ -163,7 +163,7 @@ import Testing
         // what the reference held then and verify against that height's root.
         for (provable, root, records) in past {
             for key in Self.keys {
-                let proof = state.prove(key, at: provable)
+                let proof = try state.prove(key, at: provable)
                 #expect(proof.height == provable.height)
                 #expect(proof.value == records[key]?.value, "seed \(seed) height \(provable.height)")
                 #expect(proof.version == (records[key]?.version ?? 0))
@@ -193,7 +193,7 @@ import Testing
         #expect(grown.rootHash == .zero && grown.count == 0)
     }
 
-    @Test func overLimitRequestsGetErrorResultsAndChangeNothing() {
+    @Test func overLimitRequestsGetErrorResultsAndChangeNothing() throws {
         var limits = ProtocolParameters()
         limits.keyBytesMax = 4
         limits.valueBytesMax = 4
@@ -202,7 +202,7 @@ import Testing
                                  prevBlockHash: .zero, txRoot: .zero, historyRoot: .zero)
         let client = TestKeys.key(61)
         let ops: [LedgerOperation] = [.put(key: [1, 2, 3, 4, 5], value: [1]), .put(key: [1], value: [1, 2, 3, 4, 5])]
-        let outcomes = state.execute(Block(header: header, requests: ops.enumerated().map {
+        let outcomes = try state.execute(Block(header: header, requests: ops.enumerated().map {
             Request.signed(by: client, cluster: ClusterID(raw: .zero), requestID: UInt64($0.offset + 1), operation: $0.element)
         }))
         for outcome in outcomes {
@@ -214,7 +214,7 @@ import Testing
         #expect(state.records.isEmpty)
     }
 
-    @Test func historyKeepsEveryVersion() {
+    @Test func historyKeepsEveryVersion() throws {
         var state = KeyValueState(limits: ProtocolParameters())
         let client = TestKeys.key(62)
         let cluster = ClusterID(raw: .zero)
@@ -222,10 +222,12 @@ import Testing
         for (i, op) in ops.enumerated() {
             let header = BlockHeader(clusterID: cluster, height: UInt64(i + 1), view: 0, timestampMs: 0, proposer: 0,
                                      prevBlockHash: .zero, txRoot: .zero, historyRoot: .zero)
-            _ = state.execute(Block(header: header, requests: [Request.signed(by: client, cluster: cluster,
-                                                                              requestID: UInt64(i + 1), operation: op)]))
+            _ = try state.execute(Block(header: header, requests: [Request.signed(by: client, cluster: cluster,
+                                                                                  requestID: UInt64(i + 1), operation: op)]))
         }
-        #expect(state.history(of: [1]) == [.init(height: 1, value: [1]), .init(height: 2, value: [2]), .init(height: 3, value: nil)])
+        #expect(try state.history(of: [1]) == [.init(height: 1, value: [1]), .init(height: 2, value: [2]), .init(height: 3, value: nil)])
+        #expect(try state.history(of: [1], limit: 2) == [.init(height: 2, value: [2]), .init(height: 3, value: nil)])
+        #expect(try state.history(of: [2]) == [])
     }
 
     /// A snapshot restores the same state; snapshot plus the rest of the log equals full replay.
@@ -246,18 +248,24 @@ import Testing
         var full = KeyValueState(limits: ProtocolParameters())
         var atSnapshot = KeyValueState(limits: ProtocolParameters())
         for block in blocks {
-            _ = full.execute(block)
-            if block.height <= 17 { _ = atSnapshot.execute(block) }
+            _ = try full.execute(block)
+            if block.height <= 17 { _ = try atSnapshot.execute(block) }
         }
-        var restored = try KeyValueState(snapshot: atSnapshot.snapshot(), limits: ProtocolParameters())
+        // The snapshot names positions in the history store it was taken with.
+        let store = atSnapshot.historyStore
+        var restored = try KeyValueState(snapshot: atSnapshot.snapshot(), limits: ProtocolParameters(), history: store)
         #expect(restored.stateRoot == atSnapshot.stateRoot)
-        for block in blocks.dropFirst(17) { _ = restored.execute(block) }
+        for block in blocks.dropFirst(17) { _ = try restored.execute(block) }
         #expect(restored.stateRoot == full.stateRoot)
-        #expect(restored.records == full.records && restored.clients == full.clients && restored.histories == full.histories)
+        #expect(restored.records == full.records && restored.clients == full.clients && restored.historyHeads == full.historyHeads)
+        for key in Self.keys { #expect(try restored.history(of: key) == full.history(of: key)) }
         #expect(restored.snapshot() == full.snapshot())
-        // A damaged snapshot is refused.
+        // A damaged snapshot is refused, and so is a store that lacks the snapshot's histories.
         var damaged = atSnapshot.snapshot()
         damaged[damaged.count / 2] ^= 1
-        #expect(throws: CodecError.self) { _ = try KeyValueState(snapshot: damaged, limits: ProtocolParameters()) }
+        #expect(throws: CodecError.self) { _ = try KeyValueState(snapshot: damaged, limits: ProtocolParameters(), history: store) }
+        #expect(throws: CodecError.self) {
+            _ = try KeyValueState(snapshot: atSnapshot.snapshot(), limits: ProtocolParameters(), history: MemoryKeyHistory())
+        }
     }
 }

@@ -154,7 +154,7 @@ struct Arbitrary {
         let requests = (0..<Int.random(in: 0...4, using: &rng)).map { i in
             Request.signed(by: clients[0], cluster: cluster, requestID: UInt64(i + 1), operation: .put(key: [UInt8(i)], value: value()))
         }
-        _ = state.execute(Block(header: BlockHeader(clusterID: cluster, height: 1, view: 0, timestampMs: 0, proposer: 0,
+        _ = try! state.execute(Block(header: BlockHeader(clusterID: cluster, height: 1, view: 0, timestampMs: 0, proposer: 0,
                                                     prevBlockHash: .zero, txRoot: .zero, historyRoot: .zero),
                                 requests: requests))
         return state.prove([UInt8(Int.random(in: 0...5, using: &rng))])

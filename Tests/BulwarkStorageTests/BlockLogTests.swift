@@ -180,13 +180,86 @@ import Testing
         #expect(try store.heights() == [5, 6])
         let latest = try #require(try store.latest { _, bytes in bytes })
         #expect(latest.height == 6)
-        let restored = try KeyValueState(snapshot: latest.value, limits: fixture.config.parameters)
+        let restored = try KeyValueState(snapshot: latest.value, limits: fixture.config.parameters,
+                                         history: fixture.state.historyStore)
         #expect(restored.stateRoot == fixture.state.stateRoot)
         fs.corrupt("/data/snapshots/\(SnapshotStore.name(6))", at: 30)
         var skipped: [Height] = []
         #expect(try store.latest(skipped: { height, _ in skipped.append(height) }) { _, bytes in bytes }?.height == 5)
         #expect(skipped == [6], "the damaged snapshot is reported")
         #expect(try store.latest(atOrBelow: 5) { _, bytes in bytes }?.height == 5)
+    }
+}
+
+@Suite struct FileKeyHistoryTests {
+    static let cluster = ClusterID(raw: .zero)
+    static let client = PrivateKey(seed: Array(repeating: 7, count: 32))!
+
+    /// Executes `count` blocks of writes to a few keys (puts, adds, deletes) from `state`'s height on.
+    static func execute(_ state: inout KeyValueState, blocks count: Int) throws {
+        for _ in 0..<count {
+            let height = state.height + 1
+            let ops: [LedgerOperation] = (0..<5).map { i in
+                switch (Int(height) + i) % 4 {
+                case 0: return .put(key: [UInt8(i % 3)], value: Array(repeating: UInt8(truncatingIfNeeded: height), count: i * 40))
+                case 1: return .add(key: [9], delta: 1, min: 0, max: 1000)
+                case 2: return .delete(key: [UInt8(i % 3)])
+                default: return .history(key: [UInt8(i % 3)], limit: 3)
+                }
+            }
+            let requests = ops.enumerated().map { i, op in
+                Request.signed(by: client, cluster: cluster, requestID: height * 10 + UInt64(i), operation: op)
+            }
+            _ = try state.execute(Block(header: BlockHeader(clusterID: cluster, height: height, view: 0, timestampMs: 0, proposer: 0,
+                                                            prevBlockHash: .zero, txRoot: .zero, historyRoot: .zero),
+                                        requests: requests))
+            if let file = state.historyStore as? FileKeyHistory { try file.flush() }
+        }
+    }
+
+    /// A state whose histories live in a file executes exactly as one with them in memory, and
+    /// a snapshot plus the file, trimmed to the snapshot's end after a crash, resumes it.
+    @Test func aFileStoreMatchesMemoryAndResumesFromASnapshot() throws {
+        let fs = SimulatedFileSystem()
+        let parameters = ProtocolParameters()
+        var inMemory = KeyValueState(limits: parameters)
+        var onFile = KeyValueState(limits: parameters, history: try FileKeyHistory(path: "/h", valueBytesMax: 1000, fileSystem: fs))
+        try Self.execute(&inMemory, blocks: 12)
+        try Self.execute(&onFile, blocks: 12)
+        #expect(onFile.stateRoot == inMemory.stateRoot)
+        for key: [UInt8] in [[0], [1], [2], [9]] { #expect(try onFile.history(of: key) == inMemory.history(of: key)) }
+        let snapshot = onFile.snapshot()
+        try (onFile.historyStore as! FileKeyHistory).sync()
+        // Later entries reach the file but are never synced; the crash keeps some of them, torn.
+        try Self.execute(&onFile, blocks: 5)
+        try Self.execute(&inMemory, blocks: 5)
+        fs.crash(tornBytes: { $0 / 3 })
+        let reopened = try FileKeyHistory(path: "/h", valueBytesMax: 1000, fileSystem: fs)
+        var resumed = try KeyValueState(snapshot: snapshot, limits: parameters, history: reopened)
+        try reopened.truncate(to: resumed.historyEnd)
+        try Self.execute(&resumed, blocks: 5)
+        #expect(resumed.stateRoot == inMemory.stateRoot)
+        for key: [UInt8] in [[0], [1], [2], [9]] { #expect(try resumed.history(of: key) == inMemory.history(of: key)) }
+        // A file that lost what the snapshot names is refused, not read past its end.
+        try reopened.truncate(to: 10)
+        #expect(throws: CodecError.self) { _ = try KeyValueState(snapshot: snapshot, limits: parameters, history: reopened) }
+    }
+
+    /// Damage in the file is reported when the entry is read, never returned as data.
+    @Test func damageIsReportedNotRead() throws {
+        let fs = SimulatedFileSystem()
+        var state = KeyValueState(limits: ProtocolParameters(), history: try FileKeyHistory(path: "/h", valueBytesMax: 1000, fileSystem: fs))
+        try Self.execute(&state, blocks: 8)
+        let head = try #require(state.historyHeads[[0]])
+        fs.corrupt("/h", at: Int(head) + 12)
+        let reopened = try FileKeyHistory(path: "/h", valueBytesMax: 1000, fileSystem: fs)
+        #expect(throws: KeyHistoryError.self) { _ = try reopened.read(at: head) }
+        // A position that is not an entry's start does not decode as one.
+        #expect(throws: KeyHistoryError.self) { _ = try reopened.read(at: head + 1) }
+        #expect(throws: KeyHistoryError.self) { _ = try reopened.read(at: reopened.end + 100) }
+        // Executing a history read over the damaged entry fails instead of answering.
+        let damaged = try KeyValueState(snapshot: state.snapshot(), limits: ProtocolParameters(), history: reopened)
+        #expect(throws: KeyHistoryError.self) { _ = try damaged.history(of: [0]) }
     }
 }
 
