@@ -74,6 +74,9 @@ extension ReplicaNode {
             let counters = transport.counters
             metrics.peerQueueDrops.record(counters.dropped)
             metrics.refusedConnections.record(counters.refused)
+            let signatures = verifier.counts
+            metrics.signaturesVerified.record(signatures.verifications)
+            metrics.signatureCacheHits.record(signatures.hits)
             updateGauges()
             return Data(metrics.exposition())
         }

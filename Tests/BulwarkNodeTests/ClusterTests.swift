@@ -259,6 +259,9 @@ struct ClusterTests {
         func value(_ series: String) -> Double? {
             metrics.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Double($0.split(separator: " ").last!) }
         }
+        // Every request it executed had its client signature checked in this process.
+        let executed = value("bulwark_requests_executed_total{replica=\"1\"}") ?? 0
+        #expect(executed > 0 && value("bulwark_signatures_verified{replica=\"1\"}") ?? 0 >= executed)
         for peer in [0, 2, 3] {
             #expect(value("bulwark_peer_height{replica=\"1\",peer=\"\(peer)\"}") ?? 0 >= 24, "peer \(peer)")
             #expect(value("bulwark_peer_connected{replica=\"1\",peer=\"\(peer)\"}") == 1, "peer \(peer)")
