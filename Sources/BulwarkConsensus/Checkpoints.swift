@@ -146,6 +146,17 @@ extension Replica {
 
     /// Messages are lost; PBFT assumes retransmission (TOCS §4.1). Each replica periodically
     /// re-sends what it already signed — never anything new, so this cannot equivocate.
+    /// A backup relays to the primary the requests that waited a whole retransmit interval
+    /// here without appearing in a pre-prepare, once per view, so a client that reached only
+    /// some replicas is still served (PBFT §4.1). Not at once: clients send every request to
+    /// every replica, so relaying each on arrival would only send the primary three more copies.
+    mutating func relayWaitingRequests() {
+        guard !isPrimary, !isChangingView, nowMs >= retransmitIntervalMs else { return }
+        for request in pool.takeUnrelayed(arrivedBy: nowMs - retransmitIntervalMs, maxCount: parameters.batchRequestsMax) {
+            emit(.send(.request(request), to: primary))
+        }
+    }
+
     mutating func retransmit() {
         if let stable, stable.height > 0 { emit(.broadcast(.checkpointProof(stable))) }
         for height in ownCheckpoints.keys.sorted() where height > lowWatermark {
@@ -156,6 +167,7 @@ extension Replica {
             return
         }
         if isPrimary, let nv = newViewMessage { emit(.broadcast(.newView(nv))) }
+        relayWaitingRequests()
         // Slot messages only when delivery stalled since the last round: while blocks flow,
         // the protocol's own messages are enough.
         let stalled = chain.height == heightAtLastRetransmit

@@ -34,9 +34,6 @@ extension Replica {
             reject(.poolFull)
             return
         }
-        // A backup that hears of a request relays it to the primary, so a client that only
-        // reached some replicas is still served (PBFT §4.1).
-        if fromClient && !isPrimary && !isChangingView { emit(.send(.request(request), to: primary)) }
         armRequestTimer()
         proposeBatches(flush: false)
     }

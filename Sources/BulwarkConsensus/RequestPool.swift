@@ -32,6 +32,8 @@ struct RequestPool: Sendable {
     private var perClient: [PublicKey: Int] = [:]
     /// Keys already placed in a proposal of the current view (primary only).
     private var proposed: Set<Key> = []
+    /// Keys a backup relayed to the current view's primary.
+    private var relayed: Set<Key> = []
 
     init(capacity: Int, perClientMax: Int) {
         self.capacity = capacity
@@ -59,6 +61,7 @@ struct RequestPool: Sendable {
     mutating func remove(_ key: Key) {
         guard entries.removeValue(forKey: key) != nil else { return }
         proposed.remove(key)
+        relayed.remove(key)
         let left = perClient[key.client, default: 1] - 1
         perClient[key.client] = left == 0 ? nil : left
         if order.count > 2 * entries.count + 64 { compact() }
@@ -114,9 +117,24 @@ struct RequestPool: Sendable {
         return waits
     }
 
-    /// After a view change nothing is proposed yet, and every request starts a fresh wait.
+    /// Requests that arrived at or before `cutoffMs`, were not seen proposed in this view and
+    /// were not relayed to its primary yet, oldest first and at most `maxCount`. They count as
+    /// relayed from now on.
+    mutating func takeUnrelayed(arrivedBy cutoffMs: UInt64, maxCount: Int) -> [Request] {
+        var out: [Request] = []
+        for position in order where out.count < maxCount {
+            guard let entry = current(position), entry.arrivalMs <= cutoffMs, !proposed.contains(position.key),
+                  relayed.insert(position.key).inserted else { continue }
+            out.append(entry.request)
+        }
+        return out
+    }
+
+    /// After a view change nothing is proposed or relayed yet, and every request starts a
+    /// fresh wait.
     mutating func resetForNewView(nowMs: UInt64) {
         proposed.removeAll()
+        relayed.removeAll()
         for key in entries.keys { entries[key]!.arrivalMs = nowMs }
     }
 }

@@ -230,6 +230,34 @@ import Testing
 }
 
 @Suite struct RequestRelayTests {
+    /// A client that reached only a backup is still served: the backup relays the request to
+    /// the primary once it has waited a retransmit interval without being proposed, and once
+    /// per view. A request every replica received is never relayed (clients send each request
+    /// to every replica, so relaying on arrival would triple the primary's request traffic).
+    @Test func aBackupRelaysOnlyRequestsThatWaitedUnproposed() {
+        var h = Harness()
+        let interval = h.config.parameters.viewChangeTimeoutMs / 8
+        func relays(_ actions: [Action]) -> [Request] {
+            actions.compactMap { if case let .send(.request(r), to) = $0, to == 0 { return r } else { return nil } }
+        }
+        for i in 0..<4 { h.step(i, .clientRequest(h.request(1))) }
+        h.run()
+        #expect(h.executed.allSatisfy { $0.count == 1 })
+        h.nowMs += 2 * interval
+        for i in 1..<4 { #expect(relays(h.step(i, .timerFired(.retransmit))).isEmpty, "backup \(i)") }
+
+        // Only backup 1 hears of request 2.
+        #expect(relays(h.step(1, .clientRequest(h.request(2)))).isEmpty)
+        h.nowMs += interval / 2
+        #expect(relays(h.step(1, .timerFired(.retransmit))).isEmpty, "relayed before it waited an interval")
+        h.nowMs += interval
+        #expect(relays(h.step(1, .timerFired(.retransmit))) == [h.request(2)])
+        h.nowMs += interval
+        #expect(relays(h.step(1, .timerFired(.retransmit))).isEmpty, "relayed twice in one view")
+        h.run()
+        #expect(h.executed.allSatisfy { $0.count == 2 }, "\(h.executed.map(\.count))")
+    }
+
     /// A copy of a request that reaches the primary after its block committed but before its
     /// result came back (a backup's relay, a client's retry) is not proposed again: a block
     /// holding one request twice, or a request already ordered, would be refused by backups
