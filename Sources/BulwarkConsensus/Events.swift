@@ -36,8 +36,11 @@ public enum Event: Sendable {
     /// A request straight from a client.
     case clientRequest(Request)
     case timerFired(TimerID)
-    /// The shell executed the block at `height` (delivered by `.execute`), in order.
-    case executed(height: Height, stateRoot: Digest, replies: [Reply])
+    /// The shell executed the block at `height` (delivered by `.execute`), in order. The state
+    /// root after it is needed, and must be given, only at checkpoint heights (the only roots
+    /// signed); elsewhere the shell may leave it out, since computing it settles the state's
+    /// authenticated map, which is cheaper done once per checkpoint.
+    case executed(height: Height, stateRoot: Digest?, replies: [Reply])
     /// The shell finished a state transfer: the ledger now ends at `tip`, with `checkpoint`
     /// the newest stable checkpoint it verified, `clients` the state's deduplication table, and
     /// `executed` the state after each checkpoint height it executed on the way (so this replica

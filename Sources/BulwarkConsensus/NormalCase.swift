@@ -307,7 +307,7 @@ extension Replica {
 
     // MARK: Execution results
 
-    mutating func executed(height: Height, stateRoot: Digest, replies: [Reply]) {
+    mutating func executed(height: Height, stateRoot: Digest?, replies: [Reply]) {
         guard height == lastExecuted + 1, height <= chain.height else { return }
         lastExecuted = height
         if lastExecuted == chain.height { awaitingExecution.removeAll() }
@@ -318,7 +318,10 @@ extension Replica {
             pool.removeExecuted(client: reply.client, upTo: reply.requestID)
             emit(.reply(reply))
         }
-        if let block = delivered[height] { signCheckpoint(height: height, blockHash: block.hash, stateRoot: stateRoot) }
+        if height % parameters.checkpointInterval == 0, let block = delivered[height] {
+            guard let stateRoot else { preconditionFailure("the shell must give the state root at checkpoint height \(height)") }
+            signCheckpoint(height: height, blockHash: block.hash, stateRoot: stateRoot)
+        }
         proposeBatches(flush: true)
     }
 

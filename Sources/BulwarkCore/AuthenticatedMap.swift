@@ -122,6 +122,73 @@ public struct AuthenticatedMap: Sendable {
         }
     }
 
+    /// One change in a batch: the key's new value hash, or nil to remove the key.
+    public struct Change: Sendable {
+        public var key: Digest
+        public var value: Digest?
+
+        public init(key: Digest, value: Digest?) {
+            self.key = key
+            self.value = value
+        }
+    }
+
+    /// Applies many changes in one pass: every node on the changed paths is rebuilt and hashed
+    /// once, however many of the changes pass through it, where `set` and `remove` rebuild the
+    /// whole path for each key. `changes` must be sorted by key with no key twice. The result
+    /// is the same tree as applying them one by one, in any order.
+    public mutating func apply(sorted changes: [Change]) {
+        guard !changes.isEmpty else { return }
+        precondition(zip(changes, changes.dropFirst()).allSatisfy { $0.key < $1.key },
+                     "changes must be sorted by key, each key once")
+        var delta = 0
+        root = Self.apply(root, changes[...], depth: 0, delta: &delta)
+        count += delta
+    }
+
+    static func apply(_ node: Node, _ changes: ArraySlice<Change>, depth: Int, delta: inout Int) -> Node {
+        guard !changes.isEmpty else { return node }
+        switch node {
+        case .empty:
+            let leaves = changes.filter { $0.value != nil }
+            delta += leaves.count
+            return build(leaves[...], depth: depth)
+        case let .leaf(existing, value, _):
+            // The existing leaf joins the changes unless one of them replaces or removes it.
+            var merged = Array(changes)
+            let index = merged.firstIndex { !($0.key < existing) } ?? merged.endIndex
+            if index == merged.endIndex || merged[index].key != existing {
+                merged.insert(Change(key: existing, value: value), at: index)
+            }
+            let leaves = merged.filter { $0.value != nil }
+            delta += leaves.count - 1
+            return build(leaves[...], depth: depth)
+        case let .branch(left, right, _):
+            // Sorted keys with bit `depth` clear come before those with it set.
+            let split = changes.firstIndex { bit($0.key, depth) } ?? changes.endIndex
+            let l = apply(left, changes[..<split], depth: depth + 1, delta: &delta)
+            let r = apply(right, changes[split...], depth: depth + 1, delta: &delta)
+            // Keep the canonical shape: a branch never holds a lone leaf or nothing.
+            switch (l, r) {
+            case (.empty, .empty): return .empty
+            case (.empty, .leaf), (.leaf, .empty): return l.isEmpty ? r : l
+            default: return branch(l, r)
+            }
+        }
+    }
+
+    /// The canonical subtree at `depth` holding exactly `leaves` (sorted, each with a value).
+    static func build(_ leaves: ArraySlice<Change>, depth: Int) -> Node {
+        switch leaves.count {
+        case 0: return .empty
+        case 1: return leaf(leaves.first!.key, leaves.first!.value!)
+        default:
+            precondition(depth < 256, "two different key hashes cannot share all 256 bits")
+            let split = leaves.firstIndex { bit($0.key, depth) } ?? leaves.endIndex
+            return branch(build(leaves[..<split], depth: depth + 1), build(leaves[split...], depth: depth + 1))
+        }
+    }
+
     /// A proof that `key` maps to a value hash, or that it is absent.
     public func proof(for key: Digest) -> Proof {
         var siblings: [Digest] = []

@@ -89,7 +89,12 @@ public struct ProvableState: Sendable {
 
 extension KeyValueState {
     /// This state's map, kept for proofs about this height later.
-    public var provable: ProvableState { ProvableState(height: height, map: map) }
+    public var provable: ProvableState {
+        mutating get {
+            settle()
+            return ProvableState(height: height, map: map)
+        }
+    }
 
     /// A proof of what `key` held at `past.height`; `past` must come from this state's history.
     public func prove(_ key: [UInt8], at past: ProvableState) throws(KeyHistoryError) -> KeyProof {

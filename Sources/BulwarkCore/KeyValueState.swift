@@ -42,8 +42,15 @@ public struct KeyValueState: Sendable {
     /// Height of the last executed block.
     public private(set) var height: Height = 0
     public let limits: ProtocolParameters
-    /// Records and client records, authenticated: its root is part of the state root.
-    public private(set) var map = AuthenticatedMap()
+    /// Records and client records, authenticated: its root is part of the state root. Writes
+    /// reach it in batches (`pendingMap`); it is up to date only after `settle()`.
+    private(set) var map = AuthenticatedMap()
+    /// Changes to the map since it was last settled: the newest value hash per key hash, nil
+    /// for a removed key. Only a state root or a proof needs the map itself, and a replica
+    /// asks for those once per checkpoint: applying a checkpoint's writes in one batch hashes
+    /// each changed node once, not once per write through it, and a key written many times
+    /// (a client's record, a hot balance) once.
+    private var pendingMap: [Digest: Digest?] = [:]
     /// Keys in byte order for `range`, rebuilt lazily after keys are added or removed.
     private var sortedKeys: [[UInt8]]?
 
@@ -89,7 +96,7 @@ public struct KeyValueState: Sendable {
         let result = try apply(request.operation)
         let record = ClientRecord(requestID: request.requestID, result: result, height: height)
         clients[request.client] = record
-        map.set(Self.clientKeyHash(request.client), value: Self.clientValueHash(record))
+        stage(Self.clientKeyHash(request.client), Self.clientValueHash(record))
         return .executed(result)
     }
 
@@ -98,10 +105,10 @@ public struct KeyValueState: Sendable {
         let existed = records[key] != nil
         if let record {
             records[key] = record
-            map.set(Self.recordKeyHash(key), value: Self.recordValueHash(record))
+            stage(Self.recordKeyHash(key), Self.recordValueHash(record))
         } else {
             records[key] = nil
-            map.remove(Self.recordKeyHash(key))
+            stage(Self.recordKeyHash(key), nil)
         }
         historyHeads[key] = historyStore.append(HistoryEntry(height: height, value: record?.value), previous: historyHeads[key])
         historyEnd = historyStore.end
@@ -111,12 +118,26 @@ public struct KeyValueState: Sendable {
     // Used only to rebuild a state from a snapshot.
     mutating func restoreRecord(_ key: [UInt8], _ record: Record) {
         records[key] = record
-        map.set(Self.recordKeyHash(key), value: Self.recordValueHash(record))
+        stage(Self.recordKeyHash(key), Self.recordValueHash(record))
     }
 
     mutating func restoreClient(_ client: PublicKey, _ record: ClientRecord) {
         clients[client] = record
-        map.set(Self.clientKeyHash(client), value: Self.clientValueHash(record))
+        stage(Self.clientKeyHash(client), Self.clientValueHash(record))
+    }
+
+    private mutating func stage(_ keyHash: Digest, _ valueHash: Digest?) {
+        pendingMap.updateValue(valueHash, forKey: keyHash)
+    }
+
+    /// Brings the map up to date with every write so far, in one batch (see `pendingMap`).
+    /// The changes are sorted by key hash, so no dictionary order reaches the map, and the
+    /// map's shape depends only on its contents.
+    public mutating func settle() {
+        guard !pendingMap.isEmpty else { return }
+        let changes = pendingMap.map { AuthenticatedMap.Change(key: $0.key, value: $0.value) }.sorted { $0.key < $1.key }
+        pendingMap.removeAll(keepingCapacity: true)
+        map.apply(sorted: changes)
     }
 
     mutating func restoreHistory(heads: [[UInt8]: UInt64], end: UInt64) {
@@ -327,12 +348,19 @@ public struct KeyValueState: Sendable {
     }
 
     /// A 32-byte commitment to the whole state after `height`: every record (value and
-    /// version) and every client record. O(1): the map is kept up to date on every write.
-    public var stateRoot: Digest { Self.stateRoot(height: height, mapRoot: map.rootHash) }
+    /// version) and every client record. Settles the map first (see `pendingMap`): O(1) when
+    /// nothing was written since it was last asked for.
+    public var stateRoot: Digest {
+        mutating get {
+            settle()
+            return Self.stateRoot(height: height, mapRoot: map.rootHash)
+        }
+    }
 
     /// A proof of `key`'s current value and version, or of its absence, that a client checks
     /// against a certified state root alone.
-    public func prove(_ key: [UInt8]) -> KeyProof {
+    public mutating func prove(_ key: [UInt8]) -> KeyProof {
+        settle()
         let record = records[key]
         return KeyProof(key: key, value: record?.value, version: record?.version ?? 0, height: height,
                         mapRoot: map.rootHash, proof: map.proof(for: Self.recordKeyHash(key)))

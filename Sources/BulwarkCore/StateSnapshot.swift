@@ -6,6 +6,8 @@ extension KeyValueState {
     static let snapshotVersion: UInt8 = 2
 
     public func snapshot() -> [UInt8] {
+        var settled = self
+        settled.settle() // no work when the state was settled at its checkpoint
         var w = CanonicalWriter(capacity: 64 + records.count * 48)
         w.write(Self.snapshotVersion)
         w.write(height)
@@ -33,7 +35,7 @@ extension KeyValueState {
             w.writeBytes(key)
             w.write(historyHeads[key]!)
         }
-        w.write(stateRoot)
+        w.write(settled.stateRoot)
         // The state root does not cover history positions; a digest of every byte does.
         w.write(Digest.sha256(w.bytes))
         return w.bytes

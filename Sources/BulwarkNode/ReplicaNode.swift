@@ -437,7 +437,8 @@ public final class ReplicaNode: @unchecked Sendable {
             case .stale: break
             }
         }
-        return .executed(height: height, stateRoot: state.stateRoot, replies: replies)
+        let isCheckpoint = height % config.parameters.checkpointInterval == 0
+        return .executed(height: height, stateRoot: isCheckpoint ? state.stateRoot : nil, replies: replies)
     }
 
     func checkpointStable(_ proof: CheckpointProof) throws {

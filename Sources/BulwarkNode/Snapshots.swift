@@ -90,7 +90,7 @@ struct StateSnapshots {
                         history: any KeyHistoryStore) throws -> Restored {
         var r = CanonicalReader(bytes)
         let tipBefore = try r.read(ChainTip.self)
-        let state = try KeyValueState(snapshot: Array(try r.readRaw(r.remaining, "state snapshot")), limits: limits,
+        var state = try KeyValueState(snapshot: Array(try r.readRaw(r.remaining, "state snapshot")), limits: limits,
                                       history: history)
         let entry = try blockLog.entry(at: height)
         guard state.height == height, tipBefore.height + 1 == height, tipBefore.isLinked(to: entry.block.header) else {
@@ -115,9 +115,11 @@ extension ReplicaNode {
 
     /// A stable checkpoint certified `certificate`: write the kept copy if it is that state.
     func writeSnapshot(certified certificate: ExecutionCertificate) {
-        guard let candidate = snapshots.candidate, candidate.state.height <= certificate.height else { return }
+        guard let kept = snapshots.candidate, kept.state.height <= certificate.height else { return }
         snapshots.candidate = nil
-        guard candidate.state.height == certificate.height, candidate.state.stateRoot == certificate.stateRoot else { return }
+        var state = kept.state // settled at its checkpoint: reading its root costs nothing
+        guard state.height == certificate.height, state.stateRoot == certificate.stateRoot else { return }
+        let candidate = (state: state, tipBefore: kept.tipBefore, requestsSince: kept.requestsSince)
         snapshots.requestsSince -= candidate.requestsSince
         let directory = snapshots.directory, logger = self.logger, metrics = self.metrics
         snapshotQueue.async { [self] in

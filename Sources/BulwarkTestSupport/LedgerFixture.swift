@@ -11,6 +11,18 @@ public struct LedgerFixture: Sendable {
     public private(set) var state: KeyValueState
     public private(set) var tip = ChainTip.genesis
 
+    /// The state root after the last block (settled on a copy, so the fixture stays a value).
+    public var stateRoot: Digest {
+        var copy = state
+        return copy.stateRoot
+    }
+
+    /// A proof of `key` in the state after the last block.
+    public func prove(_ key: [UInt8]) -> KeyProof {
+        var copy = state
+        return copy.prove(key)
+    }
+
     public init(n: Int = 4, clients clientCount: Int = 3, checkpointInterval: UInt64 = 4) {
         keys = (0..<n).map { PrivateKey(seed: [UInt8($0 + 1), 0xb0] + Array(repeating: 0, count: 30))! }
         clients = (0..<clientCount).map { PrivateKey(seed: [UInt8($0 + 1), 0xc1] + Array(repeating: 0, count: 30))! }

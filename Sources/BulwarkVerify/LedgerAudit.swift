@@ -122,7 +122,7 @@ public struct LedgerAudit {
                 report.requests += entry.block.requests.count
                 report.commitCertificates += 1
                 for certificate in certificates[height] ?? [] {
-                    if let problem = checkExecution(certificate, at: height, tip: tip, state: state,
+                    if let problem = checkExecution(certificate, at: height, tip: tip, stateRoot: state.stateRoot,
                                                     checks: Array(ownChecks), results: results) {
                         failure = problem
                         return
@@ -298,7 +298,7 @@ public struct LedgerAudit {
         return nil
     }
 
-    func checkExecution(_ certificate: ExecutionCertificate, at height: Height, tip: ChainTip, state: KeyValueState,
+    func checkExecution(_ certificate: ExecutionCertificate, at height: Height, tip: ChainTip, stateRoot: Digest,
                         checks: [SignatureCheck], results: [Bool]) -> AuditProblem? {
         guard certificate.blockHash == tip.blockHash else {
             return AuditProblem(height: height, record: "execution certificate", reason: "names a different block")
@@ -326,9 +326,9 @@ public struct LedgerAudit {
             return AuditProblem(height: height, record: "execution certificate",
                                 reason: "\(signers.count) distinct signers, quorum is \(config.quorum)")
         }
-        guard certificate.stateRoot == state.stateRoot else {
+        guard certificate.stateRoot == stateRoot else {
             return AuditProblem(height: height, record: "execution certificate",
-                                reason: "certified state root \(certificate.stateRoot.short) differs from the replayed state root \(state.stateRoot.short)")
+                                reason: "certified state root \(certificate.stateRoot.short) differs from the replayed state root \(stateRoot.short)")
         }
         return nil
     }

@@ -193,6 +193,68 @@ import Testing
         #expect(grown.rootHash == .zero && grown.count == 0)
     }
 
+    @Test(arguments: UInt64(1)...6)
+    func aBatchOfChangesGivesTheTreeOfOneChangeAtATime(seed: UInt64) throws {
+        var rng = SeededRandom(seed: seed)
+        // Random keys, and keys that share their first 247 bits, so batches split deep down.
+        var pool = (0..<60).map { _ in rng.digest() }
+        let base = rng.bytes(32)
+        pool += (0..<20).map { i in Digest(base.prefix(31) + [UInt8(i) ^ base[31]])! }
+        var batched = AuthenticatedMap()
+        var single = AuthenticatedMap()
+        for round in 0..<40 {
+            var changes: [Digest: Digest?] = [:]
+            for _ in 0..<Int.random(in: 0...40, using: &rng) {
+                // Removals include keys never added; the last round removes everything.
+                let remove = round == 39 || (round > 0 && Bool.random(using: &rng))
+                changes.updateValue(remove ? nil : rng.digest(), forKey: pool.randomElement(using: &rng)!)
+            }
+            if round == 39 { for key in pool { changes.updateValue(nil, forKey: key) } }
+            let sorted = changes.map { AuthenticatedMap.Change(key: $0.key, value: $0.value) }.sorted { $0.key < $1.key }
+            batched.apply(sorted: sorted)
+            for change in sorted.shuffled(using: &rng) {
+                if let value = change.value { single.set(change.key, value: value) } else { single.remove(change.key) }
+            }
+            #expect(batched.rootHash == single.rootHash, "seed \(seed) round \(round)")
+            #expect(batched.count == single.count, "seed \(seed) round \(round)")
+            for key in pool {
+                #expect(try batched.proof(for: key).verify(key: key, root: single.rootHash) == single.value(for: key))
+            }
+        }
+        #expect(batched.rootHash == .zero && batched.count == 0)
+    }
+
+    @Test func writesSettledOncePerCheckpointGiveTheRootOfWritesSettledEveryBlock() throws {
+        var rng = SeededRandom(seed: 7)
+        var everyBlock = KeyValueState(limits: ProtocolParameters())
+        var atCheckpoints = KeyValueState(limits: ProtocolParameters())
+        let clients = (0..<5).map { TestKeys.key(70 + $0) }
+        let cluster = ClusterID(raw: .zero)
+        var requestIDs = [UInt64](repeating: 0, count: clients.count)
+        for height in 1...UInt64(70) {
+            let requests = (0..<Int.random(in: 0...8, using: &rng)).map { _ -> Request in
+                let c = Int.random(in: 0..<clients.count, using: &rng)
+                requestIDs[c] += 1
+                return Request.signed(by: clients[c], cluster: cluster, requestID: requestIDs[c], operation: Self.operation(&rng))
+            }
+            let block = Block(header: BlockHeader(clusterID: cluster, height: height, view: 0, timestampMs: 0, proposer: 0,
+                                                  prevBlockHash: .zero, txRoot: .zero, historyRoot: .zero), requests: requests)
+            #expect(try everyBlock.execute(block) == atCheckpoints.execute(block))
+            let root = everyBlock.stateRoot
+            if height % 16 == 0 {
+                #expect(atCheckpoints.stateRoot == root, "height \(height)")
+                // A snapshot of the settled state restores to the same root.
+                var restored = try KeyValueState(snapshot: atCheckpoints.snapshot(), limits: ProtocolParameters(),
+                                                 history: atCheckpoints.historyStore)
+                #expect(restored.stateRoot == root)
+            }
+        }
+        // A snapshot taken with writes still unsettled carries the settled root all the same.
+        var restored = try KeyValueState(snapshot: atCheckpoints.snapshot(), limits: ProtocolParameters(),
+                                         history: atCheckpoints.historyStore)
+        #expect(restored.stateRoot == everyBlock.stateRoot)
+    }
+
     @Test func overLimitRequestsGetErrorResultsAndChangeNothing() throws {
         var limits = ProtocolParameters()
         limits.keyBytesMax = 4

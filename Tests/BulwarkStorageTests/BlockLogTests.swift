@@ -180,9 +180,9 @@ import Testing
         #expect(try store.heights() == [5, 6])
         let latest = try #require(try store.latest { _, bytes in bytes })
         #expect(latest.height == 6)
-        let restored = try KeyValueState(snapshot: latest.value, limits: fixture.config.parameters,
+        var restored = try KeyValueState(snapshot: latest.value, limits: fixture.config.parameters,
                                          history: fixture.state.historyStore)
-        #expect(restored.stateRoot == fixture.state.stateRoot)
+        #expect(restored.stateRoot == fixture.stateRoot)
         fs.corrupt("/data/snapshots/\(SnapshotStore.name(6))", at: 30)
         var skipped: [Height] = []
         #expect(try store.latest(skipped: { height, _ in skipped.append(height) }) { _, bytes in bytes }?.height == 5)

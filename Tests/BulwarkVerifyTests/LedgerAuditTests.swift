@@ -73,7 +73,7 @@ import Testing
             #expect(report.passed, "\(String(describing: report.problem))")
             #expect(report.heights == 12 && report.requests == 36)
             #expect(report.executionCertificates == 3)
-            #expect(report.finalStateRoot == Self.fixture.state.stateRoot)
+            #expect(report.finalStateRoot == Self.fixture.stateRoot)
             #expect(report.signaturesChecked == 36 + 12 * 3 + 3 * 3)
         }
     }
@@ -254,7 +254,7 @@ import Testing
         let fixture = Self.fixture
         let certificate = fixture.executionCertificates.last!
         #expect(certificate.height == 12)
-        let bundle = KeyProofBundle(proof: fixture.state.prove(Array("key-1".utf8)), certificate: certificate)
+        let bundle = KeyProofBundle(proof: fixture.prove(Array("key-1".utf8)), certificate: certificate)
         let parsed = try KeyProofBundle(fileText: bundle.fileText)
         let proof = try parsed.verify(config: fixture.config)
         #expect(proof.value == fixture.state.records[Array("key-1".utf8)]?.value)

@@ -83,7 +83,7 @@ struct VerifyCommandTests {
         #expect(try verifyBinary.run(["inclusion", "7", String(new), "--log", a]).status == 0)
         #expect(try verifyBinary.run(["inclusion", "7", String(new), "--log", c]).status != 0)
 
-        let bundle = KeyProofBundle(proof: fixture.state.prove(Array("key-1".utf8)), certificate: fixture.executionCertificates.last!)
+        let bundle = KeyProofBundle(proof: fixture.prove(Array("key-1".utf8)), certificate: fixture.executionCertificates.last!)
         try bundle.fileText.write(toFile: a + "/key.proof", atomically: true, encoding: .utf8)
         let proven = try verifyBinary.run(["proof", a + "/key.proof", "--cluster", cluster])
         #expect(proven.status == 0 && proven.stdout.contains("key 'key-1' = "))
