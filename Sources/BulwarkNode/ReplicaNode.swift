@@ -442,8 +442,11 @@ public final class ReplicaNode: @unchecked Sendable {
     }
 
     func checkpointStable(_ proof: CheckpointProof) throws {
-        if blockLog.blockHash(at: proof.height) == proof.certificate.blockHash,
-           !blockLog.executionCertificates.contains(where: { $0.height == proof.height }) {
+        // Stable checkpoints only move up, so the log's certificates are in height order and
+        // one at or below the newest stored is not needed (checked in O(1), not by a scan of
+        // every certificate the ledger holds).
+        if proof.height > blockLog.latestExecutionCertificate?.height ?? 0,
+           blockLog.blockHash(at: proof.height) == proof.certificate.blockHash {
             try blockLog.append(proof.certificate)
             try blockLog.sync()
         }
