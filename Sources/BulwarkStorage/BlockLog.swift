@@ -31,18 +31,35 @@ public struct BlockLogReader {
     /// A torn final record (a crash during a write): segment and offset where valid data ends.
     public private(set) var tornTail: (segment: String, offset: UInt64)?
     public internal(set) var segments: [String] = []
+    /// Where the last segment read began: the chain before it, and the number of positions and
+    /// certificates before it (the log continues that segment and indexes it once sealed).
+    var lastSegmentStart = SegmentStart(tip: .genesis, position: 0, certificate: 0)
+    /// Sealed segments that were scanned because they had no usable index.
+    var unindexed: [(segment: String, start: SegmentStart, end: SegmentStart, bytes: UInt64)] = []
+
+    struct SegmentStart {
+        var tip: ChainTip
+        var position: Int
+        var certificate: Int
+    }
 
     public static func segmentName(_ index: Int) -> String {
         let digits = String(index)
         return "segment-" + String(repeating: "0", count: max(0, 8 - digits.count)) + digits + ".log"
     }
 
-    public init(directory: String, fileSystem: any FileSystem = PosixFileSystem()) throws(StorageError) {
+    /// Opens and checks the log. With `useSegmentIndexes`, a sealed segment with a usable
+    /// index (see `SegmentIndex`) is taken from it instead of being read; the auditor leaves
+    /// this off and reads every record.
+    public init(directory: String, fileSystem: any FileSystem = PosixFileSystem(), useSegmentIndexes: Bool = false) throws(StorageError) {
         self.directory = directory
         self.fileSystem = fileSystem
         guard fileSystem.exists(directory) else { return }
         segments = try fileSystem.list(directory).filter { $0.hasPrefix("segment-") && $0.hasSuffix(".log") }
         for (index, segment) in segments.enumerated() {
+            lastSegmentStart = current
+            let sealed = index < segments.count - 1
+            if sealed, useSegmentIndexes, try adoptIndex(of: segment) { continue }
             let bytes = try readAll(fileSystem, "\(directory)/\(segment)")
             let (records, ending) = RecordFraming.scan(bytes)
             for record in records {
@@ -52,7 +69,11 @@ public struct BlockLogReader {
                 }
             }
             switch ending {
-            case .clean: continue
+            case .clean:
+                if sealed {
+                    unindexed.append((segment, lastSegmentStart, current, UInt64(bytes.count)))
+                }
+                continue
             case let .tornTail(offset):
                 if index == segments.count - 1 {
                     tornTail = (segment, offset)
@@ -67,6 +88,34 @@ public struct BlockLogReader {
             }
         }
     }
+
+    /// Takes a sealed segment's blocks and certificates from its index if the index exists and
+    /// fits the segment and the chain so far; false (and nothing taken) otherwise.
+    private mutating func adoptIndex(of segment: String) throws(StorageError) -> Bool {
+        let path = "\(directory)/\(SegmentIndex.name(of: segment))"
+        guard fileSystem.exists(path), let index = SegmentIndex(decoding: try readAll(fileSystem, path)) else { return false }
+        let file = try fileSystem.open("\(directory)/\(segment)", create: false)
+        defer { file.close() }
+        let reader = self
+        guard index.fits(segmentBytes: try file.size(), after: tip, earlierHash: { reader.blockHash(at: $0) }) else { return false }
+        positions.reserveCapacity(positions.count + index.blocks.count)
+        for block in index.blocks {
+            positions.append(Position(segment: segment, offset: block.offset, end: block.end, blockHash: block.blockHash))
+        }
+        executionCertificates += index.certificates
+        tip = index.tipAfter
+        return true
+    }
+
+    /// The index of a segment whose records took the log from `start` to `end`.
+    func index(from start: SegmentStart, to end: SegmentStart, segmentBytes: UInt64) -> SegmentIndex {
+        SegmentIndex(segmentBytes: segmentBytes, tipBefore: start.tip, tipAfter: end.tip,
+                     blocks: positions[start.position..<end.position].map { .init(offset: $0.offset, end: $0.end, blockHash: $0.blockHash) },
+                     certificates: Array(executionCertificates[start.certificate..<end.certificate]))
+    }
+
+    /// Where the log stands now, as the start of a segment.
+    var current: SegmentStart { SegmentStart(tip: tip, position: positions.count, certificate: executionCertificates.count) }
 
     /// Takes one checksummed record; returns why it cannot follow the log, if it cannot.
     private mutating func accept(_ record: RecordFraming.Record, segment: String) -> String? {
@@ -157,13 +206,16 @@ public final class BlockLog {
     /// Heights whose blocks were appended to a segment that has not been synced since.
     var unsyncedSegments: [any StorageFile] = []
 
+    /// Sealed segments are taken from their indexes where usable (see `SegmentIndex`), so
+    /// opening reads only the segment being written; a sealed segment found without one is
+    /// indexed now, for the next start.
     public init(directory: String, fileSystem: any FileSystem = PosixFileSystem(),
                 segmentBytesMax: UInt64 = 64 << 20) throws(StorageError) {
         self.directory = directory
         self.fileSystem = fileSystem
         self.segmentBytesMax = segmentBytesMax
         try fileSystem.createDirectory(directory)
-        reader = try BlockLogReader(directory: directory, fileSystem: fileSystem)
+        reader = try BlockLogReader(directory: directory, fileSystem: fileSystem, useSegmentIndexes: true)
         segmentIndex = reader.segments.count
         if let torn = reader.tornTail {
             let file = try fileSystem.open("\(directory)/\(torn.segment)", create: false)
@@ -175,6 +227,9 @@ public final class BlockLog {
         if reader.damage == nil, let last = reader.segments.last {
             file = try fileSystem.open("\(directory)/\(last)", create: false)
             segmentSize = try file!.size()
+        }
+        for (segment, start, end, bytes) in reader.unindexed {
+            writeIndex(reader.index(from: start, to: end, segmentBytes: bytes), of: segment)
         }
     }
 
@@ -230,7 +285,10 @@ public final class BlockLog {
         if let file {
             try file.sync()
             unsyncedSegments.removeAll { $0 === file }
+            writeIndex(reader.index(from: reader.lastSegmentStart, to: reader.current, segmentBytes: segmentSize),
+                       of: reader.segments.last!)
         }
+        reader.lastSegmentStart = reader.current
         segmentIndex += 1
         let name = BlockLogReader.segmentName(segmentIndex)
         let next = try fileSystem.open("\(directory)/\(name)", create: true)
@@ -240,6 +298,19 @@ public final class BlockLog {
         segmentSize = 0
         reader.segments.append(name)
     }
+
+    /// Writes a sealed segment's index. An index only saves reading the segment at the next
+    /// start, so failing to write one loses nothing: the segment is scanned instead.
+    private func writeIndex(_ index: SegmentIndex, of segment: String) {
+        do {
+            try writeAtomically(fileSystem, directory: directory, name: SegmentIndex.name(of: segment), bytes: index.encoded())
+        } catch {
+            indexWriteFailures += 1
+        }
+    }
+
+    /// Segment indexes that could not be written (each costs one segment scan at start-up).
+    public private(set) var indexWriteFailures = 0
 
     /// Group commit: one fsync per touched segment makes every block appended so far durable.
     /// Returns the durable height.
@@ -258,6 +329,8 @@ public final class BlockLog {
         guard let damage = reader.damage else { return }
         let names = reader.segments
         guard let index = names.firstIndex(of: damage.segment) else { return }
+        // Indexes go first: an index must never outlive the segment contents it describes.
+        for name in names[index...] { try fileSystem.remove("\(directory)/\(SegmentIndex.name(of: name))") }
         let damaged = try fileSystem.open("\(directory)/\(damage.segment)", create: false)
         try damaged.truncate(to: damage.offset)
         try damaged.sync()

@@ -28,6 +28,9 @@ struct StorageBench: ParsableCommand {
             help: ArgumentHelp("Instead of measuring, write a fully signed ledger and its cluster.json here (for bulwark-verify).", valueName: "DIR"))
     var writeLedger: String?
     @Option(name: .customLong("ledger-requests"), help: "Requests in the written ledger.") var ledgerRequests = 100_000
+    @Option(name: .customLong("open-log"),
+            help: ArgumentHelp("Instead of measuring, time opening the block log in DIR: reading every record (as the auditor does), then as a replica does (sealed segments from their indexes, written on the first open if missing).", valueName: "DIR"))
+    var openLog: String?
 
     func validate() throws {
         guard parse(keys) != nil, parse(groups) != nil else { throw ValidationError("--keys and --groups take positive numbers, e.g. 1,8,64") }
@@ -42,6 +45,7 @@ struct StorageBench: ParsableCommand {
 
     func run() throws {
         if let writeLedger { return try write(ledgerTo: writeLedger) }
+        if let openLog { return try open(log: openLog) }
         for count in parse(keys)! { try benchmarkState(keys: count) }
         for group in parse(groups)! { try benchmarkLog(group: group) }
     }
@@ -68,6 +72,17 @@ struct StorageBench: ParsableCommand {
         try log.sync()
         try fixture.config.jsonData().write(to: URL(fileURLWithPath: path + "/cluster.json"))
         print("wrote \(blocks) blocks, \(written) signed requests to \(path)/blocks and \(path)/cluster.json")
+    }
+
+    func open(log path: String) throws {
+        guard FileManager.default.fileExists(atPath: path) else { throw ValidationError("no block log at \(path)") }
+        var height: Height = 0
+        let scan = try Self.seconds { height = try BlockLogReader(directory: path).height }
+        print(String(format: "open   every record:        %7.3f s for %d blocks", scan, height))
+        for attempt in ["first replica open:  ", "second replica open: "] {
+            let opened = try Self.seconds { height = try BlockLog(directory: path).height }
+            print(String(format: "open   %@ %7.3f s for %d blocks", attempt, opened, height))
+        }
     }
 
     static func seconds(_ body: () throws -> Void) rethrows -> Double {

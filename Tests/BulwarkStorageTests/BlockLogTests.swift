@@ -104,6 +104,89 @@ import Testing
         #expect(repaired.height == 10 && repaired.damage == nil)
     }
 
+    /// Writes the fixture with small segments; returns the sealed segments' paths.
+    func writeSegmented(_ fs: SimulatedFileSystem) throws -> [String] {
+        let log = try BlockLog(directory: directory, fileSystem: fs, segmentBytesMax: 2048)
+        for entry in Self.fixture.entries {
+            try log.append(entry)
+            for cert in Self.fixture.executionCertificates where cert.height == entry.block.height { try log.append(cert) }
+        }
+        try log.sync()
+        return log.reader.segments.dropLast().map { "\(directory)/\($0)" }
+    }
+
+    func indexPath(_ segment: String) -> String { String(segment.dropLast(".log".count)) + ".idx" }
+
+    @Test func sealedSegmentsOpenFromTheirIndexesWithoutBeingRead() throws {
+        let fs = SimulatedFileSystem()
+        let sealed = try writeSegmented(fs)
+        #expect(sealed.count >= 3)
+        for segment in sealed { #expect(fs.exists(indexPath(segment)), "\(segment) is indexed when sealed") }
+        let scanned = try BlockLogReader(directory: directory, fileSystem: fs)
+        let indexed = try BlockLogReader(directory: directory, fileSystem: fs, useSegmentIndexes: true)
+        #expect(indexed.unindexed.isEmpty && scanned.unindexed.count == sealed.count)
+        #expect(indexed.tip == Self.fixture.tip && scanned.tip == Self.fixture.tip)
+        #expect(indexed.executionCertificates == Self.fixture.executionCertificates)
+        for entry in Self.fixture.entries {
+            #expect(indexed.blockHash(at: entry.block.height) == entry.block.hash)
+            #expect(try indexed.entry(at: entry.block.height) == entry)
+        }
+        // Damage inside a sealed segment is not read at start-up, but is still caught when the
+        // block is read, and by a reader that scans (as the auditor does).
+        let height = indexed.positions.firstIndex { $0.segment == BlockLogReader.segmentName(2) }! + 1
+        fs.corrupt("\(directory)/\(BlockLogReader.segmentName(2))", at: Int(indexed.positions[height - 1].offset) + 40)
+        let reopened = try BlockLog(directory: directory, fileSystem: fs, segmentBytesMax: 2048)
+        #expect(reopened.damage == nil && reopened.tip == Self.fixture.tip)
+        #expect(throws: StorageError.self) { try reopened.entry(at: Height(height)) }
+        #expect(try BlockLogReader(directory: directory, fileSystem: fs).damage?.height == Height(height))
+    }
+
+    @Test func anIndexThatDoesNotFitIsIgnoredAndWrittenAgain() throws {
+        let fs = SimulatedFileSystem()
+        let sealed = try writeSegmented(fs)
+        // A damaged index, an index that belongs to another segment, and a missing one.
+        fs.corrupt(indexPath(sealed[0]), at: 20)
+        let swapped = try #require(fs.bytes(indexPath(sealed[2])))
+        let file = try fs.open(indexPath(sealed[1]), create: false)
+        try file.truncate(to: 0)
+        try file.append(swapped)
+        try fs.remove(indexPath(sealed[3]))
+        let reader = try BlockLogReader(directory: directory, fileSystem: fs, useSegmentIndexes: true)
+        #expect(reader.unindexed.map(\.segment) == [sealed[0], sealed[1], sealed[3]].map { String($0.split(separator: "/").last!) })
+        #expect(reader.tip == Self.fixture.tip && reader.executionCertificates == Self.fixture.executionCertificates)
+        // Opening the log writes them again; the next start uses every one.
+        let log = try BlockLog(directory: directory, fileSystem: fs, segmentBytesMax: 2048)
+        #expect(log.tip == Self.fixture.tip)
+        let again = try BlockLogReader(directory: directory, fileSystem: fs, useSegmentIndexes: true)
+        #expect(again.unindexed.isEmpty && again.tip == Self.fixture.tip)
+        #expect(again.executionCertificates == Self.fixture.executionCertificates)
+    }
+
+    @Test func repairingDamageRemovesTheIndexesOfWhatItCuts() throws {
+        let fs = SimulatedFileSystem()
+        let sealed = try writeSegmented(fs)
+        // Damage in sealed segment 2, found because its index is gone: the log is cut there.
+        try fs.remove(indexPath(sealed[1]))
+        let scanned = try BlockLogReader(directory: directory, fileSystem: fs)
+        let height = scanned.positions.firstIndex { $0.segment == BlockLogReader.segmentName(2) }! + 2
+        fs.corrupt(sealed[1], at: Int(scanned.positions[height - 1].offset) + 40)
+        let log = try BlockLog(directory: directory, fileSystem: fs, segmentBytesMax: 2048)
+        #expect(log.damage?.height == Height(height))
+        try log.truncateDamage()
+        for segment in sealed.dropFirst() { #expect(!fs.exists(indexPath(segment))) }
+        #expect(fs.exists(indexPath(sealed[0])))
+        // Re-appended blocks seal new segments with new indexes, and a restart agrees.
+        for entry in Self.fixture.entries[(height - 1)...] {
+            try log.append(entry)
+            for cert in Self.fixture.executionCertificates where cert.height == entry.block.height { try log.append(cert) }
+        }
+        try log.sync()
+        let reader = try BlockLogReader(directory: directory, fileSystem: fs, useSegmentIndexes: true)
+        #expect(reader.unindexed.isEmpty && reader.damage == nil && reader.tip == Self.fixture.tip)
+        #expect(reader.executionCertificates == Self.fixture.executionCertificates)
+        for entry in Self.fixture.entries { #expect(try reader.entry(at: entry.block.height) == entry) }
+    }
+
     @Test func aRecordThatBreaksTheChainIsDamageEvenWithAValidChecksum() throws {
         let fs = SimulatedFileSystem()
         let log = try BlockLog(directory: directory, fileSystem: fs)
