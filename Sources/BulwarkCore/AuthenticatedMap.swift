@@ -113,12 +113,7 @@ public struct AuthenticatedMap: Sendable {
                 ? (left, remove(right, key, depth: depth + 1, removed: &removed))
                 : (remove(left, key, depth: depth + 1, removed: &removed), right)
             guard removed else { return node }
-            // Keep the canonical shape: a branch never holds a lone leaf or nothing.
-            switch (l, r) {
-            case (.empty, .empty): return .empty
-            case (.empty, .leaf), (.leaf, .empty): return l.isEmpty ? r : l
-            default: return branch(l, r)
-            }
+            return joined(l, r)
         }
     }
 
@@ -168,12 +163,17 @@ public struct AuthenticatedMap: Sendable {
             let split = changes.firstIndex { bit($0.key, depth) } ?? changes.endIndex
             let l = apply(left, changes[..<split], depth: depth + 1, delta: &delta)
             let r = apply(right, changes[split...], depth: depth + 1, delta: &delta)
-            // Keep the canonical shape: a branch never holds a lone leaf or nothing.
-            switch (l, r) {
-            case (.empty, .empty): return .empty
-            case (.empty, .leaf), (.leaf, .empty): return l.isEmpty ? r : l
-            default: return branch(l, r)
-            }
+            return joined(l, r)
+        }
+    }
+
+    /// Two subtrees that lost leaves, joined in the canonical shape: a branch never holds a
+    /// lone leaf or nothing, so such a leaf moves up (its hash does not depend on its depth).
+    static func joined(_ l: Node, _ r: Node) -> Node {
+        switch (l, r) {
+        case (.empty, .empty): return .empty
+        case (.empty, .leaf), (.leaf, .empty): return l.isEmpty ? r : l
+        default: return branch(l, r)
         }
     }
 
