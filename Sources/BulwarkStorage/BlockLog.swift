@@ -96,8 +96,8 @@ public struct BlockLogReader {
         guard fileSystem.exists(path), let index = SegmentIndex(decoding: try readAll(fileSystem, path)) else { return false }
         let file = try fileSystem.open("\(directory)/\(segment)", create: false)
         defer { file.close() }
-        let reader = self
-        guard index.fits(segmentBytes: try file.size(), after: tip, earlierHash: { reader.blockHash(at: $0) }) else { return false }
+        // Not a copy of `self`: that would share `positions` and copy it on the next append.
+        guard index.fits(segmentBytes: try file.size(), after: tip, earlierHash: { self.blockHash(at: $0) }) else { return false }
         positions.reserveCapacity(positions.count + index.blocks.count)
         for block in index.blocks {
             positions.append(Position(segment: segment, offset: block.offset, end: block.end, blockHash: block.blockHash))
