@@ -133,8 +133,7 @@ public final class FileKeyHistory: KeyHistoryStore, @unchecked Sendable {
             guard position >= fileEnd else { return .some(nil) }
             let start = Int(position - fileEnd)
             guard start + header <= pending.count else { return .none }
-            let length = Int(UInt32(pending[start]) | UInt32(pending[start + 1]) << 8 | UInt32(pending[start + 2]) << 16
-                             | UInt32(pending[start + 3]) << 24)
+            let length = Int(RecordFraming.u32(pending, at: start))
             guard length <= pending.count - start - header else { return .none }
             return .some(Array(pending[start..<(start + header + length)]))
         }
@@ -145,7 +144,7 @@ public final class FileKeyHistory: KeyHistoryStore, @unchecked Sendable {
         }
         let head = try file.read(at: position, count: header)
         guard head.count == header else { throw KeyHistoryError("no history entry at position \(position) of \(path)") }
-        let length = Int(UInt32(head[0]) | UInt32(head[1]) << 8 | UInt32(head[2]) << 16 | UInt32(head[3]) << 24)
+        let length = Int(RecordFraming.u32(head, at: 0))
         guard length >= 1, length <= 1 + payloadBytesMax else {
             throw KeyHistoryError("\(path) is damaged at byte \(position): entry length \(length) is impossible\(Self.remedy)")
         }

@@ -40,13 +40,16 @@ enum RecordFraming {
         case damaged(offset: UInt64, reason: String)
     }
 
+    /// The little-endian u32 at `at` (a record's length, or its checksum at `at + 4`).
+    static func u32(_ bytes: [UInt8], at: Int) -> UInt32 {
+        UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24
+    }
+
     /// Splits `bytes` into records, stopping at the first invalid one.
     static func scan(_ bytes: [UInt8]) -> (records: [Record], ending: Ending) {
         var records: [Record] = []
         var offset = 0
-        func u32(_ at: Int) -> UInt32 {
-            UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24
-        }
+        func u32(_ at: Int) -> UInt32 { Self.u32(bytes, at: at) }
         while offset < bytes.count {
             guard bytes.count - offset >= headerBytes else { return (records, .tornTail(offset: UInt64(offset))) }
             let length = Int(u32(offset))
