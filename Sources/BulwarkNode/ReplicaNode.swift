@@ -423,9 +423,9 @@ public final class ReplicaNode: @unchecked Sendable {
         ledgerTip = ledgerTip.appending(entry.block.header, hash: entry.block.hash)
         let outcomes = try state.execute(entry.block)
         try history.flush()
-        if height % config.parameters.checkpointInterval == 0 {
-            checkpointStates[height] = state.provable
-        }
+        // Only checkpoint heights need the settled map: for proofs, and for the root signed.
+        let isCheckpoint = height % config.parameters.checkpointInterval == 0
+        if isCheckpoint { checkpointStates[height] = state.provable }
         noteExecutedForSnapshots(requests: entry.block.requests.count, tipBefore: before)
         metrics.blocksExecuted.increment()
         metrics.requestsExecuted.increment(by: entry.block.requests.count)
@@ -437,7 +437,6 @@ public final class ReplicaNode: @unchecked Sendable {
             case .stale: break
             }
         }
-        let isCheckpoint = height % config.parameters.checkpointInterval == 0
         return .executed(height: height, stateRoot: isCheckpoint ? state.stateRoot : nil, replies: replies)
     }
 
