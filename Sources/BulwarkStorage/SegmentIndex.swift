@@ -47,6 +47,30 @@ struct SegmentIndex: Equatable {
         return RecordFraming.frame(type: Self.recordType, payload: w.bytes)
     }
 
+    /// Whether this index describes a segment of `segmentBytes` bytes that follows `tip`, with
+    /// positions inside the segment in increasing order, one block per height, and
+    /// certificates that each name a block of the log up to the segment's end (`earlierHash`
+    /// gives the hashes of blocks before the segment).
+    func fits(segmentBytes actual: UInt64, after tip: ChainTip, earlierHash: (Height) -> Digest?) -> Bool {
+        guard segmentBytes == actual, tipBefore == tip, tipAfter.height == tip.height + UInt64(blocks.count),
+              tipAfter.blockHash == (blocks.last?.blockHash ?? tip.blockHash) else { return false }
+        var previousEnd: UInt64 = 0
+        for block in blocks {
+            guard block.offset >= previousEnd, block.end > block.offset, block.end <= segmentBytes else { return false }
+            previousEnd = block.end
+        }
+        for certificate in certificates {
+            guard certificate.height >= 1, certificate.height <= tipAfter.height else { return false }
+            let hash = certificate.height > tip.height
+                ? blocks[Int(certificate.height - tip.height) - 1].blockHash
+                : earlierHash(certificate.height)
+            guard hash == certificate.blockHash else { return false }
+        }
+        return true
+    }
+}
+
+extension SegmentIndex {
     /// Decodes an index file's bytes; nil when they are not exactly one valid index record.
     init?(decoding bytes: [UInt8]) {
         let (records, ending) = RecordFraming.scan(bytes)
@@ -76,35 +100,5 @@ struct SegmentIndex: Equatable {
         } catch {
             return nil
         }
-    }
-
-    init(segmentBytes: UInt64, tipBefore: ChainTip, tipAfter: ChainTip, blocks: [Block], certificates: [ExecutionCertificate]) {
-        self.segmentBytes = segmentBytes
-        self.tipBefore = tipBefore
-        self.tipAfter = tipAfter
-        self.blocks = blocks
-        self.certificates = certificates
-    }
-
-    /// Whether this index describes a segment of `segmentBytes` bytes that follows `tip`, with
-    /// positions inside the segment in increasing order, one block per height, and
-    /// certificates that each name a block of the log up to the segment's end (`earlierHash`
-    /// gives the hashes of blocks before the segment).
-    func fits(segmentBytes actual: UInt64, after tip: ChainTip, earlierHash: (Height) -> Digest?) -> Bool {
-        guard segmentBytes == actual, tipBefore == tip, tipAfter.height == tip.height + UInt64(blocks.count),
-              tipAfter.blockHash == (blocks.last?.blockHash ?? tip.blockHash) else { return false }
-        var previousEnd: UInt64 = 0
-        for block in blocks {
-            guard block.offset >= previousEnd, block.end > block.offset, block.end <= segmentBytes else { return false }
-            previousEnd = block.end
-        }
-        for certificate in certificates {
-            guard certificate.height >= 1, certificate.height <= tipAfter.height else { return false }
-            let hash = certificate.height > tip.height
-                ? blocks[Int(certificate.height - tip.height) - 1].blockHash
-                : earlierHash(certificate.height)
-            guard hash == certificate.blockHash else { return false }
-        }
-        return true
     }
 }
