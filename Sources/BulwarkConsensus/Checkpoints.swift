@@ -88,8 +88,9 @@ extension Replica {
     /// A checkpoint proof is valid when its certificate holds a quorum of valid signatures and
     /// the header and history are the ones it certifies.
     func isValid(_ proof: CheckpointProof) -> Bool {
-        guard proof.header.hash == proof.certificate.blockHash, proof.header.height == proof.height,
-              proof.header.clusterID == cluster, proof.historyBefore.size == proof.height - 1,
+        guard proof.isInProtocolRange, proof.header.hash == proof.certificate.blockHash,
+              proof.header.height == proof.height, proof.header.clusterID == cluster,
+              proof.historyBefore.size == proof.height - 1,
               proof.historyBefore.root == proof.header.historyRoot else { return false }
         return (try? proof.certificate.verify(config: config, verifier: verifier)) != nil
     }

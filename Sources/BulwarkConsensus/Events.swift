@@ -102,6 +102,9 @@ public enum RejectReason: String, Hashable, Sendable, CaseIterable {
     case invalidViewChange
     case invalidNewView
     case oversized
+    /// A height or view outside the protocol's range (height 0, beyond `ProtocolBounds`, or a
+    /// view too far ahead): dropped before any arithmetic touches it.
+    case outOfRange
     /// A checkpoint vote for a height already stable here (normal: the slowest replica's vote).
     case lateCheckpoint
 }

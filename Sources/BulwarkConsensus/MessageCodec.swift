@@ -2,9 +2,9 @@ import BulwarkCore
 
 /// Canonical encodings of the consensus messages, for the network and the write-ahead log.
 enum ConsensusLimits {
-    /// Upper bound on heights carried by one view-change or new-view message; the configured
-    /// watermark window is far smaller.
-    static let heightsPerMessageMax = 4096
+    /// Upper bound on heights carried by one view-change or new-view message: the largest
+    /// watermark window a configuration may set.
+    static let heightsPerMessageMax = Int(ProtocolBounds.watermarkWindowMax)
 }
 
 extension PrePrepare: CanonicalCodable {

@@ -161,9 +161,13 @@ extension Replica {
         let header = pp.block.header
         guard header.clusterID == cluster, header.view == pp.view, header.proposer == pp.replica,
               predecessor.isLinked(to: header) else { return .invalidBlock }
-        // The proposer's clock may differ from ours, but not by more than the bound.
+        // The proposer's clock may differ from ours, but not by more than the bound. Only our
+        // own clock and the configured bound take part in arithmetic: the proposer chose the
+        // timestamp, and `timestampMs + skew` would overflow for a hostile one.
         let skew = parameters.timestampSkewMsMax
-        guard header.timestampMs <= nowMs + skew, header.timestampMs + skew >= nowMs else { return .badTimestamp }
+        guard header.timestampMs <= nowMs + skew, nowMs <= skew || header.timestampMs >= nowMs - skew else {
+            return .badTimestamp
+        }
         return hasValidRequests(pp.block) ? nil : .invalidBatch
     }
 

@@ -188,6 +188,12 @@ public struct Replica: Sendable {
             reject(.unknownSender)
             return
         }
+        // Range checks before any arithmetic on what the sender chose (`view` is this
+        // replica's own, at most viewMax plus the views it moved itself, so the sum is safe).
+        guard message.isInProtocolRange, message.highestView <= view + ProtocolBounds.viewsAheadMax else {
+            reject(.outOfRange)
+            return
+        }
         switch message {
         case let .request(request): receiveRequest(request, fromClient: false)
         case let .prePrepare(m): receivePrePrepare(m)

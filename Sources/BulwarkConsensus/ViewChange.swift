@@ -153,7 +153,8 @@ extension Replica {
         var previous = base
         for cert in vc.prepared {
             let pp = cert.prePrepare
-            guard pp.height > previous, pp.height <= base + parameters.watermarkWindow, pp.view < vc.newView,
+            // `pp.height > previous >= base`, so the difference cannot underflow.
+            guard pp.height > previous, pp.height - base <= parameters.watermarkWindow, pp.view < vc.newView,
                   pp.replica == config.primary(of: pp.view), pp.block.header.clusterID == cluster,
                   pp.block.hasConsistentTxRoot(),
                   isSigned(by: pp.replica, pp.signature, pp.signedBytes(cluster)) else { return false }

@@ -150,32 +150,41 @@ public struct ProtocolParameters: Hashable, Sendable, Codable {
         frameBytesMax = try c.decodeIfPresent(Int.self, forKey: .frameBytesMax) ?? d.frameBytesMax
     }
 
-    /// The first setting that is out of range, as a sentence; nil when all are sound.
+    /// The range each setting must fall in. Every bound is far from where arithmetic on the
+    /// setting could overflow (a view-change timeout is doubled up to ten times and added to
+    /// a clock in milliseconds; the watermark window is added to heights), so a value that
+    /// passes can never crash a replica.
+    public static let ranges: [(name: String, range: ClosedRange<Int128>, value: @Sendable (ProtocolParameters) -> Int128)] = [
+        ("batchRequestsMax", 1...Int128(CodecLimits.requestsPerBlockMax), { Int128($0.batchRequestsMax) }),
+        ("batchBytesMax", 1...Int128(CodecLimits.bytesMax), { Int128($0.batchBytesMax) }),
+        ("batchDelayMs", 0...60_000, { Int128($0.batchDelayMs) }),
+        ("blocksInFlightMax", 1...Int128(ProtocolBounds.watermarkWindowMax), { Int128($0.blocksInFlightMax) }),
+        ("watermarkWindow", 2...Int128(ProtocolBounds.watermarkWindowMax), { Int128($0.watermarkWindow) }),
+        ("checkpointInterval", 1...Int128(ProtocolBounds.watermarkWindowMax / 2), { Int128($0.checkpointInterval) }),
+        ("viewChangeTimeoutMs", 10...3_600_000, { Int128($0.viewChangeTimeoutMs) }),
+        ("turnaroundSlackMs", 0...3_600_000, { Int128($0.turnaroundSlackMs) }),
+        ("timestampSkewMsMax", 1...86_400_000, { Int128($0.timestampSkewMsMax) }),
+        ("keyBytesMax", 1...Int128(CodecLimits.keyBytesMax), { Int128($0.keyBytesMax) }),
+        ("valueBytesMax", 1...Int128(CodecLimits.valueBytesMax), { Int128($0.valueBytesMax) }),
+        ("requestBytesMax", 1...Int128(CodecLimits.bytesMax), { Int128($0.requestBytesMax) }),
+        ("txnOperationsMax", 1...Int128(CodecLimits.operationsMax), { Int128($0.txnOperationsMax) }),
+        ("rangeResultsMax", 1...100_000, { Int128($0.rangeResultsMax) }),
+        ("frameBytesMax", 64 * 1024...Int128(CodecLimits.bytesMax) * 2, { Int128($0.frameBytesMax) }),
+    ]
+
+    /// The first setting that is out of range, as a sentence naming it; nil when all are sound.
     func problem() -> String? {
-        let positive: [(String, Int)] = [
-            ("batchRequestsMax", batchRequestsMax), ("batchBytesMax", batchBytesMax), ("keyBytesMax", keyBytesMax),
-            ("valueBytesMax", valueBytesMax), ("requestBytesMax", requestBytesMax),
-            ("txnOperationsMax", txnOperationsMax), ("rangeResultsMax", rangeResultsMax),
-            ("frameBytesMax", frameBytesMax),
-        ]
-        for (name, value) in positive where value <= 0 { return "parameter \(name) must be positive, not \(value)" }
-        if batchRequestsMax > CodecLimits.requestsPerBlockMax {
-            return "parameter batchRequestsMax must be at most \(CodecLimits.requestsPerBlockMax)"
+        for (name, range, value) in Self.ranges where !range.contains(value(self)) {
+            return "parameter \(name) must be between \(range.lowerBound) and \(range.upperBound), not \(value(self))"
         }
-        if keyBytesMax > CodecLimits.keyBytesMax { return "parameter keyBytesMax must be at most \(CodecLimits.keyBytesMax)" }
-        if valueBytesMax > CodecLimits.valueBytesMax {
-            return "parameter valueBytesMax must be at most \(CodecLimits.valueBytesMax)"
-        }
-        if txnOperationsMax > CodecLimits.operationsMax {
-            return "parameter txnOperationsMax must be at most \(CodecLimits.operationsMax)"
-        }
+        // Relations between settings; every operand is already bounded above, so no sum or
+        // product here can overflow.
         if requestBytesMax > frameBytesMax / 2 { return "parameter requestBytesMax must be at most half of frameBytesMax" }
-        if checkpointInterval == 0 { return "parameter checkpointInterval must be positive" }
+        if batchBytesMax > frameBytesMax / 2 { return "parameter batchBytesMax must be at most half of frameBytesMax" }
         if watermarkWindow < 2 * checkpointInterval {
             return "parameter watermarkWindow (\(watermarkWindow)) must be at least twice checkpointInterval (\(checkpointInterval))"
         }
-        if viewChangeTimeoutMs == 0 { return "parameter viewChangeTimeoutMs must be positive" }
-        if blocksInFlightMax == 0 || blocksInFlightMax > watermarkWindow {
+        if blocksInFlightMax > watermarkWindow {
             return "parameter blocksInFlightMax must be between 1 and watermarkWindow (\(watermarkWindow))"
         }
         return nil
@@ -239,6 +248,10 @@ public struct ClusterConfig: Hashable, Sendable, Codable {
 
     func validate() throws(ConfigError) {
         guard validators.count >= 4 else { throw .tooFewReplicas(validators.count) }
+        // Every certificate holds at most one vote per validator, and decoders refuse more votes.
+        guard validators.count <= CodecLimits.votesMax else {
+            throw .badParameter("a cluster may have at most \(CodecLimits.votesMax) validators, but this one has \(validators.count)")
+        }
         for (index, validator) in validators.enumerated() where Int(validator.id) != index {
             throw .idsNotContiguous(expected: ReplicaID(index), found: validator.id)
         }

@@ -236,6 +236,10 @@ extension MerkleAccumulator: CanonicalCodable {
 
     public init(from r: inout CanonicalReader) throws(CodecError) {
         size = try r.readUInt64("accumulator size")
+        // One leaf per block: a size no ledger can reach would overflow the next append.
+        guard size <= ProtocolBounds.heightMax else {
+            throw .invalidValue(field: "accumulator size", reason: "\(size) exceeds the largest height \(ProtocolBounds.heightMax)")
+        }
         peaks = []
         for _ in 0..<size.nonzeroBitCount { peaks.append(try r.readDigest("accumulator peak")) }
     }

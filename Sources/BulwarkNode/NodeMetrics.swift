@@ -57,6 +57,8 @@ final class NodeMetrics: Sendable {
         case undecodableClientFrame = "undecodable_client_frame"
         case badClientSignature = "bad_client_signature"
         case badTransferredBlock = "bad_transferred_block"
+        /// A state-transfer request for a range that is empty, inverted or beyond the ledger.
+        case badTransferRequest = "bad_transfer_request"
     }
 
     init(replica: ReplicaID, peers: [ReplicaID]) {

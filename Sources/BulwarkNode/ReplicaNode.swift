@@ -84,6 +84,17 @@ public final class ReplicaNode: @unchecked Sendable {
     /// At most this many blocks in one state-transfer answer.
     static let transferBlocksMax = 128
 
+    /// The blocks to serve for a peer's `fetchBlocks(from, to)`: at most `transferBlocksMax`
+    /// of them, none beyond this ledger; nil when there is nothing to serve. Both bounds are
+    /// the peer's choice, so they are compared before any arithmetic: once `from <= to` and
+    /// `from <= ledgerHeight`, neither difference underflows, and `from + extra` stays at or
+    /// below `ledgerHeight`.
+    static func transferRange(from: Height, to: Height, ledgerHeight: Height) -> ClosedRange<Height>? {
+        guard from >= 1, from <= to, from <= ledgerHeight else { return nil }
+        let extra = min(to - from, ledgerHeight - from, Height(transferBlocksMax - 1))
+        return from...(from + extra)
+    }
+
     struct Transfer {
         var target: Height
         var checkpoint: CheckpointProof?
@@ -292,10 +303,11 @@ public final class ReplicaNode: @unchecked Sendable {
         case let .consensus(message):
             step(.message(message))
         case let .fetchBlocks(from, to):
-            guard from >= 1, from <= to else { return }
-            let last = min(to, blockLog.height, from + Height(Self.transferBlocksMax) - 1)
-            guard from <= last else { return }
-            let entries = (from...last).compactMap { try? blockLog.entry(at: $0) }
+            guard let range = Self.transferRange(from: from, to: to, ledgerHeight: blockLog.height) else {
+                metrics.drop(.badTransferRequest)
+                return
+            }
+            let entries = range.compactMap { try? blockLog.entry(at: $0) }
             transport.send(PeerFrame.blocks(interceptor?.serve(entries) ?? entries).encoded(), to: peer)
         case let .blocks(entries):
             receiveTransferred(entries, from: peer)

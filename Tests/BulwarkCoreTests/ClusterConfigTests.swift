@@ -130,3 +130,60 @@ import Testing
         #expect(throws: KeyFileError.notFound(dir + "/none.key")) { _ = try KeyFile.load(from: dir + "/none.key") }
     }
 }
+
+/// Every protocol parameter has bounds; a value outside them stops start-up with one sentence
+/// naming it (values that passed before crashed every replica: the watermark window and the
+/// view-change timeout at 2^64−1 overflowed on the first request).
+@Suite struct ParameterBoundsTests {
+    func problem(_ change: (inout ProtocolParameters) -> Void) -> String? {
+        var parameters = ProtocolParameters()
+        change(&parameters)
+        do {
+            _ = try ClusterConfig(clusterID: TestKeys.config(n: 4).clusterID, validators: TestKeys.config(n: 4).validators,
+                                  parameters: parameters)
+            return nil
+        } catch {
+            return error.description
+        }
+    }
+
+    @Test func theDefaultsAreInRange() {
+        #expect(problem { _ in } == nil)
+    }
+
+    @Test func extremeValuesAreRefusedByName() {
+        let cases: [(String, (inout ProtocolParameters) -> Void)] = [
+            ("watermarkWindow", { $0.watermarkWindow = .max }),
+            ("viewChangeTimeoutMs", { $0.viewChangeTimeoutMs = .max }),
+            ("checkpointInterval", { $0.checkpointInterval = .max }),
+            ("timestampSkewMsMax", { $0.timestampSkewMsMax = .max }),
+            ("batchDelayMs", { $0.batchDelayMs = .max }),
+            ("turnaroundSlackMs", { $0.turnaroundSlackMs = .max }),
+            ("blocksInFlightMax", { $0.blocksInFlightMax = .max }),
+            ("batchRequestsMax", { $0.batchRequestsMax = -1 }),
+            ("frameBytesMax", { $0.frameBytesMax = .max }),
+            ("rangeResultsMax", { $0.rangeResultsMax = .max }),
+            ("viewChangeTimeoutMs", { $0.viewChangeTimeoutMs = 0 }),
+        ]
+        for (name, change) in cases {
+            let sentence = problem(change)
+            #expect(sentence?.contains("parameter \(name) must be between") == true, "\(name): \(String(describing: sentence))")
+        }
+        #expect(problem { $0.batchRequestsMax = -1 }?.hasSuffix("not -1") == true)
+    }
+
+    @Test func everyBoundIsSafeForTheArithmeticTheReplicaDoes() {
+        // The largest allowed values together: the request deadline (a clock plus the timeout
+        // doubled ten times) and the high watermark (a height plus the window) stay far from
+        // overflow.
+        var parameters = ProtocolParameters()
+        parameters.viewChangeTimeoutMs = 3_600_000
+        parameters.watermarkWindow = ProtocolBounds.watermarkWindowMax
+        parameters.checkpointInterval = ProtocolBounds.watermarkWindowMax / 2
+        #expect(problem { $0 = parameters } == nil)
+        let (_, deadlineOverflow) = UInt64(4_000_000_000_000).addingReportingOverflow(parameters.viewChangeTimeoutMs << 10)
+        let (_, watermarkOverflow) = (ProtocolBounds.heightMax + ProtocolBounds.viewsAheadMax)
+            .addingReportingOverflow(parameters.watermarkWindow)
+        #expect(!deadlineOverflow && !watermarkOverflow)
+    }
+}

@@ -1,0 +1,86 @@
+import BulwarkConsensus
+import BulwarkCore
+import Testing
+
+/// Messages signed by a real validator (so they pass authentication) whose integer fields are
+/// at the boundaries. Each case once trapped every receiver on arithmetic overflow; now each is
+/// dropped and counted, and the replica goes on.
+@Suite struct HostileInputTests {
+    /// A checkpoint proof whose every part claims height `height`, with a made-up certificate.
+    func bogusProof(_ h: Harness, height: Height) -> CheckpointProof {
+        let header = BlockHeader(clusterID: h.cluster, height: height, view: 0, timestampMs: 0, proposer: 0,
+                                 prevBlockHash: Digest.zero, txRoot: MerkleTree.emptyRoot, historyRoot: MerkleTree.emptyRoot)
+        let certificate = ExecutionCertificate(height: height, blockHash: header.hash, stateRoot: Digest.zero, votes: [])
+        return CheckpointProof(certificate: certificate, header: header, historyBefore: MerkleAccumulator())
+    }
+
+    /// Found in Bulwark: a signed VIEW-CHANGE whose checkpoint proof has height 0 underflowed
+    /// `proof.height - 1` in `Checkpoints.isValid`; broadcast, it killed every honest replica.
+    @Test func aViewChangeWithAHeightZeroCheckpointIsDropped() {
+        var h = Harness()
+        let vc = ViewChange.signed(newView: 1, checkpoint: bogusProof(h, height: 0), prepared: [], by: h.keys[1], replica: 1,
+                                   cluster: h.cluster)
+        for i in [0, 2, 3] { h.step(i, .message(.viewChange(vc))) }
+        for i in [0, 2, 3] { #expect(h.replicas[i].rejections[.outOfRange] == 1, "replica \(i)") }
+        // A NEW-VIEW carrying it is dropped the same way.
+        let nv = NewView.signed(view: 1, viewChanges: [vc], prePrepares: [], by: h.keys[1], replica: 1, cluster: h.cluster)
+        h.step(0, .message(.newView(nv)))
+        #expect(h.replicas[0].rejections[.outOfRange] == 2)
+        #expect(h.replicas[0].view == 0)
+    }
+
+    /// Proposals timestamped at either end of time are refused by the skew bound, whose
+    /// arithmetic touches only the backup's own clock and the configured skew.
+    @Test func aPrePrepareTimestampedAtTheEndOfTimeIsRefused() {
+        var h = Harness()
+        let pp = h.signedPrePrepare(view: 0, height: 1, requests: [h.request(1)], by: 0, timestampMs: .max)
+        h.step(1, .message(.prePrepare(pp)))
+        #expect(h.replicas[1].rejections[.badTimestamp] == 1)
+        let early = h.signedPrePrepare(view: 0, height: 1, requests: [h.request(1)], by: 0, timestampMs: 0)
+        h.step(2, .message(.prePrepare(early)))
+        #expect(h.replicas[2].rejections[.badTimestamp] == 1)
+        // An honest proposal still goes through afterwards.
+        for i in 0..<4 { h.step(i, .clientRequest(h.request(1))) }
+        h.run()
+        #expect(h.executed.allSatisfy { $0.count == 1 })
+    }
+
+    /// Heights of 0 or beyond `ProtocolBounds.heightMax`, and views beyond the far-future
+    /// window, in every message type that carries them.
+    @Test func boundaryHeightsAndViewsAreDroppedBeforeUse() {
+        var h = Harness()
+        let key = h.keys[1]
+        let c = h.cluster
+        let digest = Digest.zero
+        var hostile: [Message] = []
+        for height: Height in [0, ProtocolBounds.heightMax + 1, .max - 1, .max] {
+            hostile.append(.prepare(Prepare.signed(view: 0, height: height, blockHash: digest, by: key, replica: 1, cluster: c)))
+            hostile.append(.commit(Commit.signed(view: 0, height: height, blockHash: digest, by: key, replica: 1, cluster: c)))
+            hostile.append(.checkpoint(Checkpoint.signed(height: height, blockHash: digest, stateRoot: digest, by: key,
+                                                         replica: 1, cluster: c)))
+            hostile.append(.checkpointProof(bogusProof(h, height: height)))
+            hostile.append(.viewChange(ViewChange.signed(newView: 1, checkpoint: bogusProof(h, height: height), prepared: [],
+                                                         by: key, replica: 1, cluster: c)))
+            let block = h.signedPrePrepare(view: 0, height: height, requests: [], by: 0)
+            hostile.append(.prePrepare(block))
+            hostile.append(.commitProof(CommitProof(header: block.block.header, certificate: CommitCertificate(
+                height: height, view: 0, blockHash: block.blockHash, votes: []))))
+        }
+        for view: View in [ProtocolBounds.viewsAheadMax + 1, ProtocolBounds.viewMax + 1, .max] {
+            hostile.append(.prepare(Prepare.signed(view: view, height: 1, blockHash: digest, by: key, replica: 1, cluster: c)))
+            hostile.append(.commit(Commit.signed(view: view, height: 1, blockHash: digest, by: key, replica: 1, cluster: c)))
+            hostile.append(.viewChange(ViewChange.signed(newView: view, checkpoint: nil, prepared: [], by: key, replica: 1,
+                                                         cluster: c)))
+            hostile.append(.newView(NewView.signed(view: view, viewChanges: [], prePrepares: [], by: key, replica: 1,
+                                                   cluster: c)))
+        }
+        for message in hostile { h.step(0, .message(message)) }
+        #expect(h.replicas[0].rejections[.outOfRange] == UInt64(hostile.count))
+        #expect(h.replicas[0].view == 0 && !h.replicas[0].isChangingView)
+        // The cluster still commits.
+        h.network = []
+        for i in 0..<4 { h.step(i, .clientRequest(h.request(1))) }
+        h.run()
+        #expect(h.executed.allSatisfy { $0.count == 1 })
+    }
+}
