@@ -17,6 +17,9 @@ enum RecordFraming {
         let start = out.count
         out.append(contentsOf: [0, 0, 0, 0, 0, 0, 0, 0, type])
         payload(&out)
+        // Callers bound what they frame (`SnapshotStore.save` refuses larger snapshots), so a
+        // longer record here is a bug: every record written must be one the scan reads back.
+        precondition(out.count - start - headerBytes <= recordBytesMax, "record larger than recordBytesMax")
         let length = UInt32(out.count - start - headerBytes)
         let crc = out.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(start + headerBytes)...])) }
         withUnsafeBytes(of: length.littleEndian) { for i in 0..<4 { out[start + i] = $0[i] } }

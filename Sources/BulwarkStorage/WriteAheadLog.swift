@@ -94,7 +94,17 @@ public struct SnapshotStore {
         return "state-" + String(repeating: "0", count: max(0, 16 - digits.count)) + digits + ".snap"
     }
 
+    /// The largest snapshot `save` writes: one more byte and its record could not be read back.
+    public static let snapshotBytesMax = RecordFraming.recordBytesMax - 1 - 8
+
+    /// Writes `snapshot` atomically and keeps the newest `retained`. A snapshot larger than
+    /// `snapshotBytesMax` is refused (`.tooLarge`) rather than written: every snapshot written
+    /// must load.
     public func save(_ snapshot: [UInt8], height: Height) throws(StorageError) {
+        guard snapshot.count <= Self.snapshotBytesMax else {
+            throw .io(path: "\(directory)/\(Self.name(height))", operation: "write a snapshot to",
+                      reason: "the state's snapshot of \(snapshot.count) bytes exceeds the largest record, \(Self.snapshotBytesMax) bytes")
+        }
         var payload = CanonicalWriter()
         payload.write(height)
         payload.writeRaw(snapshot)

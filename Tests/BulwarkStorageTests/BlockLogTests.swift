@@ -274,6 +274,21 @@ import Testing
     }
 }
 
+extension SnapshotStoreTests {
+    /// Found in Bulwark: a snapshot over 256 MiB was written but never loaded (the record
+    /// reader's limit), and one over 4 GiB trapped narrowing its length. Now the largest one
+    /// written loads, and a larger one is refused with a sentence instead of written.
+    @Test func everySnapshotWrittenLoads() throws {
+        let fs = SimulatedFileSystem()
+        let store = try SnapshotStore(directory: "/data/snapshots", fileSystem: fs)
+        let largest = [UInt8](repeating: 7, count: SnapshotStore.snapshotBytesMax)
+        try store.save(largest, height: 16)
+        #expect(try store.latest { _, bytes in bytes.count }?.value == largest.count)
+        #expect(throws: StorageError.self) { try store.save(largest + [0], height: 32) }
+        #expect(try store.heights() == [16], "nothing written for the refused one")
+    }
+}
+
 @Suite struct FileKeyHistoryTests {
     static let cluster = ClusterID(raw: .zero)
     static let client = PrivateKey(seed: Array(repeating: 7, count: 32))!
