@@ -1,4 +1,5 @@
 import BulwarkConsensus
+import BulwarkTransport
 import BulwarkCore
 import CoreMetrics
 import NIOConcurrencyHelpers
@@ -38,6 +39,11 @@ final class NodeMetrics: Sendable {
     /// signatures already found valid (the dominant CPU cost; see the README's figures).
     let signaturesVerified: CoreMetrics.Gauge
     let signatureCacheHits: CoreMetrics.Gauge
+    /// Inbound connections open, and those still in their handshake.
+    let inboundConnections: CoreMetrics.Gauge
+    let inboundHandshaking: CoreMetrics.Gauge
+    /// Connections and frames the transport refused, by reason (`Transport.Refusal`).
+    let refusals: [Transport.Refusal: CoreMetrics.Gauge]
     /// Per peer: the highest height it signed a vote for, how far that is behind this
     /// replica's committed height, whether the connection to it is up, and the frames queued
     /// for it while it is not.
@@ -59,6 +65,10 @@ final class NodeMetrics: Sendable {
         case badTransferredBlock = "bad_transferred_block"
         /// A state-transfer request for a range that is empty, inverted or beyond the ledger.
         case badTransferRequest = "bad_transfer_request"
+        /// The core loop's inbox was at its bound (the transport had been asked to stop reading).
+        case inboxFull = "inbox_full"
+        /// A state-transfer or proof request over its sender's rate.
+        case rateLimited = "rate_limited"
     }
 
     init(replica: ReplicaID, peers: [ReplicaID]) {
@@ -100,6 +110,12 @@ final class NodeMetrics: Sendable {
         refusedConnections = CoreMetrics.Gauge(label: "bulwark_refused_connections", dimensions: labels, factory: factory)
         signaturesVerified = CoreMetrics.Gauge(label: "bulwark_signatures_verified", dimensions: labels, factory: factory)
         signatureCacheHits = CoreMetrics.Gauge(label: "bulwark_signature_cache_hits", dimensions: labels, factory: factory)
+        inboundConnections = CoreMetrics.Gauge(label: "bulwark_inbound_connections", dimensions: labels, factory: factory)
+        inboundHandshaking = CoreMetrics.Gauge(label: "bulwark_inbound_handshaking", dimensions: labels, factory: factory)
+        refusals = Dictionary(uniqueKeysWithValues: Transport.Refusal.allCases.map { reason in
+            (reason, CoreMetrics.Gauge(label: "bulwark_refused_total", dimensions: labels + [("reason", reason.rawValue)],
+                                       factory: factory))
+        })
         func perPeer(_ label: String) -> [ReplicaID: CoreMetrics.Gauge] {
             Dictionary(uniqueKeysWithValues: peers.map { peer in
                 (peer, CoreMetrics.Gauge(label: label, dimensions: labels + [("peer", "\(peer)")], factory: factory))

@@ -42,11 +42,40 @@ public final class ReplicaNode: @unchecked Sendable {
     var transfer: Transfer?
     var statusChannel: (any Channel)?
     var stopped = false
-    /// Events from the network waiting for the core loop, and whether a drain is scheduled.
-    /// Everything that arrives while the loop is busy is stepped together and shares one WAL
-    /// fsync (group commit for consensus records).
-    let inbox = NIOLockedValueBox<(events: [Event], scheduled: Bool)>(([], false))
+    /// Everything from the network waiting for the core loop (DESIGN.md §5: a bounded inbox
+    /// with back-pressure). Events that arrive while the loop is busy are stepped together and
+    /// share one WAL fsync (group commit for consensus records). Past half its bounds the
+    /// transport stops reading until the loop has drained it; at its bounds input is dropped
+    /// and counted (consensus retransmits, clients retry).
+    let inbox = NIOLockedValueBox(Inbox())
+    static let inboxItemsMax = 8192
+    static let inboxBytesMax = 64 << 20
+
+    struct Inbox {
+        var items: [Input] = []
+        var bytes = 0
+        var scheduled = false
+        var paused = false
+    }
+
+    /// What arrives from the network for the core loop.
+    enum Input {
+        case event(Event)
+        case peerFrame(PeerFrame, from: ReplicaID)
+        case proveRequest(key: [UInt8], nonce: UInt64, client: PublicKey)
+    }
+
+    /// State-transfer requests per peer and proof requests per client cost this replica disk
+    /// reads and hashing, and can be repeated at will: each is rate-limited (on `loop`).
+    var transferRequests = RateLimiter<ReplicaID>(perSecond: 50, burst: 100, totalPerSecond: 400)
+    var proofRequests = RateLimiter<PublicKey>(perSecond: 20, burst: 40, totalPerSecond: 2000)
+    /// Descriptors kept free of connections for storage (segments, WAL, key history, snapshots)
+    /// and the runtime: running out of sockets must never become a storage fault.
+    public static let descriptorsReserved = 256
     public private(set) var faulted: String?
+    /// Called once, on `loop`, when the replica faults: a process exits so that its supervisor
+    /// restarts it (recovery from disk is the one path back). Nil: the replica only stops.
+    public var onFault: (@Sendable (String) -> Void)?
     /// Set only by fault-injection runs (`bulwark-byzantine`): rewrites what this replica's
     /// honest core sends, and what it serves in state transfer. Touched only on `loop`.
     public var interceptor: Interceptor?
@@ -197,9 +226,11 @@ public final class ReplicaNode: @unchecked Sendable {
     /// Binds the replica and client addresses and starts consensus.
     public func start() async throws {
         let validator = config.validator(id)!
-        transport = Transport(group: ioGroup, config: config, role: .replica(id), key: key,
-                              settings: .init(frameBytesMax: config.parameters.frameBytesMax), logger: logger,
-                              onFrame: { [self] role, bytes in received(role, bytes) })
+        var settings = Transport.Settings(frameBytesMax: config.parameters.frameBytesMax)
+        settings.inboundConnectionsMax = Self.inboundConnectionsMax()
+        settings.trustedSources = Set(config.validators.map(\.replicaAddress.host))
+        transport = Transport(group: ioGroup, config: config, role: .replica(id), key: key, settings: settings,
+                              logger: logger, onFrame: { [self] role, bytes in received(role, bytes) })
         for address in [validator.replicaAddress, validator.clientAddress] {
             do { _ = try await transport.listen(host: address.host, port: Int(address.port)) } catch {
                 throw NodeStartupError("cannot listen on \(address): \(error)")
@@ -228,6 +259,15 @@ public final class ReplicaNode: @unchecked Sendable {
 
     static func nowMs() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
 
+    /// Inbound connections this process can hold: its descriptor limit less the reserve.
+    static func inboundConnectionsMax() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 512 }
+        // Unlimited (all bits set) and huge limits alike count as a million descriptors.
+        let soft = Int(min(UInt64(limit.rlim_cur), 1 << 20))
+        return max(16, soft - descriptorsReserved)
+    }
+
     // MARK: Input (I/O threads)
 
     func received(_ role: PeerRole, _ bytes: [UInt8]) {
@@ -245,16 +285,16 @@ public final class ReplicaNode: @unchecked Sendable {
                     return
                 }
                 message.preverify(config: config, verifier: verifier)
-                enqueue(.message(message))
+                enqueue(.event(.message(message)), bytes: bytes.count)
             } else {
-                loop.execute { [self] in handle(frame, from: peer) }
+                enqueue(.peerFrame(frame, from: peer), bytes: bytes.count)
             }
         case let .client(client):
             let request: Request
             switch try? ClientFrame(decoding: bytes) {
             case let .request(r)?: request = r
             case let .proveRequest(key, nonce)?:
-                loop.execute { [self] in answerProof(key: key, nonce: nonce, to: client) }
+                enqueue(.proveRequest(key: key, nonce: nonce, client: client), bytes: bytes.count)
                 return
             default:
                 metrics.drop(.undecodableClientFrame)
@@ -265,33 +305,60 @@ public final class ReplicaNode: @unchecked Sendable {
                 return
             }
             metrics.clientRequests.increment()
-            enqueue(.clientRequest(request))
+            enqueue(.event(.clientRequest(request)), bytes: bytes.count)
         }
     }
 
-    func enqueue(_ event: Event) {
-        let schedule = inbox.withLockedValue { inbox -> Bool in
-            inbox.events.append(event)
+    /// Queues `input` for the core loop within the inbox's bounds; past half of them, asks the
+    /// transport to stop reading until the loop drained the inbox.
+    func enqueue(_ input: Input, bytes: Int) {
+        let (accepted, schedule, pause) = inbox.withLockedValue { inbox -> (Bool, Bool, Bool) in
+            guard inbox.items.count < Self.inboxItemsMax, inbox.bytes < Self.inboxBytesMax else { return (false, false, false) }
+            inbox.items.append(input)
+            inbox.bytes += bytes
+            let pause = !inbox.paused && (inbox.items.count >= Self.inboxItemsMax / 2 || inbox.bytes >= Self.inboxBytesMax / 2)
+            if pause { inbox.paused = true }
             defer { inbox.scheduled = true }
-            return !inbox.scheduled
+            return (true, !inbox.scheduled, pause)
         }
+        guard accepted else {
+            metrics.drop(.inboxFull)
+            return
+        }
+        if pause { transport.pauseReading() }
         if schedule { loop.execute { [self] in drain() } }
     }
 
-    /// Steps every queued event, then carries out all their actions with one WAL fsync.
+    /// Takes everything queued: consecutive events are stepped together and their actions
+    /// carried out with one WAL fsync; other input is handled in its place in the order.
     func drain() {
-        let events = inbox.withLockedValue { inbox -> [Event] in
+        let (items, paused) = inbox.withLockedValue { inbox -> ([Input], Bool) in
             inbox.scheduled = false
-            defer { inbox.events.removeAll(keepingCapacity: true) }
-            return inbox.events
+            defer {
+                inbox.items.removeAll(keepingCapacity: true)
+                inbox.bytes = 0
+                inbox.paused = false
+            }
+            return (inbox.items, inbox.paused)
         }
+        defer { if paused { transport.resumeReading() } }
         guard !stopped, faulted == nil else { return }
-        metrics.inboxDepth.record(events.count)
+        metrics.inboxDepth.record(items.count)
         var actions: [Action] = []
         let now = NIODeadline.now()
-        for event in events {
-            if case let .clientRequest(request) = event { noteArrival(request, at: now) }
-            actions += core.step(event, nowMs: Self.nowMs())
+        for item in items {
+            switch item {
+            case let .event(event):
+                if case let .clientRequest(request) = event { noteArrival(request, at: now) }
+                actions += core.step(event, nowMs: Self.nowMs())
+            case let .peerFrame(frame, peer):
+                process(actions)
+                actions = []
+                handle(frame, from: peer)
+            case let .proveRequest(key, nonce, client):
+                answerProof(key: key, nonce: nonce, to: client)
+            }
+            guard faulted == nil else { return }
         }
         process(actions)
     }
@@ -303,6 +370,10 @@ public final class ReplicaNode: @unchecked Sendable {
         case let .consensus(message):
             step(.message(message))
         case let .fetchBlocks(from, to):
+            guard transferRequests.allow(peer, nowMs: Self.nowMs()) else {
+                metrics.drop(.rateLimited)
+                return
+            }
             guard let range = Self.transferRange(from: from, to: to, ledgerHeight: blockLog.height) else {
                 metrics.drop(.badTransferRequest)
                 return
@@ -394,7 +465,7 @@ public final class ReplicaNode: @unchecked Sendable {
             metrics.peerLag[peer]?.record(ledgerTip.height > height ? ledgerTip.height - height : 0)
         }
         for link in transport?.links ?? [] {
-            metrics.peerConnected[link.replica]?.record(link.connected ? 1 : 0)
+            metrics.peerConnected[link.replica]?.record(link.state == .up ? 1 : 0)
             metrics.peerQueuedFrames[link.replica]?.record(link.queuedFrames)
         }
     }
@@ -414,9 +485,15 @@ public final class ReplicaNode: @unchecked Sendable {
         arrivals[key] = now
     }
 
+    /// Stops the replica for good: it sends, executes and serves nothing more, and a process
+    /// exits (`onFault`) so that a supervisor restarts it from disk. A transient resource
+    /// error (a full disk, descriptors run out) thus never leaves a zombie replica that looks
+    /// alive but is out of the cluster.
     func fault(_ reason: String) {
+        guard faulted == nil else { return }
         faulted = reason
         logger.critical("stopping: \(reason)")
+        onFault?(reason)
     }
 
     /// Appends a committed block and executes it; the `.executed` event to feed back.
@@ -496,7 +573,10 @@ public final class ReplicaNode: @unchecked Sendable {
 
     func answerProof(key: [UInt8], nonce: UInt64, to client: PublicKey) {
         let frame: ClientFrame
-        if let (provable, certificate) = certifiedState {
+        if !proofRequests.allow(client, nowMs: Self.nowMs()) {
+            metrics.drop(.rateLimited)
+            frame = .proofUnavailable(nonce: nonce, reason: "replica \(id) is rate-limiting proof requests from this client; try again shortly")
+        } else if let (provable, certificate) = certifiedState {
             do {
                 frame = .proof(nonce: nonce, KeyProofBundle(proof: try state.prove(key, at: provable), certificate: certificate))
             } catch {

@@ -27,6 +27,12 @@ public enum ReplicaProcess {
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         let node = try ReplicaNode(config: cluster, id: id, key: key, dataDirectory: dataDirectory, logger: logger,
                                    snapshotInterval: snapshotInterval)
+        // A faulted replica does nothing else: the process ends with one sentence and a non-zero
+        // status so that its supervisor restarts it, and recovery from disk brings it back.
+        node.onFault = { reason in
+            FileHandle.standardError.write(Data("bulwark: replica \(id) stopped: \(reason)\n".utf8))
+            exit(3)
+        }
         configure(node, cluster, id, key)
         try await node.start()
         return node

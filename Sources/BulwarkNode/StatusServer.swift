@@ -1,9 +1,11 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
 
 /// Serves `GET /status` (JSON) and `GET /metrics` (Prometheus text) on the replica's HTTP address.
+/// One request per connection; a malformed request, or none within `idleTimeout`, closes it.
 final class StatusHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -12,6 +14,20 @@ final class StatusHandler: ChannelInboundHandler, @unchecked Sendable {
     private var path: String?
 
     init(node: ReplicaNode) { self.node = node }
+
+    static let idleTimeout = TimeAmount.seconds(5)
+    /// HTTP connections at once; more are closed at once.
+    static let connectionsMax = 64
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // NIO's HTTP error handler has answered 400 with `Connection: close`; close it too.
+        context.close(promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent { context.close(promise: nil) }
+        context.fireUserInboundEventTriggered(event)
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
@@ -74,6 +90,10 @@ extension ReplicaNode {
             let counters = transport.counters
             metrics.peerQueueDrops.record(counters.dropped)
             metrics.refusedConnections.record(counters.refused)
+            for (reason, count) in transport.refusals { metrics.refusals[reason]?.record(count) }
+            let inbound = transport.inboundConnections
+            metrics.inboundConnections.record(inbound.open)
+            metrics.inboundHandshaking.record(inbound.handshaking)
             let signatures = verifier.counts
             metrics.signaturesVerified.record(signatures.verifications)
             metrics.signatureCacheHits.record(signatures.hits)
@@ -84,11 +104,20 @@ extension ReplicaNode {
 
     func startStatusServer() async throws {
         let address = config.validator(id)!.httpAddress
+        let open = NIOLockedValueBox(0)
         let channel = try await ServerBootstrap(group: ioGroup)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { [self] channel in
-                channel.pipeline.configureHTTPServerPipeline().flatMap {
-                    channel.pipeline.addHandler(StatusHandler(node: self))
+                let admitted = open.withLockedValue { count -> Bool in
+                    guard count < StatusHandler.connectionsMax else { return false }
+                    count += 1
+                    return true
+                }
+                guard admitted else { return channel.close() }
+                channel.closeFuture.whenComplete { _ in open.withLockedValue { $0 -= 1 } }
+                return channel.pipeline.configureHTTPServerPipeline().flatMap {
+                    channel.pipeline.addHandlers([IdleStateHandler(allTimeout: StatusHandler.idleTimeout),
+                                                  StatusHandler(node: self)])
                 }
             }
             .bind(host: address.host, port: Int(address.port)).get()

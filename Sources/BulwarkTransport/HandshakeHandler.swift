@@ -9,7 +9,9 @@ struct PeerAuthenticated {
 /// Runs the signed challenge-response on a fresh connection (both directions), then
 /// authenticates every later frame with the session's keys: each frame sent gets a tag, each
 /// frame received must carry the right one for its position in the stream, which is then
-/// stripped. Nothing passes before authentication; any failure closes the connection.
+/// stripped. Nothing passes before authentication; any failure closes the connection, and so
+/// does a handshake not finished within its deadline (a peer that connects or accepts and then
+/// stalls holds a descriptor only that long).
 final class HandshakeHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -31,15 +33,32 @@ final class HandshakeHandler: ChannelDuplexHandler {
     }
     private var session: Session?
     let onFailure: @Sendable (String) -> Void
+    let decoder: FrameDecoder
+    let deadline: TimeAmount
+    private var deadlineTask: Scheduled<Void>?
 
-    init(_ side: Side, onFailure: @escaping @Sendable (String) -> Void) {
+    init(_ side: Side, decoder: FrameDecoder, deadline: TimeAmount, onFailure: @escaping @Sendable (String) -> Void) {
         self.side = side
+        self.decoder = decoder
+        self.deadline = deadline
         self.onFailure = onFailure
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let channel = context.channel
+        deadlineTask = context.eventLoop.scheduleTask(in: deadline) {
+            guard handler.value.session == nil else { return }
+            handler.value.onFailure("handshake not finished within \(handler.value.deadline.nanoseconds / 1_000_000) ms")
+            channel.close(promise: nil)
+        }
         if case let .connector(connector) = side { send(connector.hello, context: context) }
         context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deadlineTask?.cancel()
+        context.fireChannelInactive()
     }
 
     private func send(_ message: HandshakeMessage, context: ChannelHandlerContext) {
@@ -86,6 +105,8 @@ final class HandshakeHandler: ChannelDuplexHandler {
     }
 
     private func authenticated(_ outcome: HandshakeOutcome, context: ChannelHandlerContext) {
+        deadlineTask?.cancel()
+        decoder.authenticated()
         session = Session(peer: outcome.peer, sender: FrameAuthenticator(key: outcome.keys.send),
                           receiver: FrameAuthenticator(key: outcome.keys.receive))
         context.fireUserInboundEventTriggered(PeerAuthenticated(role: outcome.peer))
@@ -111,18 +132,23 @@ final class HandshakeHandler: ChannelDuplexHandler {
     }
 }
 
-/// Delivers authenticated frames to the owner.
+/// Delivers authenticated frames to the owner. When the owner answers that it is full, the
+/// connection stops reading (`autoRead` off) until the transport resumes it.
 final class FrameDelivery: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     let onAuthenticated: @Sendable (PeerRole, Channel) -> Void
-    let onFrame: @Sendable (PeerRole, [UInt8]) -> Void
-    let onClose: @Sendable (PeerRole?) -> Void
+    /// True: keep reading; false: pause this connection.
+    let onFrame: @Sendable (PeerRole, [UInt8]) -> Bool
+    /// Registers a paused connection; false when reading already resumed meanwhile.
+    let onPause: @Sendable (Channel) -> Bool
+    let onClose: @Sendable (PeerRole?, Channel) -> Void
     private var peer: PeerRole?
 
-    init(onAuthenticated: @escaping @Sendable (PeerRole, Channel) -> Void, onFrame: @escaping @Sendable (PeerRole, [UInt8]) -> Void,
-         onClose: @escaping @Sendable (PeerRole?) -> Void) {
+    init(onAuthenticated: @escaping @Sendable (PeerRole, Channel) -> Void, onFrame: @escaping @Sendable (PeerRole, [UInt8]) -> Bool,
+         onPause: @escaping @Sendable (Channel) -> Bool, onClose: @escaping @Sendable (PeerRole?, Channel) -> Void) {
         self.onAuthenticated = onAuthenticated
         self.onFrame = onFrame
+        self.onPause = onPause
         self.onClose = onClose
     }
 
@@ -136,11 +162,17 @@ final class FrameDelivery: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let peer else { return }
-        onFrame(peer, unwrapInboundIn(data).bytes)
+        if !onFrame(peer, unwrapInboundIn(data).bytes) {
+            // Off first, then registered: a resume between the two turns it on again.
+            context.channel.setOption(.autoRead, value: false).whenComplete { _ in }
+            if !onPause(context.channel) {
+                context.channel.setOption(.autoRead, value: true).whenComplete { _ in }
+            }
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        onClose(peer)
+        onClose(peer, context.channel)
         context.fireChannelInactive()
     }
 }

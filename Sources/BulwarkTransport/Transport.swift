@@ -11,6 +11,11 @@ import NIOPosix
 /// not read holds at most `sendBufferBytesMax` unsent bytes; frames beyond that are dropped
 /// (counted). So a slow, dead or hostile peer or client cannot grow memory or stall the others
 /// (PITFALLS: buffers capped by count, not bytes); consensus retransmits what matters.
+///
+/// Strangers are bounded too (PITFALLS: descriptor exhaustion, pre-authentication buffers):
+/// every handshake has a deadline; inbound connections are capped in all, and those still in
+/// their handshake in all and per source address, so that descriptors stay free for storage;
+/// and before authentication a frame may be no larger than a handshake message.
 public final class Transport: Sendable {
     public struct Settings: Sendable {
         public var frameBytesMax: Int
@@ -19,8 +24,40 @@ public final class Transport: Sendable {
         public var sendBufferBytesMax = 16 << 20
         public var reconnectDelayMsMin: Int64 = 50
         public var reconnectDelayMsMax: Int64 = 2000
+        /// A connection whose handshake has not finished this long after it opened is closed.
+        public var handshakeTimeoutMs: Int64 = 3000
+        /// Inbound connections at once, authenticated or not. A replica sets this from its
+        /// descriptor limit, less what storage needs (`ReplicaNode.descriptorsReserved`).
+        public var inboundConnectionsMax = 1024
+        /// Inbound connections still in their handshake at once, in all and per source address.
+        public var handshakingMax = 128
+        public var handshakingPerSourceMax = 16
+        /// Inbound connections at once from one source address (clients' keys cost nothing, so
+        /// authenticated connections count too).
+        public var connectionsPerSourceMax = 256
+        /// Addresses of the validators' hosts. Connections from them are not held to
+        /// `handshakingMax` or `connectionsPerSourceMax`, and `trustedReserve` of the inbound
+        /// connections are kept for them: strangers elsewhere cannot crowd out the replicas.
+        public var trustedSources: Set<String> = []
+        public var trustedReserve = 64
 
         public init(frameBytesMax: Int) { self.frameBytesMax = frameBytesMax }
+    }
+
+    /// Why an inbound connection or a frame was refused, counted by reason.
+    public enum Refusal: String, CaseIterable, Sendable {
+        /// The handshake failed (wrong cluster, key or signature, malformed, too large).
+        case handshakeFailed = "handshake_failed"
+        /// The handshake did not finish within `handshakeTimeoutMs`.
+        case handshakeTimeout = "handshake_timeout"
+        /// `inboundConnectionsMax` connections were open.
+        case connectionLimit = "connection_limit"
+        /// `handshakingMax` connections were in their handshake.
+        case handshakeLimit = "handshake_limit"
+        /// `handshakingPerSourceMax` connections from this address were in their handshake.
+        case sourceLimit = "source_limit"
+        /// A frame failed its authentication tag after the handshake.
+        case badFrameTag = "bad_frame_tag"
     }
 
     let group: any EventLoopGroup
@@ -36,21 +73,55 @@ public final class Transport: Sendable {
 
     struct State {
         var links: [ReplicaID: Link] = [:]
-        /// Inbound authenticated connections from clients, by key, for replies.
+        /// Inbound authenticated connections from clients, by key, for replies. The newest
+        /// connection of a key wins; an older one's close leaves it in place.
         var clients: [PublicKey: any Channel] = [:]
         var listeners: [any Channel] = []
         var dropped: UInt64 = 0
-        var refused: UInt64 = 0
+        var refusals: [Refusal: UInt64] = [:]
         var stopped = false
+        /// Inbound connections open, and those of them still in their handshake (by source).
+        var inbound = 0
+        var handshaking = 0
+        var handshakingBySource: [String: Int] = [:]
+        var inboundBySource: [String: Int] = [:]
+        /// Every inbound connection, closed on shutdown.
+        var inboundChannels: [ObjectIdentifier: any Channel] = [:]
+        /// While set, connections that deliver a frame stop reading (back-pressure from an
+        /// owner whose inbox is full); `paused` holds them until `resumeReading`.
+        var readingPaused = false
+        var paused: [ObjectIdentifier: any Channel] = [:]
+    }
+
+    /// Where the outbound connection to one replica stands. Every way a connection ends leads
+    /// out of `connecting` and `handshaking`: a failed connect, a close during the handshake
+    /// (including its deadline) and a close after it.
+    public enum LinkState: String, Sendable {
+        /// No connection and none wanted: the next frame starts one.
+        case idle
+        case connecting
+        /// Connected; the handshake has not authenticated the peer yet.
+        case handshaking
+        case up
+        /// Waiting before the next attempt (exponential, up to `reconnectDelayMsMax`).
+        case backingOff = "backing-off"
     }
 
     /// The outbound side towards one replica.
     struct Link {
+        var state: LinkState = .idle
+        /// The connection in `handshaking` or `up`.
         var channel: (any Channel)?
         var queue = CircularBuffer<ByteBuffer>()
         var queuedBytes = 0
-        var connecting = false
         var delayMs: Int64
+    }
+
+    /// One inbound connection's place in the counts.
+    final class Admission: Sendable {
+        let source: String
+        let authenticated = NIOLockedValueBox(false)
+        init(source: String) { self.source = source }
     }
 
     public init(group: any EventLoopGroup, config: ClusterConfig, role: PeerRole, key: PrivateKey, settings: Settings,
@@ -64,41 +135,127 @@ public final class Transport: Sendable {
         self.onFrame = onFrame
     }
 
-    /// Frames dropped because a peer's queue was full, and connections refused at handshake.
-    public var counters: (dropped: UInt64, refused: UInt64) { state.withLockedValue { ($0.dropped, $0.refused) } }
+    /// Frames dropped because a peer's queue was full, and connections refused (all reasons).
+    public var counters: (dropped: UInt64, refused: UInt64) {
+        state.withLockedValue { ($0.dropped, $0.refusals.values.reduce(0, +)) }
+    }
 
-    /// For each replica this transport sends to: whether its connection is up, and how many
-    /// frames wait for one.
-    public var links: [(replica: ReplicaID, connected: Bool, queuedFrames: Int)] {
+    /// Refused connections and frames, by reason.
+    public var refusals: [Refusal: UInt64] { state.withLockedValue { $0.refusals } }
+
+    /// Inbound connections open now, and those of them still in their handshake.
+    public var inboundConnections: (open: Int, handshaking: Int) { state.withLockedValue { ($0.inbound, $0.handshaking) } }
+
+    /// For each replica this transport sends to: its link's state, and how many frames wait.
+    public var links: [(replica: ReplicaID, state: LinkState, queuedFrames: Int)] {
         state.withLockedValue { state in
-            state.links.keys.sorted().map { ($0, state.links[$0]!.channel != nil, state.links[$0]!.queue.count) }
+            state.links.keys.sorted().map { ($0, state.links[$0]!.state, state.links[$0]!.queue.count) }
         }
     }
 
-    func pipeline(_ channel: any Channel, side: HandshakeHandler.Side) -> EventLoopFuture<Void> {
-        let logger = self.logger
+    func refuse(_ reason: Refusal, _ detail: String) {
+        state.withLockedValue { $0.refusals[reason, default: 0] += 1 }
+        logger.debug("peer refused", metadata: ["reason": "\(reason.rawValue)", "detail": "\(detail)"])
+    }
+
+    func pipeline(_ channel: any Channel, side: HandshakeHandler.Side, admission: Admission? = nil) -> EventLoopFuture<Void> {
         let onFrame = self.onFrame
         let maximum = settings.frameBytesMax
+        let deadline = TimeAmount.milliseconds(settings.handshakeTimeoutMs)
         return channel.eventLoop.makeCompletedFuture {
+            // Frames carry an authentication tag beyond the payload limit.
+            let decoder = FrameDecoder(maximum: maximum + FrameAuthenticator.tagBytes)
             try channel.pipeline.syncOperations.addHandlers([
-                // Frames carry an authentication tag beyond the payload limit.
-                ByteToMessageHandler(FrameDecoder(maximum: maximum + FrameAuthenticator.tagBytes),
-                                     maximumBufferSize: maximum + FrameAuthenticator.tagBytes + 8),
+                ByteToMessageHandler(decoder, maximumBufferSize: maximum + FrameAuthenticator.tagBytes + 8),
                 MessageToByteHandler(FrameEncoder()),
-                HandshakeHandler(side, onFailure: { [weak self] reason in
-                    self?.state.withLockedValue { $0.refused += 1 }
-                    logger.debug("peer refused", metadata: ["reason": "\(reason)"])
+                HandshakeHandler(side, decoder: decoder, deadline: deadline, onFailure: { [weak self] reason in
+                    self?.refuse(reason.hasPrefix("handshake not finished") ? .handshakeTimeout
+                                 : reason.hasPrefix("a frame from") ? .badFrameTag : .handshakeFailed, reason)
                 }),
                 FrameDelivery(
                     onAuthenticated: { [weak self] role, channel in
-                        if case let .client(key) = role { self?.state.withLockedValue { $0.clients[key] = channel } }
+                        self?.state.withLockedValue { state in
+                            if let admission, !admission.authenticated.withLockedValue({ $0 }) {
+                                admission.authenticated.withLockedValue { $0 = true }
+                                Self.leaveHandshake(&state, source: admission.source)
+                            }
+                            if case let .client(key) = role { state.clients[key] = channel }
+                        }
                     },
-                    onFrame: onFrame,
-                    onClose: { [weak self] role in
-                        if case let .client(key) = role { self?.state.withLockedValue { _ = $0.clients.removeValue(forKey: key) } }
+                    onFrame: { [weak self] role, bytes in
+                        onFrame(role, bytes)
+                        return self?.state.withLockedValue { $0.readingPaused } != true
+                    },
+                    onPause: { [weak self] channel in
+                        self?.state.withLockedValue { state -> Bool in
+                            guard state.readingPaused else { return false }
+                            state.paused[ObjectIdentifier(channel)] = channel
+                            return true
+                        } ?? false
+                    },
+                    onClose: { [weak self] role, channel in
+                        self?.state.withLockedValue { state in
+                            state.paused[ObjectIdentifier(channel)] = nil
+                            if case let .client(key) = role, state.clients[key] === channel { state.clients[key] = nil }
+                        }
                     }),
             ])
         }
+    }
+
+    static func leaveHandshake(_ state: inout State, source: String) {
+        state.handshaking -= 1
+        let left = (state.handshakingBySource[source] ?? 1) - 1
+        state.handshakingBySource[source] = left > 0 ? left : nil
+    }
+
+    /// Admits an inbound connection within the limits, or says why not. Its close gives its
+    /// place back.
+    func admit(_ channel: any Channel) -> Admission? {
+        let source = channel.remoteAddress?.ipAddress ?? "unknown"
+        let trusted = settings.trustedSources.contains(source)
+        let id = ObjectIdentifier(channel)
+        let refusal = state.withLockedValue { state -> Refusal? in
+            if state.inbound >= settings.inboundConnectionsMax - (trusted ? 0 : settings.trustedReserve) { return .connectionLimit }
+            if !trusted, state.handshaking >= settings.handshakingMax { return .handshakeLimit }
+            if state.handshakingBySource[source, default: 0] >= settings.handshakingPerSourceMax { return .sourceLimit }
+            if !trusted, state.inboundBySource[source, default: 0] >= settings.connectionsPerSourceMax { return .sourceLimit }
+            state.inbound += 1
+            state.inboundBySource[source, default: 0] += 1
+            state.handshaking += 1
+            state.handshakingBySource[source, default: 0] += 1
+            state.inboundChannels[id] = channel
+            return nil
+        }
+        if let refusal {
+            refuse(refusal, "from \(source)")
+            return nil
+        }
+        let admission = Admission(source: source)
+        channel.closeFuture.whenComplete { [weak self] _ in
+            self?.state.withLockedValue { state in
+                state.inbound -= 1
+                let left = (state.inboundBySource[source] ?? 1) - 1
+                state.inboundBySource[source] = left > 0 ? left : nil
+                state.inboundChannels[id] = nil
+                if !admission.authenticated.withLockedValue({ $0 }) { Self.leaveHandshake(&state, source: source) }
+            }
+        }
+        return admission
+    }
+
+    /// Back-pressure from the owner: while paused, every connection that delivers a frame
+    /// stops reading until `resumeReading`, so the kernel's buffers and then the peer's send
+    /// queue hold what the owner cannot take yet.
+    public func pauseReading() { state.withLockedValue { $0.readingPaused = true } }
+
+    public func resumeReading() {
+        let channels = state.withLockedValue { state -> [any Channel] in
+            state.readingPaused = false
+            defer { state.paused = [:] }
+            return Array(state.paused.values)
+        }
+        for channel in channels { channel.setOption(.autoRead, value: true).whenComplete { _ in channel.read() } }
     }
 
     var ownID: ReplicaID? {
@@ -116,9 +273,13 @@ public final class Transport: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: writeBufferWaterMark)
             .childChannelInitializer { [self] channel in
-                pipeline(channel, side: .acceptor(HandshakeAcceptor(config: config, id: id, key: key,
-                                                                    nonce: Digest(SecureRandom.bytes(32))!,
-                                                                    exchange: .random())))
+                guard let admission = admit(channel) else {
+                    return channel.close()
+                }
+                return pipeline(channel, side: .acceptor(HandshakeAcceptor(config: config, id: id, key: key,
+                                                                           nonce: Digest(SecureRandom.bytes(32))!,
+                                                                           exchange: .random())),
+                                admission: admission)
             }
         let channel = try await bootstrap.bind(host: host, port: port).get()
         state.withLockedValue { $0.listeners.append(channel) }
@@ -133,7 +294,7 @@ public final class Transport: Sendable {
             guard !state.stopped else { return (nil, false) }
             var link = state.links[replica] ?? Link(delayMs: settings.reconnectDelayMsMin)
             defer { state.links[replica] = link }
-            if let channel = link.channel, channel.isActive {
+            if link.state == .up, let channel = link.channel, channel.isActive {
                 guard channel.isWritable else {
                     state.dropped += 1
                     return (nil, false)
@@ -147,8 +308,10 @@ public final class Transport: Sendable {
                 link.queuedBytes -= link.queue.removeFirst().readableBytes
                 state.dropped += 1
             }
-            if link.connecting { return (nil, false) }
-            link.connecting = true
+            // An `up` link whose channel is no longer active closes shortly; its close handler
+            // reconnects since the queue is not empty.
+            guard link.state == .idle else { return (nil, false) }
+            link.state = .connecting
             return (nil, true)
         }
         if let channel { channel.writeAndFlush(buffer, promise: nil) }
@@ -190,22 +353,52 @@ public final class Transport: Sendable {
             .connect(host: address.host, port: Int(address.port))
         future.whenFailure { [self] _ in retry(replica) }
         future.whenSuccess { [self] channel in
-            channel.closeFuture.whenComplete { [self] _ in
-                let reconnect = state.withLockedValue { state -> Bool in
-                    guard !state.stopped, state.links[replica]?.channel === channel else { return false }
-                    state.links[replica]?.channel = nil
-                    return !(state.links[replica]?.queue.isEmpty ?? true)
-                }
-                if reconnect { retry(replica) }
+            // Under load the handshake may already have finished (`linkUp` ran first and the
+            // link is up on this channel): then only the close handler is left to register.
+            let open = state.withLockedValue { state -> Bool in
+                guard !state.stopped, var link = state.links[replica] else { return false }
+                defer { state.links[replica] = link }
+                if link.state == .up, link.channel === channel { return true }
+                guard link.state == .connecting else { return false }
+                link.state = .handshaking
+                link.channel = channel
+                return true
             }
+            guard open else {
+                channel.close(promise: nil)
+                return
+            }
+            channel.closeFuture.whenComplete { [self] _ in closed(replica, channel: channel) }
         }
+    }
+
+    /// The link's connection closed, during its handshake (failed, or past its deadline) or
+    /// after it: back off and try again if frames wait, else rest until the next frame.
+    func closed(_ replica: ReplicaID, channel: any Channel) {
+        let reconnect = state.withLockedValue { state -> Bool in
+            guard !state.stopped, var link = state.links[replica], link.channel === channel else { return false }
+            defer { state.links[replica] = link }
+            let wasUp = link.state == .up
+            link.channel = nil
+            guard !link.queue.isEmpty || !wasUp else {
+                link.state = .idle
+                return false
+            }
+            return true
+        }
+        if reconnect { retry(replica) }
     }
 
     /// Called on the link's event loop once the handshake authenticated the peer: flush the queue.
     func linkUp(_ replica: ReplicaID, channel: any Channel) {
         let queued = state.withLockedValue { state -> [ByteBuffer] in
+            // The channel of this attempt: recorded already (`handshaking`), or not yet when
+            // the handshake beat the connect callback (`connecting`).
+            guard let link = state.links[replica], !state.stopped,
+                  link.state == .handshaking && link.channel === channel || link.state == .connecting && link.channel == nil
+            else { return [] }
             state.links[replica]?.channel = channel
-            state.links[replica]?.connecting = false
+            state.links[replica]?.state = .up
             state.links[replica]?.delayMs = settings.reconnectDelayMsMin
             let queue = Array(state.links[replica]?.queue ?? [])
             state.links[replica]?.queue = []
@@ -221,18 +414,26 @@ public final class Transport: Sendable {
             guard !state.stopped, var link = state.links[replica] else { return nil }
             let delay = link.delayMs
             link.delayMs = min(settings.reconnectDelayMsMax, link.delayMs * 2)
-            link.connecting = true
+            link.state = .backingOff
+            link.channel = nil
             state.links[replica] = link
             return delay
         }
         guard let delay else { return }
-        group.next().scheduleTask(in: .milliseconds(delay)) { [self] in connect(to: replica) }
+        group.next().scheduleTask(in: .milliseconds(delay)) { [self] in
+            let go = state.withLockedValue { state -> Bool in
+                guard !state.stopped, state.links[replica]?.state == .backingOff else { return false }
+                state.links[replica]?.state = .connecting
+                return true
+            }
+            if go { connect(to: replica) }
+        }
     }
 
     public func shutdown() async {
         let channels = state.withLockedValue { state -> [any Channel] in
             state.stopped = true
-            return state.listeners + state.links.values.compactMap(\.channel) + Array(state.clients.values)
+            return state.listeners + state.links.values.compactMap(\.channel) + Array(state.inboundChannels.values)
         }
         for channel in channels { try? await channel.close() }
     }

@@ -185,10 +185,12 @@ import Testing
         let acceptor = EmbeddedChannel(handler: HandshakeHandler(
             .acceptor(HandshakeAcceptor(config: config, id: 0, key: keys[0], nonce: Digest(SecureRandom.bytes(32))!,
                                         exchange: .random())),
+            decoder: FrameDecoder(maximum: 1024), deadline: .seconds(60),
             onFailure: { reason in failures.withLockedValue { $0.append(reason) } }))
         let connector = EmbeddedChannel(handler: HandshakeHandler(
             .connector(HandshakeConnector(config: config, role: .replica(1), key: keys[1], nonce: Digest(SecureRandom.bytes(32))!,
                                           exchange: .random(), expected: 0)),
+            decoder: FrameDecoder(maximum: 1024), deadline: .seconds(60),
             onFailure: { reason in failures.withLockedValue { $0.append(reason) } }))
         let address = try SocketAddress(ipAddress: "127.0.0.1", port: 1)
         try acceptor.connect(to: address).wait()
@@ -219,5 +221,218 @@ import Testing
         #expect(!acceptor.isActive)
         #expect(failures.withLockedValue { $0.contains { $0.contains("failed authentication") } })
         _ = try? connector.finish()
+    }
+
+    // MARK: Strangers and the ways a connection dies
+
+    /// A raw TCP connection to `port`, from `source` (any 127/8 address is this machine).
+    func rawConnection(to port: Int, from source: String = "127.0.0.1") async throws -> any Channel {
+        try await ClientBootstrap(group: group).bind(to: try SocketAddress(ipAddress: source, port: 0))
+            .connect(host: "127.0.0.1", port: port).get()
+    }
+
+    /// Waits (bounded) until `condition` holds.
+    func eventually(seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
+        for _ in 0..<Int(seconds * 100) {
+            if condition() { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return condition()
+    }
+
+    func quickSettings() -> Transport.Settings {
+        var settings = Transport.Settings(frameBytesMax: 1 << 20)
+        settings.handshakeTimeoutMs = 300
+        settings.reconnectDelayMsMax = 200
+        return settings
+    }
+
+    /// A stranger that connects and says nothing holds its descriptor only until the handshake
+    /// deadline.
+    @Test func aStalledInboundHandshakeIsClosedAtItsDeadline() async throws {
+        let ports = try await freePorts(4)
+        let (config, keys) = config(ports: ports)
+        let t0 = transport(config, keys, 0, Inbox(), settings: quickSettings())
+        _ = try await t0.listen(host: "127.0.0.1", port: ports[0])
+        let raw = try await rawConnection(to: ports[0])
+        #expect(await eventually { t0.inboundConnections.handshaking == 1 })
+        #expect(await eventually { !raw.isActive })
+        #expect(t0.refusals[.handshakeTimeout] == 1)
+        #expect(await eventually { t0.inboundConnections == (0, 0) })
+        await t0.shutdown()
+    }
+
+    /// Before the handshake a frame may be no larger than a handshake message, although the
+    /// limit after it is a megabyte: a stranger cannot make the replica buffer a large frame.
+    @Test func beforeAuthenticationOnlyHandshakeSizedFramesAreAccepted() async throws {
+        let ports = try await freePorts(4)
+        let (config, keys) = config(ports: ports)
+        let t0 = transport(config, keys, 0, Inbox(), settings: quickSettings())
+        _ = try await t0.listen(host: "127.0.0.1", port: ports[0])
+        let raw = try await rawConnection(to: ports[0])
+        var buffer = raw.allocator.buffer(capacity: 8)
+        buffer.writeInteger(UInt32(FrameDecoder.preAuthenticationBytesMax + 1), endianness: .little)
+        buffer.writeBytes([1, 2, 3, 4])
+        try await raw.writeAndFlush(buffer)
+        #expect(await eventually(seconds: 0.25) { !raw.isActive }, "closed at once, not at the handshake deadline")
+        #expect(t0.refusals[.handshakeFailed] == 1)
+        await t0.shutdown()
+    }
+
+    /// Connections in their handshake are capped per source address and in all, and inbound
+    /// connections in all; what is over is closed at once and counted. A replica from a
+    /// validator's host still connects, in the places kept for it.
+    @Test func connectionsBeyondTheLimitsAreClosedAtOnce() async throws {
+        let ports = try await freePorts(4)
+        let (config, keys) = config(ports: ports)
+        var settings = quickSettings()
+        settings.handshakeTimeoutMs = 1500
+        settings.handshakingPerSourceMax = 3
+        settings.handshakingMax = 5
+        settings.inboundConnectionsMax = 7
+        settings.trustedSources = ["127.0.0.1"]
+        settings.trustedReserve = 1
+        let inbox0 = Inbox()
+        let t0 = transport(config, keys, 0, inbox0, settings: settings)
+        _ = try await t0.listen(host: "127.0.0.1", port: ports[0])
+        var raws: [any Channel] = []
+        for _ in 0..<6 { raws.append(try await rawConnection(to: ports[0], from: "127.0.0.2")) }
+        #expect(await eventually { raws.filter(\.isActive).count == 3 })
+        #expect(t0.refusals[.sourceLimit] == 3)
+        for _ in 0..<3 { raws.append(try await rawConnection(to: ports[0], from: "127.0.0.3")) }
+        #expect(await eventually { t0.refusals[.handshakeLimit] == 1 })
+        #expect(t0.inboundConnections == (5, 5))
+        // A real peer (from 127.0.0.1) is admitted within the total and authenticates.
+        let t1 = transport(config, keys, 1, Inbox(), settings: settings)
+        t1.send([7], to: 0)
+        #expect(await inbox0.wait(for: 1))
+        #expect(t0.inboundConnections == (6, 5))
+        _ = try await rawConnection(to: ports[0], from: "127.0.0.4")
+        #expect(await eventually { t0.refusals[.connectionLimit] == 1 })
+        // The stalled ones time out and give their places back.
+        #expect(await eventually { t0.inboundConnections == (1, 0) })
+        for raw in raws { try? await raw.close() }
+        await t1.shutdown()
+        await t0.shutdown()
+    }
+
+    /// A peer that accepts the connection and then never answers the handshake: the link gives
+    /// up at the deadline, backs off and tries again, and reaches the real replica once it is there.
+    @Test func aPeerThatAcceptsAndStallsIsRetried() async throws {
+        let ports = try await freePorts(4)
+        let (config, keys) = config(ports: ports)
+        let staller = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: ports[0]).get()
+        let t1 = transport(config, keys, 1, Inbox(), settings: quickSettings())
+        t1.send([1], to: 0)
+        let state = { t1.links.first { $0.replica == 0 }?.state }
+        #expect(await eventually { state() == .handshaking })
+        #expect(await eventually { state() == .backingOff || state() == .connecting })
+        try await staller.close()
+        let inbox0 = Inbox()
+        let t0 = transport(config, keys, 0, inbox0, settings: quickSettings())
+        _ = try await t0.listen(host: "127.0.0.1", port: ports[0])
+        #expect(await inbox0.wait(for: 1))
+        #expect(state() == .up)
+        await t0.shutdown()
+        await t1.shutdown()
+    }
+
+    /// A peer that closes every connection during the handshake (a replica killed mid-
+    /// handshake): the link never stays stuck in `connecting` and delivers once the peer is back.
+    @Test func aPeerThatClosesDuringTheHandshakeIsRetried() async throws {
+        let ports = try await freePorts(4)
+        let (config, keys) = config(ports: ports)
+        let accepted = NIOLockedValueBox(0)
+        let closer = try await ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                accepted.withLockedValue { $0 += 1 }
+                return channel.close()
+            }
+            .bind(host: "127.0.0.1", port: ports[0]).get()
+        let t1 = transport(config, keys, 1, Inbox(), settings: quickSettings())
+        t1.send([1], to: 0)
+        #expect(await eventually { accepted.withLockedValue { $0 } >= 3 }, "it keeps trying")
+        try await closer.close()
+        let inbox0 = Inbox()
+        let t0 = transport(config, keys, 0, inbox0, settings: quickSettings())
+        _ = try await t0.listen(host: "127.0.0.1", port: ports[0])
+        #expect(await inbox0.wait(for: 1))
+        await t0.shutdown()
+        await t1.shutdown()
+    }
+
+    /// An established link whose peer goes away is rebuilt by the next frame.
+    @Test func aLinkWhosePeerRestartsIsRebuilt() async throws {
+        let ports = try await freePorts(4)
+        let (config, keys) = config(ports: ports)
+        let inbox0 = Inbox()
+        var t0 = transport(config, keys, 0, inbox0, settings: quickSettings())
+        _ = try await t0.listen(host: "127.0.0.1", port: ports[0])
+        let t1 = transport(config, keys, 1, Inbox(), settings: quickSettings())
+        t1.send([1], to: 0)
+        #expect(await inbox0.wait(for: 1))
+        await t0.shutdown()
+        let state = { t1.links.first { $0.replica == 0 }?.state }
+        #expect(await eventually { state() == .idle })
+        let again = Inbox()
+        t0 = transport(config, keys, 0, again, settings: quickSettings())
+        _ = try await t0.listen(host: "127.0.0.1", port: ports[0])
+        t1.send([2], to: 0)
+        #expect(await again.wait(for: 1))
+        await t0.shutdown()
+        await t1.shutdown()
+    }
+
+    /// Two connections with one client key: the newest receives the replies, and the older
+    /// one's close does not take its entry away (it used to, and replies were lost).
+    @Test func theNewestConnectionOfAClientKeyWins() async throws {
+        let ports = try await freePorts(4)
+        let (config, keys) = config(ports: ports)
+        let t0 = transport(config, keys, 0, Inbox())
+        _ = try await t0.listen(host: "127.0.0.1", port: ports[0] + 1)
+        let clientKey = PrivateKey(seed: Array(repeating: 42, count: 32))!
+        func client(_ inbox: Inbox) -> Transport {
+            Transport(group: group, config: config, role: .client(clientKey.publicKey), key: clientKey,
+                      settings: .init(frameBytesMax: 1024), logger: Logger(label: "test"), onFrame: { inbox.add($0, $1) })
+        }
+        let (older, newer) = (Inbox(), Inbox())
+        let first = client(older)
+        first.send([1], to: 0)
+        #expect(await eventually { t0.inboundConnections.open == 1 && t0.inboundConnections.handshaking == 0 })
+        let second = client(newer)
+        second.send([2], to: 0)
+        #expect(await eventually { t0.inboundConnections.open == 2 && t0.inboundConnections.handshaking == 0 })
+        await first.shutdown()
+        #expect(await eventually { t0.inboundConnections.open == 1 })
+        t0.send([9], toClient: clientKey.publicKey)
+        #expect(await newer.wait(for: 1))
+        #expect(older.count == 0)
+        await second.shutdown()
+        await t0.shutdown()
+    }
+
+    /// Back-pressure: while the owner has reading paused, a connection stops taking frames
+    /// after the one that found it paused; on resume the rest arrive, none lost.
+    @Test func pausedReadingHoldsFramesUntilResumed() async throws {
+        let ports = try await freePorts(4)
+        let (config, keys) = config(ports: ports)
+        let inbox0 = Inbox()
+        let t0 = transport(config, keys, 0, inbox0)
+        _ = try await t0.listen(host: "127.0.0.1", port: ports[0])
+        let t1 = transport(config, keys, 1, Inbox())
+        t1.send([0], to: 0)
+        #expect(await inbox0.wait(for: 1))
+        t0.pauseReading()
+        t1.send([1], to: 0)
+        #expect(await inbox0.wait(for: 2))
+        for i in 2..<200 { t1.send([UInt8(i)], to: 0) }
+        try await Task.sleep(for: .milliseconds(300))
+        let whilePaused = inbox0.count
+        #expect(whilePaused < 200, "reading stopped")
+        t0.resumeReading()
+        #expect(await inbox0.wait(for: 200))
+        #expect(inbox0.frames.withLockedValue { $0.map { Int($0.1[0]) } } == Array(0..<200))
+        await t1.shutdown()
+        await t0.shutdown()
     }
 }

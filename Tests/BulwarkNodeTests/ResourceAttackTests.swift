@@ -1,0 +1,137 @@
+import BulwarkClient
+import BulwarkCore
+import Foundation
+import Testing
+
+/// A stranger's raw TCP connections, from a chosen loopback source address.
+struct RawAttacker {
+    private(set) var sockets: [Int32] = []
+
+    /// Connects to 127.0.0.1:`port` from `source`; false if the connection could not be made.
+    @discardableResult
+    mutating func connect(port: UInt16, from source: String) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        var timeout = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        func address(_ host: String, _ port: UInt16) -> sockaddr_in {
+            var a = sockaddr_in()
+            a.sin_family = sa_family_t(AF_INET)
+            a.sin_port = in_port_t(port.bigEndian)
+            a.sin_addr.s_addr = inet_addr(host)
+            return a
+        }
+        var local = address(source, 0)
+        var remote = address("127.0.0.1", port)
+        let ok = withUnsafePointer(to: &local) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0 && withUnsafePointer(to: &remote) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+        guard ok else {
+            close(fd)
+            return false
+        }
+        sockets.append(fd)
+        return true
+    }
+
+    /// Writes `bytes` on the newest connection (errors ignored: the replica may have closed it).
+    func sendOnLast(_ bytes: [UInt8]) {
+        guard let fd = sockets.last else { return }
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    mutating func closeAll() {
+        for fd in sockets { close(fd) }
+        sockets = []
+    }
+}
+
+/// A process's resident set size in bytes, from /proc.
+func residentBytes(_ pid: Int32) -> Int? {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+          let kb = Int(line.split(separator: " ").dropFirst().first ?? "") else { return nil }
+    return kb * 1024
+}
+
+/// The hostile-input issue's resource attacks against real processes.
+@Suite(.serialized, .enabled(if: bulwarkBinary.isBuilt, "skipped: the bulwark executable was not built"))
+struct ResourceAttackTests {
+    /// The bound replica 0's resident memory must stay under through the attack. Before the
+    /// pre-authentication frame limit, 100 connections announcing 16 MiB frames alone took a
+    /// replica from 56 MB to 1.71 GB.
+    static let residentBytesMax = 200 << 20
+
+    /// Replica 0 runs with 1,024 descriptors. A stranger opens 1,000 idle connections to it from
+    /// four addresses, 100 that announce 16 MiB frames before any handshake, and 50 that stall in
+    /// a handshake message; the cluster keeps committing during and after, replica 0 stays in it
+    /// (no "too many open files" storage fault), counts what it refused, and its memory stays
+    /// under the bound. Before the connection limits this faulted replica 0 for good.
+    @Test func idleConnectionsLargeFramesAndStalledHandshakesCannotStopAReplica() async throws {
+        let cluster = try LocalCluster()
+        try cluster.start(0, prefix: ["/usr/bin/prlimit", "--nofile=1024:1024", "--"])
+        for i in 1..<4 { try cluster.start(i) }
+        let client = LedgerClient(config: cluster.config, key: try KeyFile.load(from: cluster.directory + "/client.key"))
+        defer { Task { await client.shutdown() } }
+        var ready = false
+        for _ in 0..<20 where !ready {
+            ready = (try? await client.execute(.put(key: Array("hello".utf8), value: [1]), timeout: .seconds(2))) != nil
+        }
+        #expect(ready, "cluster never served")
+        let pid = cluster.processes[0]!.processIdentifier
+        var peakRSS = residentBytes(pid) ?? 0
+        let port = cluster.config.validators[0].replicaAddress.port
+
+        var attacker = RawAttacker()
+        var connected = 0
+        for i in 0..<1000 where attacker.connect(port: port, from: "127.0.0.\(2 + i % 4)") { connected += 1 }
+        for i in 0..<100 where attacker.connect(port: port, from: "127.0.0.\(6 + i % 2)") {
+            var announce: [UInt8] = []
+            withUnsafeBytes(of: UInt32(16 << 20).littleEndian) { announce += $0 }
+            attacker.sendOnLast(announce + Array(repeating: 0xAB, count: 60_000))
+        }
+        for i in 0..<50 where attacker.connect(port: port, from: "127.0.0.\(8 + i % 2)") {
+            // The start of a frame that would hold a handshake message, and then nothing.
+            attacker.sendOnLast([130, 0, 0, 0, 1, 2, 3])
+        }
+        peakRSS = max(peakRSS, residentBytes(pid) ?? 0)
+
+        // During the attack, with every attacking socket still open on this side.
+        for i in 0..<10 {
+            let (result, _) = try await client.execute(.put(key: Array("during-\(i)".utf8), value: [UInt8(i)]),
+                                                       timeout: .seconds(20))
+            #expect(!result.isFailure)
+            peakRSS = max(peakRSS, residentBytes(pid) ?? 0)
+        }
+        attacker.closeAll()
+        for i in 0..<10 {
+            let (result, _) = try await client.execute(.put(key: Array("after-\(i)".utf8), value: [UInt8(i)]),
+                                                       timeout: .seconds(20))
+            #expect(!result.isFailure)
+        }
+        #expect(cluster.processes[0]!.isRunning, "replica 0 exited")
+        // Replica 0 itself keeps committing: it reaches the others' height.
+        var level = false
+        for _ in 0..<100 where !level {
+            level = cluster.height(0) >= cluster.height(1) && cluster.height(0) > 0
+            if !level { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(level, "replica 0 at \(cluster.height(0)), replica 1 at \(cluster.height(1))")
+        let metrics = String(decoding: ReplicaHTTP.get(cluster.config.validators[0].httpAddress, path: "/metrics") ?? Data(),
+                             as: UTF8.self)
+        func refused(_ reason: String) -> Double {
+            metrics.split(separator: "\n").first { $0.hasPrefix("bulwark_refused_total") && $0.contains("reason=\"\(reason)\"") }
+                .flatMap { Double($0.split(separator: " ").last!) } ?? 0
+        }
+        #expect(refused("source_limit") + refused("handshake_limit") >= 900, "\(metrics.prefix(3000))")
+        #expect(refused("handshake_failed") >= 30, "the oversized pre-authentication frames")
+        let status = String(decoding: ReplicaHTTP.get(cluster.config.validators[0].httpAddress, path: "/status") ?? Data(),
+                            as: UTF8.self)
+        #expect(status.contains("\"faulted\":null"), "\(status)")
+        #expect(peakRSS < Self.residentBytesMax, "replica 0 reached \(peakRSS >> 20) MiB")
+        print("resource attack: \(connected) idle connections made; replica 0 peak RSS \(peakRSS >> 20) MiB; refused: source \(refused("source_limit")), handshake \(refused("handshake_limit")), failed \(refused("handshake_failed")), timeout \(refused("handshake_timeout")), connections \(refused("connection_limit"))")
+        cluster.stopAll()
+    }
+}
