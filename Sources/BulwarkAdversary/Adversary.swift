@@ -46,6 +46,12 @@ public enum Behaviour: String, CaseIterable, Sendable, Comparable {
     case forgedPreparedCertificate = "forged-prepared-certificate"
     /// Checkpoints with a wrong state root.
     case lyingCheckpoints = "lying-checkpoints"
+    /// Besides each honest message, a copy with one integer field (height, view, timestamp,
+    /// size, id, nested proofs and certificates included) set to a boundary value — 0, 1, the
+    /// largest, one below it, one either side of the honest value, far ahead — signed again
+    /// with this replica's own key. With the shell's help, state-transfer requests and answers
+    /// too.
+    case mutateIntegers = "mutate-integers"
     /// Replies to clients with a made-up result.
     case lyingReplies = "lying-replies"
     /// Blocks served in state transfer are altered or cut short (the shell applies this one).
@@ -142,6 +148,7 @@ public struct Adversary: Sendable {
         if behaviours.contains(.replayOldMessages), !history.isEmpty {
             messages.append(history[Int(counter % UInt64(history.count))])
         }
+        if behaviours.contains(.mutateIntegers) { messages += mutations(of: message) }
         if behaviours.contains(.floodFuture) {
             let far = View(1_000) + counter
             messages.append(.viewChange(.signed(newView: far, checkpoint: nil, prepared: [], by: key, replica: id,
@@ -313,8 +320,10 @@ public struct Adversary: Sendable {
     }
 
     /// A state-transfer answer as this replica serves it: with `forgedStateTransfer`, the
-    /// first block's first request is altered (its txRoot then mismatches) and the rest cut off.
+    /// first block's first request is altered (its txRoot then mismatches) and the rest cut off;
+    /// with `mutateIntegers`, one block's integers are set to boundary values.
     public func served(_ entries: [LedgerEntry]) -> [LedgerEntry] {
+        let entries = behaviours.contains(.mutateIntegers) ? mutatedTransfer(entries) : entries
         guard behaviours.contains(.forgedStateTransfer), var first = entries.first else { return entries }
         var requests = first.block.requests
         if requests.isEmpty {

@@ -268,6 +268,12 @@ public final class ReplicaNode: @unchecked Sendable {
         return max(16, soft - descriptorsReserved)
     }
 
+    /// Sends `frame` to replica `peer` as it is. For fault-injection drivers, which send what
+    /// the honest shell never would.
+    public func send(_ frame: PeerFrame, to peer: ReplicaID) {
+        transport.send(frame.encoded(), to: peer)
+    }
+
     // MARK: Input (I/O threads)
 
     func received(_ role: PeerRole, _ bytes: [UInt8]) {

@@ -71,7 +71,25 @@ struct ByzantineReplica: AsyncParsableCommand {
             throw ExitCode.failure
         }
         node.logger.warning("running as a Byzantine replica", metadata: ["behaviours": "\(chosen.sorted().map(\.rawValue))"])
+        let requests = chosen.contains(.mutateIntegers) ? Task { await sendBoundaryTransferRequests(node) } : nil
         await ReplicaProcess.waitForTerminationSignal()
+        requests?.cancel()
         await node.stop()
+    }
+}
+
+/// State-transfer requests whose ranges sit at the boundaries (empty, inverted, beyond any
+/// ledger, at the largest heights), ten a second to every peer until cancelled: the requests
+/// an honest shell never sends, for the `mutate-integers` behaviour.
+func sendBoundaryTransferRequests(_ node: ReplicaNode) async {
+    let peers = node.config.validators.map(\.id).filter { $0 != node.id }
+    var round: UInt64 = 0
+    while !Task.isCancelled {
+        let values = Adversary.boundaryValues(near: round)
+        let from = values[Int(round % UInt64(values.count))]
+        let to = values[Int((round / UInt64(values.count)) % UInt64(values.count))]
+        for peer in peers { node.send(.fetchBlocks(from: from, to: to), to: peer) }
+        round &+= 1
+        try? await Task.sleep(for: .milliseconds(100))
     }
 }
