@@ -126,6 +126,19 @@ public final class LedgerClient: Sendable {
     /// block it executed in.
     public func execute(_ operation: LedgerOperation, timeout: Duration = .seconds(15),
                         retryEvery: Duration = .seconds(1)) async throws -> (OperationResult, Height) {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let (result, height) = try await executeOnce(operation, timeout: deadline - ContinuousClock.now,
+                                                         retryEvery: retryEvery)
+            // A retransmitted read that had executed already: its result is not kept, so it is
+            // asked again under a new request id (reads change nothing, so this is safe).
+            guard result == .notKept, ContinuousClock.now < deadline else { return (result, height) }
+        }
+    }
+
+    func executeOnce(_ operation: LedgerOperation, timeout: Duration, retryEvery: Duration) async throws
+        -> (OperationResult, Height)
+    {
         let requestID = nextID.withLockedValue { id -> UInt64 in
             id += 1
             return id

@@ -14,6 +14,16 @@ public struct Reply: Hashable, Sendable {
         self.height = height
         self.result = result
     }
+
+    /// A result longer than this is not cached for retransmissions (a write's result is a few
+    /// bytes; a long one is a read's): the core's table stays bounded per client.
+    static let cachedResultBytesMax = 256
+
+    /// This reply as the core keeps it to answer a retransmission.
+    var cached: Reply {
+        guard result.count > Self.cachedResultBytesMax else { return self }
+        return Reply(client: client, requestID: requestID, height: height, result: OperationResult.notKept.encoded())
+    }
 }
 
 /// Timers the core asks the shell to run. A timer that fires after the core stopped caring

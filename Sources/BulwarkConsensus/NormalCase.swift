@@ -318,7 +318,7 @@ extension Replica {
         consecutiveViewChanges = 0
         for reply in replies {
             if let last = clients[reply.client], last.requestID > reply.requestID { continue }
-            clients[reply.client] = reply
+            clients[reply.client] = reply.cached
             pool.removeExecuted(client: reply.client, upTo: reply.requestID)
             emit(.reply(reply))
         }

@@ -11,7 +11,9 @@ public struct KeyValueState: Sendable {
     }
 
     /// Per-client deduplication: the last executed request and its result. Part of the state
-    /// (and of its root), so it survives restarts and state transfer.
+    /// (and of its root), so it survives restarts and state transfer. Only what exactly-once
+    /// needs is kept: a write's result (a few bytes), never a read's (`.notKept`), so a client's
+    /// record is bounded whatever it reads (PITFALLS: reply caches in replicated state).
     public struct ClientRecord: Hashable, Sendable {
         public var requestID: UInt64
         public var result: OperationResult
@@ -94,7 +96,8 @@ public struct KeyValueState: Sendable {
             if request.requestID < last.requestID { return .stale }
         }
         let result = try apply(request.operation)
-        let record = ClientRecord(requestID: request.requestID, result: result, height: height)
+        let kept = request.operation.isReadOnly ? OperationResult.notKept : result
+        let record = ClientRecord(requestID: request.requestID, result: kept, height: height)
         clients[request.client] = record
         stage(Self.clientKeyHash(request.client), Self.clientValueHash(record))
         return .executed(result)

@@ -16,6 +16,10 @@ public enum OperationResult: Hashable, Sendable {
     case conditionFailed(String)
     /// A request the ledger refuses (over a size limit, malformed); nothing was written.
     case rejected(String)
+    /// A read that already executed, retransmitted: the ledger keeps no read's result (reads
+    /// change nothing, so exactly-once does not need it, and keeping it would let free client
+    /// keys inflate the state). The client asks again under a new request id.
+    case notKept
 
     public struct Entry: Hashable, Sendable, CanonicalCodable {
         public var key: [UInt8]
@@ -63,6 +67,7 @@ extension OperationResult: CanonicalCodable {
         case let .conditionFailed(reason): w.write(UInt8(6)); w.write(reason)
         case let .rejected(reason): w.write(UInt8(7)); w.write(reason)
         case let .history(entries): w.write(UInt8(8)); w.write(entries)
+        case .notKept: w.write(UInt8(9))
         }
     }
 
@@ -80,6 +85,7 @@ extension OperationResult: CanonicalCodable {
         case 6: self = .conditionFailed(try r.readString("reason", max: 1024))
         case 7: self = .rejected(try r.readString("reason", max: 1024))
         case 8: self = .history(try r.readArray(KeyValueState.HistoryEntry.self, "history", max: 1 << 20))
+        case 9: self = .notKept
         default: throw .unknownTag(type: "result", tag: tag)
         }
     }

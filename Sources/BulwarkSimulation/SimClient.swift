@@ -19,6 +19,8 @@ final class SimClient {
     var issued: UInt64 = 0
     var current: (request: Request, invokedMs: UInt64)?
     var votes: [Int: [UInt8]] = [:]
+    /// The newest request id used: one per operation, and one more for each read asked again.
+    var lastRequestID: UInt64 = 0
     var completed: [CompletedOperation] = []
     /// Last version seen per key, for compare-and-set.
     var versions: [[UInt8]: UInt64] = [:]
@@ -40,12 +42,13 @@ final class SimClient {
         guard current == nil else { return }
         guard issued < UInt64(requestsMax) else { return simulation.clientFinished() }
         issued += 1
-        let request = Request.signed(by: key, cluster: simulation.config.clusterID, requestID: issued,
+        lastRequestID += 1
+        let request = Request.signed(by: key, cluster: simulation.config.clusterID, requestID: lastRequestID,
                                      operation: nextOperation(&simulation.rng))
         current = (request, simulation.now)
         votes = [:]
         broadcast(request, simulation)
-        simulation.schedule(at: simulation.now + Self.retryMs, .clientRetry(index, requestID: issued))
+        simulation.schedule(at: simulation.now + Self.retryMs, .clientRetry(index, requestID: lastRequestID))
     }
 
     func retry(requestID: UInt64, simulation: Simulation) {
@@ -62,6 +65,18 @@ final class SimClient {
         guard let current, reply.client == key.publicKey, reply.requestID == current.request.requestID else { return }
         votes[replica] = reply.result
         guard votes.values.filter({ $0 == reply.result }).count >= simulation.config.f + 1 else { return }
+        if (try? OperationResult(decoding: reply.result)) == .notKept {
+            // A retransmitted read that had executed: its result is not kept, so ask again
+            // under a new request id; the operation's invocation time stays the first one.
+            lastRequestID += 1
+            let again = Request.signed(by: key, cluster: simulation.config.clusterID, requestID: lastRequestID,
+                                       operation: current.request.operation)
+            self.current = (again, current.invokedMs)
+            votes = [:]
+            broadcast(again, simulation)
+            simulation.schedule(at: simulation.now + Self.retryMs, .clientRetry(index, requestID: lastRequestID))
+            return
+        }
         completed.append(CompletedOperation(request: current.request, result: reply.result, invokedMs: current.invokedMs,
                                             completedMs: simulation.now))
         if let result = try? OperationResult(decoding: reply.result), let key = current.request.operation.singleKey {

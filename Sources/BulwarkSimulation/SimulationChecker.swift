@@ -53,7 +53,7 @@ struct SimulationChecker {
     /// the ledger gives.
     func checkExecution() {
         guard let longest = simulation.honestNodes.map(\.log).max(by: { $0.count < $1.count }) else { return }
-        let issued = Dictionary(uniqueKeysWithValues: simulation.clients.map { ($0.key.publicKey, $0.issued) }
+        let issued = Dictionary(uniqueKeysWithValues: simulation.clients.map { ($0.key.publicKey, $0.lastRequestID) }
                                 + simulation.maliciousClients.map { ($0.attack.client, $0.attack.lastID) })
         var state = KeyValueState(limits: config.parameters)
         var executions: [RequestIdentity: Int] = [:]

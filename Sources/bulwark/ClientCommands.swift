@@ -68,6 +68,7 @@ struct ClientOptions: ParsableArguments {
             }.joined(separator: "\n")
         case let .conditionFailed(reason): return "not applied: \(reason) (height \(height))"
         case let .rejected(reason): return "rejected: \(reason)"
+        case .notKept: return "the read ran, but its result is no longer kept; run it again"
         }
     }
 }

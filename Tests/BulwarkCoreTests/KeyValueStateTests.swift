@@ -106,6 +106,47 @@ import Testing
         }
     }
 
+    /// Found in Bulwark: every client's last result, reads included, was kept in the replicated
+    /// deduplication table; 80 free client keys doing large range reads grew a snapshot from
+    /// 1.3 MB to 338 MB. Now a read's result is answered and not kept: the state after many
+    /// large reads is as small as before them, and a retransmitted read is told to ask again.
+    @Test func readResultsAreNotKeptInTheState() throws {
+        var state = KeyValueState(limits: ProtocolParameters())
+        let cluster = ClusterID(raw: .zero)
+        func block(_ requests: [Request]) -> Block {
+            let header = BlockHeader(clusterID: cluster, height: state.height + 1, view: 0, timestampMs: 0, proposer: 0,
+                                     prevBlockHash: .zero, txRoot: .zero, historyRoot: .zero)
+            return Block(header: header, requests: requests)
+        }
+        let writer = TestKeys.key(61)
+        let value = [UInt8](repeating: 0x5A, count: 60_000)
+        _ = try state.execute(block((0..<60).map { i in
+            Request.signed(by: writer, cluster: cluster, requestID: UInt64(i + 1),
+                           operation: .put(key: Array("big/\(i)".utf8), value: value))
+        }))
+        let before = state.snapshot().count
+        let readers = (0..<80).map { TestKeys.key(100 + $0) }
+        let range = LedgerOperation.range(start: Array("big/".utf8), end: Array("big0".utf8), limit: 1000)
+        let outcomes = try state.execute(block(readers.map { Request.signed(by: $0, cluster: cluster, requestID: 1, operation: range) }))
+        for outcome in outcomes {
+            guard case let .executed(.entries(entries)) = outcome else { Issue.record("\(outcome)"); continue }
+            #expect(entries.count > 60 / 2, "the reader got its (large) answer")
+        }
+        let after = state.snapshot().count
+        // Each reader adds a key, a request id, a height and a one-byte result: under 100 bytes.
+        #expect(after - before < 80 * 100, "snapshot grew from \(before) to \(after) bytes")
+        #expect(state.clients[readers[0].publicKey]?.result == .notKept)
+        // The same read again (a retransmission) executes nothing and says so.
+        let again = try state.execute(block([Request.signed(by: readers[0], cluster: cluster, requestID: 1, operation: range)]))
+        #expect(again == [.duplicate(.notKept)])
+        // A write's result is kept, so a retransmitted write gets its real answer.
+        let put = Request.signed(by: writer, cluster: cluster, requestID: 61, operation: .put(key: [1], value: [1]))
+        let first = try state.execute(block([put]))
+        let second = try state.execute(block([put]))
+        guard case let .executed(result) = first[0] else { Issue.record("\(first)"); return }
+        #expect(second == [.duplicate(result)])
+    }
+
     @Test(arguments: UInt64(1)...8)
     func matchesTheReferenceAndEveryProofVerifies(seed: UInt64) throws {
         var rng = SeededRandom(seed: seed)
