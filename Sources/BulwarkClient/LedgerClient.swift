@@ -10,6 +10,8 @@ public enum ClientError: Error, CustomStringConvertible {
     case timedOut(requestID: UInt64, replies: Int, needed: Int)
     case undecodableResult
     case noProof(String)
+    /// f+1 replicas refused the request alike before ordering it.
+    case refused(RequestRefusal)
 
     public var description: String {
         switch self {
@@ -17,6 +19,7 @@ public enum ClientError: Error, CustomStringConvertible {
             return "no result for request \(id): \(replies) matching replies, \(needed) needed; is the cluster running?"
         case .undecodableResult: return "the replicas' agreed result could not be decoded"
         case let .noProof(reason): return "no verified proof: \(reason)"
+        case let .refused(refusal): return "refused by the cluster: \(refusal)"
         }
     }
 }
@@ -48,6 +51,7 @@ public final class LedgerClient: Sendable {
 
     struct Pending {
         var replies: [ReplicaID: ClientReply] = [:]
+        var refusals: [ReplicaID: RequestRefusal] = [:]
         var continuation: CheckedContinuation<ClientReply, any Error>?
     }
 
@@ -72,6 +76,7 @@ public final class LedgerClient: Sendable {
         case let .reply(reply): received(reply, from: replica)
         case let .proof(nonce, bundle): receivedProof(nonce: nonce, .proof(bundle), from: replica)
         case let .proofUnavailable(nonce, reason): receivedProof(nonce: nonce, .refused(reason), from: replica)
+        case let .refused(requestID, refusal): received(refusal, of: requestID, from: replica)
         case .request, .proveRequest: return
         }
     }
@@ -103,6 +108,19 @@ public final class LedgerClient: Sendable {
             case let .refused(reason): proofs[nonce]!.refused[replica] = reason
             }
         }
+    }
+
+    /// f+1 replicas refusing a request alike end it with that refusal (fewer could be lying).
+    func received(_ refusal: RequestRefusal, of requestID: UInt64, from replica: ReplicaID) {
+        let done = pending.withLockedValue { pending -> CheckedContinuation<ClientReply, any Error>? in
+            guard var entry = pending[requestID] else { return nil }
+            entry.refusals[replica] = refusal
+            defer { pending[requestID] = entry }
+            guard entry.refusals.values.count(where: { $0 == refusal }) >= config.replyQuorum else { return nil }
+            defer { entry.continuation = nil }
+            return entry.continuation
+        }
+        done?.resume(throwing: ClientError.refused(refusal))
     }
 
     /// A replica's latest reply replaces its earlier one; f+1 replicas agreeing on the
@@ -144,6 +162,11 @@ public final class LedgerClient: Sendable {
             return id
         }
         let request = Request.signed(by: key, cluster: config.clusterID, requestID: requestID, operation: operation)
+        // Every replica would refuse it: say so now rather than after a round trip.
+        let bytes = request.encoded().count
+        guard bytes <= config.parameters.requestBytesMax else {
+            throw ClientError.refused(.tooLarge(bytes: UInt64(bytes), limit: UInt64(config.parameters.requestBytesMax)))
+        }
         let frame = ClientFrame.request(request).encoded()
         let transport = self.transport.withLockedValue { $0! }
         let replicas = config.validators.map(\.id)

@@ -70,6 +70,9 @@ public enum Action: Sendable {
     case execute(Block, CommitCertificate)
     /// Send this reply to its client once the block is durable.
     case reply(Reply)
+    /// Tell a client its request was refused before ordering (only for requests straight
+    /// from the client, never for relayed ones).
+    case refuse(client: PublicKey, requestID: UInt64, RequestRefusal)
     /// An execution certificate formed at this height; the shell stores it in the ledger and
     /// may drop write-ahead-log records at or below it.
     case checkpointStable(CheckpointProof)

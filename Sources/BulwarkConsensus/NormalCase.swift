@@ -19,20 +19,20 @@ extension Replica {
         let key = RequestPool.Key(client: request.client, requestID: request.requestID)
         if pool.contains(key) || awaitingExecution.contains(key) { return }
         let bytes = request.encoded().count
+        func refuse(_ reason: RejectReason, _ refusal: RequestRefusal) {
+            reject(reason)
+            if fromClient { emit(.refuse(client: request.client, requestID: request.requestID, refusal)) }
+        }
         guard bytes <= parameters.requestBytesMax else {
-            reject(.oversized)
-            return
+            return refuse(.oversized, .tooLarge(bytes: UInt64(bytes), limit: UInt64(parameters.requestBytesMax)))
         }
         guard verifier.isValid(request.signature, by: request.client, for: requestSignedBytes(request)) else {
-            reject(.invalidRequest)
-            return
+            return refuse(.invalidRequest, .badSignature)
         }
         switch pool.add(request, bytes: bytes, nowMs: nowMs) {
         case .added: break
         case .duplicate: return
-        case .full, .clientFull:
-            reject(.poolFull)
-            return
+        case .full, .clientFull: return refuse(.poolFull, .rateLimited)
         }
         armRequestTimer()
         proposeBatches(flush: false)

@@ -16,6 +16,56 @@ public struct ClientReply: Hashable, Sendable {
     }
 }
 
+/// Why a replica refused a client's request before ordering it: a code with its fields, which
+/// the client renders as a sentence (no prose crosses the wire).
+public enum RequestRefusal: Hashable, Sendable, CustomStringConvertible {
+    /// The request's encoding is longer than the cluster's `requestBytesMax`.
+    case tooLarge(bytes: UInt64, limit: UInt64)
+    /// The frame could not be decoded as a request.
+    case malformed
+    /// The client's signature does not verify for this request in this cluster.
+    case badSignature
+    /// The client has as many requests waiting to be ordered as a replica holds for one client,
+    /// or the replica's pool is full: try again when earlier ones are answered.
+    case rateLimited
+    /// The cluster does not serve this client's key.
+    case unknownClient
+
+    public var description: String {
+        switch self {
+        case let .tooLarge(bytes, limit): return "the request of \(bytes) bytes exceeds the cluster's requestBytesMax (\(limit) bytes)"
+        case .malformed: return "the replicas could not decode the request"
+        case .badSignature: return "the request's signature does not verify (wrong key or cluster)"
+        case .rateLimited: return "rate-limited: too many of this client's requests are waiting to be ordered"
+        case .unknownClient: return "this cluster does not serve the client's key"
+        }
+    }
+}
+
+extension RequestRefusal: CanonicalCodable {
+    public func encode(to w: inout CanonicalWriter) {
+        switch self {
+        case let .tooLarge(bytes, limit): w.write(UInt8(1)); w.write(bytes); w.write(limit)
+        case .malformed: w.write(UInt8(2))
+        case .badSignature: w.write(UInt8(3))
+        case .rateLimited: w.write(UInt8(4))
+        case .unknownClient: w.write(UInt8(5))
+        }
+    }
+
+    public init(from r: inout CanonicalReader) throws(CodecError) {
+        let tag = try r.readUInt8("refusal tag")
+        switch tag {
+        case 1: self = .tooLarge(bytes: try r.readUInt64("bytes"), limit: try r.readUInt64("limit"))
+        case 2: self = .malformed
+        case 3: self = .badSignature
+        case 4: self = .rateLimited
+        case 5: self = .unknownClient
+        default: throw .unknownTag(type: "refusal", tag: tag)
+        }
+    }
+}
+
 /// What clients and replicas say to each other on a client connection.
 public enum ClientFrame: Hashable, Sendable {
     case request(Request)
@@ -29,6 +79,9 @@ public enum ClientFrame: Hashable, Sendable {
     case proof(nonce: UInt64, KeyProofBundle)
     /// The replica cannot prove anything yet (no certified checkpoint), in one sentence.
     case proofUnavailable(nonce: UInt64, reason: String)
+    /// The replica refused request `requestID` before ordering it (0 when the frame was too
+    /// damaged to name one). A client gives up on a request once f+1 replicas refused it alike.
+    case refused(requestID: UInt64, RequestRefusal)
 }
 
 extension ClientReply: CanonicalCodable {
@@ -54,6 +107,7 @@ extension ClientFrame: CanonicalCodable {
         case let .proveRequest(key, nonce): w.write(UInt8(3)); w.writeBytes(key); w.write(nonce)
         case let .proof(nonce, bundle): w.write(UInt8(4)); w.write(nonce); w.write(bundle)
         case let .proofUnavailable(nonce, reason): w.write(UInt8(5)); w.write(nonce); w.write(reason)
+        case let .refused(requestID, refusal): w.write(UInt8(6)); w.write(requestID); w.write(refusal)
         }
     }
 
@@ -66,6 +120,7 @@ extension ClientFrame: CanonicalCodable {
         case 3: self = .proveRequest(key: try r.readKey(), nonce: try r.readUInt64("nonce"))
         case 4: self = .proof(nonce: try r.readUInt64("nonce"), try r.read(KeyProofBundle.self))
         case 5: self = .proofUnavailable(nonce: try r.readUInt64("nonce"), reason: try r.readString("reason", max: 1024))
+        case 6: self = .refused(requestID: try r.readUInt64("request id"), try r.read(RequestRefusal.self))
         default: throw .unknownTag(type: "client frame", tag: tag)
         }
     }

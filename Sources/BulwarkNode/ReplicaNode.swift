@@ -304,10 +304,12 @@ public final class ReplicaNode: @unchecked Sendable {
                 return
             default:
                 metrics.drop(.undecodableClientFrame)
+                transport.send(ClientFrame.refused(requestID: 0, .malformed).encoded(), toClient: client)
                 return
             }
             guard verifier.isValid(request.signature, by: request.client, for: request.signedBytes(cluster: config.clusterID)) else {
                 metrics.drop(.badClientSignature)
+                transport.send(ClientFrame.refused(requestID: request.requestID, .badSignature).encoded(), toClient: client)
                 return
             }
             metrics.clientRequests.increment()
@@ -435,6 +437,8 @@ public final class ReplicaNode: @unchecked Sendable {
                     if let arrived = arrivals.removeValue(forKey: RequestKey(client: reply.client, requestID: reply.requestID)) {
                         metrics.requestLatency.recordNanoseconds((NIODeadline.now() - arrived).nanoseconds)
                     }
+                case let .refuse(client, requestID, refusal):
+                    transport.send(ClientFrame.refused(requestID: requestID, refusal).encoded(), toClient: client)
                 case let .checkpointStable(proof):
                     try checkpointStable(proof)
                 case let .requestStateTransfer(height, checkpoint):

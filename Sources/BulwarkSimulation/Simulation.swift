@@ -332,6 +332,7 @@ public final class Simulation {
             case let .requestStateTransfer(height, checkpoint):
                 trace?("\(now)ms r\(node.id) state transfer to \(height) from \(node.log.count)")
                 transferState(to: node, height: height, checkpoint: checkpoint)
+            case .refuse: report.requestsRefused += 1
             case let .suspectedPrimary(view, primary, mean, allowed):
                 report.slowPrimarySuspicions += 1
                 trace?("\(now)ms r\(node.id) suspects primary \(primary) of view \(view): turnaround \(mean)ms > \(allowed)ms")

@@ -121,6 +121,8 @@ public struct SimulationReport: Sendable {
     public var viewChanges: UInt64 = 0
     /// Times an honest replica asked for a view change because the primary was too slow.
     public var slowPrimarySuspicions: UInt64 = 0
+    /// Client requests replicas refused before ordering (bad signatures, floods).
+    public var requestsRefused: UInt64 = 0
     public var messagesSent: UInt64 = 0
     public var messagesDropped: UInt64 = 0
     public var requestsCompleted: Int = 0
