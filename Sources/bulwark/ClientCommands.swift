@@ -12,6 +12,17 @@ struct ClientOptions: ParsableArguments {
                                valueName: "FILE"))
     var key: String?
     @Option(help: "Seconds to wait for f+1 matching replies.") var timeout = 15
+    @Flag(help: "Keys and values are given in hex (e.g. 00ff10), for bytes that are not text.") var hex = false
+
+    /// The bytes of a key or value as given: its UTF-8 text, or with `--hex` the bytes its
+    /// hex digits spell. Never rewritten: what is not valid stops the command.
+    func bytes<S: StringProtocol>(_ argument: S) throws -> [UInt8] {
+        guard hex else { return Array(argument.utf8) }
+        guard let bytes = Hex.decode(String(argument)) else {
+            throw Put.fail(Failure("'\(argument)' is not hex (an even number of digits 0-9, a-f)"))
+        }
+        return bytes
+    }
 
     func connect() throws -> LedgerClient {
         let configPath = config ?? ProcessInfo.processInfo.environment["BULWARK_CONFIG"] ?? "keys/local/cluster.json"
@@ -78,21 +89,21 @@ struct Put: AsyncParsableCommand {
     @Argument var key: String
     @Argument var value: String
     @OptionGroup var options: ClientOptions
-    func run() async throws { try await options.run(.put(key: Array(key.utf8), value: Array(value.utf8))) }
+    func run() async throws { try await options.run(.put(key: try options.bytes(key), value: try options.bytes(value))) }
 }
 
 struct Get: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Read KEY (linearizable: the read is ordered like a write).")
     @Argument var key: String
     @OptionGroup var options: ClientOptions
-    func run() async throws { try await options.run(.get(key: Array(key.utf8))) }
+    func run() async throws { try await options.run(.get(key: try options.bytes(key))) }
 }
 
 struct Delete: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Delete KEY.")
     @Argument var key: String
     @OptionGroup var options: ClientOptions
-    func run() async throws { try await options.run(.delete(key: Array(key.utf8))) }
+    func run() async throws { try await options.run(.delete(key: try options.bytes(key))) }
 }
 
 struct CompareAndSet: AsyncParsableCommand {
@@ -103,7 +114,7 @@ struct CompareAndSet: AsyncParsableCommand {
     @Argument var value: String
     @OptionGroup var options: ClientOptions
     func run() async throws {
-        try await options.run(.cas(key: Array(key.utf8), expectedVersion: version, value: Array(value.utf8)))
+        try await options.run(.cas(key: try options.bytes(key), expectedVersion: version, value: try options.bytes(value)))
     }
 }
 
@@ -117,7 +128,7 @@ struct Add: AsyncParsableCommand {
     @Option var max: Int64 = .max
     @OptionGroup var options: ClientOptions
     func validate() throws { guard min <= max else { throw ValidationError("--min must not exceed --max") } }
-    func run() async throws { try await options.run(.add(key: Array(key.utf8), delta: delta, min: min, max: max)) }
+    func run() async throws { try await options.run(.add(key: try options.bytes(key), delta: delta, min: min, max: max)) }
 }
 
 struct RangeCommand: AsyncParsableCommand {
@@ -127,7 +138,7 @@ struct RangeCommand: AsyncParsableCommand {
     @Option var limit: UInt32 = 100
     @OptionGroup var options: ClientOptions
     func run() async throws {
-        try await options.run(.range(start: Array(start.utf8), end: Array(end.utf8), limit: limit))
+        try await options.run(.range(start: try options.bytes(start), end: try options.bytes(end), limit: limit))
     }
 }
 
@@ -138,7 +149,7 @@ struct History: AsyncParsableCommand {
     @Argument var key: String
     @Option(help: "At most this many versions (the cluster caps it at rangeResultsMax).") var limit: UInt32 = 20
     @OptionGroup var options: ClientOptions
-    func run() async throws { try await options.run(.history(key: Array(key.utf8), limit: limit)) }
+    func run() async throws { try await options.run(.history(key: try options.bytes(key), limit: limit)) }
 }
 
 struct Txn: AsyncParsableCommand {
@@ -163,22 +174,22 @@ struct Txn: AsyncParsableCommand {
         for item in versions {
             let parts = item.split(separator: ":", omittingEmptySubsequences: false)
             guard parts.count == 2, let version = UInt64(parts[1]) else { throw ValidationError("--if-version takes KEY:VERSION, not '\(item)'") }
-            guards.append(.versionEquals(key: Array(parts[0].utf8), version: version))
+            guards.append(.versionEquals(key: try options.bytes(parts[0]), version: version))
         }
-        guards += exists.map { .exists(key: Array($0.utf8)) }
-        guards += absent.map { .absent(key: Array($0.utf8)) }
+        guards += try exists.map { .exists(key: try options.bytes($0)) }
+        guards += try absent.map { .absent(key: try options.bytes($0)) }
         for item in puts {
             guard let equals = item.firstIndex(of: "=") else { throw ValidationError("--put takes KEY=VALUE, not '\(item)'") }
-            writes.append(.put(key: Array(item[..<equals].utf8), value: Array(item[item.index(after: equals)...].utf8)))
+            writes.append(.put(key: try options.bytes(item[..<equals]), value: try options.bytes(item[item.index(after: equals)...])))
         }
-        writes += deletes.map { .delete(key: Array($0.utf8)) }
+        writes += try deletes.map { .delete(key: try options.bytes($0)) }
         for item in adds {
             let parts = item.split(separator: ":", omittingEmptySubsequences: false)
             guard parts.count == 2 || parts.count == 3, let delta = Int64(parts[1]),
                   let min = parts.count == 3 ? Int64(parts[2]) : 0 else {
                 throw ValidationError("--add takes KEY:DELTA or KEY:DELTA:MIN, not '\(item)'")
             }
-            writes.append(.add(key: Array(parts[0].utf8), delta: delta, min: min, max: .max))
+            writes.append(.add(key: try options.bytes(parts[0]), delta: delta, min: min, max: .max))
         }
         guard !writes.isEmpty else { throw ValidationError("a transaction needs at least one --put, --delete or --add") }
         return .txn(guards: guards, writes: writes)
@@ -203,8 +214,8 @@ struct Transfer: AsyncParsableCommand {
 
     func run() async throws {
         try await options.run(.txn(guards: [], writes: [
-            .add(key: Array(from.utf8), delta: -amount, min: 0, max: .max),
-            .add(key: Array(to.utf8), delta: amount, min: 0, max: .max),
+            .add(key: try options.bytes(from), delta: -amount, min: 0, max: .max),
+            .add(key: try options.bytes(to), delta: amount, min: 0, max: .max),
         ]))
     }
 }
@@ -218,7 +229,7 @@ struct Balance: AsyncParsableCommand {
         defer { Task { await client.shutdown() } }
         let result: OperationResult
         let height: Height
-        do { (result, height) = try await client.execute(.get(key: Array(key.utf8)), timeout: .seconds(options.timeout)) } catch {
+        do { (result, height) = try await client.execute(.get(key: try options.bytes(key)), timeout: .seconds(options.timeout)) } catch {
             throw Self.fail(error)
         }
         guard case let .value(value, version) = result else { throw Self.fail(Failure("unexpected result \(result)")) }
@@ -248,7 +259,7 @@ struct Prove: AsyncParsableCommand {
         let client = try options.connect()
         let bundle: KeyProofBundle
         do {
-            bundle = try await client.prove(Array(key.utf8), timeout: .seconds(options.timeout))
+            bundle = try await client.prove(try options.bytes(key), timeout: .seconds(options.timeout))
         } catch {
             await client.shutdown()
             throw Self.fail(error)

@@ -44,4 +44,22 @@ struct CommandLineTests {
         #expect(again.status != 0)
         #expect(try KeyFile.load(from: dir + "/client.key").publicKey == key.publicKey)
     }
+
+    /// Found in Bulwark: the CLI turned bytes that are not UTF-8 into U+FFFD, so two different
+    /// byte keys became one key. Such an argument is refused, naming --hex; with --hex, what
+    /// is not hex is refused too. Nothing is rewritten.
+    @Test func keysThatAreNotUTF8AreRefusedNotRewritten() throws {
+        // Process takes Strings, so a shell passes the raw byte 0xFF.
+        let raw = try BulwarkBinary.run(["--config", "/nonexistent"],
+                                        prefix: ["/bin/sh", "-c", "exec \"$0\" put \"$(printf 'k\\377')\" v \"$@\""])
+        #expect(raw.status != 0)
+        #expect(raw.stderr.contains("not valid UTF-8") && raw.stderr.contains("--hex"), "\(raw.stderr)")
+        let notHex = try BulwarkBinary.run(["put", "zz", "01", "--hex", "--config", "/nonexistent"])
+        #expect(notHex.status != 0)
+        #expect(notHex.stderr.contains("'zz' is not hex"), "\(notHex.stderr)")
+        // Valid hex passes this step and stops only at the missing configuration.
+        let hex = try BulwarkBinary.run(["put", "6bff", "01", "--hex", "--config", "/nonexistent"])
+        #expect(hex.status != 0)
+        #expect(hex.stderr.contains("cannot read cluster configuration"), "\(hex.stderr)")
+    }
 }
