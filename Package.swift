@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "bulwark-verify", targets: ["bulwark-verify"]),
         .executable(name: "bulwark-sim", targets: ["bulwark-sim"]),
         .executable(name: "bulwark-byzantine", targets: ["bulwark-byzantine"]),
+        .executable(name: "bulwark-fuzz", targets: ["bulwark-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.0"),
@@ -115,6 +116,19 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Fuzz harnesses for every decoder and a structure-aware replica harness (tools/fuzz).
+        .target(
+            name: "BulwarkFuzz",
+            dependencies: ["BulwarkCore", "BulwarkConsensus", "BulwarkStorage", "BulwarkAdversary", "BulwarkTestSupport"]
+        ),
+        .target(name: "CFuzzEntry"),
+        .executableTarget(
+            name: "bulwark-fuzz",
+            dependencies: [
+                "BulwarkFuzz", "CFuzzEntry",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .executableTarget(
             name: "bulwark-sim",
             dependencies: [
@@ -163,6 +177,10 @@ let package = Package(
         .testTarget(
             name: "BulwarkConsensusTests",
             dependencies: ["BulwarkCore", "BulwarkConsensus", "BulwarkSimulation"]
+        ),
+        .testTarget(
+            name: "BulwarkFuzzTests",
+            dependencies: ["BulwarkFuzz"]
         ),
 
     ]

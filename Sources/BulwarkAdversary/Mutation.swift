@@ -30,6 +30,12 @@ extension Adversary {
         }
     }
 
+    /// `message` with the integer field that `field` selects set to `value`, signed again where
+    /// this replica can sign it: the structure-aware fuzzer's mutation.
+    public func mutated(_ message: Message, field: UInt64, to value: UInt64) -> Message {
+        mutated(message, field: field) { _ in value }
+    }
+
     func mutated(_ message: Message, field: UInt64, _ value: (UInt64) -> UInt64) -> Message {
         switch message {
         case let .request(request):

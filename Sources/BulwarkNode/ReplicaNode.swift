@@ -110,19 +110,6 @@ public final class ReplicaNode: @unchecked Sendable {
         var requestID: UInt64
     }
 
-    /// At most this many blocks in one state-transfer answer.
-    static let transferBlocksMax = 128
-
-    /// The blocks to serve for a peer's `fetchBlocks(from, to)`: at most `transferBlocksMax`
-    /// of them, none beyond this ledger; nil when there is nothing to serve. Both bounds are
-    /// the peer's choice, so they are compared before any arithmetic: once `from <= to` and
-    /// `from <= ledgerHeight`, neither difference underflows, and `from + extra` stays at or
-    /// below `ledgerHeight`.
-    static func transferRange(from: Height, to: Height, ledgerHeight: Height) -> ClosedRange<Height>? {
-        guard from >= 1, from <= to, from <= ledgerHeight else { return nil }
-        let extra = min(to - from, ledgerHeight - from, Height(transferBlocksMax - 1))
-        return from...(from + extra)
-    }
 
     struct Transfer {
         var target: Height
@@ -382,7 +369,7 @@ public final class ReplicaNode: @unchecked Sendable {
                 metrics.drop(.rateLimited)
                 return
             }
-            guard let range = Self.transferRange(from: from, to: to, ledgerHeight: blockLog.height) else {
+            guard let range = PeerFrame.transferRange(from: from, to: to, ledgerHeight: blockLog.height) else {
                 metrics.drop(.badTransferRequest)
                 return
             }

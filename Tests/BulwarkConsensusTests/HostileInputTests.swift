@@ -83,4 +83,17 @@ import Testing
         h.run()
         #expect(h.executed.allSatisfy { $0.count == 1 })
     }
+
+    /// Found in Bulwark: `fetchBlocks(from: 2^64−1, to: 2^64−1)` overflowed `from + 127` in the
+    /// node's state-transfer server; sent to every honest replica it took the cluster down.
+    @Test func aStateTransferRequestServesOnlyWhatTheLedgerHolds() {
+        let max = Height.max
+        #expect(PeerFrame.transferRange(from: max, to: max, ledgerHeight: 10) == nil)
+        #expect(PeerFrame.transferRange(from: max - 1, to: max, ledgerHeight: max - 1) == (max - 1)...(max - 1))
+        #expect(PeerFrame.transferRange(from: 0, to: 5, ledgerHeight: 10) == nil)
+        #expect(PeerFrame.transferRange(from: 6, to: 5, ledgerHeight: 10) == nil)
+        #expect(PeerFrame.transferRange(from: 11, to: 20, ledgerHeight: 10) == nil)
+        #expect(PeerFrame.transferRange(from: 3, to: max, ledgerHeight: 10) == 3...10)
+        #expect(PeerFrame.transferRange(from: 1, to: max, ledgerHeight: 1_000)?.count == PeerFrame.transferBlocksMax)
+    }
 }

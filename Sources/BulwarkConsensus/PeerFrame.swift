@@ -1,4 +1,3 @@
-import BulwarkConsensus
 import BulwarkCore
 
 /// What replicas send each other.
@@ -8,6 +7,20 @@ public enum PeerFrame: Sendable {
     case fetchBlocks(from: Height, to: Height)
     /// State transfer: blocks with their commit certificates, which the receiver checks itself.
     case blocks([LedgerEntry])
+
+    /// At most this many blocks in one state-transfer answer.
+    public static let transferBlocksMax = 128
+
+    /// The blocks to serve for a peer's `fetchBlocks(from, to)`: at most `transferBlocksMax`
+    /// of them, none beyond this ledger; nil when there is nothing to serve. Both bounds are
+    /// the peer's choice, so they are compared before any arithmetic: once `from <= to` and
+    /// `from <= ledgerHeight`, neither difference underflows, and `from + extra` stays at or
+    /// below `ledgerHeight`.
+    public static func transferRange(from: Height, to: Height, ledgerHeight: Height) -> ClosedRange<Height>? {
+        guard from >= 1, from <= to, from <= ledgerHeight else { return nil }
+        let extra = min(to - from, ledgerHeight - from, Height(transferBlocksMax - 1))
+        return from...(from + extra)
+    }
 }
 
 extension PeerFrame: CanonicalCodable {
@@ -24,7 +37,7 @@ extension PeerFrame: CanonicalCodable {
         switch tag {
         case 1: self = .consensus(try r.read(Message.self))
         case 2: self = .fetchBlocks(from: try r.readUInt64("from"), to: try r.readUInt64("to"))
-        case 3: self = .blocks(try r.readArray(LedgerEntry.self, "blocks", max: ReplicaNode.transferBlocksMax))
+        case 3: self = .blocks(try r.readArray(LedgerEntry.self, "blocks", max: PeerFrame.transferBlocksMax))
         default: throw .unknownTag(type: "peer frame", tag: tag)
         }
     }

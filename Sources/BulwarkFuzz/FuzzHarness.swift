@@ -1,0 +1,252 @@
+import BulwarkConsensus
+import BulwarkCore
+import BulwarkStorage
+import BulwarkTestSupport
+import Foundation
+
+/// Every door through which bytes from a peer, a client or a file reach a replica or the
+/// auditor (DESIGN.md §8), as a function of an input: it must never trap, and where it decodes
+/// something, what it decoded must be exactly what the bytes said (canonical encodings: the
+/// same value has one encoding, so re-encoding gives the input back). `tools/fuzz` runs each
+/// under libFuzzer; the test suite runs every seed and a bounded number of mutations of them.
+public enum FuzzHarness: String, CaseIterable, Sendable {
+    case peerFrame = "peer-frame"
+    case clientFrame = "client-frame"
+    case message
+    case handshake
+    case blockLog = "block-log"
+    case wal
+    case snapshot
+    case segmentIndex = "segment-index"
+    case clusterConfig = "cluster-config"
+    /// Structure-aware: events for a replica in a realistic state (see `ReplicaScenario`).
+    case replica
+
+    public func run(_ data: [UInt8]) {
+        switch self {
+        case .peerFrame:
+            guard let frame = try? PeerFrame(decoding: data) else { return }
+            canonical(frame.encoded(), data, "peer frame")
+            switch frame {
+            case let .consensus(message): _ = message.isInProtocolRange
+            case let .fetchBlocks(from, to): _ = PeerFrame.transferRange(from: from, to: to, ledgerHeight: Self.fixture.tip.height)
+            case let .blocks(entries): Self.verifyTransferred(entries)
+            }
+        case .clientFrame:
+            guard let frame = try? ClientFrame(decoding: data) else { return }
+            canonical(frame.encoded(), data, "client frame")
+            if case let .reply(reply) = frame, let result = try? OperationResult(decoding: reply.result) {
+                canonical(result.encoded(), reply.result, "operation result")
+            }
+            if case let .proof(_, bundle) = frame { _ = try? bundle.verify(config: Self.fixture.config) }
+        case .message:
+            guard let message = try? Message(decoding: data) else { return }
+            canonical(message.encoded(), data, "message")
+            if message.isInProtocolRange { message.preverify(config: Self.fixture.config, verifier: Self.verifier) }
+        case .handshake:
+            Self.handshake(data)
+        case .blockLog:
+            Self.blockLog(data)
+        case .wal:
+            let fs = SimulatedFileSystem()
+            Self.write(data, to: "/wal", in: fs)
+            guard let wal = try? WriteAheadLog(path: "/wal", fileSystem: fs) else { return }
+            for record in wal.records {
+                guard let decoded = try? WALRecord(decoding: record) else { continue }
+                canonical(decoded.encoded(), record, "WAL record")
+            }
+        case .snapshot:
+            guard var state = try? KeyValueState(snapshot: data, limits: Self.fixture.config.parameters,
+                                                 history: Self.fixture.state.historyStore) else { return }
+            _ = state.stateRoot
+            canonical(state.snapshot(), data, "snapshot")
+        case .segmentIndex:
+            Self.segmentIndex(data)
+        case .clusterConfig:
+            guard let config = try? JSONDecoder().decode(ClusterConfig.self, from: Data(data)) else { return }
+            precondition(config.n >= 4 && config.quorum > 2 * config.f && config.quorum <= config.n, "accepted an unsound cluster")
+        case .replica:
+            ReplicaScenario.fuzz(data)
+        }
+    }
+
+    /// Inputs that exercise the format from the start: real encodings from a small ledger.
+    public func seeds() -> [[UInt8]] {
+        let fixture = Self.fixture
+        let scenario = ReplicaScenario.committed
+        switch self {
+        case .peerFrame:
+            return scenario.sent.prefix(12).map { PeerFrame.consensus($0).encoded() }
+                + [PeerFrame.fetchBlocks(from: 1, to: 8).encoded(), PeerFrame.blocks(Array(fixture.entries.prefix(3))).encoded()]
+        case .clientFrame:
+            let request = scenario.requests[0]
+            return [ClientFrame.request(request).encoded(),
+                    ClientFrame.reply(ClientReply(requestID: 1, height: 2, result: OperationResult.written(version: 2).encoded())).encoded(),
+                    ClientFrame.proveRequest(key: Array("key-1".utf8), nonce: 9).encoded(),
+                    ClientFrame.refused(requestID: 3, .tooLarge(bytes: 200_000, limit: 131_072)).encoded(),
+                    ClientFrame.proofUnavailable(nonce: 9, reason: "none yet").encoded()]
+        case .message:
+            return scenario.sent.prefix(24).map { $0.encoded() } + ReplicaScenario.changingView.sent.suffix(6).map { $0.encoded() }
+        case .handshake:
+            return Self.handshakeSeeds()
+        case .blockLog:
+            return [Self.segment(of: fixture)]
+        case .wal:
+            let fs = SimulatedFileSystem()
+            let wal = try! WriteAheadLog(path: "/wal", fileSystem: fs)
+            let records: [WALRecord] = scenario.sent.prefix(8).compactMap { message in
+                switch message {
+                case let .prePrepare(pp): return .sent(.prePrepare(pp))
+                case let .prepare(p): return .sent(.prepare(p))
+                case let .commit(c): return .sent(.commit(c))
+                default: return nil
+                }
+            }
+            try! wal.append(contentsOf: records.map { $0.encoded() })
+            return [fs.bytes("/wal")!]
+        case .snapshot:
+            return [fixture.state.snapshot()]
+        case .segmentIndex:
+            return [Self.indexedLedger().index]
+        case .clusterConfig:
+            return [Array(try! JSONEncoder().encode(fixture.config))]
+        case .replica:
+            // Each message kind with each field at each boundary value, and a few choices of
+            // each kind of event.
+            return ReplicaScenario.boundarySeeds() + (0..<7).map { (kind: Int) -> [UInt8] in
+                var input: [UInt8] = [UInt8(kind % 2)]
+                for step in 0..<8 {
+                    input += [UInt8](repeating: UInt8(step * 13 + kind), count: 8)
+                    input.append(UInt8(kind))
+                    input += [UInt8](repeating: UInt8(kind * 31 + step), count: 24)
+                }
+                return input
+            }
+        }
+    }
+
+    // MARK: - Shared fixtures (built once per process)
+
+    /// Builds every shared fixture now. A fuzzer calls this before the first input, so that
+    /// nothing allocated once for good is taken for a leak of the input that happened to be first.
+    public static func prepare() {
+        _ = fixture
+        _ = ReplicaScenario.committed
+        _ = ReplicaScenario.changingView
+        _ = handshakeConfig
+        _ = indexedLedger()
+        for harness in allCases { harness.run(harness.seeds().first ?? []) }
+    }
+
+    static let fixture = LedgerFixture.ledger(blocks: 12)
+    static let verifier = SignatureVerifier()
+
+    /// A decoded value must encode back to exactly the input: two encodings of one value would
+    /// let the same message carry two signatures' worth of bytes, or two hashes.
+    func canonical(_ encoded: [UInt8], _ input: [UInt8], _ what: String) {
+        precondition(encoded == input, "a \(what) decoded from bytes that are not its canonical encoding")
+    }
+
+    static func write(_ bytes: [UInt8], to path: String, in fs: SimulatedFileSystem) {
+        let file = try! fs.open(path, create: true)
+        try! file.append(bytes)
+        try! file.sync()
+        file.close()
+    }
+
+    /// Blocks served in state transfer are checked as a replica checks them.
+    static func verifyTransferred(_ entries: [LedgerEntry]) {
+        var tip = ChainTip.genesis
+        for entry in entries {
+            guard let next = try? tip.verifyNext(entry, config: fixture.config, verifier: verifier) else { return }
+            tip = next
+        }
+    }
+
+    static func segment(of fixture: LedgerFixture) -> [UInt8] {
+        let fs = SimulatedFileSystem()
+        let log = try! BlockLog(directory: "/blocks", fileSystem: fs)
+        var certificates = fixture.executionCertificates[...]
+        for entry in fixture.entries {
+            try! log.append(entry)
+            if let certificate = certificates.first, certificate.height == entry.block.height {
+                try! log.append(certificate)
+                certificates = certificates.dropFirst()
+            }
+        }
+        try! log.sync()
+        return fs.bytes("/blocks/" + BlockLogReader.segmentName(1))!
+    }
+
+    /// Any bytes as a segment: the reader, the writer's recovery and every block read must
+    /// not trap, and what is read back must be what the chain and the certificates vouch for.
+    static func blockLog(_ data: [UInt8]) {
+        let fs = SimulatedFileSystem()
+        try! fs.createDirectory("/blocks")
+        write(data, to: "/blocks/" + BlockLogReader.segmentName(1), in: fs)
+        guard let reader = try? BlockLogReader(directory: "/blocks", fileSystem: fs) else { return }
+        var tip = ChainTip.genesis
+        for height in stride(from: Height(1), through: reader.height, by: 1) {
+            guard let entry = try? reader.entry(at: height) else { break }
+            guard let next = try? tip.verifyNext(entry, config: fixture.config, verifier: verifier) else { break }
+            tip = next
+        }
+        if let log = try? BlockLog(directory: "/blocks", fileSystem: fs), log.damage != nil { try? log.truncateDamage() }
+    }
+
+    /// A ledger of two segments (the first sealed, so it gets an index) and that index's bytes.
+    static func indexedLedger() -> (fs: SimulatedFileSystem, index: [UInt8]) {
+        let fs = SimulatedFileSystem()
+        let log = try! BlockLog(directory: "/blocks", fileSystem: fs, segmentBytesMax: 4096)
+        for entry in fixture.entries { try! log.append(entry) }
+        try! log.sync()
+        let index = fs.bytes("/blocks/" + BlockLogReader.segmentName(1).replacingOccurrences(of: ".log", with: ".idx")) ?? []
+        return (fs, index)
+    }
+
+    /// Any bytes as the first segment's index: the reader may use it only if it fits, so the
+    /// blocks read are exactly the ledger's whatever the index says.
+    static func segmentIndex(_ data: [UInt8]) {
+        let (fs, _) = indexedLedger()
+        let path = "/blocks/" + BlockLogReader.segmentName(1).replacingOccurrences(of: ".log", with: ".idx")
+        try? fs.remove(path)
+        write(data, to: path, in: fs)
+        guard let reader = try? BlockLogReader(directory: "/blocks", fileSystem: fs, useSegmentIndexes: true) else { return }
+        for height in stride(from: Height(1), through: min(reader.height, fixture.tip.height), by: 1) {
+            guard let entry = try? reader.entry(at: height) else { continue }
+            precondition(entry == fixture.entries[Int(height) - 1], "an index made the reader return another block at \(height)")
+        }
+    }
+
+    static let handshakeKeys = (0..<4).map { PrivateKey(seed: [UInt8($0 + 1), 0xa5] + Array(repeating: 0, count: 30))! }
+    static let handshakeConfig = try! ClusterConfig.layout(keys: handshakeKeys.map(\.publicKey), host: "127.0.0.1", basePort: 7100,
+                                                           clusterID: ClusterID(raw: Bytes32(Array(repeating: 0xa5, count: 32))!))
+
+    /// A handshake message as the first and as the second one an acceptor receives, and as the
+    /// challenge a connector receives.
+    static func handshake(_ data: [UInt8]) {
+        guard let message = try? HandshakeMessage(decoding: data) else { return }
+        precondition(message.encoded() == data, "a handshake message decoded from bytes that are not its canonical encoding")
+        let nonce = Digest.sha256([1])
+        var acceptor = HandshakeAcceptor(config: handshakeConfig, id: 0, key: handshakeKeys[0], nonce: nonce,
+                                         exchange: ExchangeKeyPair(seed: Array(repeating: 3, count: 32))!)
+        _ = try? acceptor.receive(hello: message)
+        var honest = acceptor
+        let hello = HandshakeConnector(config: handshakeConfig, role: .replica(1), key: handshakeKeys[1], nonce: nonce,
+                                       exchange: ExchangeKeyPair(seed: Array(repeating: 4, count: 32))!, expected: 0)
+        _ = try? honest.receive(hello: hello.hello)
+        _ = try? honest.receive(response: message)
+        _ = try? hello.receive(challenge: message)
+    }
+
+    static func handshakeSeeds() -> [[UInt8]] {
+        let nonce = Digest.sha256([1])
+        let connector = HandshakeConnector(config: handshakeConfig, role: .replica(1), key: handshakeKeys[1], nonce: nonce,
+                                           exchange: ExchangeKeyPair(seed: Array(repeating: 4, count: 32))!, expected: 0)
+        var acceptor = HandshakeAcceptor(config: handshakeConfig, id: 0, key: handshakeKeys[0], nonce: nonce,
+                                         exchange: ExchangeKeyPair(seed: Array(repeating: 3, count: 32))!)
+        let challenge = try! acceptor.receive(hello: connector.hello)
+        let (response, _) = try! connector.receive(challenge: challenge)
+        return [connector.hello.encoded(), challenge.encoded(), response.encoded()]
+    }
+}
