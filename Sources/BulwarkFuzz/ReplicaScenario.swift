@@ -134,9 +134,12 @@ struct InputReader {
 
     /// A length-prefixed chunk (at most `max` bytes).
     mutating func chunk(max: Int) -> [UInt8] {
-        let length = min(Int(byte()) << 8 | Int(byte()), max, Swift.max(0, bytes.count - offset))
-        defer { offset += length }
-        return Array(bytes[offset..<(offset + length)])
+        let requested = Int(byte()) << 8 | Int(byte())
+        // Reads past the end leave `offset` beyond the input: start from the end then.
+        let start = min(offset, bytes.count)
+        let length = min(requested, max, bytes.count - start)
+        offset = start + length
+        return Array(bytes[start..<(start + length)])
     }
 }
 
