@@ -23,6 +23,9 @@ public enum ReplicaProcess {
         guard let id = cluster.replicaID(of: key.publicKey) else {
             throw NodeStartupError("the key in \(keyPath) is not a validator of the cluster in \(configPath)")
         }
+        // A write past the file-size limit must fail as an error the replica reports (and
+        // exits on), not kill the process by signal before it can say why.
+        signal(SIGXFSZ, SIG_IGN)
         var logger = Logger(label: "bulwark.node")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         let node = try ReplicaNode(config: cluster, id: id, key: key, dataDirectory: dataDirectory, logger: logger,

@@ -134,4 +134,70 @@ struct ResourceAttackTests {
         print("resource attack: \(connected) idle connections made; replica 0 peak RSS \(peakRSS >> 20) MiB; refused: source \(refused("source_limit")), handshake \(refused("handshake_limit")), failed \(refused("handshake_failed")), timeout \(refused("handshake_timeout")), connections \(refused("connection_limit"))")
         cluster.stopAll()
     }
+
+    /// Found in Bulwark: a replica whose storage failed (disk full, descriptors exhausted)
+    /// stayed alive, faulted and out of the cluster for good, still doing state transfer into
+    /// the storage that had failed. Now it exits at once with one sentence and a non-zero
+    /// status, for its supervisor to restart it; the others go on committing.
+    @Test func aReplicaWhoseStorageFailsExitsWithOneSentence() async throws {
+        let cluster = try LocalCluster()
+        // Files past 64 KB cannot grow: the block log or the WAL hits it within a few hundred writes.
+        try cluster.start(1, prefix: ["/usr/bin/prlimit", "--fsize=65536", "--"])
+        for i in [0, 2, 3] { try cluster.start(i) }
+        let client = LedgerClient(config: cluster.config, key: try KeyFile.load(from: cluster.directory + "/client.key"))
+        defer { Task { await client.shutdown() } }
+        let process = cluster.processes[1]!
+        var writes = 0
+        for i in 0..<2000 where process.isRunning {
+            _ = try? await client.execute(.put(key: Array("k\(i)".utf8), value: [UInt8](repeating: 7, count: 200)),
+                                          timeout: .seconds(10))
+            writes += 1
+        }
+        for _ in 0..<100 where process.isRunning { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(!process.isRunning, "replica 1 still running after \(writes) writes")
+        #expect(process.terminationStatus == 3 && process.terminationReason == .exit)
+        let log = (try? String(contentsOfFile: cluster.directory + "/node-1.log", encoding: .utf8)) ?? ""
+        #expect(log.contains("bulwark: replica 1 stopped: storage failed"), "\(log.suffix(2000))")
+        // The other three still commit.
+        let (result, _) = try await client.execute(.put(key: Array("after".utf8), value: [1]), timeout: .seconds(20))
+        #expect(!result.isFailure)
+        cluster.stopAll()
+    }
+
+    /// Found in Bulwark: HTTP 400 answers said `Connection: close` but left the socket open, and
+    /// idle HTTP connections were kept for ever. Both now close.
+    @Test func theStatusServerClosesMalformedAndIdleConnections() async throws {
+        let cluster = try LocalCluster()
+        try cluster.start(0)
+        let http = cluster.config.validators[0].httpAddress
+        var ready = false
+        for _ in 0..<100 where !ready {
+            ready = ReplicaHTTP.get(http, path: "/status") != nil
+            if !ready { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(ready)
+        /// Sends `request` on a fresh connection and reads until the replica closes it (or 10 s).
+        func closes(after request: String) -> (closed: Bool, seconds: Double) {
+            var attacker = RawAttacker()
+            guard attacker.connect(port: http.port, from: "127.0.0.1"), let fd = attacker.sockets.last else { return (false, 0) }
+            defer { attacker.closeAll() }
+            var timeout = timeval(tv_sec: 10, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            if !request.isEmpty { attacker.sendOnLast(Array(request.utf8)) }
+            let start = ContinuousClock.now
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                let elapsed = ContinuousClock.now - start
+                let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                if n == 0 { return (true, seconds) }
+                if n < 0 { return (false, seconds) }
+            }
+        }
+        let malformed = closes(after: "GARBAGE \u{1}\u{2} HTTP/9\r\n\r\n")
+        #expect(malformed.closed && malformed.seconds < 2, "\(malformed)")
+        let idle = closes(after: "")
+        #expect(idle.closed && idle.seconds < 8, "\(idle)")
+        cluster.stopAll()
+    }
 }
