@@ -180,7 +180,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BulwarkFuzzTests",
-            dependencies: ["BulwarkFuzz"]
+            dependencies: ["BulwarkFuzz", "BulwarkTestSupport"]
         ),
 
     ]

@@ -58,10 +58,7 @@ extension Adversary {
         case let .commitProof(proof):
             var p = proof
             switch field % 3 {
-            case 0:
-                p.header.height = value(p.header.height)
-                p.certificate.height = p.header.height
-                p.certificate.blockHash = p.header.hash
+            case 0: (p.header, p.certificate.height, p.certificate.blockHash) = Self.atHeight(p.header, value)
             case 1: p.certificate.view = value(p.certificate.view)
             default: p.header.timestampMs = value(p.header.timestampMs)
             }
@@ -99,11 +96,7 @@ extension Adversary {
     func mutated(_ proof: CheckpointProof, field: UInt64, _ value: (UInt64) -> UInt64) -> CheckpointProof {
         var p = proof
         switch field % 3 {
-        case 0:
-            // Height everywhere at once: the certificate, the header and the hash that binds them.
-            p.header.height = value(p.header.height)
-            p.certificate.height = p.header.height
-            p.certificate.blockHash = p.header.hash
+        case 0: (p.header, p.certificate.height, p.certificate.blockHash) = Self.atHeight(p.header, value)
         case 1:
             p.header.timestampMs = value(p.header.timestampMs)
             p.certificate.blockHash = p.header.hash
@@ -135,6 +128,15 @@ extension Adversary {
             }
         }
         return .signed(newView: newView, checkpoint: checkpoint, prepared: prepared, by: key, replica: id, cluster: cluster)
+    }
+
+    /// `header` moved to the height `value` gives, with that height and the new header's hash:
+    /// a proof's certificate names both, so they change together and the lie gets past the
+    /// check that they agree.
+    static func atHeight(_ header: BlockHeader, _ value: (UInt64) -> UInt64) -> (BlockHeader, Height, Digest) {
+        var moved = header
+        moved.height = value(header.height)
+        return (moved, moved.height, moved.hash)
     }
 
     /// A checkpoint proof at height 0 with no votes: the shape that once crashed receivers.

@@ -1,4 +1,5 @@
 import BulwarkCore
+import BulwarkTestSupport
 import Testing
 
 /// The state machine against a plain in-memory reference, over generated operation sequences.

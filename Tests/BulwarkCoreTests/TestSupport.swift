@@ -1,4 +1,5 @@
 import BulwarkCore
+import BulwarkTestSupport
 import Testing
 import Foundation
 
@@ -28,18 +29,7 @@ enum TestData {
     }
 }
 
-/// SplitMix64: a tiny seeded generator, so generated test cases are the same on every run.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+extension SeededRandom {
     mutating func bytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8.random(in: 0...255, using: &self) } }
     mutating func bytes(upTo max: Int) -> [UInt8] { bytes(Int.random(in: 0...max, using: &self)) }
     mutating func digest() -> Digest { Digest(bytes(32))! }

@@ -1,28 +1,21 @@
 import BulwarkFuzz
+import BulwarkTestSupport
 import Foundation
 import Testing
 
 /// A bounded smoke run of every fuzz harness (`tools/fuzz` runs them for real under
 /// libFuzzer): the committed corpus, the seeds, and deterministic mutations of them — bit
 /// flips, boundary bytes and integers, truncations, repeats. A trap fails the run.
+extension SeededRandom {
+    /// A whole number below `n` (0 when `n` is 0).
+    mutating func below(_ n: Int) -> Int { n <= 0 ? 0 : Int(next() % UInt64(n)) }
+}
+
 @Suite struct FuzzSmokeTests {
     static let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("FuzzCorpus").path
 
-    /// splitmix64: the same mutations on every run.
-    struct Mixer {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ n: Int) -> Int { n <= 0 ? 0 : Int(next() % UInt64(n)) }
-    }
-
-    static func mutate(_ input: [UInt8], _ rng: inout Mixer) -> [UInt8] {
+    static func mutate(_ input: [UInt8], _ rng: inout SeededRandom) -> [UInt8] {
         var bytes = input
         for _ in 0...rng.below(3) {
             let at = rng.below(bytes.count)
@@ -51,7 +44,7 @@ import Testing
         #expect(!committed.isEmpty, "no seed corpus in \(folder): run `bulwark-fuzz seed Tests/FuzzCorpus`")
         let inputs = committed + harness.seeds()
         for input in inputs { harness.run(input) }
-        var rng = Mixer(state: UInt64(harness.rawValue.utf8.reduce(0) { $0 &* 31 &+ UInt64($1) }))
+        var rng = SeededRandom(seed: UInt64(harness.rawValue.utf8.reduce(0) { $0 &* 31 &+ UInt64($1) }))
         let mutations = harness == .replica ? 150 : 600
         for _ in 0..<mutations {
             harness.run(Self.mutate(inputs[rng.below(inputs.count)], &rng))
