@@ -82,10 +82,11 @@ public final class ReplicaNode: @unchecked Sendable {
 
     public struct Interceptor {
         public var rewrite: ([Action]) -> [Action]
-        public var serve: ([LedgerEntry]) -> [LedgerEntry]
+        /// Runs off the core loop, where answers are read and sent.
+        public var serve: @Sendable ([LedgerEntry]) -> [LedgerEntry]
         /// Milliseconds to hold a message back before sending it.
         public var delayMs: (Message) -> UInt64
-        public init(rewrite: @escaping ([Action]) -> [Action], serve: @escaping ([LedgerEntry]) -> [LedgerEntry],
+        public init(rewrite: @escaping ([Action]) -> [Action], serve: @escaping @Sendable ([LedgerEntry]) -> [LedgerEntry],
                     delayMs: @escaping (Message) -> UInt64) {
             self.rewrite = rewrite
             self.serve = serve
@@ -104,6 +105,10 @@ public final class ReplicaNode: @unchecked Sendable {
     var snapshots: StateSnapshots
     /// Encodes and writes snapshots off the core loop, one at a time.
     let snapshotQueue = DispatchQueue(label: "bulwark.snapshots")
+    /// Reads and sends state-transfer answers off the core loop (`serve(_:to:)`).
+    let servingQueue = DispatchQueue(label: "bulwark.serving")
+    let servingPending = NIOLockedValueBox(0)
+    static let servingPendingMax = 16
 
     struct RequestKey: Hashable {
         var client: PublicKey
@@ -373,10 +378,37 @@ public final class ReplicaNode: @unchecked Sendable {
                 metrics.drop(.badTransferRequest)
                 return
             }
-            let entries = range.compactMap { try? blockLog.entry(at: $0) }
-            transport.send(PeerFrame.blocks(interceptor?.serve(entries) ?? entries).encoded(), to: peer)
+            serve(range.map { blockLog.location(of: $0) }, to: peer)
         case let .blocks(entries):
             receiveTransferred(entries, from: peer)
+        }
+    }
+
+    /// Reads, encodes and sends blocks a peer asked for on `servingQueue`, off the core loop:
+    /// only finding where they are happens here. At most `servingPendingMax` answers wait;
+    /// past that a request is dropped and counted (the peer asks again).
+    func serve(_ locations: [BlockLogReader.Location], to peer: ReplicaID) {
+        let admitted = servingPending.withLockedValue { pending -> Bool in
+            guard pending < Self.servingPendingMax else { return false }
+            pending += 1
+            return true
+        }
+        guard admitted else {
+            metrics.drop(.rateLimited)
+            return
+        }
+        let transport = self.transport!, pending = servingPending
+        let serve = interceptor?.serve
+        servingQueue.async {
+            defer { pending.withLockedValue { $0 -= 1 } }
+            // A block that fails its checks (damage being repaired) ends the answer there.
+            var entries: [LedgerEntry] = []
+            for location in locations {
+                // The node's block log is on the POSIX file system, which holds no state.
+                guard let entry = try? BlockLogReader.read(location, fileSystem: PosixFileSystem()) else { break }
+                entries.append(entry)
+            }
+            transport.send(PeerFrame.blocks(serve?(entries) ?? entries).encoded(), to: peer)
         }
     }
 

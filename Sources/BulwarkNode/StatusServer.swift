@@ -115,9 +115,9 @@ extension ReplicaNode {
                 }
                 guard admitted else { return channel.close() }
                 channel.closeFuture.whenComplete { _ in open.withLockedValue { $0 -= 1 } }
-                return channel.pipeline.configureHTTPServerPipeline().flatMap {
-                    channel.pipeline.addHandlers([IdleStateHandler(allTimeout: StatusHandler.idleTimeout),
-                                                  StatusHandler(node: self)])
+                return channel.pipeline.configureHTTPServerPipeline().flatMapThrowing {
+                    try channel.pipeline.syncOperations.addHandlers([IdleStateHandler(allTimeout: StatusHandler.idleTimeout),
+                                                                     StatusHandler(node: self)])
                 }
             }
             .bind(host: address.host, port: Int(address.port)).get()

@@ -150,16 +150,36 @@ public struct BlockLogReader {
 
     /// Reads the block at `height` (1...`self.height`) and checks it against the index.
     public func entry(at height: Height) throws(StorageError) -> LedgerEntry {
+        try Self.read(location(of: height), fileSystem: fileSystem)
+    }
+
+    /// Where a block is stored, with the hash it must have: enough to read it on another thread
+    /// than the one appending (`read(_:fileSystem:)`), since appends never touch written bytes.
+    public struct Location: Sendable {
+        public let height: Height
+        let path: String
+        let offset: UInt64
+        let end: UInt64
+        let blockHash: Digest
+    }
+
+    public func location(of height: Height) -> Location {
         precondition(height >= 1 && height <= self.height, "height \(height) is not in the log")
         let position = positions[Int(height) - 1]
-        let path = "\(directory)/\(position.segment)"
-        let file = try fileSystem.open(path, create: false)
+        return Location(height: height, path: "\(directory)/\(position.segment)", offset: position.offset, end: position.end,
+                        blockHash: position.blockHash)
+    }
+
+    /// The block at `location`, checked (checksum and block hash) as it is read.
+    public static func read(_ location: Location, fileSystem: any FileSystem) throws(StorageError) -> LedgerEntry {
+        let file = try fileSystem.open(location.path, create: false)
         defer { file.close() }
-        let bytes = try file.read(at: position.offset, count: Int(position.end - position.offset))
+        let bytes = try file.read(at: location.offset, count: Int(location.end - location.offset))
         let (records, _) = RecordFraming.scan(bytes)
         guard let record = records.first, record.type == BlockLogRecord.entry.rawValue,
-              let entry = try? LedgerEntry(decoding: record.payload), entry.block.hash == position.blockHash else {
-            throw .corrupt(path: path, offset: position.offset, reason: "block \(height) changed after the log was opened")
+              let entry = try? LedgerEntry(decoding: record.payload), entry.block.hash == location.blockHash else {
+            throw .corrupt(path: location.path, offset: location.offset,
+                           reason: "block \(location.height) changed after the log was opened")
         }
         return entry
     }
@@ -240,6 +260,7 @@ public final class BlockLog {
     public var latestExecutionCertificate: ExecutionCertificate? { reader.executionCertificates.last }
 
     public func entry(at height: Height) throws(StorageError) -> LedgerEntry { try reader.entry(at: height) }
+    public func location(of height: Height) -> BlockLogReader.Location { reader.location(of: height) }
     public func blockHash(at height: Height) -> Digest? { reader.blockHash(at: height) }
 
     /// Appends the next block. The chain (height, prevBlockHash, historyRoot, certificate) is
