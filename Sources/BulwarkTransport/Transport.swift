@@ -35,9 +35,10 @@ public final class Transport: Sendable {
         /// Inbound connections at once from one source address (clients' keys cost nothing, so
         /// authenticated connections count too).
         public var connectionsPerSourceMax = 256
-        /// Addresses of the validators' hosts. Connections from them are not held to
-        /// `handshakingMax` or `connectionsPerSourceMax`, and `trustedReserve` of the inbound
-        /// connections are kept for them: strangers elsewhere cannot crowd out the replicas.
+        /// Addresses of the validators' hosts. Connections from them are held to none of the
+        /// handshake and per-source caps (a host's replicas and local tools may open many at
+        /// once), only to the total, of which `trustedReserve` is kept for them: strangers
+        /// elsewhere cannot crowd out the replicas.
         public var trustedSources: Set<String> = []
         public var trustedReserve = 64
 
@@ -218,7 +219,7 @@ public final class Transport: Sendable {
         let refusal = state.withLockedValue { state -> Refusal? in
             if state.inbound >= settings.inboundConnectionsMax - (trusted ? 0 : settings.trustedReserve) { return .connectionLimit }
             if !trusted, state.handshaking >= settings.handshakingMax { return .handshakeLimit }
-            if state.handshakingBySource[source, default: 0] >= settings.handshakingPerSourceMax { return .sourceLimit }
+            if !trusted, state.handshakingBySource[source, default: 0] >= settings.handshakingPerSourceMax { return .sourceLimit }
             if !trusted, state.inboundBySource[source, default: 0] >= settings.connectionsPerSourceMax { return .sourceLimit }
             state.inbound += 1
             state.inboundBySource[source, default: 0] += 1

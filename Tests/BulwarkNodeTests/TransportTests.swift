@@ -316,6 +316,29 @@ import Testing
         await t0.shutdown()
     }
 
+    /// Many clients of one host connecting at once (a benchmark, a NAT) from a validator's
+    /// host are not turned away by the per-source caps; the same burst from a stranger's is.
+    @Test func aValidatorsHostIsNotHeldToThePerSourceCaps() async throws {
+        let ports = try await freePorts(4)
+        let (config, keys) = config(ports: ports)
+        var settings = quickSettings()
+        settings.handshakeTimeoutMs = 2000
+        settings.handshakingPerSourceMax = 2
+        settings.handshakingMax = 2
+        settings.trustedSources = ["127.0.0.1"]
+        let t0 = transport(config, keys, 0, Inbox(), settings: settings)
+        _ = try await t0.listen(host: "127.0.0.1", port: ports[0])
+        var raws: [any Channel] = []
+        for _ in 0..<6 { raws.append(try await rawConnection(to: ports[0], from: "127.0.0.1")) }
+        for _ in 0..<3 { raws.append(try await rawConnection(to: ports[0], from: "127.0.0.5")) }
+        #expect(await eventually { t0.refusals.values.reduce(0, +) == 3 })
+        let trustedActive = raws.prefix(6).filter { $0.isActive }.count
+        #expect(trustedActive == 6, "every connection from the validators' host stays")
+        #expect(t0.refusals[.handshakeLimit] == 3, "the stranger finds the handshake places taken")
+        for raw in raws { try? await raw.close() }
+        await t0.shutdown()
+    }
+
     /// A peer that accepts the connection and then never answers the handshake: the link gives
     /// up at the deadline, backs off and tries again, and reaches the real replica once it is there.
     @Test func aPeerThatAcceptsAndStallsIsRetried() async throws {
