@@ -78,9 +78,15 @@ extension PreparedCertificate: CanonicalCodable {
         w.write(prePrepare); w.write(prepares)
     }
 
+    /// Prepares must come in strictly increasing replica order, as `init` puts them: a list in
+    /// any other order would be a second encoding of the same certificate (found by fuzzing).
     public init(from r: inout CanonicalReader) throws(CodecError) {
-        self.init(prePrepare: try r.read(PrePrepare.self),
-                  prepares: try r.readArray(Prepare.self, "prepares", max: CodecLimits.votesMax))
+        let prePrepare = try r.read(PrePrepare.self)
+        let prepares = try r.readArray(Prepare.self, "prepares", max: CodecLimits.votesMax)
+        for (a, b) in zip(prepares, prepares.dropFirst()) where a.replica >= b.replica {
+            throw .invalidValue(field: "prepares", reason: "not in strictly increasing replica order")
+        }
+        self.init(prePrepare: prePrepare, prepares: prepares)
     }
 }
 

@@ -144,7 +144,11 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
     /// A decoded value must encode back to exactly the input: two encodings of one value would
     /// let the same message carry two signatures' worth of bytes, or two hashes.
     func canonical(_ encoded: [UInt8], _ input: [UInt8], _ what: String) {
-        precondition(encoded == input, "a \(what) decoded from bytes that are not its canonical encoding")
+        guard encoded != input else { return }
+        let at = zip(encoded, input).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(encoded.count, input.count)
+        preconditionFailure("a \(what) decoded from bytes that are not its canonical encoding: "
+                            + "\(input.count) bytes in, \(encoded.count) out, first difference at byte \(at) "
+                            + "(in \(Hex.encode(input[at..<min(input.count, at + 8)])), out \(Hex.encode(encoded[at..<min(encoded.count, at + 8)])))")
     }
 
     static func write(_ bytes: [UInt8], to path: String, in fs: SimulatedFileSystem) {

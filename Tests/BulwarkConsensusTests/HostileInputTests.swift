@@ -96,4 +96,26 @@ import Testing
         #expect(PeerFrame.transferRange(from: 3, to: max, ledgerHeight: 10) == 3...10)
         #expect(PeerFrame.transferRange(from: 1, to: max, ledgerHeight: 1_000)?.count == PeerFrame.transferBlocksMax)
     }
+
+    /// Found by fuzzing (tools/fuzz message): a prepared certificate's prepares were sorted
+    /// when decoded, so the same VIEW-CHANGE had an encoding for every order of its prepares.
+    /// Only strictly increasing replica order decodes now.
+    @Test func aPreparedCertificateHasOneEncoding() throws {
+        var h = Harness()
+        let pp = h.prepareWithoutCommitting(1)
+        let prepares = (1...2).map { h.prepare(pp, from: $0) }
+        let certificate = PreparedCertificate(prePrepare: pp, prepares: prepares)
+        let canonical = certificate.encoded()
+        #expect(try PreparedCertificate(decoding: canonical) == certificate)
+        // The same prepares written in the other order.
+        var w = CanonicalWriter()
+        w.write(pp)
+        w.write(Array(prepares.reversed()))
+        #expect(throws: CodecError.self) { try PreparedCertificate(decoding: w.bytes) }
+        // And a replica's prepare twice.
+        w = CanonicalWriter()
+        w.write(pp)
+        w.write([prepares[0], prepares[0]])
+        #expect(throws: CodecError.self) { try PreparedCertificate(decoding: w.bytes) }
+    }
 }
