@@ -118,4 +118,28 @@ import Testing
         w.write([prepares[0], prepares[0]])
         #expect(throws: CodecError.self) { try PreparedCertificate(decoding: w.bytes) }
     }
+
+    /// A request straight from a client that the replica will not order is answered with why,
+    /// as a code: too large (with the limit), a bad signature, or rate-limited. A relayed copy
+    /// is refused silently (its client is not on this connection).
+    @Test func aRefusedClientRequestIsAnsweredWithItsReason() {
+        // A pool of 4 × 8 requests: the per-client limit of 16 is what binds below.
+        var h = Harness(batchRequestsMax: 4)
+        let limit = h.config.parameters.requestBytesMax
+        let big = Request.signed(by: h.client, cluster: h.cluster, requestID: 1,
+                                 operation: .put(key: [1], value: [UInt8](repeating: 0, count: limit)))
+        var forged = h.request(2)
+        forged.operation = .put(key: [9], value: [9])
+        func refusals(_ out: [Action]) -> [RequestRefusal] {
+            out.compactMap { if case let .refuse(_, _, refusal) = $0 { return refusal } else { return nil } }
+        }
+        let tooLarge = refusals(h.step(1, .clientRequest(big)))
+        #expect(tooLarge == [.tooLarge(bytes: UInt64(big.encoded().count), limit: UInt64(limit))])
+        #expect(refusals(h.step(1, .clientRequest(forged))) == [.badSignature])
+        #expect(refusals(h.step(1, .message(.request(forged)))).isEmpty, "a relayed request gets no answer")
+        // One client may have 16 requests waiting; the 17th is refused as rate-limited.
+        var refused: [RequestRefusal] = []
+        for id in UInt64(10)..<UInt64(27) { refused += refusals(h.step(1, .clientRequest(h.request(id)))) }
+        #expect(refused == [.rateLimited])
+    }
 }

@@ -401,7 +401,8 @@ struct ClusterTests {
     @Test(.enabled(if: byzantineBinary.isBuilt, "skipped: bulwark-byzantine was not built"),
           arguments: [(0, ["equivocate"]), (0, ["withhold-pre-prepares", "lying-replies"]),
                       (2, ["conflicting-votes", "invalid-signatures", "impersonate", "lying-checkpoints", "flood-future",
-                           "forged-state-transfer"])])
+                           "forged-state-transfer"]),
+                      (1, ["mutate-integers"])])
     func oneByzantineReplica(replica: Int, behaviours: [String]) async throws {
         let cluster = try LocalCluster()
         for i in 0..<4 { try cluster.start(i, behaviours: i == replica ? behaviours : []) }

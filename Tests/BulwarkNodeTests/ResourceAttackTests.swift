@@ -1,6 +1,10 @@
 import BulwarkClient
 import BulwarkCore
+import BulwarkTransport
 import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOPosix
 import Testing
 
 /// A stranger's raw TCP connections, from a chosen loopback source address.
@@ -198,6 +202,62 @@ struct ResourceAttackTests {
         #expect(malformed.closed && malformed.seconds < 2, "\(malformed)")
         let idle = closes(after: "")
         #expect(idle.closed && idle.seconds < 8, "\(idle)")
+        cluster.stopAll()
+    }
+
+    /// Found in Bulwark: a request too large or undecodable was dropped without an answer, and
+    /// the client waited out its timeout to say the cluster might not be running. Each replica
+    /// now answers with the reason, and the client library stops at f+1 alike.
+    @Test func refusedRequestsAreAnsweredWithTheirReason() async throws {
+        let cluster = try LocalCluster()
+        for i in 0..<4 { try cluster.start(i) }
+        let key = try KeyFile.load(from: cluster.directory + "/client.key")
+        let answers = NIOLockedValueBox<[(ReplicaID, ClientFrame)]>([])
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let transport = Transport(group: group, config: cluster.config, role: .client(key.publicKey), key: key,
+                                  settings: .init(frameBytesMax: cluster.config.parameters.frameBytesMax),
+                                  logger: Logger(label: "test"), onFrame: { role, bytes in
+            if case let .replica(id) = role, let frame = try? ClientFrame(decoding: bytes) {
+                answers.withLockedValue { $0.append((id, frame)) }
+            }
+        })
+        func refusals(of requestID: UInt64) -> [RequestRefusal] {
+            answers.withLockedValue { list in
+                list.compactMap { _, frame in
+                    if case let .refused(id, refusal) = frame, id == requestID { return refusal } else { return nil }
+                }
+            }
+        }
+        func waitFor(_ requestID: UInt64, count: Int) async -> [RequestRefusal] {
+            for _ in 0..<300 where refusals(of: requestID).count < count { try? await Task.sleep(for: .milliseconds(20)) }
+            return refusals(of: requestID)
+        }
+        var forged = Request.signed(by: key, cluster: cluster.config.clusterID, requestID: 7, operation: .put(key: [1], value: [1]))
+        forged.operation = .put(key: [2], value: [2])
+        let limit = cluster.config.parameters.requestBytesMax
+        let big = Request.signed(by: key, cluster: cluster.config.clusterID, requestID: 8,
+                                 operation: .put(key: [3], value: [UInt8](repeating: 1, count: limit)))
+        for replica in cluster.config.validators.map(\.id) {
+            transport.send(ClientFrame.request(forged).encoded(), to: replica)
+            transport.send(ClientFrame.request(big).encoded(), to: replica)
+            transport.send([0xFF, 0x00, 0x01], to: replica)
+        }
+        #expect(await waitFor(7, count: 4) == Array(repeating: .badSignature, count: 4))
+        let tooLarge = await waitFor(8, count: 4)
+        #expect(tooLarge.count == 4 && tooLarge.allSatisfy { $0 == .tooLarge(bytes: UInt64(big.encoded().count), limit: UInt64(limit)) },
+                "\(tooLarge)")
+        #expect(await waitFor(0, count: 4) == Array(repeating: .malformed, count: 4))
+        // The client library says why at once for a request every replica would refuse.
+        let client = LedgerClient(config: cluster.config, key: key)
+        do {
+            _ = try await client.execute(.put(key: [4], value: [UInt8](repeating: 1, count: limit)), timeout: .seconds(5))
+            Issue.record("an over-limit request was accepted")
+        } catch let ClientError.refused(refusal) {
+            #expect("\(refusal)".contains("exceeds the cluster's requestBytesMax"))
+        }
+        await client.shutdown()
+        await transport.shutdown()
+        try await group.shutdownGracefully()
         cluster.stopAll()
     }
 }
