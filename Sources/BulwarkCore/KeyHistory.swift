@@ -65,14 +65,4 @@ extension KeyValueState {
         return newest.reversed()
     }
 
-    /// The version of `key` in force after `height`: its newest entry at or below it.
-    func historyEntry(of key: [UInt8], atOrBelow height: Height) throws(KeyHistoryError) -> HistoryEntry? {
-        var next = historyHeads[key]
-        while let position = next {
-            let (entry, previous) = try historyStore.read(at: position)
-            if entry.height <= height { return entry }
-            next = previous
-        }
-        return nil
-    }
 }

@@ -99,9 +99,42 @@ extension KeyValueState {
     /// A proof of what `key` held at `past.height`; `past` must come from this state's history.
     public func prove(_ key: [UInt8], at past: ProvableState) throws(KeyHistoryError) -> KeyProof {
         precondition(past.height <= height, "a proof about a height this state has not reached")
-        let last = try historyEntry(of: key, atOrBelow: past.height)
+        return try proofSource(for: key).prove(at: past)
+    }
+
+    /// What a proof about `key` needs from this state, taken in O(1): the key's newest history
+    /// position and the store. The rest of the work (walking the history back, hashing the
+    /// path) needs nothing else from the state, so it can run on another thread while this
+    /// state executes on: the store only grows, and entries once written never change.
+    public func proofSource(for key: [UInt8]) -> ProofSource {
+        ProofSource(key: key, height: height, head: historyHeads[key], store: historyStore)
+    }
+}
+
+/// See `KeyValueState.proofSource(for:)`.
+public struct ProofSource: Sendable {
+    public let key: [UInt8]
+    /// The height of the state it was taken from: proofs are about that height or below.
+    let height: Height
+    let head: UInt64?
+    let store: any KeyHistoryStore
+
+    /// A proof of what `key` held at `past.height`; `past` must come from the same state's history.
+    public func prove(at past: ProvableState) throws(KeyHistoryError) -> KeyProof {
+        precondition(past.height <= height, "a proof about a height the state had not reached")
+        // The version of the key in force after `past.height`: its newest entry at or below it.
+        var last: KeyValueState.HistoryEntry?
+        var next = head
+        while let position = next {
+            let (entry, previous) = try store.read(at: position)
+            if entry.height <= past.height {
+                last = entry
+                break
+            }
+            next = previous
+        }
         let value = last?.value
         return KeyProof(key: key, value: value, version: value == nil ? 0 : last!.height, height: past.height,
-                        mapRoot: past.map.rootHash, proof: past.map.proof(for: Self.recordKeyHash(key)))
+                        mapRoot: past.map.rootHash, proof: past.map.proof(for: KeyValueState.recordKeyHash(key)))
     }
 }

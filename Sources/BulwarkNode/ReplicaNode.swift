@@ -105,7 +105,7 @@ public final class ReplicaNode: @unchecked Sendable {
     var snapshots: StateSnapshots
     /// Encodes and writes snapshots off the core loop, one at a time.
     let snapshotQueue = DispatchQueue(label: "bulwark.snapshots")
-    /// Reads and sends state-transfer answers off the core loop (`serve(_:to:)`).
+    /// Reads and sends state-transfer answers and proofs off the core loop (`offLoop`).
     let servingQueue = DispatchQueue(label: "bulwark.serving")
     let servingPending = NIOLockedValueBox(0)
     static let servingPendingMax = 16
@@ -385,22 +385,11 @@ public final class ReplicaNode: @unchecked Sendable {
     }
 
     /// Reads, encodes and sends blocks a peer asked for on `servingQueue`, off the core loop:
-    /// only finding where they are happens here. At most `servingPendingMax` answers wait;
-    /// past that a request is dropped and counted (the peer asks again).
+    /// only finding where they are happens here.
     func serve(_ locations: [BlockLogReader.Location], to peer: ReplicaID) {
-        let admitted = servingPending.withLockedValue { pending -> Bool in
-            guard pending < Self.servingPendingMax else { return false }
-            pending += 1
-            return true
-        }
-        guard admitted else {
-            metrics.drop(.rateLimited)
-            return
-        }
-        let transport = self.transport!, pending = servingPending
+        let transport = self.transport!
         let serve = interceptor?.serve
-        servingQueue.async {
-            defer { pending.withLockedValue { $0 -= 1 } }
+        offLoop(dropping: { metrics.drop(.rateLimited) }) {
             // A block that fails its checks (damage being repaired) ends the answer there.
             var entries: [LedgerEntry] = []
             for location in locations {
@@ -409,6 +398,22 @@ public final class ReplicaNode: @unchecked Sendable {
                 entries.append(entry)
             }
             transport.send(PeerFrame.blocks(serve?(entries) ?? entries).encoded(), to: peer)
+        }
+    }
+
+    /// Runs `work` on `servingQueue` unless `servingPendingMax` pieces already wait there, in
+    /// which case `dropped` runs instead (the peer or client asks again).
+    func offLoop(dropping dropped: () -> Void, _ work: @escaping @Sendable () -> Void) {
+        let admitted = servingPending.withLockedValue { pending -> Bool in
+            guard pending < Self.servingPendingMax else { return false }
+            pending += 1
+            return true
+        }
+        guard admitted else { return dropped() }
+        let pending = servingPending
+        servingQueue.async {
+            defer { pending.withLockedValue { $0 -= 1 } }
+            work()
         }
     }
 
@@ -600,22 +605,33 @@ public final class ReplicaNode: @unchecked Sendable {
         checkpointStates = checkpointStates.filter { $0.key > certificate.height }
     }
 
+    /// Answers a verified read. Only taking the key's place in the state happens on the loop;
+    /// the proof is built and sent on `servingQueue`, like state-transfer answers, within the
+    /// same bound on waiting answers.
     func answerProof(key: [UInt8], nonce: UInt64, to client: PublicKey) {
-        let frame: ClientFrame
-        if !proofRequests.allow(client, nowMs: Self.nowMs()) {
+        let transport = self.transport!, id = self.id
+        guard proofRequests.allow(client, nowMs: Self.nowMs()) else {
             metrics.drop(.rateLimited)
-            frame = .proofUnavailable(nonce: nonce, reason: "replica \(id) is rate-limiting proof requests from this client; try again shortly")
-        } else if let (provable, certificate) = certifiedState {
+            let reason = "replica \(id) is rate-limiting proof requests from this client; try again shortly"
+            transport.send(ClientFrame.proofUnavailable(nonce: nonce, reason: reason).encoded(), toClient: client)
+            return
+        }
+        guard let (provable, certificate) = certifiedState else {
+            let reason = "replica \(id) has no certified checkpoint yet (the first is at height \(config.parameters.checkpointInterval))"
+            transport.send(ClientFrame.proofUnavailable(nonce: nonce, reason: reason).encoded(), toClient: client)
+            return
+        }
+        let source = state.proofSource(for: key)
+        offLoop(dropping: { metrics.drop(.rateLimited) }) { [logger] in
+            let frame: ClientFrame
             do {
-                frame = .proof(nonce: nonce, KeyProofBundle(proof: try state.prove(key, at: provable), certificate: certificate))
+                frame = .proof(nonce: nonce, KeyProofBundle(proof: try source.prove(at: provable), certificate: certificate))
             } catch {
                 logger.error("cannot read a key's history for a proof", metadata: ["error": "\(error)"])
                 frame = .proofUnavailable(nonce: nonce, reason: "replica \(id) cannot read its key history: \(error)")
             }
-        } else {
-            frame = .proofUnavailable(nonce: nonce, reason: "replica \(id) has no certified checkpoint yet (the first is at height \(config.parameters.checkpointInterval))")
+            transport.send(frame.encoded(), toClient: client)
         }
-        transport.send(frame.encoded(), toClient: client)
     }
 
     // MARK: State transfer

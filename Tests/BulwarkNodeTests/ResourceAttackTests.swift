@@ -90,17 +90,21 @@ struct ResourceAttackTests {
 
         var attacker = RawAttacker()
         var connected = 0
+        let baseline = peakRSS
         for i in 0..<1000 where attacker.connect(port: port, from: "127.0.0.\(2 + i % 4)") { connected += 1 }
+        let afterIdle = residentBytes(pid) ?? 0
         for i in 0..<100 where attacker.connect(port: port, from: "127.0.0.\(6 + i % 2)") {
             var announce: [UInt8] = []
             withUnsafeBytes(of: UInt32(16 << 20).littleEndian) { announce += $0 }
             attacker.sendOnLast(announce + Array(repeating: 0xAB, count: 60_000))
         }
+        let afterLarge = residentBytes(pid) ?? 0
         for i in 0..<50 where attacker.connect(port: port, from: "127.0.0.\(8 + i % 2)") {
             // The start of a frame that would hold a handshake message, and then nothing.
             attacker.sendOnLast([130, 0, 0, 0, 1, 2, 3])
         }
-        peakRSS = max(peakRSS, residentBytes(pid) ?? 0)
+        let afterStalled = residentBytes(pid) ?? 0
+        peakRSS = max(peakRSS, afterIdle, afterLarge, afterStalled)
 
         // During the attack, with every attacking socket still open on this side.
         for i in 0..<10 {
@@ -135,7 +139,7 @@ struct ResourceAttackTests {
                             as: UTF8.self)
         #expect(status.contains("\"faulted\":null"), "\(status)")
         #expect(peakRSS < Self.residentBytesMax, "replica 0 reached \(peakRSS >> 20) MiB")
-        print("resource attack: \(connected) idle connections made; replica 0 peak RSS \(peakRSS >> 20) MiB; refused: source \(refused("source_limit")), handshake \(refused("handshake_limit")), failed \(refused("handshake_failed")), timeout \(refused("handshake_timeout")), connections \(refused("connection_limit"))")
+        print("resource attack: \(connected) idle connections made; replica 0 RSS \(baseline >> 20) MiB before, \(afterIdle >> 20) MiB after the idle connections, \(afterLarge >> 20) MiB after the large frames, \(afterStalled >> 20) MiB after the stalled handshakes, peak \(peakRSS >> 20) MiB; refused: source \(refused("source_limit")), handshake \(refused("handshake_limit")), failed \(refused("handshake_failed")), timeout \(refused("handshake_timeout")), connections \(refused("connection_limit"))")
         cluster.stopAll()
     }
 
