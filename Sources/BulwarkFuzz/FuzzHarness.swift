@@ -46,22 +46,24 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
         case .handshake:
             Self.handshake(data)
         case .blockLog:
-            Self.blockLog(data)
+            Self.blockLog(Self.framed(data))
         case .wal:
             let fs = SimulatedFileSystem()
-            Self.write(data, to: "/wal", in: fs)
+            Self.write(Self.framed(data), to: "/wal", in: fs)
             guard let wal = try? WriteAheadLog(path: "/wal", fileSystem: fs) else { return }
             for record in wal.records {
                 guard let decoded = try? WALRecord(decoding: record) else { continue }
                 canonical(decoded.encoded(), record, "WAL record")
             }
         case .snapshot:
-            guard var state = try? KeyValueState(snapshot: data, limits: Self.fixture.config.parameters,
+            // Sealed with its digest, so the decoder behind the digest check is reached.
+            let bytes = data + Digest.sha256(data).bytes
+            guard var state = try? KeyValueState(snapshot: bytes, limits: Self.fixture.config.parameters,
                                                  history: Self.fixture.state.historyStore) else { return }
             _ = state.stateRoot
-            canonical(state.snapshot(), data, "snapshot")
+            canonical(state.snapshot(), bytes, "snapshot")
         case .segmentIndex:
-            Self.segmentIndex(data)
+            Self.segmentIndex(Self.framed(data))
         case .clusterConfig:
             guard let config = try? JSONDecoder().decode(ClusterConfig.self, from: Data(data)) else { return }
             precondition(config.n >= 4 && config.quorum > 2 * config.f && config.quorum <= config.n, "accepted an unsound cluster")
@@ -90,7 +92,7 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
         case .handshake:
             return Self.handshakeSeeds()
         case .blockLog:
-            return [Self.segment(of: fixture)]
+            return [[0] + Self.segment(of: fixture), [1] + Self.unframed(Self.segmentRecords(of: fixture))]
         case .wal:
             let fs = SimulatedFileSystem()
             let wal = try! WriteAheadLog(path: "/wal", fileSystem: fs)
@@ -103,11 +105,13 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
                 }
             }
             try! wal.append(contentsOf: records.map { $0.encoded() })
-            return [fs.bytes("/wal")!]
+            return [[0] + fs.bytes("/wal")!, [1] + Self.unframed(records.map { (1, $0.encoded()) })]
         case .snapshot:
-            return [fixture.state.snapshot()]
+            return [Array(fixture.state.snapshot().dropLast(Digest.byteCount))]
         case .segmentIndex:
-            return [Self.indexedLedger().index]
+            let index = Self.indexedLedger().index
+            // The index is one record of type 1; its payload is what follows the 9-byte header.
+            return [[0] + index, [1] + Self.unframed([(1, Array(index.dropFirst(9)))])]
         case .clusterConfig:
             return [Array(try! JSONEncoder().encode(fixture.config))]
         case .replica:
@@ -149,6 +153,43 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
         preconditionFailure("a \(what) decoded from bytes that are not its canonical encoding: "
                             + "\(input.count) bytes in, \(encoded.count) out, first difference at byte \(at) "
                             + "(in \(Hex.encode(input[at..<min(input.count, at + 8)])), out \(Hex.encode(encoded[at..<min(encoded.count, at + 8)])))")
+    }
+
+    /// Storage files check every record's checksum, which random mutations break: the first
+    /// byte chooses between the rest as it is (odd: no) and the rest read as records
+    /// `[type u8][length u16][payload]`, each framed with a valid length and checksum, so the
+    /// decoders behind the checksums are reached too.
+    static func framed(_ data: [UInt8]) -> [UInt8] {
+        guard let mode = data.first else { return [] }
+        let rest = Array(data.dropFirst())
+        guard mode & 1 == 1 else { return rest }
+        var input = InputReader(rest)
+        var out: [UInt8] = []
+        while !input.isAtEnd {
+            let type = input.byte()
+            out += RecordFraming.frame(type: type, payload: input.chunk(max: 1 << 16))
+        }
+        return out
+    }
+
+    /// The inverse of `framed`'s record form, for seeds.
+    static func unframed(_ records: [(type: UInt8, payload: [UInt8])]) -> [UInt8] {
+        records.flatMap { [$0.type, UInt8($0.payload.count >> 8), UInt8($0.payload.count & 0xff)] + $0.payload }
+    }
+
+    /// The fixture's ledger as block-log records (1: block with certificate, 2: execution
+    /// certificate), whose payloads fit `framed`'s 16-bit lengths.
+    static func segmentRecords(of fixture: LedgerFixture) -> [(type: UInt8, payload: [UInt8])] {
+        var records: [(type: UInt8, payload: [UInt8])] = []
+        var certificates = fixture.executionCertificates[...]
+        for entry in fixture.entries {
+            records.append((1, entry.encoded()))
+            if let certificate = certificates.first, certificate.height == entry.block.height {
+                records.append((2, certificate.encoded()))
+                certificates = certificates.dropFirst()
+            }
+        }
+        return records
     }
 
     static func write(_ bytes: [UInt8], to path: String, in fs: SimulatedFileSystem) {

@@ -1,11 +1,12 @@
 /// Framing of every stored record: `[u32 length][u32 crc32c][u8 type][payload]`, little-endian,
 /// where `length` counts the type byte and the payload and the checksum covers both.
-enum RecordFraming {
+public enum RecordFraming {
     static let headerBytes = 8
     /// No record is larger than this; a longer length field is damage, not a record.
     static let recordBytesMax = 256 << 20
 
-    static func frame(type: UInt8, payload: [UInt8]) -> [UInt8] {
+    /// One record of `type` holding `payload`, with its length and checksum.
+    public static func frame(type: UInt8, payload: [UInt8]) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(headerBytes + 1 + payload.count)
         append(type: type, to: &out) { $0.append(contentsOf: payload) }

@@ -1,4 +1,4 @@
-import BulwarkFuzz
+@testable import BulwarkFuzz
 import BulwarkTestSupport
 import Foundation
 import Testing
@@ -48,6 +48,17 @@ extension SeededRandom {
         let mutations = harness == .replica ? 150 : 600
         for _ in 0..<mutations {
             harness.run(Self.mutate(inputs[rng.below(inputs.count)], &rng))
+        }
+    }
+
+    /// The storage harnesses' second input form (records reframed with valid checksums) gives
+    /// back exactly the files a replica writes: their seeds start from real formats.
+    @Test func reframedSeedsAreTheRealFiles() throws {
+        for harness in [FuzzHarness.blockLog, .wal, .segmentIndex] {
+            let seeds = harness.seeds()
+            let raw = try #require(seeds.first { $0.first == 0 })
+            let reframed = try #require(seeds.first { $0.first == 1 })
+            #expect(FuzzHarness.framed(reframed) == FuzzHarness.framed(raw), "\(harness)")
         }
     }
 }
