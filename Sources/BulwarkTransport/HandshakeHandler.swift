@@ -32,12 +32,14 @@ final class HandshakeHandler: ChannelDuplexHandler {
         var receiver: FrameAuthenticator
     }
     private var session: Session?
-    let onFailure: @Sendable (String) -> Void
+    /// Why the connection is being closed, and the detail for the log.
+    let onFailure: @Sendable (Transport.Refusal, String) -> Void
     let decoder: FrameDecoder
     let deadline: TimeAmount
     private var deadlineTask: Scheduled<Void>?
 
-    init(_ side: Side, decoder: FrameDecoder, deadline: TimeAmount, onFailure: @escaping @Sendable (String) -> Void) {
+    init(_ side: Side, decoder: FrameDecoder, deadline: TimeAmount,
+         onFailure: @escaping @Sendable (Transport.Refusal, String) -> Void) {
         self.side = side
         self.decoder = decoder
         self.deadline = deadline
@@ -49,7 +51,8 @@ final class HandshakeHandler: ChannelDuplexHandler {
         let channel = context.channel
         deadlineTask = context.eventLoop.scheduleTask(in: deadline) {
             guard handler.value.session == nil else { return }
-            handler.value.onFailure("handshake not finished within \(handler.value.deadline.nanoseconds / 1_000_000) ms")
+            handler.value.onFailure(.handshakeTimeout,
+                                    "handshake not finished within \(handler.value.deadline.nanoseconds / 1_000_000) ms")
             channel.close(promise: nil)
         }
         if case let .connector(connector) = side { send(connector.hello, context: context) }
@@ -74,7 +77,7 @@ final class HandshakeHandler: ChannelDuplexHandler {
                                          tag: UnsafeRawBufferPointer(rebasing: bytes[length...]))
             }
             guard authentic else {
-                onFailure("a frame from \(session!.peer) failed authentication")
+                onFailure(.badFrameTag, "a frame from \(session!.peer) failed authentication")
                 context.close(promise: nil)
                 return
             }
@@ -99,7 +102,7 @@ final class HandshakeHandler: ChannelDuplexHandler {
                 authenticated(outcome, context: context)
             }
         } catch {
-            onFailure("handshake failed: \(error)")
+            onFailure(.handshakeFailed, "handshake failed: \(error)")
             context.close(promise: nil)
         }
     }
@@ -127,7 +130,7 @@ final class HandshakeHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        onFailure("connection error: \(error)")
+        onFailure(session == nil ? .handshakeFailed : .connectionError, "connection error: \(error)")
         context.close(promise: nil)
     }
 }

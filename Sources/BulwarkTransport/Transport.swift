@@ -59,6 +59,8 @@ public final class Transport: Sendable {
         case sourceLimit = "source_limit"
         /// A frame failed its authentication tag after the handshake.
         case badFrameTag = "bad_frame_tag"
+        /// An authenticated connection failed otherwise (a frame over the limit, a reset).
+        case connectionError = "connection_error"
     }
 
     let group: any EventLoopGroup
@@ -169,9 +171,8 @@ public final class Transport: Sendable {
             try channel.pipeline.syncOperations.addHandlers([
                 ByteToMessageHandler(decoder, maximumBufferSize: maximum + FrameAuthenticator.tagBytes + 8),
                 MessageToByteHandler(FrameEncoder()),
-                HandshakeHandler(side, decoder: decoder, deadline: deadline, onFailure: { [weak self] reason in
-                    self?.refuse(reason.hasPrefix("handshake not finished") ? .handshakeTimeout
-                                 : reason.hasPrefix("a frame from") ? .badFrameTag : .handshakeFailed, reason)
+                HandshakeHandler(side, decoder: decoder, deadline: deadline, onFailure: { [weak self] reason, detail in
+                    self?.refuse(reason, detail)
                 }),
                 FrameDelivery(
                     onAuthenticated: { [weak self] role, channel in

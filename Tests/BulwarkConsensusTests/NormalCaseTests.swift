@@ -209,7 +209,14 @@ import Testing
         var h = Harness()
         var bad = h.request(1)
         bad.signature = Signature(Array(repeating: 1, count: 64))!
-        #expect(h.step(0, .clientRequest(bad)).isEmpty)
+        // Nothing is pooled or proposed; the client is told why, and nothing else happens.
+        let out = h.step(0, .clientRequest(bad))
+        #expect(out.count == 1)
+        guard case let .refuse(client, requestID, refusal) = out.first else {
+            Issue.record("expected a refusal, got \(out)")
+            return
+        }
+        #expect(client == h.client.publicKey && requestID == 1 && refusal == .badSignature)
         #expect(h.replicas[0].rejections[.invalidRequest] == 1)
         #expect(h.step(0, .timerFired(.batch)).prePrepares.isEmpty)
     }

@@ -186,12 +186,12 @@ import Testing
             .acceptor(HandshakeAcceptor(config: config, id: 0, key: keys[0], nonce: Digest(SecureRandom.bytes(32))!,
                                         exchange: .random())),
             decoder: FrameDecoder(maximum: 1024), deadline: .seconds(60),
-            onFailure: { reason in failures.withLockedValue { $0.append(reason) } }))
+            onFailure: { _, detail in failures.withLockedValue { $0.append(detail) } }))
         let connector = EmbeddedChannel(handler: HandshakeHandler(
             .connector(HandshakeConnector(config: config, role: .replica(1), key: keys[1], nonce: Digest(SecureRandom.bytes(32))!,
                                           exchange: .random(), expected: 0)),
             decoder: FrameDecoder(maximum: 1024), deadline: .seconds(60),
-            onFailure: { reason in failures.withLockedValue { $0.append(reason) } }))
+            onFailure: { _, detail in failures.withLockedValue { $0.append(detail) } }))
         let address = try SocketAddress(ipAddress: "127.0.0.1", port: 1)
         try acceptor.connect(to: address).wait()
         try connector.connect(to: address).wait()
