@@ -120,10 +120,11 @@ public final class Transport: Sendable {
         var delayMs: Int64
     }
 
-    /// One inbound connection's place in the counts.
-    final class Admission: Sendable {
+    /// One inbound connection's place in the counts. `authenticated` is read and written only
+    /// under the transport's `state` lock.
+    final class Admission: @unchecked Sendable {
         let source: String
-        let authenticated = NIOLockedValueBox(false)
+        var authenticated = false
         init(source: String) { self.source = source }
     }
 
@@ -177,8 +178,8 @@ public final class Transport: Sendable {
                 FrameDelivery(
                     onAuthenticated: { [weak self] role, channel in
                         self?.state.withLockedValue { state in
-                            if let admission, !admission.authenticated.withLockedValue({ $0 }) {
-                                admission.authenticated.withLockedValue { $0 = true }
+                            if let admission, !admission.authenticated {
+                                admission.authenticated = true
                                 Self.leaveHandshake(&state, source: admission.source)
                             }
                             if case let .client(key) = role { state.clients[key] = channel }
@@ -240,7 +241,7 @@ public final class Transport: Sendable {
                 let left = (state.inboundBySource[source] ?? 1) - 1
                 state.inboundBySource[source] = left > 0 ? left : nil
                 state.inboundChannels[id] = nil
-                if !admission.authenticated.withLockedValue({ $0 }) { Self.leaveHandshake(&state, source: source) }
+                if !admission.authenticated { Self.leaveHandshake(&state, source: source) }
             }
         }
         return admission
