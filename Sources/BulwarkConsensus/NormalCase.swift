@@ -162,8 +162,8 @@ extension Replica {
         guard header.clusterID == cluster, header.view == pp.view, header.proposer == pp.replica,
               predecessor.isLinked(to: header) else { return .invalidBlock }
         // The proposer's clock may differ from ours, but not by more than the bound. Only our
-        // own clock and the configured bound take part in arithmetic: the proposer chose the
-        // timestamp, and `timestampMs + skew` would overflow for a hostile one.
+        // own clock and the configured bound take part in arithmetic, never the timestamp the
+        // proposer chose (which the first comparison alone would not keep from overflowing).
         let skew = parameters.timestampSkewMsMax
         guard header.timestampMs <= nowMs + skew, nowMs <= skew || header.timestampMs >= nowMs - skew else {
             return .badTimestamp

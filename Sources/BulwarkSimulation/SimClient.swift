@@ -42,10 +42,16 @@ final class SimClient {
         guard current == nil else { return }
         guard issued < UInt64(requestsMax) else { return simulation.clientFinished() }
         issued += 1
+        send(nextOperation(&simulation.rng), invokedMs: simulation.now, simulation)
+    }
+
+    /// Signs `operation` under the next request id, makes it the current request and sends it
+    /// to every replica, with a retry scheduled.
+    private func send(_ operation: LedgerOperation, invokedMs: UInt64, _ simulation: Simulation) {
         lastRequestID += 1
         let request = Request.signed(by: key, cluster: simulation.config.clusterID, requestID: lastRequestID,
-                                     operation: nextOperation(&simulation.rng))
-        current = (request, simulation.now)
+                                     operation: operation)
+        current = (request, invokedMs)
         votes = [:]
         broadcast(request, simulation)
         simulation.schedule(at: simulation.now + Self.retryMs, .clientRetry(index, requestID: lastRequestID))
@@ -68,13 +74,7 @@ final class SimClient {
         if (try? OperationResult(decoding: reply.result)) == .notKept {
             // A retransmitted read that had executed: its result is not kept, so ask again
             // under a new request id; the operation's invocation time stays the first one.
-            lastRequestID += 1
-            let again = Request.signed(by: key, cluster: simulation.config.clusterID, requestID: lastRequestID,
-                                       operation: current.request.operation)
-            self.current = (again, current.invokedMs)
-            votes = [:]
-            broadcast(again, simulation)
-            simulation.schedule(at: simulation.now + Self.retryMs, .clientRetry(index, requestID: lastRequestID))
+            send(current.request.operation, invokedMs: current.invokedMs, simulation)
             return
         }
         completed.append(CompletedOperation(request: current.request, result: reply.result, invokedMs: current.invokedMs,
