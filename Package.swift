@@ -47,6 +47,15 @@ let package = Package(
             name: "BulwarkStorage",
             dependencies: ["BulwarkCore"]
         ),
+        // The replica shell: everything between the core and the world, behind narrow
+        // interfaces (file system, network, clock), driven by the NIO node and the simulator.
+        .target(
+            name: "BulwarkShell",
+            dependencies: [
+                "BulwarkCore", "BulwarkConsensus", "BulwarkStorage",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Authenticated, framed TCP shared by replicas and clients.
         .target(
             name: "BulwarkTransport",
@@ -61,7 +70,7 @@ let package = Package(
         .target(
             name: "BulwarkNode",
             dependencies: [
-                "BulwarkCore", "BulwarkConsensus", "BulwarkStorage", "BulwarkTransport",
+                "BulwarkCore", "BulwarkConsensus", "BulwarkStorage", "BulwarkTransport", "BulwarkShell",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -95,8 +104,9 @@ let package = Package(
         .target(
             name: "BulwarkSimulation",
             dependencies: [
-                "BulwarkCore", "BulwarkConsensus", "BulwarkStorage", "BulwarkAdversary",
+                "BulwarkCore", "BulwarkConsensus", "BulwarkStorage", "BulwarkAdversary", "BulwarkShell",
                 .product(name: "HeapModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
@@ -177,6 +187,13 @@ let package = Package(
         .testTarget(
             name: "BulwarkConsensusTests",
             dependencies: ["BulwarkCore", "BulwarkConsensus", "BulwarkSimulation"]
+        ),
+        .testTarget(
+            name: "BulwarkShellTests",
+            dependencies: [
+                "BulwarkCore", "BulwarkConsensus", "BulwarkStorage", "BulwarkShell", "BulwarkSimulation",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "BulwarkFuzzTests",

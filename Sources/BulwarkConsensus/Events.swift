@@ -15,6 +15,19 @@ public struct Reply: Hashable, Sendable {
         self.result = result
     }
 
+    /// The replies executing `block` gives, from the state machine's outcome for each of its
+    /// requests: the one place replies are derived (a stale request gets none).
+    public static func replies(to block: Block, outcomes: [KeyValueState.Outcome]) -> [Reply] {
+        zip(block.requests, outcomes).compactMap { request, outcome in
+            switch outcome {
+            case let .executed(result), let .duplicate(result):
+                return Reply(client: request.client, requestID: request.requestID, height: block.height, result: result.encoded())
+            case .stale:
+                return nil
+            }
+        }
+    }
+
     /// A result longer than this is not cached for retransmissions (a write's result is a few
     /// bytes; a long one is a read's): the core's table stays bounded per client.
     static let cachedResultBytesMax = 256

@@ -126,6 +126,9 @@ public struct ProtocolParameters: Hashable, Sendable, Codable {
     public var rangeResultsMax: Int = 1000
     /// Largest network frame accepted, checked before allocating.
     public var frameBytesMax: Int = 16 << 20
+    /// A replica in state transfer asks the next peer when the one it asked sent nothing
+    /// useful for this long.
+    public var stateTransferTimeoutMs: UInt64 = 1000
 
     public init() {}
 
@@ -148,6 +151,7 @@ public struct ProtocolParameters: Hashable, Sendable, Codable {
         txnOperationsMax = try c.decodeIfPresent(Int.self, forKey: .txnOperationsMax) ?? d.txnOperationsMax
         rangeResultsMax = try c.decodeIfPresent(Int.self, forKey: .rangeResultsMax) ?? d.rangeResultsMax
         frameBytesMax = try c.decodeIfPresent(Int.self, forKey: .frameBytesMax) ?? d.frameBytesMax
+        stateTransferTimeoutMs = try c.decodeIfPresent(UInt64.self, forKey: .stateTransferTimeoutMs) ?? d.stateTransferTimeoutMs
     }
 
     /// The range each setting must fall in. Every bound is far from where arithmetic on the
@@ -170,6 +174,7 @@ public struct ProtocolParameters: Hashable, Sendable, Codable {
         ("txnOperationsMax", 1...Int128(CodecLimits.operationsMax), { Int128($0.txnOperationsMax) }),
         ("rangeResultsMax", 1...100_000, { Int128($0.rangeResultsMax) }),
         ("frameBytesMax", 64 * 1024...Int128(CodecLimits.bytesMax) * 2, { Int128($0.frameBytesMax) }),
+        ("stateTransferTimeoutMs", 10...3_600_000, { Int128($0.stateTransferTimeoutMs) }),
     ]
 
     /// The first setting that is out of range, as a sentence naming it; nil when all are sound.

@@ -1,6 +1,7 @@
 import BulwarkConsensus
 import BulwarkTransport
 import BulwarkCore
+import BulwarkShell
 import CoreMetrics
 import NIOConcurrencyHelpers
 import Prometheus
@@ -55,21 +56,6 @@ final class NodeMetrics: Sendable {
     private let dropped: [DropReason: CoreMetrics.Counter]
     /// The core counts rejected messages by reason; these mirror its counts at each scrape.
     private let exportedRejections = NIOLockedValueBox<[RejectReason: UInt64]>([:])
-
-    /// Input from the network that was dropped before it reached the core.
-    enum DropReason: String, CaseIterable {
-        case undecodablePeerFrame = "undecodable_peer_frame"
-        case senderMismatch = "sender_mismatch"
-        case undecodableClientFrame = "undecodable_client_frame"
-        case badClientSignature = "bad_client_signature"
-        case badTransferredBlock = "bad_transferred_block"
-        /// A state-transfer request for a range that is empty, inverted or beyond the ledger.
-        case badTransferRequest = "bad_transfer_request"
-        /// The core loop's inbox was at its bound (the transport had been asked to stop reading).
-        case inboxFull = "inbox_full"
-        /// A state-transfer or proof request over its sender's rate.
-        case rateLimited = "rate_limited"
-    }
 
     init(replica: ReplicaID, peers: [ReplicaID]) {
         var factory = PrometheusMetricsFactory(registry: registry)
@@ -132,6 +118,29 @@ final class NodeMetrics: Sendable {
     }
 
     func drop(_ reason: DropReason) { dropped[reason]!.increment() }
+
+    /// Records what the shell reported.
+    func record(_ notice: ShellNotice) {
+        switch notice {
+        case let .dropped(reason): drop(reason)
+        case let .walSynced(nanoseconds):
+            walFsyncs.increment()
+            walFsyncTime.recordNanoseconds(Int64(clamping: nanoseconds))
+        case let .blockLogSynced(nanoseconds): blockFsyncTime.recordNanoseconds(Int64(clamping: nanoseconds))
+        case let .executed(_, requests):
+            blocksExecuted.increment()
+            requestsExecuted.increment(by: requests)
+        case let .replied(latency):
+            repliesSent.increment()
+            if let latency { requestLatency.recordNanoseconds(Int64(clamping: latency)) }
+        case let .enteredView(view, _): if view > 0 { viewChanges.increment() }
+        case .suspectedPrimary: slowPrimarySuspicions.increment()
+        case .stateTransferStarted: stateTransfers.increment()
+        case .transferredBlock: transferredBlocks.increment()
+        case .snapshotWritten: snapshotsWritten.increment()
+        case .refused, .sentViewChange, .stateTransferDone, .transferRejected: break
+        }
+    }
 
     /// Brings the rejected-message counters up to the core's counts.
     func recordRejections(_ counts: [RejectReason: UInt64], replica: ReplicaID) {

@@ -72,11 +72,11 @@ extension ReplicaNode {
     func statusJSON() -> EventLoopFuture<Data> {
         loop.submit { [self] in
             let object: [String: Any] = [
-                "replica": Int(id), "view": core.view, "changingView": core.isChangingView,
-                "primary": Int(config.primary(of: core.view)), "height": ledgerTip.height,
-                "stableCheckpoint": core.lowWatermark, "faulted": faulted ?? NSNull(),
-                "rejected": Dictionary(uniqueKeysWithValues: core.rejections.map { ($0.key.rawValue, $0.value) }),
-                "peerHeights": Dictionary(uniqueKeysWithValues: core.peerHeights.map { ("\($0.key)", $0.value) }),
+                "replica": Int(id), "view": shell.core.view, "changingView": shell.core.isChangingView,
+                "primary": Int(config.primary(of: shell.core.view)), "height": shell.height,
+                "stableCheckpoint": shell.core.lowWatermark, "faulted": faulted ?? NSNull(),
+                "rejected": Dictionary(uniqueKeysWithValues: shell.core.rejections.map { ($0.key.rawValue, $0.value) }),
+                "peerHeights": Dictionary(uniqueKeysWithValues: shell.core.peerHeights.map { ("\($0.key)", $0.value) }),
             ]
             return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         }
@@ -86,7 +86,7 @@ extension ReplicaNode {
     /// transport's own counts are brought up to date first.
     func metricsText() -> EventLoopFuture<Data> {
         loop.submit { [self] in
-            metrics.recordRejections(core.rejections, replica: id)
+            metrics.recordRejections(shell.core.rejections, replica: id)
             let counters = transport.counters
             metrics.peerQueueDrops.record(counters.dropped)
             metrics.refusedConnections.record(counters.refused)

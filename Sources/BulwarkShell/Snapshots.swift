@@ -1,6 +1,5 @@
 import BulwarkCore
 import BulwarkStorage
-import Dispatch
 import Logging
 
 /// Snapshots of the state at certified checkpoints (DESIGN.md §4), so that a restart replays
@@ -15,6 +14,7 @@ import Logging
 /// certificate stored there, and is never trusted on its own.
 struct StateSnapshots {
     let directory: String
+    let fileSystem: any FileSystem
     /// Blocks between snapshots; 0 turns them off.
     let interval: Height
     /// The state after the newest block at a snapshot height, waiting for its certificate,
@@ -36,8 +36,10 @@ struct StateSnapshots {
 
     /// `requested` rounded up to a multiple of the checkpoint interval, since only checkpoint
     /// heights are ever certified.
-    init(directory: String, requested: Height, checkpointInterval: Height, lastBytes: Int = 0, requestsSince: Int = 0) {
+    init(directory: String, fileSystem: any FileSystem, requested: Height, checkpointInterval: Height, lastBytes: Int = 0,
+         requestsSince: Int = 0) {
         self.directory = directory
+        self.fileSystem = fileSystem
         interval = requested == 0 ? 0 : (requested + checkpointInterval - 1) / checkpointInterval * checkpointInterval
         self.lastBytes = lastBytes
         self.requestsSince = requestsSince
@@ -68,10 +70,10 @@ struct StateSnapshots {
     /// The newest snapshot at or below the ledger's height that agrees with the ledger: its
     /// tip links to the block at its height and an execution certificate in the log certifies
     /// its state root. Snapshots that do not are reported and passed over.
-    static func load(directory: String, blockLog: BlockLog, limits: ProtocolParameters, history: any KeyHistoryStore,
-                     logger: Logger) -> Restored? {
+    static func load(directory: String, fileSystem: any FileSystem, blockLog: BlockLog, limits: ProtocolParameters,
+                     history: any KeyHistoryStore, logger: Logger) -> Restored? {
         do {
-            return try SnapshotStore(directory: directory).latest(atOrBelow: blockLog.height, skipped: { height, error in
+            return try SnapshotStore(directory: directory, fileSystem: fileSystem).latest(atOrBelow: blockLog.height, skipped: { height, error in
                 logger.warning("state snapshot unusable; trying an older one", metadata: ["height": "\(height)", "reason": "\(error)"])
             }, use: { height, bytes in
                 try restore(bytes, height: height, blockLog: blockLog, limits: limits, history: history)
@@ -104,41 +106,53 @@ struct StateSnapshots {
     }
 }
 
-extension ReplicaNode {
+extension StateSnapshots {
     /// After executing a block of `requests` requests: keep a copy of the state if a snapshot
     /// is due at its height. The copy shares storage with the live state until the next write.
-    func noteExecutedForSnapshots(requests: Int, tipBefore: ChainTip) {
-        snapshots.requestsSince += requests
-        guard snapshots.isDue(at: state.height) else { return }
-        snapshots.candidate = (state, tipBefore, snapshots.requestsSince)
+    mutating func noteExecuted(requests: Int, state: KeyValueState, tipBefore: ChainTip) {
+        requestsSince += requests
+        guard isDue(at: state.height) else { return }
+        candidate = (state, tipBefore, requestsSince)
     }
 
-    /// A stable checkpoint certified `certificate`: write the kept copy if it is that state.
-    func writeSnapshot(certified certificate: ExecutionCertificate) {
-        guard let kept = snapshots.candidate, kept.state.height <= certificate.height else { return }
-        snapshots.candidate = nil
+    /// The kept copy, if `certificate` certifies it: what to encode and write. Taking it
+    /// counts its requests as snapshotted.
+    mutating func take(certified certificate: ExecutionCertificate) -> (state: KeyValueState, tipBefore: ChainTip)? {
+        guard let kept = candidate, kept.state.height <= certificate.height else { return nil }
+        candidate = nil
         var state = kept.state // settled at its checkpoint: reading its root costs nothing
-        guard state.height == certificate.height, state.stateRoot == certificate.stateRoot else { return }
-        let candidate = (state: state, tipBefore: kept.tipBefore, requestsSince: kept.requestsSince)
-        snapshots.requestsSince -= candidate.requestsSince
-        let directory = snapshots.directory, logger = self.logger, metrics = self.metrics
-        snapshotQueue.async { [self] in
-            let started = ContinuousClock.now
-            let bytes = StateSnapshots.encode(state: candidate.state, tipBefore: candidate.tipBefore)
+        guard state.height == certificate.height, state.stateRoot == certificate.stateRoot else { return nil }
+        requestsSince -= kept.requestsSince
+        return (state, kept.tipBefore)
+    }
+}
+
+extension ReplicaShell {
+    /// A stable checkpoint certified `certificate`: write the kept copy if it is that state,
+    /// in the background (encoding a large state must not hold up the loop).
+    func writeSnapshot(certified certificate: ExecutionCertificate) {
+        guard let (state, tipBefore) = ledger.snapshots.take(certified: certificate) else { return }
+        let directory = ledger.snapshots.directory, logger = self.logger, clock = Unchecked(clock)
+        let fileSystem = Unchecked(fileSystem), history = ledger.history
+        let written = Box<Int?>(nil)
+        workers.background({
+            let started = clock.value.monotonicNs
+            let bytes = StateSnapshots.encode(state: state, tipBefore: tipBefore)
             do {
                 // The snapshot names positions in the history file: those must be durable first.
                 try history.sync()
-                try SnapshotStore(directory: directory).save(bytes, height: certificate.height)
-                loop.execute { [self] in snapshots.lastBytes = bytes.count }
-                metrics.snapshotsWritten.increment()
-                let took = (ContinuousClock.now - started).components
-                let ms = took.seconds * 1000 + took.attoseconds / 1_000_000_000_000_000
+                try SnapshotStore(directory: directory, fileSystem: fileSystem.value).save(bytes, height: certificate.height)
+                written.value = bytes.count
                 logger.info("state snapshot written", metadata: ["height": "\(certificate.height)", "bytes": "\(bytes.count)",
-                                                                 "ms": "\(ms)"])
+                                                                 "ms": "\((clock.value.monotonicNs &- started) / 1_000_000)"])
             } catch {
                 logger.warning("cannot write a state snapshot; a restart will replay more blocks",
                                metadata: ["height": "\(certificate.height)", "error": "\(error)"])
             }
-        }
+        }, then: { [self] in
+            guard let bytes = written.value else { return }
+            ledger.snapshots.lastBytes = bytes
+            notify(.snapshotWritten(height: certificate.height, bytes: bytes))
+        })
     }
 }

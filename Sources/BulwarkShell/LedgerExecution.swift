@@ -1,0 +1,132 @@
+import BulwarkConsensus
+import BulwarkCore
+import BulwarkStorage
+import Logging
+
+/// The ledger as this replica executed it: the block log, the state machine and its key
+/// history, and the bookkeeping of executed checkpoints. Every block a replica holds goes
+/// through `apply` exactly once per process, whether consensus delivered it, a peer sent it
+/// in state transfer, or start-up replays it from the block log.
+struct LedgerExecution {
+    let parameters: ProtocolParameters
+    let blockLog: BlockLog
+    /// Every version of every key, in a file beside the block log (derived from it).
+    let history: FileKeyHistory
+    var state: KeyValueState
+    /// The end of the executed ledger (the block log may end further only while a block is
+    /// being appended).
+    var tip: ChainTip
+    /// The state at executed checkpoints not yet certified: what proofs and checkpoint votes
+    /// are made from.
+    var checkpointStates: [Height: ProvableState] = [:]
+    /// The newest certified checkpoint with its execution certificate: what `prove` reads.
+    var certified: (state: ProvableState, certificate: ExecutionCertificate)?
+    var snapshots: StateSnapshots
+
+    /// Executes `entry`, the next block, which the block log already holds. Returns the
+    /// outcome of each request and, at a checkpoint height, the executed checkpoint.
+    mutating func apply(_ entry: LedgerEntry) throws -> (outcomes: [KeyValueState.Outcome], checkpoint: ExecutedCheckpoint?) {
+        let before = tip
+        tip = tip.appending(entry.block.header, hash: entry.block.hash)
+        let outcomes = try state.execute(entry.block)
+        snapshots.noteExecuted(requests: entry.block.requests.count, state: state, tipBefore: before)
+        let height = entry.block.height
+        guard height % parameters.checkpointInterval == 0 else { return (outcomes, nil) }
+        checkpointStates[height] = state.provable
+        return (outcomes, ExecutedCheckpoint(header: entry.block.header, historyBefore: before.history, stateRoot: state.stateRoot))
+    }
+
+    /// The state root after the executed checkpoint at `height`, while it is still kept.
+    func checkpointRoot(at height: Height) -> Digest? { checkpointStates[height]?.stateRoot }
+
+    /// Makes the executed checkpoint `certificate` certifies the one proofs are read from, and
+    /// forgets the executed checkpoints at or below it.
+    mutating func certify(_ certificate: ExecutionCertificate) {
+        guard certificate.height > certified?.state.height ?? 0 else { return }
+        if let provable = checkpointStates[certificate.height], provable.stateRoot == certificate.stateRoot {
+            certified = (provable, certificate)
+        }
+        checkpointStates = checkpointStates.filter { $0.key > certificate.height }
+    }
+}
+
+/// What start-up recovers from a data directory, for the shell and its core.
+struct RecoveredLedger {
+    var ledger: LedgerExecution
+    /// The newest stable checkpoint stored in the ledger, with what its proof needs.
+    var checkpoint: CheckpointProof?
+    /// Checkpoint heights above it that the ledger holds, with their state.
+    var executed: [ExecutedCheckpoint]
+    var snapshotHeight: Height?
+}
+
+extension LedgerExecution {
+    /// Opens the block log and key history in `directory`, restores the newest usable state
+    /// snapshot and replays the blocks after it: the one replay, for every driver.
+    static func recover(directory: String, fileSystem: any FileSystem, parameters: ProtocolParameters,
+                        snapshotInterval: Height, logger: Logger) throws -> RecoveredLedger {
+        let blockLog: BlockLog, history: FileKeyHistory
+        do {
+            try fileSystem.createDirectory(directory)
+            blockLog = try BlockLog(directory: directory + "/blocks", fileSystem: fileSystem)
+            if let damage = blockLog.damage {
+                logger.error("block log damaged; serving up to the block before it and repairing from peers",
+                             metadata: ["height": "\(damage.height)", "reason": "\(damage.reason)"])
+                try blockLog.truncateDamage()
+            }
+            history = try FileKeyHistory(path: directory + "/key-history.log", valueBytesMax: parameters.valueBytesMax,
+                                         fileSystem: fileSystem)
+        } catch {
+            throw NodeStartupError("cannot open the data directory \(directory): \(error)")
+        }
+        let snapshotDirectory = directory + "/snapshots"
+        let restored = StateSnapshots.load(directory: snapshotDirectory, fileSystem: fileSystem, blockLog: blockLog,
+                                           limits: parameters, history: history, logger: logger)
+        do {
+            // Entries past the restored state's are rewritten by the replay below.
+            try history.truncate(to: restored?.state.historyEnd ?? 0)
+        } catch {
+            throw NodeStartupError("cannot trim the key history file in \(directory): \(error)")
+        }
+        var ledger = LedgerExecution(
+            parameters: parameters, blockLog: blockLog, history: history,
+            state: restored?.state ?? KeyValueState(limits: parameters, history: history), tip: restored?.tip ?? .genesis,
+            snapshots: StateSnapshots(directory: snapshotDirectory, fileSystem: fileSystem, requested: snapshotInterval,
+                                      checkpointInterval: parameters.checkpointInterval, lastBytes: restored?.bytes ?? 0))
+        var recovered = RecoveredLedger(ledger: ledger, checkpoint: nil, executed: [],
+                                        snapshotHeight: restored?.entry.block.height)
+        let latest = blockLog.latestExecutionCertificate
+        if let restored {
+            ledger.checkpointStates[restored.tip.height] = ledger.state.provable
+            if restored.certificate == latest {
+                recovered.checkpoint = CheckpointProof(certificate: restored.certificate, header: restored.entry.block.header,
+                                                       historyBefore: restored.tipBefore.history)
+            }
+        }
+        try ledger.replay(latest: latest, into: &recovered)
+        recovered.ledger = ledger
+        return recovered
+    }
+
+    /// Executes every block of the log after the restored state.
+    private mutating func replay(latest: ExecutionCertificate?, into recovered: inout RecoveredLedger) throws {
+        for height in stride(from: tip.height + 1, through: blockLog.height, by: 1) {
+            let entry: LedgerEntry
+            do { entry = try blockLog.entry(at: height) } catch {
+                throw NodeStartupError("cannot read block \(height) of the block log: \(error)")
+            }
+            let historyBefore = tip.history
+            let checkpoint: ExecutedCheckpoint?
+            do { checkpoint = try apply(entry).checkpoint } catch {
+                throw NodeStartupError("cannot replay block \(height): \(error)")
+            }
+            if let latest, latest.height == height {
+                recovered.checkpoint = CheckpointProof(certificate: latest, header: entry.block.header, historyBefore: historyBefore)
+            }
+            if let checkpoint, height > latest?.height ?? 0 { recovered.executed.append(checkpoint) }
+        }
+        do { try history.flush() } catch {
+            throw NodeStartupError("cannot write the key history file: \(error)")
+        }
+    }
+}

@@ -1,0 +1,319 @@
+import BulwarkConsensus
+import BulwarkCore
+import BulwarkStorage
+import Logging
+
+/// Everything between the consensus core and the outside world, for one replica: recovery
+/// from the data directory, executing delivered blocks and feeding the results back, durable
+/// ordering (the WAL is fsynced before any send that depends on it; a reply leaves only once
+/// its block is fsynced), checkpoint bookkeeping and WAL compaction, snapshots, state
+/// transfer and verified reads (DESIGN.md §5).
+///
+/// It reaches the world only through `FileSystem`, `ShellNetwork`, `ShellClock` and
+/// `ShellWorkers`, and is driven by one serial caller: the NIO node in production, the
+/// simulator over a simulated disk and network, or a unit test. No threads, no clocks of its
+/// own: the replica that runs in production is the one the simulator tortures.
+public final class ReplicaShell {
+    public let config: ClusterConfig
+    public let id: ReplicaID
+    public let logger: Logger
+    let key: PrivateKey
+    let verifier: SignatureVerifier
+    let fileSystem: any FileSystem
+    let network: any ShellNetwork
+    let clock: any ShellClock
+    let workers: any ShellWorkers
+    public private(set) var core: Replica
+    var ledger: LedgerExecution
+    var journal: ConsensusJournal
+    var transfer: Transfer?
+    public private(set) var faulted: String?
+    public private(set) var stopped = false
+    /// Called once when the replica faults: a process exits so that its supervisor restarts
+    /// it (recovery from disk is the one path back). Nil: the replica only stops.
+    public var onFault: ((String) -> Void)?
+    /// Receives what the shell did, for metrics, logs and reports.
+    public var notify: (ShellNotice) -> Void = { _ in }
+    /// Set only by fault-injection runs: rewrites what this replica's honest core sends, and
+    /// what it serves in state transfer.
+    public var interceptor: Interceptor?
+    /// State-transfer requests per peer and proof requests per client cost this replica disk
+    /// reads and hashing, and can be repeated at will: each is rate-limited.
+    var transferRequests = RateLimiter<ReplicaID>(perSecond: 50, burst: 100, totalPerSecond: 400)
+    var proofRequests = RateLimiter<PublicKey>(perSecond: 20, burst: 40, totalPerSecond: 2000)
+    /// When each pending client request first arrived (monotonic ns), for request latency.
+    var arrivals: [RequestKey: UInt64] = [:]
+    static let arrivalsTrackedMax = 1 << 16
+
+    public struct Interceptor {
+        public var rewrite: ([Action]) -> [Action]
+        /// May run off the loop, where answers are read and sent.
+        public var serve: @Sendable ([LedgerEntry]) -> [LedgerEntry]
+        /// Milliseconds to hold a message back before sending it.
+        public var delayMs: (Message) -> UInt64
+        public init(rewrite: @escaping ([Action]) -> [Action], serve: @escaping @Sendable ([LedgerEntry]) -> [LedgerEntry],
+                    delayMs: @escaping (Message) -> UInt64) {
+            self.rewrite = rewrite
+            self.serve = serve
+            self.delayMs = delayMs
+        }
+    }
+
+    struct RequestKey: Hashable {
+        var client: PublicKey
+        var requestID: UInt64
+    }
+
+    /// Recovers the replica from `dataDirectory`: the newest usable snapshot, the blocks after
+    /// it, and the write-ahead log. Snapshots are written every `snapshotInterval` blocks
+    /// (rounded up to a checkpoint height; 0 for never). Throws `NodeStartupError`.
+    public init(config: ClusterConfig, id: ReplicaID, key: PrivateKey, dataDirectory: String,
+                fileSystem: any FileSystem = PosixFileSystem(), network: any ShellNetwork, clock: any ShellClock,
+                workers: any ShellWorkers, logger: Logger, snapshotInterval: Height = 1024,
+                verifier: SignatureVerifier = SignatureVerifier()) throws {
+        guard config.validator(id)?.publicKey == key.publicKey else {
+            throw NodeStartupError("the key file's public key is not validator \(id)'s in the cluster configuration")
+        }
+        self.config = config
+        self.id = id
+        self.key = key
+        var logger = logger
+        logger[metadataKey: "replica"] = "\(id)"
+        self.logger = logger
+        self.verifier = verifier
+        self.fileSystem = fileSystem
+        self.network = network
+        self.clock = clock
+        self.workers = workers
+        let recovered = try LedgerExecution.recover(directory: dataDirectory, fileSystem: fileSystem,
+                                                    parameters: config.parameters, snapshotInterval: snapshotInterval,
+                                                    logger: logger)
+        journal = try ConsensusJournal(path: dataDirectory + "/consensus.wal", fileSystem: fileSystem)
+        ledger = recovered.ledger
+        core = Replica(config: config, id: id, key: key, verifier: verifier,
+                       recovery: Recovery(tip: ledger.tip, checkpoint: recovered.checkpoint, wal: journal.records,
+                                          clients: ledger.state.clientReplies, executed: recovered.executed))
+        if let latest = ledger.blockLog.latestExecutionCertificate { certify(latest) }
+        logger.info("recovered", metadata: ["height": "\(ledger.tip.height)", "view": "\(core.view)",
+                                            "wal": "\(journal.records.count)",
+                                            "snapshot": "\(recovered.snapshotHeight.map { "\($0)" } ?? "none")"])
+    }
+
+    /// The end of the executed ledger.
+    public var height: Height { ledger.tip.height }
+    public var tip: ChainTip { ledger.tip }
+
+    /// Starts consensus (arms the core's timers, re-sends what the WAL says was sent).
+    public func start() {
+        guard !stopped, faulted == nil else { return }
+        process(core.start(nowMs: clock.nowMs))
+    }
+
+    /// Stops for good, making what was written durable. Nothing is sent or executed after.
+    public func stop() {
+        guard !stopped else { return }
+        stopped = true
+        _ = try? ledger.blockLog.sync()
+        try? journal.sync()
+    }
+
+    /// Sends `frame` to replica `peer` as it is: for fault-injection drivers, which send what
+    /// the honest shell never would.
+    public func send(_ frame: PeerFrame, to peer: ReplicaID) {
+        network.send(frame.encoded(), to: peer, afterMs: 0)
+    }
+
+    // MARK: Input
+
+    /// Handles everything that arrived since the last call, in order. Consecutive events are
+    /// stepped together and their actions carried out with one WAL fsync (group commit);
+    /// other input is handled in its place in the order.
+    public func handle(_ inputs: [ShellInput]) {
+        var actions: [Action] = []
+        for input in inputs {
+            guard !stopped, faulted == nil else { return }
+            switch input {
+            case let .event(event):
+                if case let .clientRequest(request) = event { noteArrival(request) }
+                actions += core.step(event, nowMs: clock.nowMs)
+            case let .peerFrame(frame, peer):
+                process(actions)
+                actions = []
+                handle(frame, from: peer)
+            case let .proveRequest(key, nonce, client):
+                answerProof(key: key, nonce: nonce, to: client)
+            }
+        }
+        process(actions)
+    }
+
+    /// A timer the driver ran for this shell fired.
+    public func fire(_ timer: ShellTimer) {
+        switch timer {
+        case let .core(timer): step(.timerFired(timer))
+        case let .transferRetry(attempt): retryTransfer(attempt: attempt)
+        }
+    }
+
+    func handle(_ frame: PeerFrame, from peer: ReplicaID) {
+        switch frame {
+        case let .consensus(message): step(.message(message))
+        case let .fetchBlocks(from, to): serveBlocks(from: from, to: to, to: peer)
+        case let .blocks(entries): receiveTransferred(entries, from: peer)
+        }
+    }
+
+    func step(_ event: Event) {
+        guard !stopped, faulted == nil else { return }
+        process(core.step(event, nowMs: clock.nowMs))
+    }
+
+    /// Remembers when a request first arrived (bounded: when full, tracking starts over).
+    func noteArrival(_ request: Request) {
+        let key = RequestKey(client: request.client, requestID: request.requestID)
+        guard arrivals[key] == nil else { return }
+        if arrivals.count >= Self.arrivalsTrackedMax { arrivals.removeAll(keepingCapacity: true) }
+        arrivals[key] = clock.monotonicNs
+    }
+
+    // MARK: Carrying out the core's actions
+
+    /// Carries out `actions` in three explicit steps: the WAL records among them are made
+    /// durable before anything else happens (persist-before-send); then each action in order;
+    /// then the replies, once the blocks they report are durable. Events the actions produce
+    /// (`.executed`) are stepped afterwards.
+    func process(_ actions: [Action]) {
+        guard !stopped, faulted == nil else { return }
+        let actions = interceptor?.rewrite(actions) ?? actions
+        var followUps: [Event] = []
+        var replies: [Reply] = []
+        do {
+            try persist(actions.compactMap { if case let .persist(record) = $0 { return record } else { return nil } })
+            for action in actions {
+                try carryOut(action, followUps: &followUps, replies: &replies)
+                guard faulted == nil, !stopped else { return }
+            }
+            try answer(replies)
+        } catch {
+            fault("storage failed: \(error)")
+            return
+        }
+        for event in followUps { step(event) }
+    }
+
+    /// Step one: the records are durable before any message that depends on them leaves.
+    func persist(_ records: [WALRecord]) throws {
+        guard !records.isEmpty else { return }
+        try journal.append(records)
+        let started = clock.monotonicNs
+        try journal.sync()
+        notify(.walSynced(nanoseconds: clock.monotonicNs &- started))
+    }
+
+    func carryOut(_ action: Action, followUps: inout [Event], replies: inout [Reply]) throws {
+        switch action {
+        case .persist: break
+        case let .send(message, to):
+            network.send(PeerFrame.consensus(message).encoded(), to: to, afterMs: interceptor?.delayMs(message) ?? 0)
+        case let .broadcast(message):
+            if case let .viewChange(viewChange) = message, viewChange.replica == id { notify(.sentViewChange(viewChange)) }
+            let frame = PeerFrame.consensus(message).encoded()
+            for other in config.validators where other.id != id { network.send(frame, to: other.id, afterMs: 0) }
+        case let .setTimer(timer, afterMs):
+            clock.schedule(.core(timer), afterMs: afterMs)
+        case let .execute(block, certificate):
+            if let event = try execute(LedgerEntry(block: block, certificate: certificate)) { followUps.append(event) }
+        case let .reply(reply):
+            replies.append(reply)
+        case let .refuse(client, requestID, refusal):
+            network.send(ClientFrame.refused(requestID: requestID, refusal).encoded(), toClient: client)
+            notify(.refused(refusal))
+        case let .checkpointStable(proof):
+            try checkpointStable(proof)
+        case let .requestStateTransfer(height, checkpoint):
+            startTransfer(to: height, checkpoint: checkpoint)
+        case let .enteredView(view, primary):
+            logger.info("entered view", metadata: ["view": "\(view)", "primary": "\(primary)", "height": "\(height)"])
+            notify(.enteredView(view, primary: primary))
+        case let .suspectedPrimary(view, primary, mean, allowed):
+            logger.warning("primary too slow: asking for a view change", metadata: [
+                "view": "\(view)", "primary": "\(primary)", "mean-turnaround-ms": "\(mean)", "allowed-ms": "\(allowed)",
+            ])
+            notify(.suspectedPrimary(view: view, primary: primary, meanTurnaroundMs: mean, allowedMs: allowed))
+        case let .fault(reason):
+            fault(reason)
+        }
+    }
+
+    /// Step three: replies leave only once the blocks they report are durable (one fsync for
+    /// every block executed since the last).
+    func answer(_ replies: [Reply]) throws {
+        guard let highest = replies.map(\.height).max() else { return }
+        if ledger.blockLog.durableHeight < highest {
+            let started = clock.monotonicNs
+            try ledger.blockLog.sync()
+            notify(.blockLogSynced(nanoseconds: clock.monotonicNs &- started))
+        }
+        for reply in replies {
+            // The client's connection authenticates the reply (see `HandshakeMessage`).
+            let answer = ClientReply(requestID: reply.requestID, height: reply.height, result: reply.result)
+            network.send(ClientFrame.reply(answer).encoded(), toClient: reply.client)
+            let arrived = arrivals.removeValue(forKey: RequestKey(client: reply.client, requestID: reply.requestID))
+            notify(.replied(latencyNanoseconds: arrived.map { clock.monotonicNs &- $0 }))
+        }
+    }
+
+    /// Stops the replica for good: it sends, executes and serves nothing more, and a process
+    /// exits (`onFault`) so that a supervisor restarts it from disk. A transient resource
+    /// error (a full disk, descriptors run out) thus never leaves a zombie replica that looks
+    /// alive but is out of the cluster.
+    func fault(_ reason: String) {
+        guard faulted == nil else { return }
+        faulted = reason
+        logger.critical("stopping: \(reason)")
+        onFault?(reason)
+    }
+
+    // MARK: Execution and checkpoints
+
+    /// Appends a committed block and executes it; the `.executed` event to feed back.
+    func execute(_ entry: LedgerEntry) throws -> Event? {
+        let height = entry.block.height
+        if height <= ledger.blockLog.height {
+            // Already here through state transfer: it must be the same block.
+            guard ledger.blockLog.blockHash(at: height) == entry.block.hash else {
+                fault("consensus delivered a block at height \(height) other than the one in the ledger")
+                return nil
+            }
+            return nil
+        }
+        try ledger.blockLog.append(entry)
+        let (outcomes, checkpoint) = try ledger.apply(entry)
+        try ledger.history.flush()
+        notify(.executed(height: height, requests: entry.block.requests.count))
+        return .executed(height: height, stateRoot: checkpoint?.stateRoot,
+                         replies: Reply.replies(to: entry.block, outcomes: outcomes))
+    }
+
+    /// A stable checkpoint: store its execution certificate in the ledger, make it the state
+    /// proofs are read from, and compact the WAL below it.
+    func checkpointStable(_ proof: CheckpointProof) throws {
+        // Stable checkpoints only move up, so the log's certificates are in height order and
+        // one at or below the newest stored is not needed (checked in O(1), not by a scan of
+        // every certificate the ledger holds).
+        if proof.height > ledger.blockLog.latestExecutionCertificate?.height ?? 0,
+           ledger.blockLog.blockHash(at: proof.height) == proof.certificate.blockHash {
+            try ledger.blockLog.append(proof.certificate)
+            try ledger.blockLog.sync()
+        }
+        certify(proof.certificate)
+        try journal.compact(stable: proof.height)
+    }
+
+    /// Makes the executed checkpoint that `certificate` certifies the one proofs are read
+    /// from, and writes its snapshot if one is due.
+    func certify(_ certificate: ExecutionCertificate) {
+        writeSnapshot(certified: certificate)
+        ledger.certify(certificate)
+    }
+}

@@ -1,0 +1,47 @@
+import BulwarkConsensus
+import BulwarkCore
+
+/// Decodes and pre-checks the frames that arrive for a replica. Stateless and thread-safe, so
+/// a driver runs it where frames arrive (the NIO driver: on every I/O thread, so signature
+/// checks use every core) before the shell's serial loop sees anything.
+public struct ShellIntake: Sendable {
+    public let config: ClusterConfig
+    public let verifier: SignatureVerifier
+
+    public init(config: ClusterConfig, verifier: SignatureVerifier) {
+        self.config = config
+        self.verifier = verifier
+    }
+
+    /// What became of a frame.
+    public enum Outcome: Sendable {
+        case accepted(ShellInput)
+        /// Dropped; `answer`, when set, goes back to the client that sent it.
+        case dropped(DropReason, answer: [UInt8]?)
+    }
+
+    /// A frame from replica `peer`, authenticated by the link.
+    public func peer(_ bytes: [UInt8], from peer: ReplicaID) -> Outcome {
+        guard let frame = try? PeerFrame(decoding: bytes) else { return .dropped(.undecodablePeerFrame, answer: nil) }
+        guard case let .consensus(message) = frame else { return .accepted(.peerFrame(frame, from: peer)) }
+        // The sender inside a signed message must be the authenticated peer.
+        if let sender = message.sender, sender != peer { return .dropped(.senderMismatch, answer: nil) }
+        message.preverify(config: config, verifier: verifier)
+        return .accepted(.event(.message(message)))
+    }
+
+    /// A frame from `client`, authenticated by the link: a request must carry the client's
+    /// valid signature (checked here, before ordering).
+    public func client(_ bytes: [UInt8], from client: PublicKey) -> Outcome {
+        let request: Request
+        switch try? ClientFrame(decoding: bytes) {
+        case let .request(r)?: request = r
+        case let .proveRequest(key, nonce)?: return .accepted(.proveRequest(key: key, nonce: nonce, client: client))
+        default: return .dropped(.undecodableClientFrame, answer: ClientFrame.refused(requestID: 0, .malformed).encoded())
+        }
+        guard verifier.isValid(request.signature, by: request.client, for: request.signedBytes(cluster: config.clusterID)) else {
+            return .dropped(.badClientSignature, answer: ClientFrame.refused(requestID: request.requestID, .badSignature).encoded())
+        }
+        return .accepted(.event(.clientRequest(request)))
+    }
+}

@@ -1,0 +1,102 @@
+import BulwarkConsensus
+import BulwarkCore
+
+/// Why a replica cannot start, in one sentence.
+public struct NodeStartupError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The timers a shell asks its driver to run: the core's, and its own state-transfer retry.
+public enum ShellTimer: Hashable, Sendable {
+    case core(TimerID)
+    /// No progress from the peer asked in this state-transfer attempt: ask the next one.
+    case transferRetry(attempt: Int)
+}
+
+/// How a shell reaches other replicas and clients. Frames are encoded; delivery is best
+/// effort (the protocol retransmits). Frames that arrive are handed to `ReplicaShell.handle`
+/// as `ShellInput`s, after `ShellIntake` decoded and checked them.
+public protocol ShellNetwork: AnyObject {
+    /// Sends `frame` to replica `peer` once `afterMs` milliseconds have passed (0: now).
+    func send(_ frame: [UInt8], to peer: ReplicaID, afterMs: UInt64)
+    /// Sends `frame` on `client`'s authenticated connection, if it is connected.
+    func send(_ frame: [UInt8], toClient client: PublicKey)
+}
+
+/// How a shell reads time and sets timers. The core's time is `nowMs`; `monotonicNs` only
+/// measures durations for metrics.
+public protocol ShellClock: AnyObject {
+    var nowMs: UInt64 { get }
+    var monotonicNs: UInt64 { get }
+    /// Calls `ReplicaShell.fire(timer)` after `afterMs` milliseconds.
+    func schedule(_ timer: ShellTimer, afterMs: UInt64)
+}
+
+/// Where a shell puts work that must not hold up its serial loop: reading and sending
+/// state-transfer answers and proofs, and writing snapshots. A driver without threads (the
+/// simulator, unit tests) runs the work at once.
+public protocol ShellWorkers: AnyObject {
+    /// Runs `work` (which only reads files and sends frames) unless too much already waits;
+    /// false when it was dropped (the peer or client asks again).
+    func serve(_ work: @escaping @Sendable () -> Void) -> Bool
+    /// Runs `work` in the background, one piece at a time, then `done` back on the loop.
+    func background(_ work: @escaping @Sendable () -> Void, then done: @escaping () -> Void)
+}
+
+/// What arrives for the shell, decoded and pre-checked (`ShellIntake`).
+public enum ShellInput: Sendable {
+    case event(Event)
+    case peerFrame(PeerFrame, from: ReplicaID)
+    case proveRequest(key: [UInt8], nonce: UInt64, client: PublicKey)
+}
+
+/// Input dropped before it reached the core, counted by reason.
+public enum DropReason: String, CaseIterable, Sendable {
+    case undecodablePeerFrame = "undecodable_peer_frame"
+    case senderMismatch = "sender_mismatch"
+    case undecodableClientFrame = "undecodable_client_frame"
+    case badClientSignature = "bad_client_signature"
+    case badTransferredBlock = "bad_transferred_block"
+    /// A state-transfer request for a range that is empty, inverted or beyond the ledger.
+    case badTransferRequest = "bad_transfer_request"
+    /// The driver's inbox was at its bound (the transport had been asked to stop reading).
+    case inboxFull = "inbox_full"
+    /// A state-transfer or proof request over its sender's rate, or more serving work
+    /// waiting than the bound.
+    case rateLimited = "rate_limited"
+}
+
+/// What the shell did, for metrics, logs and the simulator's report.
+public enum ShellNotice: Sendable {
+    case dropped(DropReason)
+    case walSynced(nanoseconds: UInt64)
+    case blockLogSynced(nanoseconds: UInt64)
+    /// A block was executed (delivered by consensus, fetched, or replayed at start-up).
+    case executed(height: Height, requests: Int)
+    /// A reply left for a client; the latency from the request's arrival here, if known.
+    case replied(latencyNanoseconds: UInt64?)
+    case refused(RequestRefusal)
+    case enteredView(View, primary: ReplicaID)
+    case suspectedPrimary(view: View, primary: ReplicaID, meanTurnaroundMs: UInt64, allowedMs: UInt64)
+    case sentViewChange(ViewChange)
+    case stateTransferStarted(from: Height, target: Height)
+    case stateTransferDone(height: Height)
+    /// A state-transfer answer failed its checks (forged, truncated, out of order).
+    case transferRejected(peer: ReplicaID)
+    case transferredBlock(Height)
+    case snapshotWritten(height: Height, bytes: Int)
+}
+
+/// A value handed to work a driver may run on another thread. The shell hands over only what
+/// is safe there: the POSIX file system holds no state, the simulator runs such work at once.
+public struct Unchecked<Value>: @unchecked Sendable {
+    public var value: Value
+    public init(_ value: Value) { self.value = value }
+}
+
+/// A result such work leaves for the loop, read only after the work finished.
+final class Box<Value>: @unchecked Sendable {
+    var value: Value
+    init(_ value: Value) { self.value = value }
+}

@@ -1,0 +1,34 @@
+import BulwarkConsensus
+import BulwarkCore
+
+/// Verified reads (`bulwark prove`): a key's value and history with a proof against the
+/// newest certified checkpoint's state root.
+extension ReplicaShell {
+    /// Answers a verified read. Only taking the key's place in the state happens on the loop;
+    /// the proof is built and sent by `workers`, like state-transfer answers, within the same
+    /// bound on waiting work.
+    func answerProof(key: [UInt8], nonce: UInt64, to client: PublicKey) {
+        guard proofRequests.allow(client, nowMs: clock.nowMs) else {
+            notify(.dropped(.rateLimited))
+            let reason = "replica \(id) is rate-limiting proof requests from this client; try again shortly"
+            return network.send(ClientFrame.proofUnavailable(nonce: nonce, reason: reason).encoded(), toClient: client)
+        }
+        guard let (provable, certificate) = ledger.certified else {
+            let reason = "replica \(id) has no certified checkpoint yet (the first is at height \(config.parameters.checkpointInterval))"
+            return network.send(ClientFrame.proofUnavailable(nonce: nonce, reason: reason).encoded(), toClient: client)
+        }
+        let source = ledger.state.proofSource(for: key)
+        let network = Unchecked(network), logger = self.logger, id = self.id
+        let admitted = workers.serve {
+            let frame: ClientFrame
+            do {
+                frame = .proof(nonce: nonce, KeyProofBundle(proof: try source.prove(at: provable), certificate: certificate))
+            } catch {
+                logger.error("cannot read a key's history for a proof", metadata: ["error": "\(error)"])
+                frame = .proofUnavailable(nonce: nonce, reason: "replica \(id) cannot read its key history: \(error)")
+            }
+            network.value.send(frame.encoded(), toClient: client)
+        }
+        if !admitted { notify(.dropped(.rateLimited)) }
+    }
+}

@@ -1,0 +1,114 @@
+import BulwarkConsensus
+import BulwarkCore
+import BulwarkStorage
+
+/// State transfer (DESIGN.md §4): a replica that fell behind fetches committed blocks from
+/// peers, one peer at a time, and trusts none of them: every block is checked (link to the
+/// chain, commit certificate, client signatures) before it is stored and executed.
+extension ReplicaShell {
+    struct Transfer {
+        var target: Height
+        var checkpoint: CheckpointProof?
+        /// Which peer is asked: the attempt's turn in the rotation over the others.
+        var attempt: Int
+        /// The state after each checkpoint height executed on the way.
+        var executed: [ExecutedCheckpoint] = []
+    }
+
+    func startTransfer(to target: Height, checkpoint: CheckpointProof?) {
+        if let transfer, transfer.target >= target { return }
+        if transfer == nil {
+            logger.info("state transfer started", metadata: ["height": "\(height)", "target": "\(target)"])
+            notify(.stateTransferStarted(from: height, target: target))
+        }
+        transfer = Transfer(target: target, checkpoint: checkpoint, attempt: transfer?.attempt ?? 0,
+                            executed: transfer?.executed ?? [])
+        askForBlocks()
+    }
+
+    /// Asks this attempt's peer for the blocks after the ledger's end; the retry timer moves to
+    /// the next peer if this one makes no progress in time.
+    func askForBlocks() {
+        guard let transfer else { return }
+        let others = config.validators.map(\.id).filter { $0 != id }
+        let peer = others[(Int(id) + transfer.attempt) % others.count]
+        network.send(PeerFrame.fetchBlocks(from: height + 1, to: transfer.target).encoded(), to: peer, afterMs: 0)
+        clock.schedule(.transferRetry(attempt: transfer.attempt), afterMs: config.parameters.stateTransferTimeoutMs)
+    }
+
+    func retryTransfer(attempt: Int) {
+        guard !stopped, faulted == nil, var current = transfer, current.attempt == attempt else { return }
+        current.attempt += 1
+        transfer = current
+        askForBlocks()
+    }
+
+    /// Blocks from a peer: every one is checked here; an answer that fails a check, or brings
+    /// nothing new, ends that peer's turn and the next peer is asked.
+    func receiveTransferred(_ entries: [LedgerEntry], from peer: ReplicaID) {
+        guard !stopped, faulted == nil, var current = transfer else { return }
+        let start = height
+        do {
+            for entry in entries where entry.block.height == height + 1 {
+                let next = try ledger.tip.verifyNext(entry, config: config, verifier: verifier)
+                try ledger.blockLog.append(entry)
+                let checkpoint = try ledger.apply(entry).checkpoint
+                precondition(ledger.tip == next, "executing a verified block moves the tip to it")
+                if let checkpoint { current.executed.append(checkpoint) }
+                notify(.transferredBlock(entry.block.height))
+            }
+            try ledger.blockLog.sync()
+            try ledger.history.flush()
+        } catch let error as LedgerError {
+            logger.warning("peer sent an invalid block in state transfer", metadata: ["peer": "\(peer)", "error": "\(error)"])
+            return rejectTransfer(from: peer, current)
+        } catch {
+            return fault("storage failed during state transfer: \(error)")
+        }
+        transfer = current
+        if height >= current.target { return finishTransfer(current) }
+        // Nothing new (empty, reordered or stale answer): that peer's turn is over.
+        if height == start { return rejectTransfer(from: peer, current) }
+        network.send(PeerFrame.fetchBlocks(from: height + 1, to: current.target).encoded(), to: peer, afterMs: 0)
+    }
+
+    func rejectTransfer(from peer: ReplicaID, _ current: Transfer) {
+        notify(.dropped(.badTransferredBlock))
+        notify(.transferRejected(peer: peer))
+        var next = current
+        next.attempt += 1
+        transfer = next
+        askForBlocks()
+    }
+
+    func finishTransfer(_ current: Transfer) {
+        transfer = nil
+        let checkpoint = current.checkpoint.flatMap { $0.height <= height ? $0 : nil }
+        if let checkpoint { certify(checkpoint.certificate) }
+        logger.info("state transfer done", metadata: ["height": "\(height)"])
+        notify(.stateTransferDone(height: height))
+        step(.stateTransferred(tip: ledger.tip, checkpoint: checkpoint, clients: ledger.state.clientReplies,
+                               executed: current.executed))
+    }
+
+    /// A peer asks for blocks: only finding where they are happens on the loop; reading,
+    /// encoding and sending them is work for `workers` (off the loop in production).
+    func serveBlocks(from: Height, to: Height, to peer: ReplicaID) {
+        guard transferRequests.allow(peer, nowMs: clock.nowMs) else { return notify(.dropped(.rateLimited)) }
+        guard let range = PeerFrame.transferRange(from: from, to: to, ledgerHeight: ledger.blockLog.height) else {
+            return notify(.dropped(.badTransferRequest))
+        }
+        let locations = range.map { ledger.blockLog.location(of: $0) }
+        let network = Unchecked(network), fileSystem = Unchecked(fileSystem), serve = interceptor?.serve
+        let admitted = workers.serve {
+            // A block that fails its checks (damage being repaired) ends the answer there.
+            var entries: [LedgerEntry] = []
+            for location in locations {
+                guard let entry = try? BlockLogReader.read(location, fileSystem: fileSystem.value) else { break }
+                entries.append(entry)
+            }
+            network.value.send(PeerFrame.blocks(serve?(entries) ?? entries).encoded(), to: peer, afterMs: 0)
+        }
+        if !admitted { notify(.dropped(.rateLimited)) }
+    }
+}
