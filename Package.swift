@@ -104,7 +104,7 @@ let package = Package(
         .target(
             name: "BulwarkSimulation",
             dependencies: [
-                "BulwarkCore", "BulwarkConsensus", "BulwarkStorage", "BulwarkAdversary", "BulwarkShell",
+                "BulwarkCore", "BulwarkConsensus", "BulwarkStorage", "BulwarkAdversary", "BulwarkShell", "BulwarkVerify",
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
             ]

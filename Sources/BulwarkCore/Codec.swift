@@ -158,7 +158,8 @@ public struct CanonicalReader {
 
     /// A UInt32 length (checked against `max` before anything is allocated), then the bytes.
     public mutating func readBytes(_ field: String, max: Int) throws(CodecError) -> [UInt8] {
-        let length = Int(try readUInt32("\(field) length"))
+        // The field's name is built only for an error: this runs for every field decoded.
+        let length = Int(remaining >= 4 ? try readUInt32(field) : try readUInt32("\(field) length"))
         guard length <= max else { throw .tooLarge(field: "\(field) length", length: length, max: max) }
         return Array(input[try take(length, field)])
     }
@@ -193,7 +194,7 @@ public struct CanonicalReader {
 
     /// A UInt32 count (checked against `max`), then each element.
     public mutating func readArray<T: CanonicalCodable>(_: T.Type, _ field: String, max: Int) throws(CodecError) -> [T] {
-        let count = Int(try readUInt32("\(field) count"))
+        let count = Int(remaining >= 4 ? try readUInt32(field) : try readUInt32("\(field) count"))
         guard count <= max else { throw .tooLarge(field: "\(field) count", length: count, max: max) }
         // Every element takes at least one byte, so a count beyond the remaining input is
         // certainly truncated; checking here keeps reserveCapacity honest.
@@ -211,7 +212,7 @@ public struct CanonicalReader {
     }
 
     public mutating func readVersion(_ type: String, supported: UInt8) throws(CodecError) {
-        let version = try readUInt8("\(type) version")
+        let version = remaining >= 1 ? try readUInt8(type) : try readUInt8("\(type) version")
         guard version == supported else { throw .unsupportedVersion(type: type, version: version) }
     }
 

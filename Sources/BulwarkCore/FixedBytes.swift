@@ -15,7 +15,8 @@ public struct Bytes32: Hashable, Sendable, Comparable {
         guard bytes.count == Self.byteCount else { return nil }
         var value = Bytes32.zero
         withUnsafeMutableBytes(of: &value.storage) { raw in
-            for (i, b) in bytes.enumerated() { raw[i] = b }
+            let copied: Void? = bytes.withContiguousStorageIfAvailable { raw.copyMemory(from: UnsafeRawBufferPointer($0)) }
+            if copied == nil { for (i, b) in bytes.enumerated() { raw[i] = b } }
         }
         self = value
     }
@@ -62,7 +63,8 @@ public struct Bytes64: Hashable, Sendable {
         guard bytes.count == Self.byteCount else { return nil }
         var value = Bytes64.zero
         withUnsafeMutableBytes(of: &value.storage) { raw in
-            for (i, b) in bytes.enumerated() { raw[i] = b }
+            let copied: Void? = bytes.withContiguousStorageIfAvailable { raw.copyMemory(from: UnsafeRawBufferPointer($0)) }
+            if copied == nil { for (i, b) in bytes.enumerated() { raw[i] = b } }
         }
         self = value
     }

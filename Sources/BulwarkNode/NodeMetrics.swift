@@ -138,7 +138,8 @@ final class NodeMetrics: Sendable {
         case .stateTransferStarted: stateTransfers.increment()
         case .transferredBlock: transferredBlocks.increment()
         case .snapshotWritten: snapshotsWritten.increment()
-        case .refused, .sentViewChange, .stateTransferDone, .transferRejected: break
+        case .refused, .sentViewChange, .stateTransferDone, .transferRejected, .damageFound, .deliveredAfterTransfer, .transferOvertaken:
+            break
         }
     }
 

@@ -36,6 +36,16 @@ struct LedgerExecution {
         return (outcomes, ExecutedCheckpoint(header: entry.block.header, historyBefore: before.history, stateRoot: state.stateRoot))
     }
 
+    /// The replies the state's deduplication table still holds for `block`'s requests, which
+    /// executed earlier (the answer a retransmission of each would get).
+    func repliesRecorded(for block: Block) -> [Reply] {
+        block.requests.compactMap { request in
+            guard let record = state.clients[request.client], record.requestID == request.requestID,
+                  record.height == block.height else { return nil }
+            return Reply(client: request.client, requestID: request.requestID, height: block.height, result: record.result.encoded())
+        }
+    }
+
     /// The state root after the executed checkpoint at `height`, while it is still kept.
     func checkpointRoot(at height: Height) -> Digest? { checkpointStates[height]?.stateRoot }
 
@@ -64,11 +74,11 @@ extension LedgerExecution {
     /// Opens the block log and key history in `directory`, restores the newest usable state
     /// snapshot and replays the blocks after it: the one replay, for every driver.
     static func recover(directory: String, fileSystem: any FileSystem, parameters: ProtocolParameters,
-                        snapshotInterval: Height, logger: Logger) throws -> RecoveredLedger {
+                        snapshotInterval: Height, segmentBytesMax: UInt64, logger: Logger) throws -> RecoveredLedger {
         let blockLog: BlockLog, history: FileKeyHistory
         do {
             try fileSystem.createDirectory(directory)
-            blockLog = try BlockLog(directory: directory + "/blocks", fileSystem: fileSystem)
+            blockLog = try BlockLog(directory: directory + "/blocks", fileSystem: fileSystem, segmentBytesMax: segmentBytesMax)
             if let damage = blockLog.damage {
                 logger.error("block log damaged; serving up to the block before it and repairing from peers",
                              metadata: ["height": "\(damage.height)", "reason": "\(damage.reason)"])

@@ -41,6 +41,10 @@ public final class ReplicaShell {
     /// reads and hashing, and can be repeated at will: each is rate-limited.
     var transferRequests = RateLimiter<ReplicaID>(perSecond: 50, burst: 100, totalPerSecond: 400)
     var proofRequests = RateLimiter<PublicKey>(perSecond: 20, burst: 40, totalPerSecond: 2000)
+    /// One sealed block-log segment is checked for latent damage every this many milliseconds
+    /// (0: never); `scrubCursor` is the next one's place in the rotation.
+    let scrubIntervalMs: UInt64
+    var scrubCursor = 0
     /// When each pending client request first arrived (monotonic ns), for request latency.
     var arrivals: [RequestKey: UInt64] = [:]
     static let arrivalsTrackedMax = 1 << 16
@@ -70,6 +74,7 @@ public final class ReplicaShell {
     public init(config: ClusterConfig, id: ReplicaID, key: PrivateKey, dataDirectory: String,
                 fileSystem: any FileSystem = PosixFileSystem(), network: any ShellNetwork, clock: any ShellClock,
                 workers: any ShellWorkers, logger: Logger, snapshotInterval: Height = 1024,
+                segmentBytesMax: UInt64 = BlockLog.segmentBytesDefault, scrubIntervalMs: UInt64 = 10_000,
                 verifier: SignatureVerifier = SignatureVerifier()) throws {
         guard config.validator(id)?.publicKey == key.publicKey else {
             throw NodeStartupError("the key file's public key is not validator \(id)'s in the cluster configuration")
@@ -85,9 +90,10 @@ public final class ReplicaShell {
         self.network = network
         self.clock = clock
         self.workers = workers
+        self.scrubIntervalMs = scrubIntervalMs
         let recovered = try LedgerExecution.recover(directory: dataDirectory, fileSystem: fileSystem,
                                                     parameters: config.parameters, snapshotInterval: snapshotInterval,
-                                                    logger: logger)
+                                                    segmentBytesMax: segmentBytesMax, logger: logger)
         journal = try ConsensusJournal(path: dataDirectory + "/consensus.wal", fileSystem: fileSystem)
         ledger = recovered.ledger
         core = Replica(config: config, id: id, key: key, verifier: verifier,
@@ -102,11 +108,17 @@ public final class ReplicaShell {
     /// The end of the executed ledger.
     public var height: Height { ledger.tip.height }
     public var tip: ChainTip { ledger.tip }
+    /// The ledger on disk, for checkers and status (read only).
+    public var blockLog: BlockLog { ledger.blockLog }
+    /// The state root after the last executed block. Settles the state's authenticated map,
+    /// which the shell otherwise does only at checkpoint heights: for checkers.
+    public func currentStateRoot() -> Digest { ledger.state.stateRoot }
 
     /// Starts consensus (arms the core's timers, re-sends what the WAL says was sent).
     public func start() {
         guard !stopped, faulted == nil else { return }
         process(core.start(nowMs: clock.nowMs))
+        if scrubIntervalMs > 0 { clock.schedule(.scrub, afterMs: scrubIntervalMs) }
     }
 
     /// Stops for good, making what was written durable. Nothing is sent or executed after.
@@ -152,6 +164,7 @@ public final class ReplicaShell {
         switch timer {
         case let .core(timer): step(.timerFired(timer))
         case let .transferRetry(attempt): retryTransfer(attempt: attempt)
+        case .scrub: scrubNextSegment()
         }
     }
 
@@ -223,6 +236,7 @@ public final class ReplicaShell {
             clock.schedule(.core(timer), afterMs: afterMs)
         case let .execute(block, certificate):
             if let event = try execute(LedgerEntry(block: block, certificate: certificate)) { followUps.append(event) }
+            if let event = transferOvertaken() { followUps.append(event) }
         case let .reply(reply):
             replies.append(reply)
         case let .refuse(client, requestID, refusal):
@@ -280,12 +294,16 @@ public final class ReplicaShell {
     func execute(_ entry: LedgerEntry) throws -> Event? {
         let height = entry.block.height
         if height <= ledger.blockLog.height {
-            // Already here through state transfer: it must be the same block.
+            // Already here through state transfer: it must be the same block. The core still
+            // learns that it is executed, or it would wait for it forever (no replies, no
+            // checkpoints) once it delivers later heights itself.
             guard ledger.blockLog.blockHash(at: height) == entry.block.hash else {
                 fault("consensus delivered a block at height \(height) other than the one in the ledger")
                 return nil
             }
-            return nil
+            notify(.deliveredAfterTransfer(height))
+            return .executed(height: height, stateRoot: ledger.checkpointRoot(at: height),
+                             replies: ledger.repliesRecorded(for: entry.block))
         }
         try ledger.blockLog.append(entry)
         let (outcomes, checkpoint) = try ledger.apply(entry)

@@ -1,5 +1,6 @@
 import BulwarkConsensus
 import BulwarkCore
+import BulwarkStorage
 
 /// Why a replica cannot start, in one sentence.
 public struct NodeStartupError: Error, CustomStringConvertible {
@@ -12,6 +13,8 @@ public enum ShellTimer: Hashable, Sendable {
     case core(TimerID)
     /// No progress from the peer asked in this state-transfer attempt: ask the next one.
     case transferRetry(attempt: Int)
+    /// Time to check the next sealed block-log segment for latent damage.
+    case scrub
 }
 
 /// How a shell reaches other replicas and clients. Frames are encoded; delivery is best
@@ -85,7 +88,15 @@ public enum ShellNotice: Sendable {
     /// A state-transfer answer failed its checks (forged, truncated, out of order).
     case transferRejected(peer: ReplicaID)
     case transferredBlock(Height)
+    /// Consensus delivered a block that state transfer had already stored (the two raced).
+    case deliveredAfterTransfer(Height)
+    /// Consensus delivered the blocks up to a state transfer's target before the transfer
+    /// fetched them: the transfer ends there.
+    case transferOvertaken(target: Height)
     case snapshotWritten(height: Height, bytes: Int)
+    /// Scrubbing found damage in the block log: the log was cut there and the replica stops,
+    /// to restart and repair the rest from peers.
+    case damageFound(LogDamage)
 }
 
 /// A value handed to work a driver may run on another thread. The shell hands over only what

@@ -15,6 +15,9 @@ extension ReplicaShell {
         var executed: [ExecutedCheckpoint] = []
     }
 
+    /// Where the state transfer under way is headed, if one is.
+    public var transferTarget: Height? { transfer?.target }
+
     func startTransfer(to target: Height, checkpoint: CheckpointProof?) {
         if let transfer, transfer.target >= target { return }
         if transfer == nil {
@@ -38,6 +41,10 @@ extension ReplicaShell {
 
     func retryTransfer(attempt: Int) {
         guard !stopped, faulted == nil, var current = transfer, current.attempt == attempt else { return }
+        if height >= current.target {
+            notify(.transferOvertaken(target: current.target))
+            return finishTransfer(current)
+        }
         current.attempt += 1
         transfer = current
         askForBlocks()
@@ -82,13 +89,26 @@ extension ReplicaShell {
     }
 
     func finishTransfer(_ current: Transfer) {
+        step(transferDone(current))
+    }
+
+    /// Ends the transfer: the ledger reached its target, by blocks fetched or by blocks
+    /// consensus delivered meanwhile. Either way the core is told, or it would keep waiting.
+    func transferDone(_ current: Transfer) -> Event {
         transfer = nil
         let checkpoint = current.checkpoint.flatMap { $0.height <= height ? $0 : nil }
         if let checkpoint { certify(checkpoint.certificate) }
         logger.info("state transfer done", metadata: ["height": "\(height)"])
         notify(.stateTransferDone(height: height))
-        step(.stateTransferred(tip: ledger.tip, checkpoint: checkpoint, clients: ledger.state.clientReplies,
-                               executed: current.executed))
+        return .stateTransferred(tip: ledger.tip, checkpoint: checkpoint, clients: ledger.state.clientReplies,
+                                 executed: current.executed)
+    }
+
+    /// The end of the transfer, once consensus delivered the blocks up to its target itself.
+    func transferOvertaken() -> Event? {
+        guard let current = transfer, height >= current.target else { return nil }
+        notify(.transferOvertaken(target: current.target))
+        return transferDone(current)
     }
 
     /// A peer asks for blocks: only finding where they are happens on the loop; reading,

@@ -64,7 +64,7 @@ final class SimClient {
     }
 
     private func broadcast(_ request: Request, _ simulation: Simulation) {
-        for replica in 0..<simulation.options.replicas { simulation.sendRequest(request, to: replica) }
+        for replica in 0..<simulation.options.replicas { simulation.sendRequest(request, to: replica, from: key.publicKey) }
     }
 
     func receive(_ reply: Reply, from replica: Int, simulation: Simulation) {
@@ -142,7 +142,7 @@ final class MaliciousClient {
 
     func attack(simulation: Simulation) {
         guard simulation.faultsActive else { return }
-        for send in attack.next().sends { simulation.sendRequest(send.request, to: send.replica) }
+        for send in attack.next().sends { simulation.sendRequest(send.request, to: send.replica, from: attack.client) }
         simulation.schedule(at: simulation.now + simulation.rng.between(100, 400), .maliciousClient(index))
     }
 }

@@ -1,6 +1,7 @@
 import BulwarkAdversary
 import BulwarkConsensus
 import BulwarkCore
+import BulwarkShell
 import BulwarkStorage
 import HeapModule
 
@@ -27,6 +28,9 @@ public final class Simulation {
     public var trace: ((String) -> Void)?
     /// State root each replica reported after each height, for the agreement checker.
     var stateRoots: [Height: [Int: Digest]] = [:]
+    let intake: ShellIntake
+    /// Workload clients by key, to route replies (only looked up, never iterated).
+    let clientIndex: [PublicKey: Int]
 
     struct Scheduled: Comparable {
         let time: UInt64
@@ -37,20 +41,22 @@ public final class Simulation {
     }
 
     enum SimEvent {
-        case deliver(to: Int, Message)
-        case clientRequest(to: Int, Request)
-        case timer(node: Int, TimerID, incarnation: Int)
-        case reply(client: Int, from: Int, Reply)
+        case peerFrame(to: Int, from: ReplicaID, [UInt8])
+        case clientFrame(to: Int, client: PublicKey, [UInt8])
+        case timer(node: Int, ShellTimer, incarnation: Int)
+        case background(node: Int, incarnation: Int, () -> Void)
+        case toClient(client: Int, from: Int, [UInt8])
         case clientIssue(Int)
         case clientRetry(Int, requestID: UInt64)
-        case crash(Int, torn: Bool, downMs: UInt64)
+        case crash(Int, midStep: Bool, downMs: UInt64)
         case crashPrimary(downMs: UInt64)
         case restart(Int)
         case partition([Int])
         case heal
         case endOfFaults
-        case stateTransferRetry(Int, height: Height, checkpoint: CheckpointProof?)
         case maliciousClient(Int)
+        case diskFault(Int, DiskFault)
+        case diskFreed(Int)
         case finish
     }
 
@@ -72,10 +78,13 @@ public final class Simulation {
         // default 30 s bound for the first 30 s of a run, which most runs never leave. With
         // the run's timeouts scaled down, so is the bound, and such a lie is caught.
         parameters.timestampSkewMsMax = 2_000
+        parameters.stateTransferTimeoutMs = 200
         let clusterID = ClusterID(raw: Bytes32((0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })!)
-        config = try! ClusterConfig.layout(keys: keys.map(\.publicKey), host: "sim", basePort: 1000, clusterID: clusterID,
-                                           parameters: parameters)
-        nodes = keys.enumerated().map { i, key in SimNode(id: i, key: key, limits: parameters) }
+        let config = try! ClusterConfig.layout(keys: keys.map(\.publicKey), host: "sim", basePort: 1000, clusterID: clusterID,
+                                               parameters: parameters)
+        self.config = config
+        intake = ShellIntake(config: config, verifier: verifier)
+        nodes = keys.enumerated().map { i, key in SimNode(id: i, key: key) }
         clients = (0..<options.clients).map { i in
             SimClient(index: i, key: PrivateKey(seed: (0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })!)
         }
@@ -85,8 +94,9 @@ public final class Simulation {
         }
         if let twin = options.twins, twin < nodes.count {
             // A second process with the same validator key and id, with its own state.
-            nodes.append(SimNode(id: nodes.count, key: keys[twin], limits: parameters, replica: twin))
+            nodes.append(SimNode(id: nodes.count, key: keys[twin], replica: twin))
         }
+        clientIndex = Dictionary(uniqueKeysWithValues: clients.map { ($0.key.publicKey, $0.index) })
         for (replica, behaviours) in options.byzantine where replica < nodes.count {
             nodes[replica].adversary = Adversary(behaviours: behaviours, config: config, id: ReplicaID(replica), key: keys[replica])
         }
@@ -123,30 +133,30 @@ public final class Simulation {
 
     func handle(_ event: SimEvent) {
         switch event {
-        case let .deliver(to, message):
-            if nodes[to].core != nil { step(nodes[to], .message(message)) }
-        case let .clientRequest(to, request):
-            if nodes[to].core != nil { step(nodes[to], .clientRequest(request)) }
+        case let .peerFrame(to, from, bytes):
+            switch intake.peer(bytes, from: from) {
+            case let .accepted(input): deliver(input, to: nodes[to])
+            case .dropped: report.framesDropped += 1
+            }
+        case let .clientFrame(to, client, bytes):
+            switch intake.client(bytes, from: client) {
+            case let .accepted(input): deliver(input, to: nodes[to])
+            case .dropped: report.requestsRefused += 1
+            }
         case let .timer(node, timer, incarnation):
-            if nodes[node].incarnation == incarnation, nodes[node].core != nil { step(nodes[node], .timerFired(timer)) }
-        case let .reply(client, from, reply): clients[client].receive(reply, from: from, simulation: self)
+            guard nodes[node].incarnation == incarnation, let shell = nodes[node].shell else { return }
+            shell.fire(timer)
+            settle(nodes[node])
+        case let .background(node, incarnation, done):
+            guard nodes[node].incarnation == incarnation, nodes[node].shell != nil else { return }
+            done()
+            settle(nodes[node])
+        case let .toClient(client, from, bytes): receiveAtClient(client, from: from, bytes)
         case let .clientIssue(client): clients[client].issueNext(simulation: self)
         case let .clientRetry(client, requestID): clients[client].retry(requestID: requestID, simulation: self)
-        case let .crash(node, torn, downMs): crash(nodes[node], torn: torn, downMs: downMs)
-        case let .crashPrimary(downMs):
-            // The primary of the view most running replicas are settled in: a replica alone in a
-            // view change (partitioned, or Byzantine) does not make its view's primary the one.
-            let settled = nodes.compactMap { node in node.core.flatMap { $0.isChangingView ? nil : $0.view } }
-            let view = Dictionary(grouping: settled, by: { $0 }).map { (view: $0.key, count: $0.value.count) }
-                .max { ($0.count, $0.view) < ($1.count, $1.view) }?.view ?? 0
-            let primary = nodes[Int(config.primary(of: view))]
-            guard primary.core != nil else { return }
-            // With a twin of the primary still running, the primary has not gone away.
-            if options.twins != primary.replica {
-                report.primaryCrashedAtHeight = nodes.compactMap { $0.core?.chain.height }.max() ?? 0
-            }
-            crash(primary, torn: false, downMs: downMs)
-        case let .restart(node): if nodes[node].core == nil { boot(nodes[node]) }
+        case let .crash(node, midStep, downMs): crash(nodes[node], midStep: midStep, downMs: downMs)
+        case let .crashPrimary(downMs): crashPrimary(downMs: downMs)
+        case let .restart(node): boot(nodes[node])
         case let .partition(groups):
             trace?("\(now)ms partition \(groups)")
             self.groups = groups
@@ -155,12 +165,33 @@ public final class Simulation {
             groups = nil
         case .endOfFaults:
             groups = nil
-            for node in nodes where node.core == nil { boot(node) }
-        case let .stateTransferRetry(node, height, checkpoint):
-            if nodes[node].core != nil { transferState(to: nodes[node], height: height, checkpoint: checkpoint) }
+            for node in nodes {
+                node.fileSystem.diskFull = false
+                node.fileSystem.failingOpens = 0
+                boot(node)
+            }
         case let .maliciousClient(client): maliciousClients[client].attack(simulation: self)
+        case let .diskFault(node, fault): inject(fault, at: nodes[node])
+        case let .diskFreed(node):
+            trace?("\(now)ms r\(node) disk has space again")
+            nodes[node].fileSystem.diskFull = false
         case .finish: finished = true
         }
+    }
+
+    /// Crashes the primary of the view most running replicas are settled in: a replica alone
+    /// in a view change (partitioned, or Byzantine) does not make its view's primary the one.
+    func crashPrimary(downMs: UInt64) {
+        let settled = nodes.compactMap { node in node.shell.flatMap { $0.core.isChangingView ? nil : $0.core.view } }
+        let view = Dictionary(grouping: settled, by: { $0 }).map { (view: $0.key, count: $0.value.count) }
+            .max { ($0.count, $0.view) < ($1.count, $1.view) }?.view ?? 0
+        let primary = nodes[Int(config.primary(of: view))]
+        guard primary.shell != nil else { return }
+        // With a twin of the primary still running, the primary has not gone away.
+        if options.twins != primary.replica {
+            report.primaryCrashedAtHeight = nodes.compactMap { $0.shell?.height }.max() ?? 0
+        }
+        crash(primary, midStep: false, downMs: downMs)
     }
 
     /// Schedules every fault of this run inside the fault window.
@@ -180,18 +211,19 @@ public final class Simulation {
         }
         for _ in 0..<options.crashes {
             let node = Int(rng.between(0, UInt64(options.replicas - 1)))
-            schedule(at: rng.between(300, window - 3000), .crash(node, torn: rng.chance(500), downMs: rng.between(200, 2500)))
+            schedule(at: rng.between(300, window - 3000), .crash(node, midStep: rng.chance(500), downMs: rng.between(200, 2500)))
         }
         for node in nodes where node.adversary?.behaviours.contains(.crashLoop) == true {
             var at = rng.between(300, 1000)
             while at + 1000 < window {
-                schedule(at: at, .crash(node.id, torn: rng.chance(500), downMs: rng.between(200, 600)))
+                schedule(at: at, .crash(node.id, midStep: rng.chance(500), downMs: rng.between(200, 600)))
                 at += rng.between(1000, 2000)
             }
         }
         if options.crashPrimary {
             schedule(at: rng.between(1000, window / 2), .crashPrimary(downMs: rng.between(2000, 5000)))
         }
+        if options.diskFaults { scheduleDiskFaults() }
         schedule(at: window, .endOfFaults)
     }
 
@@ -212,218 +244,45 @@ public final class Simulation {
         return now + 1 + rng.between(0, options.jitterMsMax)
     }
 
-    /// Sends from node `from` to every node running replica `replica` (two where there are twins).
-    func send(_ message: Message, from: Int, toReplica replica: Int, delayMs: UInt64 = 0) {
+    /// Sends a frame from node `from` to every node running replica `replica` (two where
+    /// there are twins).
+    func sendFrame(_ frame: [UInt8], from: Int, toReplica replica: Int, delayMs: UInt64 = 0) {
         for node in nodes where node.replica == replica && node.id != from {
-            send(message, from: from, to: node.id, delayMs: delayMs)
+            guard connected(from, node.id) else {
+                report.messagesSent += 1
+                report.messagesDropped += 1
+                continue
+            }
+            guard let arrival = transit() else { continue }
+            let at = arrival + delayMs
+            let sender = ReplicaID(nodes[from].replica)
+            schedule(at: at, .peerFrame(to: node.id, from: sender, frame))
+            if faultsActive && rng.chance(options.duplicatePerMille) {
+                schedule(at: at + rng.between(0, 20), .peerFrame(to: node.id, from: sender, frame))
+            }
         }
     }
 
-    func send(_ message: Message, from: Int, to: Int, delayMs: UInt64 = 0) {
-        guard to != from else { return }
-        guard connected(from, to) else {
-            report.messagesSent += 1
-            report.messagesDropped += 1
-            return
-        }
-        guard let arrival = transit() else { return }
-        let at = arrival + delayMs
-        schedule(at: at, .deliver(to: to, message))
-        if faultsActive && rng.chance(options.duplicatePerMille) {
-            schedule(at: at + rng.between(0, 20), .deliver(to: to, message))
-        }
-    }
-
-    func sendRequest(_ request: Request, to replica: Int) {
+    /// A client's request, sent to every node running `replica`.
+    func sendRequest(_ request: Request, to replica: Int, from client: PublicKey) {
+        let frame = ClientFrame.request(request).encoded()
         for node in nodes where node.replica == replica {
             guard let at = transit() else { continue }
-            schedule(at: at, .clientRequest(to: node.id, request))
+            schedule(at: at, .clientFrame(to: node.id, client: client, frame))
         }
     }
 
-    func sendReply(_ reply: Reply, from: Int, to client: Int) {
-        guard let at = transit() else { return }
-        schedule(at: at, .reply(client: client, from: from, reply))
+    /// A frame from node `from` for a client: only workload clients read theirs.
+    func sendToClient(_ frame: [UInt8], from: Int, client: PublicKey) {
+        guard let index = clientIndex[client], let at = transit() else { return }
+        schedule(at: at, .toClient(client: index, from: nodes[from].replica, frame))
     }
 
-    // MARK: - Replica shell
-
-    func boot(_ node: SimNode) {
-        node.incarnation += 1
-        // Rebuild the state machine from the durable ledger, as a restarted process would.
-        node.state = KeyValueState(limits: config.parameters)
-        var tip = ChainTip.genesis
-        var executed: [ExecutedCheckpoint] = []
-        let checkpoint = node.stable.flatMap { $0.height <= UInt64(node.log.count) ? $0 : nil }
-        for entry in node.log {
-            let before = tip
-            _ = try! node.state.execute(entry.block)
-            tip = tip.appending(entry.block.header, hash: entry.block.hash)
-            if tip.height > (checkpoint?.height ?? 0), tip.height % config.parameters.checkpointInterval == 0 {
-                executed.append(ExecutedCheckpoint(header: entry.block.header, historyBefore: before.history,
-                                                   stateRoot: node.state.stateRoot))
-            }
-        }
-        let recovery = Recovery(tip: tip, checkpoint: checkpoint, wal: node.wal, clients: node.state.clientReplies,
-                                executed: executed)
-        node.core = Replica(config: config, id: ReplicaID(node.replica), key: node.key, verifier: verifier, recovery: recovery)
-        let actions = node.core!.start(nowMs: now)
-        process(actions, at: node)
-    }
-
-    func crash(_ node: SimNode, torn: Bool, downMs: UInt64) {
-        guard node.core != nil else { return }
-        trace?("\(now)ms r\(node.id) crashes\(torn ? " mid-step" : "") for \(downMs)ms at height \(node.log.count)")
-        if torn {
-            // Crash in the middle of the node's next step, after some of its actions.
-            node.crashMidStep = downMs
-            return
-        }
-        node.core = nil
-        node.incarnation += 1
-        schedule(at: now + downMs, .restart(node.id))
-    }
-
-    func step(_ node: SimNode, _ event: Event) {
-        guard node.core != nil else { return }
-        let actions = node.core!.step(event, nowMs: now)
-        process(actions, at: node)
-    }
-
-    func process(_ actions: [Action], at node: SimNode) {
-        var actions = actions
-        if let downMs = node.crashMidStep, !actions.isEmpty {
-            // Lose everything after a random action: persisted records survive, the rest never happened.
-            actions = Array(actions.prefix(Int(rng.between(0, UInt64(actions.count - 1)))))
-            node.crashMidStep = nil
-            run(actions, at: node)
-            node.core = nil
-            node.incarnation += 1
-            schedule(at: now + downMs, .restart(node.id))
-            return
-        }
-        run(actions, at: node)
-    }
-
-    private func run(_ actions: [Action], at node: SimNode) {
-        // A Byzantine replica's honest core decides; its adversary rewrites what leaves.
-        let actions = node.adversary != nil ? node.adversary!.rewrite(actions) : actions
-        var followUps: [Event] = []
-        for action in actions {
-            switch action {
-            case let .persist(record): node.wal.append(record)
-            case let .send(message, to):
-                send(message, from: node.id, toReplica: Int(to), delayMs: node.adversary?.delayMs(message) ?? 0)
-            case let .setTimer(timer, afterMs):
-                schedule(at: now + afterMs, .timer(node: node.id, timer, incarnation: node.incarnation))
-            case let .execute(block, certificate):
-                followUps.append(execute(LedgerEntry(block: block, certificate: certificate), at: node))
-            case let .reply(reply):
-                if let client = clients.firstIndex(where: { $0.key.publicKey == reply.client }) {
-                    sendReply(reply, from: node.replica, to: client)
-                }
-            case let .checkpointStable(proof):
-                node.stable = proof
-                if !node.executionCertificates.contains(where: { $0.height == proof.height }) {
-                    node.executionCertificates.append(proof.certificate)
-                }
-                // Records at or below a stable checkpoint are never needed again.
-                node.wal.removeAll { record in record.height.map { $0 <= proof.height } ?? false }
-            case let .requestStateTransfer(height, checkpoint):
-                trace?("\(now)ms r\(node.id) state transfer to \(height) from \(node.log.count)")
-                transferState(to: node, height: height, checkpoint: checkpoint)
-            case .refuse: report.requestsRefused += 1
-            case let .suspectedPrimary(view, primary, mean, allowed):
-                report.slowPrimarySuspicions += 1
-                trace?("\(now)ms r\(node.id) suspects primary \(primary) of view \(view): turnaround \(mean)ms > \(allowed)ms")
-            case let .enteredView(view, primary):
-                report.viewChanges += 1
-                trace?("\(now)ms r\(node.id) entered view \(view) (primary \(primary)) at height \(node.log.count)")
-            case let .broadcast(.viewChange(vc)) where vc.replica == ReplicaID(node.replica):
-                trace?("\(now)ms r\(node.id) view-change to \(vc.newView) (checkpoint \(vc.checkpointHeight), \(vc.prepared.count) prepared)")
-                for other in 0..<options.replicas where other != node.replica { send(.viewChange(vc), from: node.id, toReplica: other) }
-            case let .fault(reason): report.failures.append("replica \(node.id) fault at \(now)ms: \(reason)")
-            case let .broadcast(message):
-                for other in 0..<options.replicas where other != node.replica { send(message, from: node.id, toReplica: other) }
-            }
-        }
-        for event in followUps where node.core != nil { step(node, event) }
-    }
-
-    /// Appends a committed block to the node's durable ledger and executes it.
-    func execute(_ entry: LedgerEntry, at node: SimNode) -> Event {
-        let height = entry.block.height
-        precondition(height == UInt64(node.log.count) + 1, "replica \(node.id) executes out of order")
-        node.log.append(entry)
-        let outcomes = try! node.state.execute(entry.block)
-        var replies: [Reply] = []
-        for (request, outcome) in zip(entry.block.requests, outcomes) {
-            switch outcome {
-            case let .executed(result), let .duplicate(result):
-                replies.append(Reply(client: request.client, requestID: request.requestID, height: height,
-                                     result: result.encoded()))
-            case .stale: break
-            }
-        }
-        let root = node.state.stateRoot
-        stateRoots[height, default: [:]][node.id] = root
-        return .executed(height: height, stateRoot: root, replies: replies)
-    }
-
-    /// Fetches blocks from one connected peer and checks each one itself: no peer is trusted.
-    func transferState(to node: SimNode, height: Height, checkpoint: CheckpointProof?) {
-        let have = node.log.count
-        guard have < Int(height) else {
-            step(node, .stateTransferred(tip: node.core!.chain, checkpoint: nil, clients: node.state.clientReplies, executed: []))
-            return
-        }
-        let candidates = nodes.filter {
-            $0.id != node.id && $0.core != nil && connected($0.id, node.id) && $0.log.count >= Int(height)
-        }
-        guard !candidates.isEmpty else {
-            schedule(at: now + 200, .stateTransferRetry(node.id, height: height, checkpoint: checkpoint))
-            return
-        }
-        let peer = candidates[Int(rng.between(0, UInt64(candidates.count - 1)))]
-        var tip = node.core!.chain
-        guard tip.height == UInt64(have) else { return }
-        var fetched: [LedgerEntry] = []
-        let offered = Array(peer.log[have...])
-        for entry in peer.adversary?.served(offered) ?? offered {
-            do {
-                tip = try tip.verifyNext(entry, config: config, verifier: verifier)
-            } catch {
-                guard peer.adversary != nil else {
-                    report.failures.append("replica \(node.id) rejected block from replica \(peer.id) in state transfer: \(error)")
-                    return
-                }
-                // A lying peer: its blocks fail the checks; ask again (another peer, maybe).
-                report.forgedTransfersRejected += 1
-                schedule(at: now + 50, .stateTransferRetry(node.id, height: height, checkpoint: checkpoint))
-                return
-            }
-            fetched.append(entry)
-        }
-        if tip.height < height {
-            // Cut short: keep nothing from this peer and ask again.
-            report.forgedTransfersRejected += 1
-            schedule(at: now + 50, .stateTransferRetry(node.id, height: height, checkpoint: checkpoint))
-            return
-        }
-        var executed: [ExecutedCheckpoint] = []
-        var history = node.core!.chain.history
-        for entry in fetched {
-            node.log.append(entry)
-            _ = try! node.state.execute(entry.block)
-            let root = node.state.stateRoot
-            stateRoots[entry.block.height, default: [:]][node.id] = root
-            if entry.block.height % config.parameters.checkpointInterval == 0 {
-                executed.append(ExecutedCheckpoint(header: entry.block.header, historyBefore: history, stateRoot: root))
-            }
-            history.append(leafHash: MerkleTree.leafHash(entry.block.hash))
-        }
-        let verified = checkpoint.flatMap { $0.height <= tip.height ? $0 : nil }
-        step(node, .stateTransferred(tip: tip, checkpoint: verified, clients: node.state.clientReplies, executed: executed))
+    func receiveAtClient(_ client: Int, from replica: Int, _ bytes: [UInt8]) {
+        guard case let .reply(answer)? = try? ClientFrame(decoding: bytes) else { return }
+        let reply = Reply(client: clients[client].key.publicKey, requestID: answer.requestID, height: answer.height,
+                          result: answer.result)
+        clients[client].receive(reply, from: replica, simulation: self)
     }
 
     /// Replicas that follow the protocol; the checkers judge only these.
@@ -435,14 +294,32 @@ public final class Simulation {
     /// Writes replica `replica`'s ledger, with its execution certificates, through the real
     /// block log into `directory`, as a replica process would have it on disk.
     public func writeLedger(replica: Int, to directory: String, fileSystem: any FileSystem = PosixFileSystem()) throws {
-        let node = nodes[replica]
+        let (entries, certificates) = ledger(of: nodes[replica])
+        let byHeight = Dictionary(grouping: certificates, by: \.height)
         let log = try BlockLog(directory: directory, fileSystem: fileSystem)
-        let certificates = Dictionary(grouping: node.executionCertificates, by: \.height)
-        for entry in node.log {
+        for entry in entries {
             try log.append(entry)
-            for certificate in certificates[entry.block.height] ?? [] { try log.append(certificate) }
+            for certificate in byHeight[entry.block.height] ?? [] { try log.append(certificate) }
         }
         try log.sync()
+    }
+
+    /// Node `node`'s ledger as its disk holds it: blocks, and execution certificates.
+    func ledger(of node: SimNode) -> (entries: [LedgerEntry], certificates: [ExecutionCertificate]) {
+        let log: BlockLog
+        if let shell = node.shell {
+            log = shell.blockLog
+        } else {
+            guard let opened = try? BlockLog(directory: SimNode.dataDirectory + "/blocks", fileSystem: node.fileSystem,
+                                             segmentBytesMax: Self.segmentBytesMax) else { return ([], []) }
+            log = opened
+        }
+        var entries: [LedgerEntry] = []
+        for height in stride(from: Height(1), through: log.height, by: 1) {
+            guard let entry = try? log.entry(at: height) else { break }
+            entries.append(entry)
+        }
+        return (entries, log.executionCertificates)
     }
 
     /// Called by clients when all have finished: let laggards catch up, then stop.
@@ -450,33 +327,5 @@ public final class Simulation {
         if clients.allSatisfy(\.isDone) {
             schedule(at: max(now, options.faultWindowMs) + 5000, .finish)
         }
-    }
-}
-
-final class SimNode {
-    /// Index in `Simulation.nodes`.
-    let id: Int
-    /// The replica it runs as: its index, except for a twin.
-    let replica: Int
-    let key: PrivateKey
-    var core: Replica?
-    /// Key histories in memory, which cannot fail to read: executions here use `try!`.
-    var state: KeyValueState
-    /// Durable: the block log and the write-ahead log survive crashes.
-    var log: [LedgerEntry] = []
-    var wal: [WALRecord] = []
-    var stable: CheckpointProof?
-    /// Durable: every stable checkpoint's certificate, stored in the ledger.
-    var executionCertificates: [ExecutionCertificate] = []
-    var incarnation = 0
-    var crashMidStep: UInt64?
-    /// Set for a Byzantine replica.
-    var adversary: Adversary?
-
-    init(id: Int, key: PrivateKey, limits: ProtocolParameters, replica: Int? = nil) {
-        self.id = id
-        self.replica = replica ?? id
-        self.key = key
-        self.state = KeyValueState(limits: limits)
     }
 }

@@ -1,27 +1,49 @@
 import BulwarkConsensus
 import BulwarkCore
+import BulwarkVerify
 
 /// The properties every simulated run must have (DESIGN.md §7, PITFALLS "Properties to check").
 struct SimulationChecker {
     let simulation: Simulation
+    /// Each honest node's ledger, by node, as its disk holds it at the end.
+    var ledgers: [Int: [LedgerEntry]]
     var config: ClusterConfig { simulation.config }
+
+    init(simulation: Simulation) {
+        self.simulation = simulation
+        ledgers = Dictionary(uniqueKeysWithValues: simulation.honestNodes.map { ($0.id, simulation.ledger(of: $0).entries) })
+    }
+
+    /// Honest nodes' ledgers in node order.
+    var logs: [[LedgerEntry]] { simulation.honestNodes.map { ledgers[$0.id] ?? [] } }
+    var longest: [LedgerEntry] { logs.max(by: { $0.count < $1.count }) ?? [] }
 
     func check() {
         let nodes = simulation.honestNodes
-        simulation.report.heights = nodes.map { UInt64($0.log.count) }
-        simulation.report.maxView = nodes.compactMap { $0.core?.view }.max() ?? 0
+        simulation.report.heights = nodes.filter { $0.refusedToStart == nil }.map { UInt64(ledgers[$0.id]?.count ?? 0) }
+        simulation.report.maxView = nodes.compactMap { $0.shell?.core.view }.max() ?? 0
         checkAgreement()
         checkChains()
         checkExecution()
         checkLiveness()
-        HistoryChecker(simulation: simulation).check()
+        checkRepairedLedgers()
+        HistoryChecker(simulation: simulation, longest: longest).check()
+    }
+
+    /// A replica whose disk was corrupted repaired it from peers: the ledger it ends with
+    /// passes the offline audit (`bulwark-verify log`).
+    func checkRepairedLedgers() {
+        for node in simulation.honestNodes where node.diskCorrupted && node.refusedToStart == nil {
+            let report = LedgerAudit(config: config, threads: 1)
+                .audit(directory: SimNode.dataDirectory + "/blocks", fileSystem: node.fileSystem)
+            if let problem = report.problem { fail("repair: replica \(node.id)'s ledger fails the audit: \(problem)") }
+        }
     }
 
     func fail(_ message: String) { simulation.report.failures.append(message) }
 
     /// Agreement: no two replicas hold different blocks, or different state roots, at one height.
     func checkAgreement() {
-        let logs = simulation.honestNodes.map(\.log)
         let top = logs.map(\.count).max() ?? 0
         guard top > 0 else { return }
         for index in 0..<top {
@@ -40,7 +62,7 @@ struct SimulationChecker {
     func checkChains() {
         for node in simulation.honestNodes {
             var tip = ChainTip.genesis
-            for entry in node.log {
+            for entry in ledgers[node.id] ?? [] {
                 do { tip = try tip.verifyNext(entry, config: config, verifier: simulation.verifier) } catch {
                     return fail("chain: replica \(node.id): \(error)")
                 }
@@ -52,7 +74,6 @@ struct SimulationChecker {
     /// workload client, each executes once, and each result a client accepted is the result
     /// the ledger gives.
     func checkExecution() {
-        guard let longest = simulation.honestNodes.map(\.log).max(by: { $0.count < $1.count }) else { return }
         let issued = Dictionary(uniqueKeysWithValues: simulation.clients.map { ($0.key.publicKey, $0.lastRequestID) }
                                 + simulation.maliciousClients.map { ($0.attack.client, $0.attack.lastID) })
         var state = KeyValueState(limits: config.parameters)

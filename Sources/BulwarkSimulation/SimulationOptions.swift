@@ -49,6 +49,9 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
     public var maliciousClients: Int = 0
     /// Twins: a second process run with this replica's key and id (both count as Byzantine).
     public var twins: Int?
+    /// Disk faults: torn tails at every crash, corrupted sectors (a sealed block-log segment,
+    /// a snapshot, the write-ahead log), a full disk for a while, opens that fail.
+    public var diskFaults = false
 
     public init(seed: UInt64) { self.seed = seed }
 
@@ -65,6 +68,7 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
         options.partitions = Int(rng.between(0, 2))
         options.crashes = Int(rng.between(0, 2))
         options.crashPrimary = rng.chance(400)
+        options.diskFaults = rng.chance(200)
         return options
     }
 
@@ -75,6 +79,7 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
             + (byzantine.isEmpty ? "" : " byzantine=\(byzantineArgument)")
             + (maliciousClients == 0 ? "" : " malicious-clients=\(maliciousClients)")
             + (twins.map { " twins=\($0)" } ?? "")
+            + (diskFaults ? " disk-faults" : "")
     }
 
     /// The `bulwark-sim` command that reproduces this run exactly.
@@ -85,6 +90,7 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
             + (byzantine.isEmpty ? "" : " --byzantine \(byzantineArgument)")
             + (maliciousClients == 0 ? "" : " --malicious-clients \(maliciousClients)")
             + (twins.map { " --twins \($0)" } ?? "")
+            + (diskFaults ? " --disk-faults" : "")
     }
 
     /// `REPLICA:BEHAVIOUR[+BEHAVIOUR...]` per Byzantine replica, comma-separated.
@@ -133,6 +139,20 @@ public struct SimulationReport: Sendable {
     public var primaryCrashedAtHeight: Height?
     /// State-transfer answers from Byzantine replicas that failed the receiver's checks.
     public var forgedTransfersRejected: Int = 0
+    /// Where state transfer and consensus raced: blocks consensus delivered that a transfer had
+    /// already stored, and transfers whose target consensus reached first.
+    public var deliveredAfterTransfer: Int = 0
+    public var transfersOvertaken: Int = 0
+    /// Peer frames that failed decoding or the sender check.
+    public var framesDropped: Int = 0
+    /// Disk faults injected, and replicas that refused to start on damage they must not
+    /// repair by themselves (a corrupted write-ahead log).
+    public var diskFaultsInjected: Int = 0
+    /// Of those: flipped bits in a block-log segment, a snapshot, the WAL; full disks; failing opens.
+    public var corruptedSegments = 0, corruptedSnapshots = 0, corruptedWALs = 0, fullDisks = 0, failingOpens = 0
+    /// Damage a replica found in its block log (by scrubbing) and cut away to repair it.
+    public var damageFound: Int = 0
+    public var refusedStarts: Int = 0
     /// Operations checked for linearizability, per-key histories searched.
     public var linearizableOperations: Int = 0
     public var failures: [String] = []
@@ -146,6 +166,10 @@ public struct SimulationReport: Sendable {
             + (primaryCrashedAtHeight.map { " primary-crash@\($0)" } ?? "")
             + " linearizable-ops=\(linearizableOperations)"
             + (forgedTransfersRejected > 0 ? " forged-transfers-rejected=\(forgedTransfersRejected)" : "")
+            + (deliveredAfterTransfer > 0 ? " delivered-after-transfer=\(deliveredAfterTransfer)" : "")
+            + (transfersOvertaken > 0 ? " transfers-overtaken=\(transfersOvertaken)" : "")
+            + (diskFaultsInjected > 0 ? " disk-faults=\(diskFaultsInjected)" : "")
+            + (refusedStarts > 0 ? " refused-starts=\(refusedStarts)" : "")
     }
 }
 

@@ -229,8 +229,10 @@ public final class BlockLog {
     /// Sealed segments are taken from their indexes where usable (see `SegmentIndex`), so
     /// opening reads only the segment being written; a sealed segment found without one is
     /// indexed now, for the next start.
+    public static let segmentBytesDefault: UInt64 = 64 << 20
+
     public init(directory: String, fileSystem: any FileSystem = PosixFileSystem(),
-                segmentBytesMax: UInt64 = 64 << 20) throws(StorageError) {
+                segmentBytesMax: UInt64 = segmentBytesDefault) throws(StorageError) {
         self.directory = directory
         self.fileSystem = fileSystem
         self.segmentBytesMax = segmentBytesMax
@@ -344,12 +346,15 @@ public final class BlockLog {
         return height
     }
 
-    /// Cuts the log at the damaged record and everything after it, so that blocks fetched from
-    /// peers can be appended from the last good height on.
-    public func truncateDamage() throws(StorageError) {
-        guard let damage = reader.damage else { return }
+    /// Cuts the files at `damage` (the record's start) and removes everything after it, durably;
+    /// the segment cut is returned open. The log's own view is not updated: after damage found
+    /// in a log already open (`scrub`), the log must be opened again.
+    @discardableResult
+    public func cut(at damage: LogDamage) throws(StorageError) -> any StorageFile {
         let names = reader.segments
-        guard let index = names.firstIndex(of: damage.segment) else { return }
+        guard let index = names.firstIndex(of: damage.segment) else {
+            throw .io(path: "\(directory)/\(damage.segment)", operation: "cut", reason: "no such segment")
+        }
         // Indexes go first: an index must never outlive the segment contents it describes.
         for name in names[index...] { try fileSystem.remove("\(directory)/\(SegmentIndex.name(of: name))") }
         let damaged = try fileSystem.open("\(directory)/\(damage.segment)", create: false)
@@ -357,6 +362,45 @@ public final class BlockLog {
         try damaged.sync()
         for name in names[(index + 1)...] { try fileSystem.remove("\(directory)/\(name)") }
         try fileSystem.syncDirectory(directory)
+        return damaged
+    }
+
+    /// The sealed segments (every one but the one being written), oldest first.
+    public var sealedSegments: [String] { Array(reader.segments.dropLast()) }
+
+    /// Reads sealed segment `segment` in full and checks every record's checksum, and that
+    /// every block the log knows there starts a record: the first damage found, or nil. A latent sector error in a segment that is
+    /// taken from its index at start-up is found only this way. Reads only: safe off the loop.
+    public static func scrub(_ reader: BlockLogReader, segment: String) -> LogDamage? {
+        let path = "\(reader.directory)/\(segment)"
+        guard let bytes = try? readAll(reader.fileSystem, path) else { return nil }
+        let (records, ending) = RecordFraming.scan(bytes)
+        // The first height whose record starts at or after `offset`: what damage there costs.
+        func damage(at offset: UInt64, _ reason: String) -> LogDamage {
+            let first = reader.positions.firstIndex { $0.segment == segment && $0.end > offset }
+            let start = first.map { min(reader.positions[$0].offset, offset) } ?? offset
+            return LogDamage(height: Height(first ?? reader.positions.count) + 1, segment: segment, offset: start, reason: reason)
+        }
+        if case let .damaged(offset, reason) = ending { return damage(at: offset, reason) }
+        if case let .tornTail(offset) = ending { return damage(at: offset, "record cut short in a sealed segment") }
+        // Every block the log knows in this segment must start a record that passed its checksum.
+        let starts = Set(records.map(\.offset))
+        for (index, position) in reader.positions.enumerated() where position.segment == segment && !starts.contains(position.offset) {
+            return damage(at: position.offset, "block \(index + 1) is not where the log's index of it says")
+        }
+        return nil
+    }
+
+    /// What `scrub` needs, to take off the loop.
+    public var readerSnapshot: BlockLogReader { reader }
+
+    /// Cuts the log at the damaged record and everything after it, so that blocks fetched from
+    /// peers can be appended from the last good height on.
+    public func truncateDamage() throws(StorageError) {
+        guard let damage = reader.damage else { return }
+        let names = reader.segments
+        guard let index = names.firstIndex(of: damage.segment) else { return }
+        let damaged = try cut(at: damage)
         reader.segments = Array(names[...index])
         reader.damage = nil
         file = damaged

@@ -1,11 +1,16 @@
 /// An in-memory file system that models what a crash keeps: appended bytes are volatile until
-/// `sync`, directory changes until `syncDirectory`. `crash()` keeps only what was durable, and
-/// optionally a torn prefix of each file's unsynced tail. `crashAfterOperations` makes the
-/// n-th write or sync throw `StorageError.crashed`, so a test can crash at every boundary.
+/// `sync`, directory changes (creations, renames, removals) until `syncDirectory`. `crash()`
+/// keeps only what was durable, and optionally a torn prefix of each file's unsynced tail.
+/// `crashAfterOperations` makes the n-th write or sync throw `StorageError.crashed`, so a test
+/// can crash at every boundary. Faults a real disk has can be switched on: a full disk, opens
+/// that fail (descriptors run out), and a flipped bit (a latent sector error). Deterministic:
+/// nothing depends on hashing order.
 public final class SimulatedFileSystem: FileSystem {
+    /// A file's bytes. Files only grow by appends and shrink by truncation (of both views),
+    /// so what is durable is always a prefix of the bytes: `durableCount` of them.
     final class Content {
-        var durable: [UInt8] = []
-        var current: [UInt8] = []
+        var bytes: [UInt8] = []
+        var durableCount = 0
     }
 
     private var directories: Set<String> = []
@@ -16,8 +21,15 @@ public final class SimulatedFileSystem: FileSystem {
     /// When set, the operation with this number (counting from 0) throws instead of happening.
     public var crashAfterOperations: Int?
     public private(set) var hasCrashed = false
+    /// While set, every append fails as on a full disk (ENOSPC).
+    public var diskFull = false
+    /// This many opens fail next, as when descriptors run out (EMFILE).
+    public var failingOpens = 0
 
     public init() {}
+
+    /// The reason an injected open failure gives.
+    public static let tooManyOpenFiles = "Too many open files (simulated)"
 
     func tick() throws(StorageError) {
         if hasCrashed { throw .crashed }
@@ -29,30 +41,42 @@ public final class SimulatedFileSystem: FileSystem {
     }
 
     /// Reboots: keeps durable state, plus `tornBytes(unsyncedCount)` bytes of each file's
-    /// unsynced tail (0 keeps none).
+    /// unsynced tail (0 keeps none), asked file by file in path order.
     public func crash(tornBytes: (Int) -> Int = { _ in 0 }) {
-        for (path, content) in durable {
-            let unsynced = content.current.count > content.durable.count
-                && Array(content.current.prefix(content.durable.count)) == content.durable
-                ? Array(content.current.dropFirst(content.durable.count)) : []
-            let keep = min(unsynced.count, max(0, tornBytes(unsynced.count)))
-            content.current = content.durable + unsynced.prefix(keep)
-            content.durable = content.current
-            durable[path] = content
+        for path in durable.keys.sorted() {
+            let content = durable[path]!
+            let unsynced = content.bytes.count - content.durableCount
+            let keep = min(unsynced, max(0, unsynced > 0 ? tornBytes(unsynced) : 0))
+            content.bytes.removeLast(unsynced - keep)
+            content.durableCount = content.bytes.count
         }
         current = durable
         hasCrashed = false
         crashAfterOperations = nil
     }
 
-    /// Flips one bit of a file's durable contents, as a latent sector error would.
+    /// Flips one bit of a file's contents, durable or not, as a latent sector error would.
     public func corrupt(_ path: String, at offset: Int) {
-        guard let content = current[path], offset < content.current.count else { return }
-        content.current[offset] ^= 0x10
-        if offset < content.durable.count { content.durable[offset] ^= 0x10 }
+        guard let content = current[path], offset >= 0, offset < content.bytes.count else { return }
+        content.bytes[offset] ^= 0x10
     }
 
-    public func bytes(_ path: String) -> [UInt8]? { current[path]?.current }
+    public func bytes(_ path: String) -> [UInt8]? { current[path]?.bytes }
+
+    /// The bytes of `path` a crash now would keep.
+    public func durableBytes(_ path: String) -> [UInt8]? {
+        guard let content = current[path] else { return nil }
+        return Array(content.bytes.prefix(content.durableCount))
+    }
+
+    /// Bytes of `path` written but not yet synced (0 for a file that does not exist).
+    public func unsyncedBytes(_ path: String) -> Int {
+        guard let content = current[path] else { return 0 }
+        return content.bytes.count - content.durableCount
+    }
+
+    /// Every file's path, sorted.
+    public var paths: [String] { current.keys.sorted() }
 
     public func exists(_ path: String) -> Bool { current[path] != nil || directories.contains(path) }
 
@@ -65,6 +89,10 @@ public final class SimulatedFileSystem: FileSystem {
     }
 
     public func open(_ path: String, create: Bool) throws(StorageError) -> any StorageFile {
+        if failingOpens > 0 {
+            failingOpens -= 1
+            throw .io(path: path, operation: "open", reason: Self.tooManyOpenFiles)
+        }
         if current[path] == nil {
             guard create else { throw .io(path: path, operation: "open", reason: "no such file") }
             try tick()
@@ -108,31 +136,33 @@ final class SimulatedFile: StorageFile {
         self.path = path
     }
 
-    func size() throws(StorageError) -> UInt64 { UInt64(try fileSystem.content(path).current.count) }
+    func size() throws(StorageError) -> UInt64 { UInt64(try fileSystem.content(path).bytes.count) }
 
     func read(at offset: UInt64, count: Int) throws(StorageError) -> [UInt8] {
-        let bytes = try fileSystem.content(path).current
-        guard offset < UInt64(bytes.count) else { return [] }
-        return Array(bytes[Int(offset)..<min(bytes.count, Int(offset) + count)])
+        let content = try fileSystem.content(path)
+        guard offset < UInt64(content.bytes.count) else { return [] }
+        return Array(content.bytes[Int(offset)..<min(content.bytes.count, Int(offset) + count)])
     }
 
     func append(_ bytes: [UInt8]) throws(StorageError) {
         let content = try fileSystem.content(path)
+        if fileSystem.diskFull { throw .io(path: path, operation: "write", reason: "No space left on device") }
         try fileSystem.tick()
-        content.current.append(contentsOf: bytes)
+        content.bytes.append(contentsOf: bytes)
     }
 
     func sync() throws(StorageError) {
         let content = try fileSystem.content(path)
         try fileSystem.tick()
-        content.durable = content.current
+        content.durableCount = content.bytes.count
     }
 
     func truncate(to size: UInt64) throws(StorageError) {
         let content = try fileSystem.content(path)
         try fileSystem.tick()
-        content.current = Array(content.current.prefix(Int(size)))
-        content.durable = Array(content.durable.prefix(Int(size)))
+        let count = min(content.bytes.count, Int(clamping: size))
+        content.bytes.removeLast(content.bytes.count - count)
+        content.durableCount = min(content.durableCount, count)
     }
 
     func close() {}

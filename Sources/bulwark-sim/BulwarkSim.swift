@@ -9,7 +9,8 @@ struct BulwarkSim: ParsableCommand {
         abstract: "Run deterministic whole-cluster simulations of Bulwark.",
         discussion: """
             Each seed runs a cluster of real replicas against a simulated network, disk and clock \
-            with faults (loss, duplication, reordering, partitions, crashes), then checks \
+            with faults (loss, duplication, reordering, partitions, crashes, and with --disk-faults \
+            torn writes, corrupted sectors, a full disk and failing opens), then checks \
             agreement, chain validity, exactly-once execution, durability and liveness. With \
             --seeds, each seed draws its own fault mix; a failing seed prints the command that \
             replays it exactly.
@@ -36,6 +37,9 @@ struct BulwarkSim: ParsableCommand {
     var maliciousClients: Int?
     @Option(help: ArgumentHelp("Run a second process with this replica's key and id (Twins).", valueName: "REPLICA"))
     var twins: Int?
+    @Flag(name: .customLong("disk-faults"),
+          help: "Inject disk faults in every seed: torn writes at crashes, corrupted sectors (block log, snapshot, WAL), a full disk, failing opens.")
+    var diskFaults = false
     @Flag(help: "Print only failures and the final line.") var quiet = false
     @Flag(help: "Print view changes, crashes, partitions and state transfers as they happen.") var trace = false
     @Option(name: .customLong("write-ledgers"),
@@ -72,6 +76,7 @@ struct BulwarkSim: ParsableCommand {
         if let byzantine { options.byzantine = (try? SimulationOptions.parseByzantine(byzantine)) ?? [:] }
         if let maliciousClients { options.maliciousClients = maliciousClients }
         if let twins { options.twins = twins }
+        if diskFaults { options.diskFaults = true }
         guard self.seed != nil else { return options }
         if let clients { options.clients = clients }
         if let requests { options.requestsPerClient = requests }

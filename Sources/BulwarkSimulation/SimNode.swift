@@ -1,0 +1,233 @@
+import BulwarkAdversary
+import BulwarkConsensus
+import BulwarkCore
+import BulwarkShell
+import BulwarkStorage
+import Logging
+
+/// One simulated replica process: the production `ReplicaShell` over a simulated disk of its
+/// own, reached through the simulated network and clock.
+final class SimNode {
+    /// Index in `Simulation.nodes`.
+    let id: Int
+    /// The replica it runs as: its index, except for a twin.
+    let replica: Int
+    let key: PrivateKey
+    /// Survives crashes: what was durable stays, the rest is lost (or torn).
+    let fileSystem = SimulatedFileSystem()
+    /// The running process; nil while it is down.
+    var shell: ReplicaShell?
+    /// Bumped at every start and every crash: timers and sends of an older process are void.
+    var incarnation = 0
+    /// Set for a Byzantine replica.
+    var adversary: Adversary?
+    /// How long the node stays down once a crash set to happen mid-step happens.
+    var pendingCrashDownMs: UInt64?
+    /// Start-ups that failed in a row (a supervisor retries them).
+    var failedStarts = 0
+    /// Why the replica refuses to start for good (damage it must not repair by itself, such as
+    /// a corrupted write-ahead log): it stays down, like a replica an operator must attend to.
+    var refusedToStart: String?
+    /// Its disk was corrupted at least once: its final ledger must pass the offline audit.
+    var diskCorrupted = false
+    /// Its shell found the damage (scrubbing) and stopped to repair it.
+    var damageFound = false
+
+    static let dataDirectory = "/data"
+
+    init(id: Int, key: PrivateKey, replica: Int? = nil) {
+        self.id = id
+        self.replica = replica ?? id
+        self.key = key
+    }
+}
+
+/// The network, clock and workers one incarnation of a node sees. Work runs at once; what an
+/// earlier incarnation (a crashed process) or a process past its crash point would do is void.
+final class SimIO: ShellNetwork, ShellClock, ShellWorkers {
+    unowned let simulation: Simulation
+    let node: Int
+    let incarnation: Int
+
+    init(simulation: Simulation, node: Int, incarnation: Int) {
+        self.simulation = simulation
+        self.node = node
+        self.incarnation = incarnation
+    }
+
+    var alive: Bool {
+        let node = simulation.nodes[node]
+        return node.incarnation == incarnation && !node.fileSystem.hasCrashed
+    }
+
+    func send(_ frame: [UInt8], to peer: ReplicaID, afterMs: UInt64) {
+        guard alive else { return }
+        simulation.sendFrame(frame, from: node, toReplica: Int(peer), delayMs: afterMs)
+    }
+
+    func send(_ frame: [UInt8], toClient client: PublicKey) {
+        guard alive else { return }
+        simulation.sendToClient(frame, from: node, client: client)
+    }
+
+    var nowMs: UInt64 { simulation.now }
+    var monotonicNs: UInt64 { simulation.now &* 1_000_000 }
+
+    func schedule(_ timer: ShellTimer, afterMs: UInt64) {
+        guard alive else { return }
+        simulation.schedule(at: simulation.now + afterMs, .timer(node: node, timer, incarnation: incarnation))
+    }
+
+    func serve(_ work: @escaping @Sendable () -> Void) -> Bool {
+        work()
+        return true
+    }
+
+    func background(_ work: @escaping @Sendable () -> Void, then done: @escaping () -> Void) {
+        work()
+        simulation.schedule(at: simulation.now + 1, .background(node: node, incarnation: incarnation, done))
+    }
+}
+
+extension Simulation {
+    /// Starts node `node`'s process from its disk, as a supervisor would.
+    func boot(_ node: SimNode) {
+        guard node.shell == nil, node.refusedToStart == nil else { return }
+        node.incarnation += 1
+        let io = SimIO(simulation: self, node: node.id, incarnation: node.incarnation)
+        let shell: ReplicaShell
+        do {
+            shell = try ReplicaShell(config: config, id: ReplicaID(node.replica), key: node.key,
+                                     dataDirectory: SimNode.dataDirectory, fileSystem: node.fileSystem, network: io,
+                                     clock: io, workers: io, logger: Self.logger, snapshotInterval: Self.snapshotInterval,
+                                     segmentBytesMax: Self.segmentBytesMax,
+                                     scrubIntervalMs: options.diskFaults ? 250 : 2000,
+                                     verifier: verifier)
+        } catch {
+            return failedStart(node, error)
+        }
+        node.failedStarts = 0
+        shell.notify = { [unowned self, unowned node] notice in observe(notice, at: node) }
+        shell.onFault = { [unowned self, unowned node] reason in faulted(node, reason) }
+        if node.adversary != nil {
+            let box = Unchecked(node)
+            shell.interceptor = ReplicaShell.Interceptor(
+                rewrite: { node.adversary!.rewrite($0) }, serve: { box.value.adversary!.served($0) },
+                delayMs: { node.adversary!.delayMs($0) })
+        }
+        node.shell = shell
+        shell.start()
+        settle(node)
+    }
+
+    /// A start-up that failed: with disk faults injected a supervisor tries again a few times
+    /// (a transient error must not keep a replica down); damage that persists keeps it down.
+    /// Without disk faults, a replica that cannot restart is a failure.
+    func failedStart(_ node: SimNode, _ error: any Error) {
+        node.failedStarts += 1
+        if node.fileSystem.hasCrashed {
+            // Crashed while starting: lose what was unsynced and start again.
+            node.fileSystem.crash(tornBytes: tornBytes)
+        } else if !options.diskFaults {
+            report.failures.append("replica \(node.id) cannot restart at \(now)ms: \(error)")
+            return
+        } else if node.failedStarts >= 5 {
+            node.refusedToStart = "\(error)"
+            report.refusedStarts += 1
+            trace?("\(now)ms r\(node.id) refuses to start: \(error)")
+            return
+        }
+        trace?("\(now)ms r\(node.id) failed to start (\(error)); retrying")
+        schedule(at: now + 300, .restart(node.id))
+    }
+
+    /// The bytes of an unsynced tail a power loss keeps: none, or with disk faults a torn
+    /// prefix of any length.
+    func tornBytes(_ unsynced: Int) -> Int {
+        options.diskFaults ? Int(rng.between(0, UInt64(unsynced))) : 0
+    }
+
+    /// The shell stopped itself. Storage that failed because of an injected fault (a crash
+    /// point, a full disk, descriptors run out) ends the process, and a supervisor restarts
+    /// it; any other fault is a failure of the run.
+    func faulted(_ node: SimNode, _ reason: String) {
+        let injected = node.fileSystem.hasCrashed || node.fileSystem.diskFull || reason.contains(SimulatedFileSystem.tooManyOpenFiles)
+            || (node.diskCorrupted && node.damageFound)
+        guard injected else {
+            report.failures.append("replica \(node.id) fault at \(now)ms: \(reason)")
+            return
+        }
+        trace?("\(now)ms r\(node.id) stopped: \(reason)")
+        node.pendingCrashDownMs = node.pendingCrashDownMs ?? 300
+    }
+
+    /// After every step of a node: a process that reached its crash point, or stopped
+    /// itself, goes down now.
+    func settle(_ node: SimNode) {
+        guard node.shell != nil, let downMs = node.pendingCrashDownMs ?? (node.fileSystem.hasCrashed ? 300 : nil) else { return }
+        node.pendingCrashDownMs = nil
+        let powerLoss = node.fileSystem.hasCrashed
+        node.shell = nil
+        node.incarnation += 1
+        // A process that exits keeps what the kernel holds; a crash point loses the unsynced.
+        if powerLoss { node.fileSystem.crash(tornBytes: tornBytes) }
+        schedule(at: now + downMs, .restart(node.id))
+    }
+
+    /// Crashes node `node`: now (losing everything not fsynced), or mid-step, at one of its
+    /// next few storage operations.
+    func crash(_ node: SimNode, midStep: Bool, downMs: UInt64) {
+        guard node.shell != nil else { return }
+        trace?("\(now)ms r\(node.id) crashes\(midStep ? " mid-step" : "") for \(downMs)ms at height \(node.shell!.height)")
+        if midStep {
+            node.fileSystem.crashAfterOperations = node.fileSystem.operations + Int(rng.between(0, 6))
+            node.pendingCrashDownMs = downMs
+            return
+        }
+        node.shell = nil
+        node.incarnation += 1
+        node.fileSystem.crash(tornBytes: tornBytes)
+        schedule(at: now + downMs, .restart(node.id))
+    }
+
+    /// Steps node `node`'s shell with `input`, if it is up.
+    func deliver(_ input: ShellInput, to node: SimNode) {
+        guard let shell = node.shell else { return }
+        shell.handle([input])
+        settle(node)
+    }
+
+    func observe(_ notice: ShellNotice, at node: SimNode) {
+        switch notice {
+        case let .executed(height, _), let .transferredBlock(height):
+            if let shell = node.shell { stateRoots[height, default: [:]][node.id] = shell.currentStateRoot() }
+        case .refused: report.requestsRefused += 1
+        case .deliveredAfterTransfer: report.deliveredAfterTransfer += 1
+        case .transferOvertaken: report.transfersOvertaken += 1
+        case let .damageFound(damage):
+            node.damageFound = true
+            report.damageFound += 1
+            trace?("\(now)ms r\(node.id) found damage: \(damage)")
+        case let .enteredView(view, primary):
+            report.viewChanges += 1
+            trace?("\(now)ms r\(node.id) entered view \(view) (primary \(primary)) at height \(node.shell?.height ?? 0)")
+        case let .suspectedPrimary(view, primary, mean, allowed):
+            report.slowPrimarySuspicions += 1
+            trace?("\(now)ms r\(node.id) suspects primary \(primary) of view \(view): turnaround \(mean)ms > \(allowed)ms")
+        case let .sentViewChange(vc):
+            trace?("\(now)ms r\(node.id) view-change to \(vc.newView) (checkpoint \(vc.checkpointHeight), \(vc.prepared.count) prepared)")
+        case let .stateTransferStarted(from, target):
+            trace?("\(now)ms r\(node.id) state transfer to \(target) from \(from)")
+        case let .transferRejected(peer):
+            if nodes.contains(where: { $0.replica == Int(peer) && ($0.adversary != nil || $0.replica == options.twins) }) {
+                report.forgedTransfersRejected += 1
+            }
+        default: break
+        }
+    }
+
+    static let logger = Logger(label: "bulwark.sim", factory: { _ in SwiftLogNoOpLogHandler() })
+    /// Small enough that runs write snapshots and seal block-log segments.
+    static let snapshotInterval: Height = 16
+    static let segmentBytesMax: UInt64 = 16 << 10
+}

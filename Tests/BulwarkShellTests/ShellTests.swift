@@ -1,0 +1,102 @@
+import BulwarkConsensus
+import BulwarkCore
+import BulwarkShell
+@testable import BulwarkStorage
+import Testing
+
+/// The replica shell driven directly, one step at a time (`ShellCluster`): the ordering rules
+/// it must keep, and the race between state transfer and consensus delivery.
+@Suite struct ShellTests {
+    static let wal = "/data/consensus.wal"
+
+    /// Persist-before-send and durable-before-reply, checked at the moment of every send: no
+    /// consensus message leaves while the WAL holds unsynced records, and no reply leaves
+    /// before its block is fsynced.
+    @Test func theWALIsDurableBeforeEverySendAndTheBlockBeforeEveryReply() {
+        let cluster = ShellCluster()
+        var consensusSends = 0, replies = 0
+        var violations: [String] = []
+        for i in 0..<4 {
+            let disk = cluster.disks[i]
+            cluster.ios[i].onSend = { frame in
+                switch frame.to {
+                case .replica:
+                    guard case let .consensus(message)? = frame.peerFrame else { return }
+                    consensusSends += 1
+                    if Self.mustBeLogged(message, by: i), !Self.durableRecords(disk).contains(.sent(message)) {
+                        violations.append("replica \(i) sent a message its WAL does not durably hold")
+                    }
+                case .client:
+                    guard case let .reply(reply)? = try? ClientFrame(decoding: frame.bytes) else { return }
+                    replies += 1
+                    if cluster.shell(i).blockLog.durableHeight < reply.height {
+                        violations.append("replica \(i) replied for height \(reply.height) before the block was synced")
+                    }
+                }
+            }
+        }
+        for _ in 0..<6 {
+            cluster.request(to: [0, 1, 2, 3])
+            cluster.run(rounds: 3)
+        }
+        #expect(violations.isEmpty, "\(violations.prefix(3))")
+        #expect(consensusSends > 50 && replies >= 24, "the run did not get far: \(consensusSends) sends, \(replies) replies")
+        #expect((0..<4).allSatisfy { cluster.shell($0).height >= 2 })
+    }
+
+    /// What a replica signs and must log before sending: its own proposals and votes.
+    static func mustBeLogged(_ message: Message, by replica: Int) -> Bool {
+        guard message.sender == ReplicaID(replica) else { return false }
+        switch message {
+        case .prePrepare, .prepare, .commit, .viewChange, .newView: return true
+        default: return false
+        }
+    }
+
+    static func durableRecords(_ disk: SimulatedFileSystem) -> [WALRecord] {
+        RecordFraming.scan(disk.durableBytes(wal) ?? []).records.compactMap { try? WALRecord(decoding: $0.payload) }
+    }
+
+    /// A replica that missed commits asks for a state transfer (a peer's commit proof shows it
+    /// is behind); before any answer arrives, the retransmitted commits let consensus deliver
+    /// the same heights. The transfer must then end and the core learn that its blocks are
+    /// executed: before the shell handled this, the transfer stayed open for ever (every
+    /// answer "brought nothing new"), and the core kept waiting for it.
+    @Test func aStateTransferThatConsensusOvertakesEndsAndTheReplicaKeepsAnswering() throws {
+        let cluster = ShellCluster()
+        cluster.request(to: [0, 1, 2, 3])
+        cluster.run(rounds: 3)
+        // Replica 3 misses every commit of the next requests.
+        func isCommitTo3(_ frame: ShellCluster.Frame) -> Bool {
+            guard frame.to == .replica(3), case .consensus(.commit)? = frame.peerFrame else { return false }
+            return true
+        }
+        for _ in 0..<2 {
+            cluster.request(to: [0, 1, 2, 3])
+            cluster.run(rounds: 3) { !isCommitTo3($0) }
+        }
+        let behind = cluster.shell(3).height
+        #expect(behind < cluster.shell(0).height)
+        // Until replica 3 asks for a transfer, it gets no commits; its transfer answers never arrive.
+        func isTransferAnswerTo3(_ frame: ShellCluster.Frame) -> Bool {
+            guard frame.to == .replica(3), case .blocks? = frame.peerFrame else { return false }
+            return true
+        }
+        cluster.nowMs += 2_000
+        cluster.run(rounds: 30, stepMs: 100) { !isCommitTo3($0) && !isTransferAnswerTo3($0) }
+        let target = try #require(cluster.shell(3).transferTarget, "replica 3 never asked for a state transfer")
+        #expect(target > behind)
+        // Now the commits get through (retransmitted), the transfer answers still do not.
+        cluster.nowMs += 2_000
+        cluster.run(rounds: 30, stepMs: 100) { !isTransferAnswerTo3($0) }
+        #expect(cluster.shell(3).height >= target)
+        #expect(cluster.shell(3).transferTarget == nil, "the transfer stayed open after consensus delivered its target")
+        #expect(cluster.shell(3).core.lastExecuted == cluster.shell(3).height)
+        #expect(cluster.notices[3, default: []].contains { if case .transferOvertaken = $0 { true } else { false } })
+        // And replica 3 answers the next request.
+        let repliesBefore = cluster.replies[3, default: []].count
+        let request = cluster.request(to: [0, 1, 2, 3])
+        cluster.run(rounds: 5) { !isTransferAnswerTo3($0) }
+        #expect(cluster.replies[3, default: []].dropFirst(repliesBefore).contains { $0.requestID == request.requestID })
+    }
+}
