@@ -65,18 +65,12 @@ public struct LedgerAudit {
 
     func auditUntimed(directory: String, fileSystem: any FileSystem) -> AuditReport {
         var report = AuditReport()
-        guard fileSystem.exists(directory) else {
-            report.problem = AuditProblem(height: 1, record: "log", reason: "\(directory) does not exist")
-            return report
-        }
         let reader: BlockLogReader
-        do { reader = try BlockLogReader(directory: directory, fileSystem: fileSystem) } catch {
-            report.problem = AuditProblem(height: 1, record: "log", reason: "\(error)")
+        switch openLog(directory: directory, fileSystem: fileSystem) {
+        case let .failure(problem):
+            report.problem = problem
             return report
-        }
-        if reader.segments.isEmpty {
-            report.problem = AuditProblem(height: 1, record: "log", reason: "\(directory) holds no block log segments")
-            return report
+        case let .success(opened): reader = opened
         }
         // Key histories of the replay go to a temporary file, as on a replica, so auditing a
         // long ledger does not hold every value ever written in memory.
@@ -87,96 +81,24 @@ public struct LedgerAudit {
             report.problem = AuditProblem(height: 1, record: "log", reason: "cannot replay the state: \(error)")
             return report
         }
-        var state = KeyValueState(limits: config.parameters, history: history)
-        var tip = ChainTip.genesis
-        let certificates = Dictionary(grouping: reader.executionCertificates, by: \.height)
-        var batch: [LedgerEntry] = []
-        var failure: AuditProblem?
-        // Signatures of the next batch are verified on worker threads while this thread
-        // checks and replays the batch before it.
-        var inFlight: (entries: [LedgerEntry], checks: [SignatureCheck], results: PendingResults)?
+        let replay = AuditReplay(audit: self, reader: reader, history: history)
+        replay.run()
+        return replay.finish()
+    }
 
-        func process(_ entries: [LedgerEntry], _ checks: [SignatureCheck], _ valid: [Bool]) {
-            guard failure == nil else { return }
-            report.signaturesChecked += checks.count
-            var index = 0
-            for entry in entries {
-                let height = entry.block.height
-                let header = entry.block.header
-                let ownChecks = checks[index...].prefix { $0.height == height }
-                let results = Array(valid[index..<(index + ownChecks.count)])
-                index += ownChecks.count
-                if let problem = checkBlock(entry, tip: tip, checks: Array(ownChecks), results: results) {
-                    failure = problem
-                    return
-                }
-                tip = tip.appending(header, hash: entry.block.hash)
-                do {
-                    _ = try state.execute(entry.block)
-                    try history.flush()
-                } catch {
-                    failure = AuditProblem(height: height, record: "state", reason: "cannot replay the block: \(error)")
-                    return
-                }
-                report.heights = height
-                report.requests += entry.block.requests.count
-                report.commitCertificates += 1
-                for certificate in certificates[height] ?? [] {
-                    if let problem = checkExecution(certificate, at: height, tip: tip, stateRoot: state.stateRoot,
-                                                    checks: Array(ownChecks), results: results) {
-                        failure = problem
-                        return
-                    }
-                    report.executionCertificates += 1
-                }
-            }
-            progress?(report.heights, reader.height)
+    /// The log's reader, or why there is nothing to audit.
+    func openLog(directory: String, fileSystem: any FileSystem) -> Result<BlockLogReader, AuditProblem> {
+        guard fileSystem.exists(directory) else {
+            return .failure(AuditProblem(height: 1, record: "log", reason: "\(directory) does not exist"))
         }
-
-        func flush() {
-            let next: (entries: [LedgerEntry], checks: [SignatureCheck], results: PendingResults)?
-            if batch.isEmpty {
-                next = nil
-            } else {
-                let checks = signatureChecks(batch, certificates: certificates)
-                next = (batch, checks, verifyInBackground(checks))
-                batch = []
-            }
-            if let previous = inFlight { process(previous.entries, previous.checks, previous.results.wait()) }
-            inFlight = next
+        let reader: BlockLogReader
+        do { reader = try BlockLogReader(directory: directory, fileSystem: fileSystem) } catch {
+            return .failure(AuditProblem(height: 1, record: "log", reason: "\(error)"))
         }
-
-        do {
-            try reader.forEachEntry { entry in
-                batch.append(entry)
-                if batch.count == batchBlocks {
-                    flush()
-                    if let failure { throw failure }
-                }
-            }
-            flush()
-            flush()
-        } catch let problem as AuditProblem {
-            inFlight?.results.wait()
-            report.problem = problem
-            return report
-        } catch {
-            inFlight?.results.wait()
-            report.problem = AuditProblem(height: report.heights + 1, record: "block", reason: "\(error)")
-            return report
+        if reader.segments.isEmpty {
+            return .failure(AuditProblem(height: 1, record: "log", reason: "\(directory) holds no block log segments"))
         }
-        report.tip = tip
-        report.finalStateRoot = state.stateRoot
-        if let failure {
-            report.problem = failure
-        } else if let damage = reader.damage {
-            report.problem = AuditProblem(height: damage.height, record: "block",
-                                          reason: "\(damage.reason) (\(damage.segment), byte \(damage.offset))")
-        } else if let torn = reader.tornTail {
-            report.problem = AuditProblem(height: reader.height + 1, record: "block",
-                                          reason: "the final record is truncated (\(torn.segment), byte \(torn.offset))")
-        }
-        return report
+        return .success(reader)
     }
 
     /// One signature to check, and which record it belongs to.
@@ -329,6 +251,119 @@ public struct LedgerAudit {
         guard certificate.stateRoot == stateRoot else {
             return AuditProblem(height: height, record: "execution certificate",
                                 reason: "certified state root \(certificate.stateRoot.short) differs from the replayed state root \(stateRoot.short)")
+        }
+        return nil
+    }
+}
+
+/// One audit's replay of the ledger, in batches: the signatures of the next batch are verified
+/// on worker threads while this thread checks and replays the batch before it.
+final class AuditReplay {
+    let audit: LedgerAudit
+    let reader: BlockLogReader
+    let history: FileKeyHistory
+    let certificates: [Height: [ExecutionCertificate]]
+    var state: KeyValueState
+    var tip = ChainTip.genesis
+    var report = AuditReport()
+    var failure: AuditProblem?
+    var batch: [LedgerEntry] = []
+    var inFlight: (entries: [LedgerEntry], checks: [LedgerAudit.SignatureCheck], results: LedgerAudit.PendingResults)?
+
+    init(audit: LedgerAudit, reader: BlockLogReader, history: FileKeyHistory) {
+        self.audit = audit
+        self.reader = reader
+        self.history = history
+        certificates = Dictionary(grouping: reader.executionCertificates, by: \.height)
+        state = KeyValueState(limits: audit.config.parameters, history: history)
+    }
+
+    /// Reads every entry and checks it; stops at the first problem.
+    func run() {
+        do {
+            try reader.forEachEntry { entry in
+                batch.append(entry)
+                if batch.count == audit.batchBlocks {
+                    flush()
+                    if let failure { throw failure }
+                }
+            }
+            flush()
+            flush()
+        } catch let problem as AuditProblem {
+            inFlight?.results.wait()
+            failure = problem
+        } catch {
+            inFlight?.results.wait()
+            failure = AuditProblem(height: report.heights + 1, record: "block", reason: "\(error)")
+        }
+    }
+
+    /// The report: the first problem, or damage and torn tails the reader met past the last
+    /// good record.
+    func finish() -> AuditReport {
+        report.tip = tip
+        report.finalStateRoot = state.stateRoot
+        if let failure {
+            report.problem = failure
+        } else if let damage = reader.damage {
+            report.problem = AuditProblem(height: damage.height, record: "block",
+                                          reason: "\(damage.reason) (\(damage.segment), byte \(damage.offset))")
+        } else if let torn = reader.tornTail {
+            report.problem = AuditProblem(height: reader.height + 1, record: "block",
+                                          reason: "the final record is truncated (\(torn.segment), byte \(torn.offset))")
+        }
+        return report
+    }
+
+    /// Starts verifying the batch gathered and checks the one before it.
+    func flush() {
+        let next: (entries: [LedgerEntry], checks: [LedgerAudit.SignatureCheck], results: LedgerAudit.PendingResults)?
+        if batch.isEmpty {
+            next = nil
+        } else {
+            let checks = audit.signatureChecks(batch, certificates: certificates)
+            next = (batch, checks, audit.verifyInBackground(checks))
+            batch = []
+        }
+        if let previous = inFlight { process(previous.entries, previous.checks, previous.results.wait()) }
+        inFlight = next
+    }
+
+    func process(_ entries: [LedgerEntry], _ checks: [LedgerAudit.SignatureCheck], _ valid: [Bool]) {
+        guard failure == nil else { return }
+        report.signaturesChecked += checks.count
+        var index = 0
+        for entry in entries {
+            let ownChecks = Array(checks[index...].prefix { $0.height == entry.block.height })
+            let results = Array(valid[index..<(index + ownChecks.count)])
+            index += ownChecks.count
+            if let problem = replay(entry, checks: ownChecks, results: results) {
+                failure = problem
+                return
+            }
+        }
+        audit.progress?(report.heights, reader.height)
+    }
+
+    /// Checks one block and its execution certificates, and executes it.
+    func replay(_ entry: LedgerEntry, checks: [LedgerAudit.SignatureCheck], results: [Bool]) -> AuditProblem? {
+        let height = entry.block.height
+        if let problem = audit.checkBlock(entry, tip: tip, checks: checks, results: results) { return problem }
+        tip = tip.appending(entry.block.header, hash: entry.block.hash)
+        do {
+            _ = try state.execute(entry.block)
+            try history.flush()
+        } catch {
+            return AuditProblem(height: height, record: "state", reason: "cannot replay the block: \(error)")
+        }
+        report.heights = height
+        report.requests += entry.block.requests.count
+        report.commitCertificates += 1
+        for certificate in certificates[height] ?? [] {
+            if let problem = audit.checkExecution(certificate, at: height, tip: tip, stateRoot: state.stateRoot,
+                                                  checks: checks, results: results) { return problem }
+            report.executionCertificates += 1
         }
         return nil
     }
