@@ -14,9 +14,9 @@ extension ReplicaShell {
         guard !sealed.isEmpty else { return clock.schedule(.scrub, afterMs: scrubIntervalMs) }
         let segment = sealed[scrubCursor % sealed.count]
         scrubCursor = (scrubCursor + 1) % sealed.count
-        let reader = Unchecked(ledger.blockLog.readerSnapshot)
+        let plan = ledger.blockLog.scrubPlan(segment: segment), fileSystem = Unchecked(fileSystem)
         let found = Box<LogDamage?>(nil)
-        workers.background({ found.value = BlockLog.scrub(reader.value, segment: segment) }, then: { [self] in
+        workers.background({ found.value = BlockLog.scrub(plan, fileSystem: fileSystem.value) }, then: { [self] in
             guard !stopped, faulted == nil else { return }
             if let damage = found.value { return damageFound(damage) }
             clock.schedule(.scrub, afterMs: scrubIntervalMs)

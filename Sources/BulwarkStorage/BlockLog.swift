@@ -368,31 +368,53 @@ public final class BlockLog {
     /// The sealed segments (every one but the one being written), oldest first.
     public var sealedSegments: [String] { Array(reader.segments.dropLast()) }
 
-    /// Reads sealed segment `segment` in full and checks every record's checksum, and that
-    /// every block the log knows there starts a record: the first damage found, or nil. A latent sector error in a segment that is
-    /// taken from its index at start-up is found only this way. Reads only: safe off the loop.
-    public static func scrub(_ reader: BlockLogReader, segment: String) -> LogDamage? {
-        let path = "\(reader.directory)/\(segment)"
-        guard let bytes = try? readAll(reader.fileSystem, path) else { return nil }
+    /// What scrubbing sealed segment `segment` needs, taken on the log's thread: where its file
+    /// is and where each of its blocks starts (found by binary search: segments hold
+    /// consecutive heights, and their names sort in their order).
+    public func scrubPlan(segment: String) -> ScrubPlan {
+        let positions = reader.positions
+        func firstIndex(where isPast: (String) -> Bool) -> Int {
+            var low = 0, high = positions.count
+            while low < high {
+                let middle = (low + high) / 2
+                if isPast(positions[middle].segment) { high = middle } else { low = middle + 1 }
+            }
+            return low
+        }
+        let first = firstIndex { $0 >= segment }, end = firstIndex { $0 > segment }
+        return ScrubPlan(path: "\(directory)/\(segment)", segment: segment, firstHeight: Height(first) + 1,
+                         blockOffsets: positions[first..<end].map(\.offset))
+    }
+
+    public struct ScrubPlan: Sendable {
+        let path: String
+        let segment: String
+        let firstHeight: Height
+        let blockOffsets: [UInt64]
+    }
+
+    /// Reads a sealed segment in full and checks every record's checksum, and that every block
+    /// the log knows there starts a record: the first damage found, or nil. A latent sector
+    /// error in a segment taken from its index at start-up is found only this way. Reads only:
+    /// safe off the log's thread.
+    public static func scrub(_ plan: ScrubPlan, fileSystem: any FileSystem) -> LogDamage? {
+        guard let bytes = try? readAll(fileSystem, plan.path) else { return nil }
         let (records, ending) = RecordFraming.scan(bytes)
-        // The first height whose record starts at or after `offset`: what damage there costs.
+        // Damage in the record starting at `offset` costs the first block at or after it, and
+        // every block after that.
         func damage(at offset: UInt64, _ reason: String) -> LogDamage {
-            let first = reader.positions.firstIndex { $0.segment == segment && $0.end > offset }
-            let start = first.map { min(reader.positions[$0].offset, offset) } ?? offset
-            return LogDamage(height: Height(first ?? reader.positions.count) + 1, segment: segment, offset: start, reason: reason)
+            let lost = plan.blockOffsets.firstIndex { $0 >= offset } ?? plan.blockOffsets.count
+            return LogDamage(height: plan.firstHeight + Height(lost), segment: plan.segment, offset: offset, reason: reason)
         }
         if case let .damaged(offset, reason) = ending { return damage(at: offset, reason) }
         if case let .tornTail(offset) = ending { return damage(at: offset, "record cut short in a sealed segment") }
         // Every block the log knows in this segment must start a record that passed its checksum.
         let starts = Set(records.map(\.offset))
-        for (index, position) in reader.positions.enumerated() where position.segment == segment && !starts.contains(position.offset) {
-            return damage(at: position.offset, "block \(index + 1) is not where the log's index of it says")
+        for (index, offset) in plan.blockOffsets.enumerated() where !starts.contains(offset) {
+            return damage(at: offset, "block \(plan.firstHeight + Height(index)) is not where the log's index of it says")
         }
         return nil
     }
-
-    /// What `scrub` needs, to take off the loop.
-    public var readerSnapshot: BlockLogReader { reader }
 
     /// Cuts the log at the damaged record and everything after it, so that blocks fetched from
     /// peers can be appended from the last good height on.

@@ -141,6 +141,29 @@ import Testing
         #expect(try BlockLogReader(directory: directory, fileSystem: fs).damage?.height == Height(height))
     }
 
+    /// Scrubbing finds what opening from indexes cannot: a flipped bit in a sealed segment,
+    /// with the first height it costs; cutting the log there leaves exactly the blocks before.
+    @Test func scrubbingFindsDamageInASealedSegmentAndTheLogIsCutThere() throws {
+        let fs = SimulatedFileSystem()
+        let sealed = try writeSegmented(fs)
+        let clean = try BlockLog(directory: directory, fileSystem: fs, segmentBytesMax: 2048)
+        #expect(clean.sealedSegments.count == sealed.count)
+        for segment in clean.sealedSegments { #expect(BlockLog.scrub(clean.scrubPlan(segment: segment), fileSystem: fs) == nil) }
+        let indexed = try BlockLogReader(directory: directory, fileSystem: fs, useSegmentIndexes: true)
+        let segment = BlockLogReader.segmentName(2)
+        let height = indexed.positions.firstIndex { $0.segment == segment }! + 2
+        fs.corrupt("\(directory)/\(segment)", at: Int(indexed.positions[height - 1].offset) + 40)
+        let log = try BlockLog(directory: directory, fileSystem: fs, segmentBytesMax: 2048)
+        #expect(log.damage == nil, "opened from its index, the damage is not seen")
+        let damage = try #require(BlockLog.scrub(log.scrubPlan(segment: segment), fileSystem: fs))
+        #expect(damage.height == Height(height) && damage.segment == segment)
+        #expect(damage.offset == indexed.positions[height - 1].offset)
+        try log.cut(at: damage)
+        let reopened = try BlockLog(directory: directory, fileSystem: fs, segmentBytesMax: 2048)
+        #expect(reopened.damage == nil && reopened.height == Height(height - 1))
+        #expect(reopened.blockHash(at: Height(height - 1)) == Self.fixture.entries[height - 2].block.hash)
+    }
+
     @Test func anIndexThatDoesNotFitIsIgnoredAndWrittenAgain() throws {
         let fs = SimulatedFileSystem()
         let sealed = try writeSegmented(fs)
