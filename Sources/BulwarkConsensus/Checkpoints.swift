@@ -119,18 +119,13 @@ extension Replica {
     }
 
     /// The shell fetched and verified blocks up to `tip` and executed them.
-    mutating func stateTransferred(tip: ChainTip, checkpoint: CheckpointProof?, clients transferred: [Reply],
-                                   executed: [ExecutedCheckpoint]) {
+    mutating func stateTransferred(tip: ChainTip, checkpoint: CheckpointProof?, executed: [ExecutedCheckpoint]) {
         if let target = stateTransferTarget, tip.height >= target { stateTransferTarget = nil }
         guard tip.height > chain.height else { return }
         chain = tip
         lastExecuted = tip.height
         awaitingExecution.removeAll()
-        for reply in transferred {
-            if let last = clients[reply.client], last.requestID >= reply.requestID { continue }
-            clients[reply.client] = reply
-            pool.removeExecuted(client: reply.client, upTo: reply.requestID)
-        }
+        pool.removeExecuted(by: executedRequests)
         if let checkpoint, checkpoint.height > lowWatermark, checkpoint.height <= tip.height { makeStable(checkpoint) }
         adoptExecuted(executed)
         // Slots at or below the new tip are done; drop them so delivery resumes above.

@@ -28,15 +28,6 @@ public struct Reply: Hashable, Sendable {
         }
     }
 
-    /// A result longer than this is not cached for retransmissions (a write's result is a few
-    /// bytes; a long one is a read's): the core's table stays bounded per client.
-    static let cachedResultBytesMax = 256
-
-    /// This reply as the core keeps it to answer a retransmission.
-    var cached: Reply {
-        guard result.count > Self.cachedResultBytesMax else { return self }
-        return Reply(client: client, requestID: requestID, height: height, result: OperationResult.notKept.encoded())
-    }
 }
 
 /// Timers the core asks the shell to run. A timer that fires after the core stopped caring
@@ -65,10 +56,10 @@ public enum Event: Sendable {
     /// authenticated map, which is cheaper done once per checkpoint.
     case executed(height: Height, stateRoot: Digest?, replies: [Reply])
     /// The shell finished a state transfer: the ledger now ends at `tip`, with `checkpoint`
-    /// the newest stable checkpoint it verified, `clients` the state's deduplication table, and
-    /// `executed` the state after each checkpoint height it executed on the way (so this replica
-    /// signs those checkpoints like any other, and stable checkpoints keep forming).
-    case stateTransferred(tip: ChainTip, checkpoint: CheckpointProof?, clients: [Reply], executed: [ExecutedCheckpoint])
+    /// the newest stable checkpoint it verified, and `executed` the state after each checkpoint
+    /// height it executed on the way (so this replica signs those checkpoints like any other,
+    /// and stable checkpoints keep forming). The deduplication table came with the state.
+    case stateTransferred(tip: ChainTip, checkpoint: CheckpointProof?, executed: [ExecutedCheckpoint])
 }
 
 /// Outputs of the core, to be carried out in order: a `persist` comes before the sends that
@@ -158,28 +149,36 @@ public struct Recovery: Sendable {
     public var checkpoint: CheckpointProof?
     /// The write-ahead log, oldest first.
     public var wal: [WALRecord]
-    /// The state machine's deduplication table.
-    public var clients: [Reply]
     /// Checkpoint heights above `checkpoint` that the ledger holds, with their state.
     public var executed: [ExecutedCheckpoint]
 
-    public init(tip: ChainTip, checkpoint: CheckpointProof?, wal: [WALRecord], clients: [Reply],
-                executed: [ExecutedCheckpoint] = []) {
+    public init(tip: ChainTip, checkpoint: CheckpointProof?, wal: [WALRecord], executed: [ExecutedCheckpoint] = []) {
         self.tip = tip
         self.checkpoint = checkpoint
         self.wal = wal
-        self.clients = clients
         self.executed = executed
     }
 }
 
+/// Each client's newest executed request and its reply: the one deduplication table. It is
+/// part of the replicated state (`KeyValueState.clients`), which the shell owns and updates as
+/// it executes; the core only reads it, to answer a retransmitted request with its reply and
+/// to refuse a stale one.
+public protocol ExecutedRequests: AnyObject, Sendable {
+    func lastReply(of client: PublicKey) -> Reply?
+}
+
 extension KeyValueState {
-    /// The state's deduplication table as the core takes it (`Recovery.clients`,
-    /// `.stateTransferred`), sorted by client.
-    public var clientReplies: [Reply] {
-        clients.keys.sorted().map { client in
-            let record = clients[client]!
-            return Reply(client: client, requestID: record.requestID, height: record.height, result: record.result.encoded())
-        }
+    /// `client`'s newest executed request, as the reply a retransmission of it gets.
+    public func lastReply(of client: PublicKey) -> Reply? {
+        clients[client].map { Reply(client: client, requestID: $0.requestID, height: $0.height, result: $0.result.encoded()) }
     }
+}
+
+/// A state machine held where a core can read its deduplication table: for drivers that keep
+/// the state beside the core (tests, harnesses).
+public final class ExecutedState: ExecutedRequests, @unchecked Sendable {
+    public var state: KeyValueState
+    public init(_ state: KeyValueState) { self.state = state }
+    public func lastReply(of client: PublicKey) -> Reply? { state.lastReply(of: client) }
 }

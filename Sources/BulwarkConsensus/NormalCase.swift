@@ -5,7 +5,7 @@ extension Replica {
     // MARK: Requests
 
     mutating func receiveRequest(_ request: Request, fromClient: Bool) {
-        if let last = clients[request.client] {
+        if let last = executedRequests.lastReply(of: request.client) {
             if request.requestID == last.requestID {
                 // PBFT §4.1: a retransmitted request that already executed gets the cached reply.
                 if fromClient { emit(.reply(last)) }
@@ -317,8 +317,6 @@ extension Replica {
         if lastExecuted == chain.height { awaitingExecution.removeAll() }
         consecutiveViewChanges = 0
         for reply in replies {
-            if let last = clients[reply.client], last.requestID > reply.requestID { continue }
-            clients[reply.client] = reply.cached
             pool.removeExecuted(client: reply.client, upTo: reply.requestID)
             emit(.reply(reply))
         }

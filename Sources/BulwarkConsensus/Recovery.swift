@@ -6,7 +6,6 @@ import BulwarkCore
 /// and WAL write; amnesia).
 extension Replica {
     mutating func restore(_ recovery: Recovery) {
-        for reply in recovery.clients { clients[reply.client] = reply }
         var ownViewChange: ViewChange?
         var newView: NewView?
         var prePrepares: [PrePrepare] = []

@@ -79,8 +79,8 @@ public struct Replica: Sendable {
     /// arrives in between (a backup's relay, a client's retry) is neither pooled nor proposed
     /// again. Empty whenever execution has caught up with delivery.
     var awaitingExecution: Set<RequestPool.Key> = []
-    /// The last executed request and reply of each client.
-    var clients: [PublicKey: Reply] = [:]
+    /// The last executed request and reply of each client, as the state holds it.
+    let executedRequests: any ExecutedRequests
 
     // MARK: Timers and counters
 
@@ -101,12 +101,13 @@ public struct Replica: Sendable {
     // MARK: - Construction
 
     public init(config: ClusterConfig, id: ReplicaID, key: PrivateKey, verifier: SignatureVerifier,
-                recovery: Recovery? = nil) {
+                executedRequests: any ExecutedRequests, recovery: Recovery? = nil) {
         precondition(config.validator(id)?.publicKey == key.publicKey, "key does not belong to replica \(id)")
         self.config = config
         self.id = id
         self.key = key
         self.verifier = verifier
+        self.executedRequests = executedRequests
         let tip = recovery?.tip ?? .genesis
         chain = tip
         lastExecuted = tip.height
@@ -146,8 +147,8 @@ public struct Replica: Sendable {
         case let .clientRequest(request): receiveRequest(request, fromClient: true)
         case let .timerFired(timer): timerFired(timer)
         case let .executed(height, stateRoot, replies): executed(height: height, stateRoot: stateRoot, replies: replies)
-        case let .stateTransferred(tip, checkpoint, clients, executed):
-            stateTransferred(tip: tip, checkpoint: checkpoint, clients: clients, executed: executed)
+        case let .stateTransferred(tip, checkpoint, executed):
+            stateTransferred(tip: tip, checkpoint: checkpoint, executed: executed)
         }
         checkInvariants()
         return takeOutput()

@@ -74,6 +74,16 @@ struct RequestPool: Sendable {
         for key in done { remove(key) }
     }
 
+    /// Drops every pending request the state already executed (after a state transfer).
+    mutating func removeExecuted(by executed: any ExecutedRequests) {
+        let done = order.compactMap { position -> Key? in
+            guard current(position) != nil, let last = executed.lastReply(of: position.key.client),
+                  position.key.requestID <= last.requestID else { return nil }
+            return position.key
+        }
+        for key in done { remove(key) }
+    }
+
     /// The entry at a position of `order`, unless that position is stale.
     private func current(_ position: Position) -> Entry? {
         guard let entry = entries[position.key], entry.sequence == position.sequence else { return nil }

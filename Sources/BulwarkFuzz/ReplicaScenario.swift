@@ -31,7 +31,11 @@ struct ReplicaScenario {
                                            parameters: parameters)
         let verifier = SignatureVerifier()
         let config = self.config
-        replicas = keys.enumerated().map { i, key in Replica(config: config, id: ReplicaID(i), key: key, verifier: verifier) }
+        // Blocks are not executed here (see `executed`): no request ever shows as executed.
+        let executed = ExecutedState(KeyValueState(limits: parameters))
+        replicas = keys.enumerated().map { i, key in
+            Replica(config: config, id: ReplicaID(i), key: key, verifier: verifier, executedRequests: executed)
+        }
         for i in 0..<4 { _ = replicas[i].start(nowMs: nowMs) }
     }
 

@@ -40,9 +40,9 @@ struct LedgerExecution {
     /// executed earlier (the answer a retransmission of each would get).
     func repliesRecorded(for block: Block) -> [Reply] {
         block.requests.compactMap { request in
-            guard let record = state.clients[request.client], record.requestID == request.requestID,
-                  record.height == block.height else { return nil }
-            return Reply(client: request.client, requestID: request.requestID, height: block.height, result: record.result.encoded())
+            guard let reply = state.lastReply(of: request.client), reply.requestID == request.requestID,
+                  reply.height == block.height else { return nil }
+            return reply
         }
     }
 

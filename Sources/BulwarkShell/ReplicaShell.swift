@@ -63,6 +63,12 @@ public final class ReplicaShell {
         }
     }
 
+    /// The core's view of the deduplication table the state holds (the only one).
+    final class ShellExecutedRequests: ExecutedRequests, @unchecked Sendable {
+        weak var shell: ReplicaShell?
+        func lastReply(of client: PublicKey) -> Reply? { shell?.ledger.state.lastReply(of: client) }
+    }
+
     struct RequestKey: Hashable {
         var client: PublicKey
         var requestID: UInt64
@@ -96,9 +102,11 @@ public final class ReplicaShell {
                                                     segmentBytesMax: segmentBytesMax, logger: logger)
         journal = try ConsensusJournal(path: dataDirectory + "/consensus.wal", fileSystem: fileSystem)
         ledger = recovered.ledger
-        core = Replica(config: config, id: id, key: key, verifier: verifier,
+        let executedRequests = ShellExecutedRequests()
+        core = Replica(config: config, id: id, key: key, verifier: verifier, executedRequests: executedRequests,
                        recovery: Recovery(tip: ledger.tip, checkpoint: recovered.checkpoint, wal: journal.records,
-                                          clients: ledger.state.clientReplies, executed: recovered.executed))
+                                          executed: recovered.executed))
+        executedRequests.shell = self
         if let latest = ledger.blockLog.latestExecutionCertificate { certify(latest) }
         logger.info("recovered", metadata: ["height": "\(ledger.tip.height)", "view": "\(core.view)",
                                             "wal": "\(journal.records.count)",

@@ -8,7 +8,8 @@ struct Harness {
     let keys: [PrivateKey]
     let verifier = SignatureVerifier()
     var replicas: [Replica]
-    var states: [KeyValueState]
+    /// Each replica's state machine, which its core reads its deduplication table from.
+    var states: [ExecutedState]
     var nowMs: UInt64 = 1_000_000
     /// Messages in flight: (destination, message).
     var network: [(to: Int, message: Message)] = []
@@ -32,10 +33,11 @@ struct Harness {
                                            parameters: parameters)
         let verifier = self.verifier
         let config = self.config
+        let states = (0..<n).map { _ in ExecutedState(KeyValueState(limits: parameters)) }
+        self.states = states
         replicas = keys.enumerated().map { i, key in
-            Replica(config: config, id: ReplicaID(i), key: key, verifier: verifier)
+            Replica(config: config, id: ReplicaID(i), key: key, verifier: verifier, executedRequests: states[i])
         }
-        states = (0..<n).map { _ in KeyValueState(limits: parameters) }
         executed = Array(repeating: [], count: n)
         replies = Array(repeating: [], count: n)
         actions = Array(repeating: [], count: n)
@@ -60,15 +62,8 @@ struct Harness {
             case let .send(message, to): network.append((Int(to), message))
             case let .execute(block, _):
                 executed[i].append(block)
-                let outcomes = try! states[i].execute(block)
-                let blockReplies: [Reply] = zip(block.requests, outcomes).compactMap { request, outcome in
-                    switch outcome {
-                    case let .executed(r), let .duplicate(r):
-                        return Reply(client: request.client, requestID: request.requestID, height: block.height, result: r.encoded())
-                    case .stale: return nil
-                    }
-                }
-                followUps.append(.executed(height: block.height, stateRoot: states[i].stateRoot, replies: blockReplies))
+                let blockReplies = Reply.replies(to: block, outcomes: try! states[i].state.execute(block))
+                followUps.append(.executed(height: block.height, stateRoot: states[i].state.stateRoot, replies: blockReplies))
             case let .reply(reply): replies[i].append(reply)
             default: break
             }

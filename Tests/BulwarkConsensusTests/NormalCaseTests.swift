@@ -289,8 +289,10 @@ import Testing
         #expect(proposals(relayed).isEmpty)
         #expect(next.count == 1 && next[0].block.requests == [h.request(2)], "\(next.map(\.block.requests))")
 
-        // Once executed, a late copy gets the cached reply, never a new proposal.
-        let reply = Reply(client: first.client, requestID: 1, height: 1, result: OperationResult.written(version: 1).encoded())
+        // Once executed (by the state machine, whose table the core reads), a late copy gets
+        // the recorded reply, never a new proposal.
+        let reply = Reply.replies(to: pp.block, outcomes: try! h.states[0].state.execute(pp.block))[0]
+        #expect(reply.result == OperationResult.written(version: 1).encoded())
         _ = h.replicas[0].step(.executed(height: 1, stateRoot: .zero, replies: [reply]), nowMs: h.nowMs)
         let late = h.replicas[0].step(.clientRequest(first), nowMs: h.nowMs) + h.replicas[0].step(.timerFired(.batch), nowMs: h.nowMs)
         #expect(proposals(late).allSatisfy { !$0.block.requests.contains(first) })

@@ -213,8 +213,8 @@ extension Harness {
         let sent = h.step(1, .message(.prePrepare(pp)))
         let prepare = sent.prepares.first!
         let wal = sent.persisted
-        var restarted = Replica(config: h.config, id: 1, key: h.keys[1], verifier: h.verifier,
-                                recovery: Recovery(tip: .genesis, checkpoint: nil, wal: wal, clients: []))
+        var restarted = Replica(config: h.config, id: 1, key: h.keys[1], verifier: h.verifier, executedRequests: ExecutedState(KeyValueState(limits: h.config.parameters)),
+                                recovery: Recovery(tip: .genesis, checkpoint: nil, wal: wal))
         _ = restarted.start(nowMs: h.nowMs)
         let other = h.signedPrePrepare(view: 0, height: 1, requests: [h.request(2)], by: 0)
         #expect(restarted.step(.message(.prePrepare(other)), nowMs: h.nowMs).prepares.isEmpty)
@@ -229,8 +229,8 @@ extension Harness {
         _ = h.prepareWithoutCommitting(1)
         h.fireRequestTimer(2)
         let vc = h.actions[2].viewChanges.last!
-        var restarted = Replica(config: h.config, id: 2, key: h.keys[2], verifier: h.verifier,
-                                recovery: Recovery(tip: .genesis, checkpoint: nil, wal: h.actions[2].persisted, clients: []))
+        var restarted = Replica(config: h.config, id: 2, key: h.keys[2], verifier: h.verifier, executedRequests: ExecutedState(KeyValueState(limits: h.config.parameters)),
+                                recovery: Recovery(tip: .genesis, checkpoint: nil, wal: h.actions[2].persisted))
         let out = restarted.start(nowMs: h.nowMs)
         #expect(restarted.isChangingView && restarted.view == 1)
         #expect(out.viewChanges == [vc])
@@ -256,8 +256,8 @@ extension Harness {
         #expect(h.executed[0].map(\.hash) == [prepared.blockHash], "the others committed the re-proposal in view 1")
         let wal = h.actions[3].persisted
         #expect(wal.contains { if case .acceptedNewView = $0 { return true } else { return false } })
-        var restarted = Replica(config: h.config, id: 3, key: h.keys[3], verifier: h.verifier,
-                                recovery: Recovery(tip: .genesis, checkpoint: nil, wal: wal, clients: []))
+        var restarted = Replica(config: h.config, id: 3, key: h.keys[3], verifier: h.verifier, executedRequests: ExecutedState(KeyValueState(limits: h.config.parameters)),
+                                recovery: Recovery(tip: .genesis, checkpoint: nil, wal: wal))
         _ = restarted.start(nowMs: h.nowMs)
         #expect(restarted.view == 1 && !restarted.isChangingView)
         let other = h.signedPrePrepare(view: 1, height: 1, requests: [h.request(2)], by: 1)
@@ -296,8 +296,8 @@ extension Harness {
             actions.compactMap { if case let .requestStateTransfer(height, _) = $0 { return height } else { return nil } }
         }
         #expect(h.replicas[3].view == 1 && transfers(h.actions[3]) == [2])
-        var restarted = Replica(config: h.config, id: 3, key: h.keys[3], verifier: h.verifier,
-                                recovery: Recovery(tip: .genesis, checkpoint: nil, wal: h.actions[3].persisted, clients: []))
+        var restarted = Replica(config: h.config, id: 3, key: h.keys[3], verifier: h.verifier, executedRequests: ExecutedState(KeyValueState(limits: h.config.parameters)),
+                                recovery: Recovery(tip: .genesis, checkpoint: nil, wal: h.actions[3].persisted))
         let out = restarted.start(nowMs: h.nowMs)
         #expect(restarted.view == 1 && !restarted.isChangingView)
         #expect(transfers(out) == [2])
