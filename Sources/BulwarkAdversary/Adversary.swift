@@ -87,6 +87,8 @@ public struct Adversary: Sendable {
     var history: [Message] = []
     var lastPrePrepare: PrePrepare?
     var counter: UInt64 = 0
+    /// State-transfer answers served so far (the lies take turns).
+    var servedAnswers: UInt64 = 0
     static let replayBufferMax = 256
 
     public init(behaviours: Set<Behaviour>, config: ClusterConfig, id: ReplicaID, key: PrivateKey) {
@@ -319,12 +321,21 @@ public struct Adversary: Sendable {
         return config.parameters.viewChangeTimeoutMs * 3 / 8
     }
 
-    /// A state-transfer answer as this replica serves it: with `forgedStateTransfer`, the
-    /// first block's first request is altered (its txRoot then mismatches) and the rest cut off;
-    /// with `mutateIntegers`, one block's integers are set to boundary values.
-    public func served(_ entries: [LedgerEntry]) -> [LedgerEntry] {
+    /// A state-transfer answer as this replica serves it. With `forgedStateTransfer`, answers
+    /// take turns at lying: the first block's first request altered (its txRoot then
+    /// mismatches) and the rest cut off; the blocks in reverse order; every block but the last
+    /// dropped; nothing at all. With `mutateIntegers`, one block's integers are set to boundary
+    /// values.
+    public mutating func served(_ entries: [LedgerEntry]) -> [LedgerEntry] {
         let entries = behaviours.contains(.mutateIntegers) ? mutatedTransfer(entries) : entries
         guard behaviours.contains(.forgedStateTransfer), var first = entries.first else { return entries }
+        servedAnswers &+= 1
+        switch servedAnswers % 4 {
+        case 1: return Array(entries.reversed())
+        case 2: return entries.count > 1 ? [entries[entries.count - 1]] : []
+        case 3: return []
+        default: break
+        }
         var requests = first.block.requests
         if requests.isEmpty {
             var header = first.block.header
@@ -336,4 +347,5 @@ public struct Adversary: Sendable {
         }
         return [first]
     }
+
 }

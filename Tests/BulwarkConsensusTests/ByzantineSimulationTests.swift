@@ -24,6 +24,27 @@ import Testing
         #expect(failed.isEmpty, "\(failed.joined(separator: "\n"))")
     }
 
+    /// State transfer runs through the real frames and the real checks: a Byzantine server's
+    /// forged, reordered, cut-short, empty and boundary-value answers are each rejected by the
+    /// honest replica asking, which turns to the next peer and catches up all the same.
+    @Test func byzantineStateTransferServersAreRejected() {
+        var rejected = 0
+        var failed: [String] = []
+        for seed in UInt64(31)...36 {
+            var options = SimulationOptions.mixed(seed: seed)
+            options.crashes = 2
+            options.dropPerMille = max(options.dropPerMille, 100)
+            options.byzantine = [2: [.forgedStateTransfer, .mutateIntegers]]
+            let report = Simulation(options: options).run()
+            rejected += report.forgedTransfersRejected
+            if !report.passed {
+                failed.append("\(report.summary)\n  \(report.failures.joined(separator: "\n  "))\n  replay: \(options.replayCommand)")
+            }
+        }
+        #expect(failed.isEmpty, "\(failed.joined(separator: "\n"))")
+        #expect(rejected >= 4, "only \(rejected) lying answers were served and rejected")
+    }
+
     /// A lying primary is replaced: with no network faults, each primary attack ends view 0.
     @Test(arguments: [Behaviour.equivocate, .forgedRequest, .wrongTxRoot, .wrongHistoryRoot, .wrongPrevHash, .timestampAhead,
                       .timestampBehind, .withholdPrePrepares, .skipHeights, .silent, .invalidSignatures])
