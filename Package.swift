@@ -129,7 +129,10 @@ let package = Package(
         // Fuzz harnesses for every decoder and a structure-aware replica harness (tools/fuzz).
         .target(
             name: "BulwarkFuzz",
-            dependencies: ["BulwarkCore", "BulwarkConsensus", "BulwarkStorage", "BulwarkAdversary", "BulwarkTestSupport"]
+            dependencies: [
+                "BulwarkCore", "BulwarkConsensus", "BulwarkStorage", "BulwarkAdversary", "BulwarkTestSupport", "BulwarkShell",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .target(name: "CFuzzEntry"),
         .executableTarget(

@@ -21,6 +21,9 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
     case clusterConfig = "cluster-config"
     /// Structure-aware: events for a replica in a realistic state (see `ReplicaScenario`).
     case replica
+    /// Structure-aware: frames, timers and time for the production replica shell, recovered
+    /// from a disk holding a ledger (see `ShellScenario`).
+    case shell
 
     public func run(_ data: [UInt8]) {
         switch self {
@@ -69,6 +72,8 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
             precondition(config.n >= 4 && config.quorum > 2 * config.f && config.quorum <= config.n, "accepted an unsound cluster")
         case .replica:
             ReplicaScenario.fuzz(data)
+        case .shell:
+            ShellScenario.fuzz(data)
         }
     }
 
@@ -114,6 +119,11 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
             return [[0] + index, [1] + Self.unframed([(1, Array(index.dropFirst(9)))])]
         case .clusterConfig:
             return [Array(try! JSONEncoder().encode(fixture.config))]
+        case .shell:
+            // A state transfer started by a checkpoint proof and answered in full, or in part
+            // and then after a retry; serving blocks, a client request and a proof request.
+            return [[0, 0, 0, 1], [0, 0, 0, 2, 3, 0, 3, 1, 0, 1], [0, 3, 0, 4, 0, 5, 3, 0],
+                    [0, 0, 4, 0, 0, 0, 0, 0, 0, 0x27, 0x10, 3, 0, 0, 1, 0, 5]]
         case .replica:
             // Each message kind with each field at each boundary value, and a few choices of
             // each kind of event.
@@ -137,6 +147,7 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
         _ = fixture
         _ = ReplicaScenario.committed
         _ = ReplicaScenario.changingView
+        _ = ShellScenario.frames
         _ = handshakeConfig
         _ = indexedLedger()
         for harness in allCases { harness.run(harness.seeds().first ?? []) }

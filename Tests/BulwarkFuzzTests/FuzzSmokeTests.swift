@@ -61,4 +61,13 @@ extension SeededRandom {
             #expect(FuzzHarness.framed(reframed) == FuzzHarness.framed(raw), "\(harness)")
         }
     }
+
+    /// The shell harness's seeds reach what they are for: a checkpoint proof starts a state
+    /// transfer that the blocks frame completes, through the real checks.
+    @Test func theShellHarnessReachesStateTransfer() {
+        let seeds = FuzzHarness.shell.seeds()
+        #expect(ShellScenario.run([]).height == ShellScenario.recoveredHeight)
+        #expect(ShellScenario.run(seeds[0]).height == FuzzHarness.fixture.tip.height)
+        #expect(ShellScenario.run(seeds[1]).height == FuzzHarness.fixture.tip.height)
+    }
 }
