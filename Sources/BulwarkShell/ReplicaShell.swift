@@ -253,7 +253,7 @@ public final class ReplicaShell {
         case let .checkpointStable(proof):
             try checkpointStable(proof)
         case let .requestStateTransfer(height, checkpoint):
-            startTransfer(to: height, checkpoint: checkpoint)
+            if let event = startTransfer(to: height, checkpoint: checkpoint) { followUps.append(event) }
         case let .enteredView(view, primary):
             logger.info("entered view", metadata: ["view": "\(view)", "primary": "\(primary)", "height": "\(height)"])
             notify(.enteredView(view, primary: primary))

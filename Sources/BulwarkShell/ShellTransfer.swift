@@ -18,15 +18,19 @@ extension ReplicaShell {
     /// Where the state transfer under way is headed, if one is.
     public var transferTarget: Height? { transfer?.target }
 
-    func startTransfer(to target: Height, checkpoint: CheckpointProof?) {
-        if let transfer, transfer.target >= target { return }
+    /// Starts (or extends) a transfer to `target`; the event that ends it at once when the
+    /// ledger already reaches the target.
+    func startTransfer(to target: Height, checkpoint: CheckpointProof?) -> Event? {
+        if let transfer, transfer.target >= target { return nil }
         if transfer == nil {
             logger.info("state transfer started", metadata: ["height": "\(height)", "target": "\(target)"])
             notify(.stateTransferStarted(from: height, target: target))
         }
         transfer = Transfer(target: target, checkpoint: checkpoint, attempt: transfer?.attempt ?? 0,
                             executed: transfer?.executed ?? [])
+        if let event = transferOvertaken() { return event }
         askForBlocks()
+        return nil
     }
 
     /// Asks this attempt's peer for the blocks after the ledger's end; the retry timer moves to
