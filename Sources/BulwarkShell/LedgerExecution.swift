@@ -72,9 +72,35 @@ struct RecoveredLedger {
 
 extension LedgerExecution {
     /// Opens the block log and key history in `directory`, restores the newest usable state
-    /// snapshot and replays the blocks after it: the one replay, for every driver.
+    /// snapshot and replays the blocks after it: the one replay, for every driver. A block
+    /// that fails its checks when read (a sector that rotted in a segment opened from its
+    /// index) is damage like any other: the log is cut there, and recovery starts over on the
+    /// shorter ledger, which state transfer then completes.
     static func recover(directory: String, fileSystem: any FileSystem, parameters: ProtocolParameters,
                         snapshotInterval: Height, segmentBytesMax: UInt64, logger: Logger) throws -> RecoveredLedger {
+        for _ in 0..<3 {
+            do {
+                return try recoverOnce(directory: directory, fileSystem: fileSystem, parameters: parameters,
+                                       snapshotInterval: snapshotInterval, segmentBytesMax: segmentBytesMax, logger: logger)
+            } catch let found as DamagedBlock {
+                logger.error("block log damaged; cutting it there and repairing from peers",
+                             metadata: ["height": "\(found.damage.height)", "reason": "\(found.damage.reason)"])
+                do { try found.log.cut(at: found.damage) } catch {
+                    throw NodeStartupError("\(found.damage), and the log cannot be cut there: \(error)")
+                }
+            }
+        }
+        throw NodeStartupError("the block log in \(directory) keeps showing damage after being cut; check the disk")
+    }
+
+    /// A block that failed its checks during replay.
+    struct DamagedBlock: Error {
+        let damage: LogDamage
+        let log: BlockLog
+    }
+
+    static func recoverOnce(directory: String, fileSystem: any FileSystem, parameters: ProtocolParameters,
+                            snapshotInterval: Height, segmentBytesMax: UInt64, logger: Logger) throws -> RecoveredLedger {
         let blockLog: BlockLog, history: FileKeyHistory
         do {
             try fileSystem.createDirectory(directory)
@@ -123,6 +149,7 @@ extension LedgerExecution {
         for height in stride(from: tip.height + 1, through: blockLog.height, by: 1) {
             let entry: LedgerEntry
             do { entry = try blockLog.entry(at: height) } catch {
+                if case .corrupt = error { throw DamagedBlock(damage: blockLog.damage(at: height, reason: "\(error)"), log: blockLog) }
                 throw NodeStartupError("cannot read block \(height) of the block log: \(error)")
             }
             let historyBefore = tip.history

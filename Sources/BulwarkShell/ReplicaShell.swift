@@ -97,10 +97,11 @@ public final class ReplicaShell {
         self.clock = clock
         self.workers = workers
         self.scrubIntervalMs = scrubIntervalMs
+        // The WAL first: a replica that cannot tell what it signed refuses before anything else.
+        journal = try ConsensusJournal(path: dataDirectory + "/consensus.wal", fileSystem: fileSystem)
         let recovered = try LedgerExecution.recover(directory: dataDirectory, fileSystem: fileSystem,
                                                     parameters: config.parameters, snapshotInterval: snapshotInterval,
                                                     segmentBytesMax: segmentBytesMax, logger: logger)
-        journal = try ConsensusJournal(path: dataDirectory + "/consensus.wal", fileSystem: fileSystem)
         ledger = recovered.ledger
         let executedRequests = ShellExecutedRequests()
         core = Replica(config: config, id: id, key: key, verifier: verifier, executedRequests: executedRequests,

@@ -23,10 +23,11 @@ final class SimNode {
     var adversary: Adversary?
     /// How long the node stays down once a crash set to happen mid-step happens.
     var pendingCrashDownMs: UInt64?
-    /// Start-ups that failed in a row (a supervisor retries them).
+    /// Start-ups that failed in a row (a supervisor retries them, backing off), and why the
+    /// last one did. A replica still refusing at the end (damage it must not repair by itself,
+    /// such as a corrupted write-ahead log) is one an operator must attend to: it counts as
+    /// down, not as a failure.
     var failedStarts = 0
-    /// Why the replica refuses to start for good (damage it must not repair by itself, such as
-    /// a corrupted write-ahead log): it stays down, like a replica an operator must attend to.
     var refusedToStart: String?
     /// Its disk was corrupted at least once: its final ledger must pass the offline audit.
     var diskCorrupted = false
@@ -92,7 +93,7 @@ final class SimIO: ShellNetwork, ShellClock, ShellWorkers {
 extension Simulation {
     /// Starts node `node`'s process from its disk, as a supervisor would.
     func boot(_ node: SimNode) {
-        guard node.shell == nil, node.refusedToStart == nil else { return }
+        guard node.shell == nil else { return }
         node.incarnation += 1
         let io = SimIO(simulation: self, node: node.id, incarnation: node.incarnation)
         let shell: ReplicaShell
@@ -107,6 +108,7 @@ extension Simulation {
             return failedStart(node, error)
         }
         node.failedStarts = 0
+        node.refusedToStart = nil
         shell.notify = { [unowned self, unowned node] notice in observe(notice, at: node) }
         shell.onFault = { [unowned self, unowned node] reason in faulted(node, reason) }
         if node.adversary != nil {
@@ -120,25 +122,21 @@ extension Simulation {
         settle(node)
     }
 
-    /// A start-up that failed: with disk faults injected a supervisor tries again a few times
-    /// (a transient error must not keep a replica down); damage that persists keeps it down.
+    /// A start-up that failed: with disk faults injected, a supervisor tries again, backing off
+    /// up to 5 s (a transient error must not keep a replica down; damage that persists does).
     /// Without disk faults, a replica that cannot restart is a failure.
     func failedStart(_ node: SimNode, _ error: any Error) {
         node.failedStarts += 1
+        node.refusedToStart = "\(error)"
         if node.fileSystem.hasCrashed {
             // Crashed while starting: lose what was unsynced and start again.
             node.fileSystem.crash(tornBytes: tornBytes)
         } else if !options.diskFaults {
             report.failures.append("replica \(node.id) cannot restart at \(now)ms: \(error)")
             return
-        } else if node.failedStarts >= 5 {
-            node.refusedToStart = "\(error)"
-            report.refusedStarts += 1
-            trace?("\(now)ms r\(node.id) refuses to start: \(error)")
-            return
         }
         trace?("\(now)ms r\(node.id) failed to start (\(error)); retrying")
-        schedule(at: now + 300, .restart(node.id))
+        schedule(at: now + min(5_000, 150 << min(node.failedStarts, 6)), .restart(node.id))
     }
 
     /// The bytes of an unsynced tail a power loss keeps: none, or with disk faults a torn

@@ -187,8 +187,9 @@ public final class Simulation {
             .max { ($0.count, $0.view) < ($1.count, $1.view) }?.view ?? 0
         let primary = nodes[Int(config.primary(of: view))]
         guard primary.shell != nil else { return }
-        // With a twin of the primary still running, the primary has not gone away.
-        if options.twins != primary.replica {
+        // With a twin of the primary still running, the primary has not gone away; and with no
+        // request waiting, nothing needs a view change (the primary is back before the next).
+        if options.twins != primary.replica, clients.contains(where: { $0.current != nil }) {
             report.primaryCrashedAtHeight = nodes.compactMap { $0.shell?.height }.max() ?? 0
         }
         crash(primary, midStep: false, downMs: downMs)

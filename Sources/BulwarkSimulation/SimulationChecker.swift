@@ -20,6 +20,7 @@ struct SimulationChecker {
 
     func check() {
         let nodes = simulation.honestNodes
+        simulation.report.refusedStarts = simulation.nodes.filter { $0.shell == nil && $0.refusedToStart != nil }.count
         simulation.report.heights = nodes.filter { $0.refusedToStart == nil }.map { UInt64(ledgers[$0.id]?.count ?? 0) }
         simulation.report.maxView = nodes.compactMap { $0.shell?.core.view }.max() ?? 0
         checkAgreement()

@@ -145,8 +145,8 @@ public struct SimulationReport: Sendable {
     public var transfersOvertaken: Int = 0
     /// Peer frames that failed decoding or the sender check.
     public var framesDropped: Int = 0
-    /// Disk faults injected, and replicas that refused to start on damage they must not
-    /// repair by themselves (a corrupted write-ahead log).
+    /// Disk faults injected, and replicas still refusing to start at the end, on damage they
+    /// must not repair by themselves (a corrupted write-ahead log).
     public var diskFaultsInjected: Int = 0
     /// Of those: flipped bits in a block-log segment, a snapshot, the WAL; full disks; failing opens.
     public var corruptedSegments = 0, corruptedSnapshots = 0, corruptedWALs = 0, fullDisks = 0, failingOpens = 0

@@ -365,6 +365,13 @@ public final class BlockLog {
         return damaged
     }
 
+    /// Damage found in the block at `height` when it was read (its record's checksum or hash
+    /// no longer holds): where to cut the log.
+    public func damage(at height: Height, reason: String) -> LogDamage {
+        let position = reader.positions[Int(height) - 1]
+        return LogDamage(height: height, segment: position.segment, offset: position.offset, reason: reason)
+    }
+
     /// The sealed segments (every one but the one being written), oldest first.
     public var sealedSegments: [String] { Array(reader.segments.dropLast()) }
 

@@ -37,7 +37,10 @@ final class ShellCluster {
         case client(PublicKey)
     }
 
-    init(checkpointInterval: Height = 4, watermarkWindow: Height = 16) {
+    let segmentBytesMax: UInt64
+
+    init(checkpointInterval: Height = 4, watermarkWindow: Height = 16, segmentBytesMax: UInt64 = BlockLog.segmentBytesDefault) {
+        self.segmentBytesMax = segmentBytesMax
         keys = (0..<4).map { PrivateKey(seed: [UInt8($0 + 1), 0x5e] + Array(repeating: 0, count: 30))! }
         var parameters = ProtocolParameters()
         parameters.checkpointInterval = checkpointInterval
@@ -52,17 +55,18 @@ final class ShellCluster {
         intake = ShellIntake(config: config, verifier: verifier)
         disks = (0..<4).map { _ in SimulatedFileSystem() }
         shells = Array(repeating: nil, count: 4)
-        for i in 0..<4 { start(i) }
+        for i in 0..<4 { try! start(i) }
     }
 
     /// Starts (or restarts) replica `i` from its disk.
-    func start(_ i: Int) {
+    func start(_ i: Int) throws {
         let io = TestIO(cluster: self, replica: i, incarnation: (ios.count > i ? ios[i].incarnation : 0) + 1)
         if ios.count > i { ios[i] = io } else { ios.append(io) }
-        let shell = try! ReplicaShell(config: config, id: ReplicaID(i), key: keys[i], dataDirectory: "/data",
+        let shell = try ReplicaShell(config: config, id: ReplicaID(i), key: keys[i], dataDirectory: "/data",
                                       fileSystem: disks[i], network: io, clock: io, workers: io,
                                       logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
-                                      snapshotInterval: 0, scrubIntervalMs: 0, verifier: verifier)
+                                      snapshotInterval: 0, segmentBytesMax: segmentBytesMax, scrubIntervalMs: 0,
+                                      verifier: verifier)
         shell.notify = { [unowned self] notice in notices[i, default: []].append(notice) }
         shells[i] = shell
         shell.start()
