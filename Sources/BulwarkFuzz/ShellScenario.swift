@@ -14,7 +14,7 @@ import Logging
 /// Oracles: nothing traps; no input makes the shell stop (an honest replica must not be
 /// stoppable by what peers or clients send); and every block it holds is the fixture's block
 /// at that height (it stores only what it verified).
-final class ShellScenario: ShellNetwork, ShellClock, ShellWorkers {
+final class ShellScenario: ShellNetwork, ShellClock {
     static let replica: ReplicaID = 3
     static let recoveredHeight: Height = 4
     var nowMs: UInt64 = 1_700_000_000_000
@@ -25,14 +25,6 @@ final class ShellScenario: ShellNetwork, ShellClock, ShellWorkers {
     func send(_ frame: [UInt8], to peer: ReplicaID, afterMs: UInt64) { sent += 1 }
     func send(_ frame: [UInt8], toClient client: PublicKey) { sent += 1 }
     func schedule(_ timer: ShellTimer, afterMs: UInt64) { if timers.count < 64 { timers.append(timer) } }
-    func serve(_ work: @escaping @Sendable () -> Void) -> Bool {
-        work()
-        return true
-    }
-    func background(_ work: @escaping @Sendable () -> Void, then done: @escaping () -> Void) {
-        work()
-        done()
-    }
 
     /// The disk the shell recovers from: blocks 1…4 of the fixture and the execution
     /// certificate at 4.
@@ -83,7 +75,7 @@ final class ShellScenario: ShellNetwork, ShellClock, ShellWorkers {
         let fixture = FuzzHarness.fixture
         let fs = disk()
         let shell = try! ReplicaShell(config: fixture.config, id: replica, key: fixture.keys[Int(replica)], dataDirectory: "/data",
-                                      fileSystem: fs, network: io, clock: io, workers: io,
+                                      fileSystem: fs, network: io, clock: io, workers: InlineWorkers(),
                                       logger: Logger(label: "fuzz", factory: { _ in SwiftLogNoOpLogHandler() }),
                                       snapshotInterval: 4, scrubIntervalMs: 1000, verifier: FuzzHarness.verifier)
         let intake = ShellIntake(config: fixture.config, verifier: FuzzHarness.verifier)

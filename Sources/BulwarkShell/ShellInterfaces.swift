@@ -47,6 +47,21 @@ public protocol ShellWorkers: AnyObject {
     func background(_ work: @escaping @Sendable () -> Void, then done: @escaping () -> Void)
 }
 
+/// Workers for a driver without threads: every piece of work runs at once, in the caller.
+public final class InlineWorkers: ShellWorkers {
+    public init() {}
+
+    public func serve(_ work: @escaping @Sendable () -> Void) -> Bool {
+        work()
+        return true
+    }
+
+    public func background(_ work: @escaping @Sendable () -> Void, then done: @escaping () -> Void) {
+        work()
+        done()
+    }
+}
+
 /// What arrives for the shell, decoded and pre-checked (`ShellIntake`).
 public enum ShellInput: Sendable {
     case event(Event)

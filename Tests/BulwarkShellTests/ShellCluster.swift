@@ -63,7 +63,7 @@ final class ShellCluster {
         let io = TestIO(cluster: self, replica: i, incarnation: (ios.count > i ? ios[i].incarnation : 0) + 1)
         if ios.count > i { ios[i] = io } else { ios.append(io) }
         let shell = try ReplicaShell(config: config, id: ReplicaID(i), key: keys[i], dataDirectory: "/data",
-                                      fileSystem: disks[i], network: io, clock: io, workers: io,
+                                      fileSystem: disks[i], network: io, clock: io, workers: InlineWorkers(),
                                       logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
                                       snapshotInterval: 0, segmentBytesMax: segmentBytesMax, scrubIntervalMs: 0,
                                       verifier: verifier)
@@ -119,8 +119,8 @@ final class ShellCluster {
     }
 }
 
-/// One shell's network, clock and workers in a `ShellCluster`.
-final class TestIO: ShellNetwork, ShellClock, ShellWorkers {
+/// One shell's network and clock in a `ShellCluster`.
+final class TestIO: ShellNetwork, ShellClock {
     unowned let cluster: ShellCluster
     let replica: Int
     let incarnation: Int
@@ -150,15 +150,5 @@ final class TestIO: ShellNetwork, ShellClock, ShellWorkers {
 
     func schedule(_ timer: ShellTimer, afterMs: UInt64) {
         cluster.timers.append((cluster.nowMs + afterMs, replica, timer, incarnation))
-    }
-
-    func serve(_ work: @escaping @Sendable () -> Void) -> Bool {
-        work()
-        return true
-    }
-
-    func background(_ work: @escaping @Sendable () -> Void, then done: @escaping () -> Void) {
-        work()
-        done()
     }
 }
