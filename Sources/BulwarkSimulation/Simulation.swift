@@ -182,14 +182,18 @@ public final class Simulation {
     /// Crashes the primary of the view most running replicas are settled in: a replica alone
     /// in a view change (partitioned, or Byzantine) does not make its view's primary the one.
     func crashPrimary(downMs: UInt64) {
+        // In the middle of the load: while some request waits (else a little later, within the
+        // fault window), so that the crash must lead to a view change.
+        if !clients.contains(where: { $0.current != nil }), now + 20 < options.faultWindowMs {
+            return schedule(at: now + 20, .crashPrimary(downMs: downMs))
+        }
         let settled = nodes.compactMap { node in node.shell.flatMap { $0.core.isChangingView ? nil : $0.core.view } }
         let view = Dictionary(grouping: settled, by: { $0 }).map { (view: $0.key, count: $0.value.count) }
             .max { ($0.count, $0.view) < ($1.count, $1.view) }?.view ?? 0
         let primary = nodes[Int(config.primary(of: view))]
         guard primary.shell != nil else { return }
-        // With a twin of the primary still running, the primary has not gone away; and with no
-        // request waiting, nothing needs a view change (the primary is back before the next).
-        if options.twins != primary.replica, clients.contains(where: { $0.current != nil }) {
+        // With a twin of the primary still running, the primary has not gone away.
+        if options.twins != primary.replica {
             report.primaryCrashedAtHeight = nodes.compactMap { $0.shell?.height }.max() ?? 0
         }
         crash(primary, midStep: false, downMs: downMs)
