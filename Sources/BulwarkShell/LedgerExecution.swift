@@ -127,25 +127,28 @@ extension LedgerExecution {
         var ledger = LedgerExecution(
             parameters: parameters, blockLog: blockLog, history: history,
             state: restored?.state ?? KeyValueState(limits: parameters, history: history), tip: restored?.tip ?? .genesis,
-            snapshots: StateSnapshots(directory: snapshotDirectory, fileSystem: fileSystem, requested: snapshotInterval,
+            snapshots: StateSnapshots(directory: snapshotDirectory, requested: snapshotInterval,
                                       checkpointInterval: parameters.checkpointInterval, lastBytes: restored?.bytes ?? 0))
-        var recovered = RecoveredLedger(ledger: ledger, checkpoint: nil, executed: [],
-                                        snapshotHeight: restored?.entry.block.height)
         let latest = blockLog.latestExecutionCertificate
+        var checkpoint: CheckpointProof?
         if let restored {
             ledger.checkpointStates[restored.tip.height] = ledger.state.provable
             if restored.certificate == latest {
-                recovered.checkpoint = CheckpointProof(certificate: restored.certificate, header: restored.entry.block.header,
-                                                       historyBefore: restored.tipBefore.history)
+                checkpoint = CheckpointProof(certificate: restored.certificate, header: restored.entry.block.header,
+                                             historyBefore: restored.tipBefore.history)
             }
         }
-        try ledger.replay(latest: latest, into: &recovered)
-        recovered.ledger = ledger
-        return recovered
+        // Nothing else holds the state while it replays, so it is never copied.
+        var executed: [ExecutedCheckpoint] = []
+        try ledger.replay(latest: latest, checkpoint: &checkpoint, executed: &executed)
+        return RecoveredLedger(ledger: ledger, checkpoint: checkpoint, executed: executed,
+                               snapshotHeight: restored?.entry.block.height)
     }
 
-    /// Executes every block of the log after the restored state.
-    private mutating func replay(latest: ExecutionCertificate?, into recovered: inout RecoveredLedger) throws {
+    /// Executes every block of the log after the restored state, noting the proof of the
+    /// newest stored checkpoint and the executed checkpoints above it.
+    private mutating func replay(latest: ExecutionCertificate?, checkpoint proof: inout CheckpointProof?,
+                                 executed: inout [ExecutedCheckpoint]) throws {
         for height in stride(from: tip.height + 1, through: blockLog.height, by: 1) {
             let entry: LedgerEntry
             do { entry = try blockLog.entry(at: height) } catch {
@@ -158,9 +161,9 @@ extension LedgerExecution {
                 throw NodeStartupError("cannot replay block \(height): \(error)")
             }
             if let latest, latest.height == height {
-                recovered.checkpoint = CheckpointProof(certificate: latest, header: entry.block.header, historyBefore: historyBefore)
+                proof = CheckpointProof(certificate: latest, header: entry.block.header, historyBefore: historyBefore)
             }
-            if let checkpoint, height > latest?.height ?? 0 { recovered.executed.append(checkpoint) }
+            if let checkpoint, height > latest?.height ?? 0 { executed.append(checkpoint) }
         }
         do { try history.flush() } catch {
             throw NodeStartupError("cannot write the key history file: \(error)")

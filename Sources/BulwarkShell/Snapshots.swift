@@ -14,7 +14,6 @@ import Logging
 /// certificate stored there, and is never trusted on its own.
 struct StateSnapshots {
     let directory: String
-    let fileSystem: any FileSystem
     /// Blocks between snapshots; 0 turns them off.
     let interval: Height
     /// The state after the newest block at a snapshot height, waiting for its certificate,
@@ -36,10 +35,8 @@ struct StateSnapshots {
 
     /// `requested` rounded up to a multiple of the checkpoint interval, since only checkpoint
     /// heights are ever certified.
-    init(directory: String, fileSystem: any FileSystem, requested: Height, checkpointInterval: Height, lastBytes: Int = 0,
-         requestsSince: Int = 0) {
+    init(directory: String, requested: Height, checkpointInterval: Height, lastBytes: Int = 0, requestsSince: Int = 0) {
         self.directory = directory
-        self.fileSystem = fileSystem
         interval = requested == 0 ? 0 : (requested + checkpointInterval - 1) / checkpointInterval * checkpointInterval
         self.lastBytes = lastBytes
         self.requestsSince = requestsSince
