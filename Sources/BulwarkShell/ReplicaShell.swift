@@ -116,7 +116,6 @@ public final class ReplicaShell {
 
     /// The end of the executed ledger.
     public var height: Height { ledger.tip.height }
-    public var tip: ChainTip { ledger.tip }
     /// The ledger on disk, for checkers and status (read only).
     public var blockLog: BlockLog { ledger.blockLog }
     /// The state root after the last executed block. Settles the state's authenticated map,
