@@ -21,7 +21,9 @@ final class SimNode {
     var incarnation = 0
     /// Set for a Byzantine replica.
     var adversary: Adversary?
-    /// How long the node stays down once a crash set to happen mid-step happens.
+    /// How long the node stays down once the crash point armed in its disk is reached.
+    var crashPointDownMs: UInt64?
+    /// Set when the process stopped itself: it goes down after the step, for this long.
     var pendingCrashDownMs: UInt64?
     /// Start-ups that failed in a row (a supervisor retries them, backing off), and why the
     /// last one did. A replica still refusing at the end (damage it must not repair by itself,
@@ -162,9 +164,11 @@ extension Simulation {
     /// After every step of a node: a process that reached its crash point, or stopped
     /// itself, goes down now.
     func settle(_ node: SimNode) {
-        guard node.shell != nil, let downMs = node.pendingCrashDownMs ?? (node.fileSystem.hasCrashed ? 300 : nil) else { return }
-        node.pendingCrashDownMs = nil
+        guard node.shell != nil else { return }
         let powerLoss = node.fileSystem.hasCrashed
+        guard let downMs = powerLoss ? node.crashPointDownMs ?? 300 : node.pendingCrashDownMs else { return }
+        node.crashPointDownMs = nil
+        node.pendingCrashDownMs = nil
         node.shell = nil
         node.incarnation += 1
         // A process that exits keeps what the kernel holds; a crash point loses the unsynced.
@@ -179,7 +183,7 @@ extension Simulation {
         trace?("\(now)ms r\(node.id) crashes\(midStep ? " mid-step" : "") for \(downMs)ms at height \(node.shell!.height)")
         if midStep {
             node.fileSystem.crashAfterOperations = node.fileSystem.operations + Int(rng.between(0, 6))
-            node.pendingCrashDownMs = downMs
+            node.crashPointDownMs = downMs
             return
         }
         node.shell = nil
