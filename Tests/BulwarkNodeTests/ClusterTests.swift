@@ -25,7 +25,8 @@ final class LocalCluster: @unchecked Sendable {
         parameters.watermarkWindow = 32
         var created: ClusterConfig?
         for _ in 0..<20 where created == nil {
-            let base = Int.random(in: 20_000...60_000)
+            // Below Linux's ephemeral range (32768 up), so no outgoing connection takes one meanwhile.
+            let base = Int.random(in: 10_000...32_000)
             guard Self.portsAreFree(base..<(base + 12)) else { continue }
             created = try ClusterInit.run(nodes: 4, host: "127.0.0.1", basePort: base, directory: directory, force: true,
                                           parameters: parameters)

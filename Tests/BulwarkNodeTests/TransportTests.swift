@@ -12,14 +12,15 @@ import Testing
 @Suite(.serialized) struct TransportTests {
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
 
-    /// Free ports, found by binding port 0 and releasing it.
-    func freePorts(_ count: Int) async throws -> [Int] {
-        var ports: [Int] = []
-        for _ in 0..<count {
-            let channel = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
-            ports.append(channel.localAddress!.port!)
-            try await channel.close()
+    /// Twelve distinct free ports (replica, client and HTTP for four validators), found by
+    /// binding port 0 and releasing them all at the end, so no two of them coincide.
+    func freePorts() async throws -> [Int] {
+        var channels: [Channel] = []
+        for _ in 0..<12 {
+            channels.append(try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get())
         }
+        let ports = channels.map { $0.localAddress!.port! }
+        for channel in channels { try await channel.close() }
         return ports
     }
 
@@ -28,8 +29,8 @@ import Testing
         let validators = keys.enumerated().map { i, key in
             Validator(id: ReplicaID(i), publicKey: key.publicKey,
                       replicaAddress: Address(host: "127.0.0.1", port: UInt16(ports[i])),
-                      clientAddress: Address(host: "127.0.0.1", port: UInt16(ports[i] + 1)),
-                      httpAddress: Address(host: "127.0.0.1", port: UInt16(ports[i] + 2)))
+                      clientAddress: Address(host: "127.0.0.1", port: UInt16(ports[4 + i])),
+                      httpAddress: Address(host: "127.0.0.1", port: UInt16(ports[8 + i])))
         }
         return (try! ClusterConfig(clusterID: ClusterID(raw: Bytes32(Array(repeating: cluster, count: 32))!), validators: validators), keys)
     }
@@ -59,7 +60,7 @@ import Testing
     /// While a peer is down, frames wait for it up to a byte budget; the oldest go first, and
     /// the newest arrive in order once it is up.
     @Test func framesQueuedForADownPeerAreBoundedInBytes() async throws {
-        let ports = try await freePorts(4)
+        let ports = try await freePorts()
         let (config, keys) = config(ports: ports)
         var settings = Transport.Settings(frameBytesMax: 1024)
         settings.queueBytesMax = 10_000
@@ -80,7 +81,7 @@ import Testing
     /// A peer that stops reading cannot make the sender hold more than its send-buffer budget:
     /// past it, frames are dropped and counted.
     @Test func aPeerThatStopsReadingCannotGrowTheSendersMemory() async throws {
-        let ports = try await freePorts(4)
+        let ports = try await freePorts()
         let (config, keys) = config(ports: ports)
         var settings = Transport.Settings(frameBytesMax: 1024)
         settings.sendBufferBytesMax = 64 << 10
@@ -119,7 +120,7 @@ import Testing
     }
 
     @Test func framesArriveAuthenticatedAndInOrderEvenWhenSentBeforeThePeerIsUp() async throws {
-        let ports = try await freePorts(4)
+        let ports = try await freePorts()
         let (config, keys) = config(ports: ports)
         let inbox0 = Inbox()
         let inbox1 = Inbox()
@@ -141,7 +142,7 @@ import Testing
     }
 
     @Test func aPeerFromAnotherClusterIsRefused() async throws {
-        let ports = try await freePorts(4)
+        let ports = try await freePorts()
         let (config, keys) = config(ports: ports)
         let (otherConfig, otherKeys) = self.config(ports: ports, cluster: 2)
         let inbox = Inbox()
@@ -158,7 +159,7 @@ import Testing
 
     /// A length prefix above the limit closes the connection before anything is buffered.
     @Test func anOversizedFrameClosesTheConnection() async throws {
-        let ports = try await freePorts(4)
+        let ports = try await freePorts()
         let (config, keys) = config(ports: ports)
         let t0 = transport(config, keys, 0, Inbox())
         _ = try await t0.listen(host: "127.0.0.1", port: ports[0])
@@ -180,7 +181,7 @@ import Testing
     /// After the handshake every frame carries a tag of the session's keys: a frame changed
     /// on the wire (or injected into the stream) closes the connection and is never delivered.
     @Test func aFrameAlteredOnTheWireClosesTheConnection() throws {
-        let (config, keys) = config(ports: [7000, 7010, 7020, 7030])
+        let (config, keys) = config(ports: Array(stride(from: 7000, to: 7120, by: 10)))
         let failures = NIOLockedValueBox<[String]>([])
         let acceptor = EmbeddedChannel(handler: HandshakeHandler(
             .acceptor(HandshakeAcceptor(config: config, id: 0, key: keys[0], nonce: Digest(SecureRandom.bytes(32))!,
@@ -250,7 +251,7 @@ import Testing
     /// A stranger that connects and says nothing holds its descriptor only until the handshake
     /// deadline.
     @Test func aStalledInboundHandshakeIsClosedAtItsDeadline() async throws {
-        let ports = try await freePorts(4)
+        let ports = try await freePorts()
         let (config, keys) = config(ports: ports)
         let t0 = transport(config, keys, 0, Inbox(), settings: quickSettings())
         _ = try await t0.listen(host: "127.0.0.1", port: ports[0])
@@ -265,7 +266,7 @@ import Testing
     /// Before the handshake a frame may be no larger than a handshake message, although the
     /// limit after it is a megabyte: a stranger cannot make the replica buffer a large frame.
     @Test func beforeAuthenticationOnlyHandshakeSizedFramesAreAccepted() async throws {
-        let ports = try await freePorts(4)
+        let ports = try await freePorts()
         let (config, keys) = config(ports: ports)
         let t0 = transport(config, keys, 0, Inbox(), settings: quickSettings())
         _ = try await t0.listen(host: "127.0.0.1", port: ports[0])
@@ -283,7 +284,7 @@ import Testing
     /// connections in all; what is over is closed at once and counted. A replica from a
     /// validator's host still connects, in the places kept for it.
     @Test func connectionsBeyondTheLimitsAreClosedAtOnce() async throws {
-        let ports = try await freePorts(4)
+        let ports = try await freePorts()
         let (config, keys) = config(ports: ports)
         var settings = quickSettings()
         settings.handshakeTimeoutMs = 1500
@@ -319,7 +320,7 @@ import Testing
     /// Many clients of one host connecting at once (a benchmark, a NAT) from a validator's
     /// host are not turned away by the per-source caps; the same burst from a stranger's is.
     @Test func aValidatorsHostIsNotHeldToThePerSourceCaps() async throws {
-        let ports = try await freePorts(4)
+        let ports = try await freePorts()
         let (config, keys) = config(ports: ports)
         var settings = quickSettings()
         settings.handshakeTimeoutMs = 2000
@@ -342,7 +343,7 @@ import Testing
     /// A peer that accepts the connection and then never answers the handshake: the link gives
     /// up at the deadline, backs off and tries again, and reaches the real replica once it is there.
     @Test func aPeerThatAcceptsAndStallsIsRetried() async throws {
-        let ports = try await freePorts(4)
+        let ports = try await freePorts()
         let (config, keys) = config(ports: ports)
         let staller = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: ports[0]).get()
         let t1 = transport(config, keys, 1, Inbox(), settings: quickSettings())
@@ -363,7 +364,7 @@ import Testing
     /// A peer that closes every connection during the handshake (a replica killed mid-
     /// handshake): the link never stays stuck in `connecting` and delivers once the peer is back.
     @Test func aPeerThatClosesDuringTheHandshakeIsRetried() async throws {
-        let ports = try await freePorts(4)
+        let ports = try await freePorts()
         let (config, keys) = config(ports: ports)
         let accepted = NIOLockedValueBox(0)
         let closer = try await ServerBootstrap(group: group)
@@ -386,7 +387,7 @@ import Testing
 
     /// An established link whose peer goes away is rebuilt by the next frame.
     @Test func aLinkWhosePeerRestartsIsRebuilt() async throws {
-        let ports = try await freePorts(4)
+        let ports = try await freePorts()
         let (config, keys) = config(ports: ports)
         let inbox0 = Inbox()
         var t0 = transport(config, keys, 0, inbox0, settings: quickSettings())
@@ -409,10 +410,10 @@ import Testing
     /// Two connections with one client key: the newest receives the replies, and the older
     /// one's close does not take its entry away (it used to, and replies were lost).
     @Test func theNewestConnectionOfAClientKeyWins() async throws {
-        let ports = try await freePorts(4)
+        let ports = try await freePorts()
         let (config, keys) = config(ports: ports)
         let t0 = transport(config, keys, 0, Inbox())
-        _ = try await t0.listen(host: "127.0.0.1", port: ports[0] + 1)
+        _ = try await t0.listen(host: "127.0.0.1", port: ports[4])
         let clientKey = PrivateKey(seed: Array(repeating: 42, count: 32))!
         func client(_ inbox: Inbox) -> Transport {
             Transport(group: group, config: config, role: .client(clientKey.publicKey), key: clientKey,
@@ -437,7 +438,7 @@ import Testing
     /// Back-pressure: while the owner has reading paused, a connection stops taking frames
     /// after the one that found it paused; on resume the rest arrive, none lost.
     @Test func pausedReadingHoldsFramesUntilResumed() async throws {
-        let ports = try await freePorts(4)
+        let ports = try await freePorts()
         let (config, keys) = config(ports: ports)
         let inbox0 = Inbox()
         let t0 = transport(config, keys, 0, inbox0)
