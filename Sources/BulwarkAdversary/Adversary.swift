@@ -117,7 +117,7 @@ public struct Adversary: Sendable {
                 if behaviours.contains(.silent) { continue }
                 if behaviours.contains(.lyingReplies) {
                     var lie = reply
-                    lie.result = OperationResult.rejected("forged by replica \(id)").encoded()
+                    lie.result = OperationResult.rejected(.tooManyOperations(count: UInt64(id), max: 0)).encoded()
                     out.append(.reply(lie))
                 } else {
                     out.append(action)

@@ -24,7 +24,9 @@ public struct BlockHeader: Hashable, Sendable {
     /// ledger before this block.
     public var historyRoot: Digest
 
-    static let version: UInt8 = 1
+    /// Ledger format 2: results are codes and the state root carries the cluster id
+    /// (SPEC.md §1). A ledger of format 1 does not decode.
+    static let version: UInt8 = 2
 
     public init(clusterID: ClusterID, height: Height, view: View, timestampMs: UInt64, proposer: ReplicaID,
                 prevBlockHash: Digest, txRoot: Digest, historyRoot: Digest) {

@@ -24,6 +24,7 @@ public struct Domain: Hashable, Sendable {
     public static let newView = Domain("bulwark/v1/new-view")
     public static let handshake = Domain("bulwark/v1/handshake")
     public static let stateTransfer = Domain("bulwark/v1/state-transfer")
+    public static let state = Domain("bulwark/v1/state")
 
     /// The bytes a signature covers: `prefix || clusterID || body`.
     public func message(cluster: ClusterID, body: (inout CanonicalWriter) -> Void) -> [UInt8] {

@@ -35,7 +35,7 @@ public struct KeyProofBundle: Hashable, Sendable {
         guard proof.height == certificate.height else {
             throw .heightMismatch(proof: proof.height, certificate: certificate.height)
         }
-        do { try proof.verify(stateRoot: certificate.stateRoot) } catch { throw .proof(error) }
+        do { try proof.verify(stateRoot: certificate.stateRoot, cluster: config.clusterID) } catch { throw .proof(error) }
         return proof
     }
 
@@ -80,11 +80,12 @@ extension KeyProofBundle: CanonicalCodable {
 /// state it proves what every key held at that height, so a replica keeps one per certified
 /// checkpoint at the cost of a reference (the map's nodes are shared, never copied).
 public struct ProvableState: Sendable {
+    public let cluster: ClusterID
     public let height: Height
     let map: AuthenticatedMap
 
     /// The state root at `height`, which an execution certificate for it must certify.
-    public var stateRoot: Digest { KeyValueState.stateRoot(height: height, mapRoot: map.rootHash) }
+    public var stateRoot: Digest { KeyValueState.stateRoot(cluster: cluster, height: height, mapRoot: map.rootHash) }
 }
 
 extension KeyValueState {
@@ -92,7 +93,7 @@ extension KeyValueState {
     public var provable: ProvableState {
         mutating get {
             settle()
-            return ProvableState(height: height, map: map)
+            return ProvableState(cluster: cluster, height: height, map: map)
         }
     }
 

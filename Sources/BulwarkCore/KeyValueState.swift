@@ -44,6 +44,8 @@ public struct KeyValueState: Sendable {
     /// Height of the last executed block.
     public private(set) var height: Height = 0
     public let limits: ProtocolParameters
+    /// The cluster this state belongs to; its id is part of the state root.
+    public let cluster: ClusterID
     /// Records and client records, authenticated: its root is part of the state root. Writes
     /// reach it in batches (`pendingMap`); it is up to date only after `settle()`.
     private(set) var map = AuthenticatedMap()
@@ -62,7 +64,8 @@ public struct KeyValueState: Sendable {
 
     /// An empty state. A replica passes a file-backed history store; by default histories
     /// are kept in memory.
-    public init(limits: ProtocolParameters, history: any KeyHistoryStore = MemoryKeyHistory()) {
+    public init(cluster: ClusterID, limits: ProtocolParameters, history: any KeyHistoryStore = MemoryKeyHistory()) {
+        self.cluster = cluster
         self.limits = limits
         historyStore = history
         historyEnd = history.end
@@ -154,7 +157,7 @@ public struct KeyValueState: Sendable {
     // MARK: - Operations
 
     private mutating func apply(_ operation: LedgerOperation) throws(KeyHistoryError) -> OperationResult {
-        if let problem = limitViolation(operation) { return .rejected(problem) }
+        if let rejection = limitViolation(operation) { return .rejected(rejection) }
         switch operation {
         case let .put(key, value):
             write(key, Record(value: value, version: height))
@@ -166,7 +169,7 @@ public struct KeyValueState: Sendable {
         case let .cas(key, expectedVersion, value):
             let current = records[key]?.version ?? 0
             guard current == expectedVersion else {
-                return .conditionFailed("version is \(current), expected \(expectedVersion)")
+                return .conditionFailed(.versionMismatch(actual: current, expected: expectedVersion))
             }
             write(key, Record(value: value, version: height))
             return .written(version: height)
@@ -175,12 +178,12 @@ public struct KeyValueState: Sendable {
             case let .success(balance):
                 write(key, Record(value: Self.encodeBalance(balance), version: height))
                 return .balance(balance, version: height)
-            case let .failure(reason):
-                return .conditionFailed(reason)
+            case let .failure(failure):
+                return .conditionFailed(.add(failure))
             }
         case let .txn(guards, writes):
             for (index, check) in guards.enumerated() where !holds(check) {
-                return .conditionFailed("guard \(index) does not hold")
+                return .conditionFailed(.guardFailed(index: UInt32(index)))
             }
             // Stage every write in an overlay and check every add before applying anything:
             // all or nothing. Writes apply in order, so a later write to a key wins.
@@ -197,7 +200,7 @@ public struct KeyValueState: Sendable {
                     key = k
                     switch Self.addResult(current(k), delta: delta, min: min, max: max) {
                     case let .success(balance): next = Record(value: Self.encodeBalance(balance), version: height)
-                    case let .failure(reason): return .conditionFailed("write \(index): \(reason)")
+                    case let .failure(failure): return .conditionFailed(.transactionAdd(index: UInt32(index), failure))
                     }
                 }
                 if staged[key] == nil { order.append(key) }
@@ -238,24 +241,25 @@ public struct KeyValueState: Sendable {
         }
     }
 
-    enum AddResult { case success(Int64), failure(String) }
+    enum AddResult { case success(Int64), failure(AddFailure) }
 
     private func addResult(_ key: [UInt8], delta: Int64, min: Int64, max: Int64) -> AddResult {
         Self.addResult(records[key], delta: delta, min: min, max: max)
     }
 
     private static func addResult(_ record: Record?, delta: Int64, min: Int64, max: Int64) -> AddResult {
-        guard min <= max else { return .failure("bounds are empty: min \(min) > max \(max)") }
+        guard min <= max else { return .failure(.emptyBounds(min: min, max: max)) }
         let current: Int64
         if let record {
-            guard let decoded = decodeBalance(record.value) else { return .failure("value is not an 8-byte balance") }
+            guard let decoded = decodeBalance(record.value) else { return .failure(.notABalance(bytes: UInt64(record.value.count))) }
             current = decoded
         } else {
             current = 0
         }
         let (sum, overflow) = current.addingReportingOverflow(delta)
-        guard !overflow else { return .failure("balance would overflow") }
-        guard sum >= min && sum <= max else { return .failure("balance \(sum) would leave [\(min), \(max)]") }
+        guard !overflow else { return .failure(.overflow(balance: current, delta: delta)) }
+        guard sum >= min else { return .failure(.belowMinimum(balance: sum, min: min)) }
+        guard sum <= max else { return .failure(.aboveMaximum(balance: sum, max: max)) }
         return .success(sum)
     }
 
@@ -278,13 +282,13 @@ public struct KeyValueState: Sendable {
         }
     }
 
-    /// The first configured limit `operation` breaks, as a sentence.
-    func limitViolation(_ operation: LedgerOperation) -> String? {
-        func key(_ k: [UInt8]) -> String? {
-            k.count > limits.keyBytesMax ? "key of \(k.count) bytes exceeds keyBytesMax \(limits.keyBytesMax)" : nil
+    /// The first configured limit `operation` breaks.
+    func limitViolation(_ operation: LedgerOperation) -> Rejection? {
+        func key(_ k: [UInt8]) -> Rejection? {
+            k.count > limits.keyBytesMax ? .keyTooLong(bytes: UInt64(k.count), max: UInt64(limits.keyBytesMax)) : nil
         }
-        func value(_ v: [UInt8]) -> String? {
-            v.count > limits.valueBytesMax ? "value of \(v.count) bytes exceeds valueBytesMax \(limits.valueBytesMax)" : nil
+        func value(_ v: [UInt8]) -> Rejection? {
+            v.count > limits.valueBytesMax ? .valueTooLong(bytes: UInt64(v.count), max: UInt64(limits.valueBytesMax)) : nil
         }
         switch operation {
         case let .put(k, v), let .cas(k, _, v): return key(k) ?? value(v)
@@ -292,7 +296,7 @@ public struct KeyValueState: Sendable {
         case let .range(s, e, _): return key(s) ?? key(e)
         case let .txn(guards, writes):
             if guards.count + writes.count > limits.txnOperationsMax {
-                return "transaction of \(guards.count + writes.count) operations exceeds txnOperationsMax \(limits.txnOperationsMax)"
+                return .tooManyOperations(count: UInt64(guards.count + writes.count), max: UInt64(limits.txnOperationsMax))
             }
             for g in guards {
                 switch g {
@@ -341,13 +345,13 @@ public struct KeyValueState: Sendable {
         return Digest.sha256(w.bytes)
     }
 
-    /// SHA-256("bulwark/v1/state" || height || map root).
-    static func stateRoot(height: Height, mapRoot: Digest) -> Digest {
-        var h = SHA256Hasher()
-        h.update(Array("bulwark/v1/state".utf8))
-        withUnsafeBytes(of: height.littleEndian) { h.update($0) }
-        h.update(mapRoot)
-        return h.finalize()
+    /// SHA-256(len(tag) || "bulwark/v1/state" || clusterID || height || map root), the
+    /// domain separation every other hash has (SPEC.md §9.3).
+    static func stateRoot(cluster: ClusterID, height: Height, mapRoot: Digest) -> Digest {
+        Digest.sha256(Domain.state.message(cluster: cluster) { w in
+            w.write(height)
+            w.write(mapRoot)
+        })
     }
 
     /// A 32-byte commitment to the whole state after `height`: every record (value and
@@ -356,7 +360,7 @@ public struct KeyValueState: Sendable {
     public var stateRoot: Digest {
         mutating get {
             settle()
-            return Self.stateRoot(height: height, mapRoot: map.rootHash)
+            return Self.stateRoot(cluster: cluster, height: height, mapRoot: map.rootHash)
         }
     }
 
@@ -394,9 +398,11 @@ public struct KeyProof: Hashable, Sendable {
     }
 
     /// Throws unless this proof shows exactly `value` and `version` (or absence) for `key`
-    /// under `stateRoot`.
-    public func verify(stateRoot: Digest) throws(Failure) {
-        guard KeyValueState.stateRoot(height: height, mapRoot: mapRoot) == stateRoot else { throw .stateRootMismatch }
+    /// under `stateRoot`, the state root of `cluster`.
+    public func verify(stateRoot: Digest, cluster: ClusterID) throws(Failure) {
+        guard KeyValueState.stateRoot(cluster: cluster, height: height, mapRoot: mapRoot) == stateRoot else {
+            throw .stateRootMismatch
+        }
         let proven: Digest?
         do { proven = try proof.verify(key: KeyValueState.recordKeyHash(key), root: mapRoot) } catch {
             throw .invalidPath(error)

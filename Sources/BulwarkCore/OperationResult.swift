@@ -13,9 +13,9 @@ public enum OperationResult: Hashable, Sendable {
     /// A history: the key's newest versions, oldest first.
     case history([KeyValueState.HistoryEntry])
     /// A cas, add or transaction whose condition did not hold; nothing was written.
-    case conditionFailed(String)
-    /// A request the ledger refuses (over a size limit, malformed); nothing was written.
-    case rejected(String)
+    case conditionFailed(ConditionFailure)
+    /// A request the ledger refuses (over a configured limit); nothing was written.
+    case rejected(Rejection)
     /// A read that already executed, retransmitted: the ledger keeps no read's result (reads
     /// change nothing, so exactly-once does not need it, and keeping it would let free client
     /// keys inflate the state). The client asks again under a new request id.
@@ -64,8 +64,8 @@ extension OperationResult: CanonicalCodable {
             if let value { w.writeBytes(value) }
             w.write(version)
         case let .entries(entries): w.write(UInt8(5)); w.write(entries)
-        case let .conditionFailed(reason): w.write(UInt8(6)); w.write(reason)
-        case let .rejected(reason): w.write(UInt8(7)); w.write(reason)
+        case let .conditionFailed(failure): w.write(UInt8(6)); w.write(failure)
+        case let .rejected(rejection): w.write(UInt8(7)); w.write(rejection)
         case let .history(entries): w.write(UInt8(8)); w.write(entries)
         case .notKept: w.write(UInt8(9))
         }
@@ -82,8 +82,8 @@ extension OperationResult: CanonicalCodable {
             let value = present ? try r.readValue() : nil
             self = .value(value, version: try r.readUInt64("version"))
         case 5: self = .entries(try r.readArray(Entry.self, "entries", max: 1 << 20))
-        case 6: self = .conditionFailed(try r.readString("reason", max: 1024))
-        case 7: self = .rejected(try r.readString("reason", max: 1024))
+        case 6: self = .conditionFailed(try r.read(ConditionFailure.self))
+        case 7: self = .rejected(try r.read(Rejection.self))
         case 8: self = .history(try r.readArray(KeyValueState.HistoryEntry.self, "history", max: 1 << 20))
         case 9: self = .notKept
         default: throw .unknownTag(type: "result", tag: tag)
@@ -102,5 +102,133 @@ extension KeyValueState.HistoryEntry: CanonicalCodable {
         let height = try r.readUInt64("history height")
         let present = try r.readBool("history value present")
         self.init(height: height, value: present ? try r.readValue() : nil)
+    }
+}
+
+/// Why a cas, add or transaction changed nothing (SPEC.md §8.4): a stable code with the
+/// numbers that explain it. This, never a sentence, is what the ledger records and hashes;
+/// `description` renders it for people and may be reworded freely.
+public enum ConditionFailure: Hashable, Sendable, CustomStringConvertible {
+    /// A cas found the key at `actual` (0: absent), not `expected`.
+    case versionMismatch(actual: UInt64, expected: UInt64)
+    /// Guard `index` (from 0) of a transaction does not hold.
+    case guardFailed(index: UInt32)
+    /// An add would not apply.
+    case add(AddFailure)
+    /// Write `index` (from 0) of a transaction, an add, would not apply.
+    case transactionAdd(index: UInt32, AddFailure)
+
+    public var description: String {
+        switch self {
+        case let .versionMismatch(actual, expected): return "version is \(actual), expected \(expected)"
+        case let .guardFailed(index): return "guard \(index) does not hold"
+        case let .add(failure): return failure.description
+        case let .transactionAdd(index, failure): return "write \(index): \(failure)"
+        }
+    }
+}
+
+/// Why an add would not apply.
+public enum AddFailure: Hashable, Sendable, CustomStringConvertible {
+    /// `min > max`: no balance could satisfy the bounds.
+    case emptyBounds(min: Int64, max: Int64)
+    /// The key holds a value of `bytes` bytes, not an 8-byte balance.
+    case notABalance(bytes: UInt64)
+    /// `balance + delta` does not fit in a signed 64-bit integer.
+    case overflow(balance: Int64, delta: Int64)
+    /// The new balance would be below the lower bound.
+    case belowMinimum(balance: Int64, min: Int64)
+    /// The new balance would be above the upper bound.
+    case aboveMaximum(balance: Int64, max: Int64)
+
+    public var description: String {
+        switch self {
+        case let .emptyBounds(min, max): return "bounds are empty: min \(min) > max \(max)"
+        case let .notABalance(bytes): return "value of \(bytes) bytes is not an 8-byte balance"
+        case let .overflow(balance, delta): return "balance \(balance) + \(delta) would overflow"
+        case let .belowMinimum(balance, min): return "balance \(balance) would fall below the minimum \(min)"
+        case let .aboveMaximum(balance, max): return "balance \(balance) would exceed the maximum \(max)"
+        }
+    }
+}
+
+/// Why the ledger refuses a request outright (SPEC.md §8.4): the configured limit it breaks.
+public enum Rejection: Hashable, Sendable, CustomStringConvertible {
+    case keyTooLong(bytes: UInt64, max: UInt64)
+    case valueTooLong(bytes: UInt64, max: UInt64)
+    case tooManyOperations(count: UInt64, max: UInt64)
+
+    public var description: String {
+        switch self {
+        case let .keyTooLong(bytes, max): return "key of \(bytes) bytes exceeds keyBytesMax \(max)"
+        case let .valueTooLong(bytes, max): return "value of \(bytes) bytes exceeds valueBytesMax \(max)"
+        case let .tooManyOperations(count, max): return "transaction of \(count) operations exceeds txnOperationsMax \(max)"
+        }
+    }
+}
+
+extension ConditionFailure: CanonicalCodable {
+    public func encode(to w: inout CanonicalWriter) {
+        switch self {
+        case let .versionMismatch(actual, expected): w.write(UInt8(1)); w.write(actual); w.write(expected)
+        case let .guardFailed(index): w.write(UInt8(2)); w.write(index)
+        case let .add(failure): w.write(UInt8(3)); w.write(failure)
+        case let .transactionAdd(index, failure): w.write(UInt8(4)); w.write(index); w.write(failure)
+        }
+    }
+
+    public init(from r: inout CanonicalReader) throws(CodecError) {
+        let code = try r.readUInt8("condition code")
+        switch code {
+        case 1: self = .versionMismatch(actual: try r.readUInt64("actual version"), expected: try r.readUInt64("expected version"))
+        case 2: self = .guardFailed(index: try r.readUInt32("guard index"))
+        case 3: self = .add(try r.read(AddFailure.self))
+        case 4: self = .transactionAdd(index: try r.readUInt32("write index"), try r.read(AddFailure.self))
+        default: throw .unknownTag(type: "condition code", tag: code)
+        }
+    }
+}
+
+extension AddFailure: CanonicalCodable {
+    public func encode(to w: inout CanonicalWriter) {
+        switch self {
+        case let .emptyBounds(min, max): w.write(UInt8(1)); w.write(min); w.write(max)
+        case let .notABalance(bytes): w.write(UInt8(2)); w.write(bytes)
+        case let .overflow(balance, delta): w.write(UInt8(3)); w.write(balance); w.write(delta)
+        case let .belowMinimum(balance, min): w.write(UInt8(4)); w.write(balance); w.write(min)
+        case let .aboveMaximum(balance, max): w.write(UInt8(5)); w.write(balance); w.write(max)
+        }
+    }
+
+    public init(from r: inout CanonicalReader) throws(CodecError) {
+        let code = try r.readUInt8("add code")
+        switch code {
+        case 1: self = .emptyBounds(min: try r.readInt64("min"), max: try r.readInt64("max"))
+        case 2: self = .notABalance(bytes: try r.readUInt64("value bytes"))
+        case 3: self = .overflow(balance: try r.readInt64("balance"), delta: try r.readInt64("delta"))
+        case 4: self = .belowMinimum(balance: try r.readInt64("balance"), min: try r.readInt64("min"))
+        case 5: self = .aboveMaximum(balance: try r.readInt64("balance"), max: try r.readInt64("max"))
+        default: throw .unknownTag(type: "add code", tag: code)
+        }
+    }
+}
+
+extension Rejection: CanonicalCodable {
+    public func encode(to w: inout CanonicalWriter) {
+        switch self {
+        case let .keyTooLong(bytes, max): w.write(UInt8(1)); w.write(bytes); w.write(max)
+        case let .valueTooLong(bytes, max): w.write(UInt8(2)); w.write(bytes); w.write(max)
+        case let .tooManyOperations(count, max): w.write(UInt8(3)); w.write(count); w.write(max)
+        }
+    }
+
+    public init(from r: inout CanonicalReader) throws(CodecError) {
+        let code = try r.readUInt8("rejection code")
+        switch code {
+        case 1: self = .keyTooLong(bytes: try r.readUInt64("key bytes"), max: try r.readUInt64("keyBytesMax"))
+        case 2: self = .valueTooLong(bytes: try r.readUInt64("value bytes"), max: try r.readUInt64("valueBytesMax"))
+        case 3: self = .tooManyOperations(count: try r.readUInt64("operations"), max: try r.readUInt64("txnOperationsMax"))
+        default: throw .unknownTag(type: "rejection code", tag: code)
+        }
     }
 }

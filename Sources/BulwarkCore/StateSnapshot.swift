@@ -3,7 +3,7 @@
 /// the history store; a snapshot holds each key's newest position in it and the store's end,
 /// so it is usable only with a store that holds at least that much of the same history.
 extension KeyValueState {
-    static let snapshotVersion: UInt8 = 2
+    static let snapshotVersion: UInt8 = 3
 
     public func snapshot() -> [UInt8] {
         var settled = self
@@ -45,8 +45,10 @@ extension KeyValueState {
     /// the stored state root against the rebuilt one, so a damaged snapshot is refused rather
     /// than loaded. `history` must hold at least the snapshot's history end; entries past it
     /// are not this state's, and the caller trims them before executing further.
-    public init(snapshot bytes: [UInt8], limits: ProtocolParameters, history: any KeyHistoryStore) throws(CodecError) {
-        self.init(limits: limits, history: history)
+    /// A snapshot of another cluster's state fails the state root check.
+    public init(snapshot bytes: [UInt8], cluster: ClusterID, limits: ProtocolParameters,
+                history: any KeyHistoryStore) throws(CodecError) {
+        self.init(cluster: cluster, limits: limits, history: history)
         guard bytes.count >= Digest.byteCount,
               Digest.sha256(Array(bytes.dropLast(Digest.byteCount))).bytes == Array(bytes.suffix(Digest.byteCount)) else {
             throw .invalidValue(field: "state snapshot", reason: "checksum does not match its contents")

@@ -61,7 +61,7 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
         case .snapshot:
             // Sealed with its digest, so the decoder behind the digest check is reached.
             let bytes = data + Digest.sha256(data).bytes
-            guard var state = try? KeyValueState(snapshot: bytes, limits: Self.fixture.config.parameters,
+            guard var state = try? KeyValueState(snapshot: bytes, cluster: Self.fixture.config.clusterID, limits: Self.fixture.config.parameters,
                                                  history: Self.fixture.state.historyStore) else { return }
             _ = state.stateRoot
             canonical(state.snapshot(), bytes, "snapshot")

@@ -76,11 +76,11 @@ extension LedgerExecution {
     /// that fails its checks when read (a sector that rotted in a segment opened from its
     /// index) is damage like any other: the log is cut there, and recovery starts over on the
     /// shorter ledger, which state transfer then completes.
-    static func recover(directory: String, fileSystem: any FileSystem, parameters: ProtocolParameters,
+    static func recover(directory: String, fileSystem: any FileSystem, cluster: ClusterID, parameters: ProtocolParameters,
                         snapshotInterval: Height, segmentBytesMax: UInt64, logger: Logger) throws -> RecoveredLedger {
         for _ in 0..<3 {
             do {
-                return try recoverOnce(directory: directory, fileSystem: fileSystem, parameters: parameters,
+                return try recoverOnce(directory: directory, fileSystem: fileSystem, cluster: cluster, parameters: parameters,
                                        snapshotInterval: snapshotInterval, segmentBytesMax: segmentBytesMax, logger: logger)
             } catch let found as DamagedBlock {
                 logger.error("block log damaged; cutting it there and repairing from peers",
@@ -99,7 +99,7 @@ extension LedgerExecution {
         let log: BlockLog
     }
 
-    static func recoverOnce(directory: String, fileSystem: any FileSystem, parameters: ProtocolParameters,
+    static func recoverOnce(directory: String, fileSystem: any FileSystem, cluster: ClusterID, parameters: ProtocolParameters,
                             snapshotInterval: Height, segmentBytesMax: UInt64, logger: Logger) throws -> RecoveredLedger {
         let blockLog: BlockLog, history: FileKeyHistory
         do {
@@ -117,7 +117,7 @@ extension LedgerExecution {
         }
         let snapshotDirectory = directory + "/snapshots"
         let restored = StateSnapshots.load(directory: snapshotDirectory, fileSystem: fileSystem, blockLog: blockLog,
-                                           limits: parameters, history: history, logger: logger)
+                                           cluster: cluster, limits: parameters, history: history, logger: logger)
         do {
             // Entries past the restored state's are rewritten by the replay below.
             try history.truncate(to: restored?.state.historyEnd ?? 0)
@@ -126,7 +126,7 @@ extension LedgerExecution {
         }
         var ledger = LedgerExecution(
             parameters: parameters, blockLog: blockLog, history: history,
-            state: restored?.state ?? KeyValueState(limits: parameters, history: history), tip: restored?.tip ?? .genesis,
+            state: restored?.state ?? KeyValueState(cluster: cluster, limits: parameters, history: history), tip: restored?.tip ?? .genesis,
             snapshots: StateSnapshots(directory: snapshotDirectory, requested: snapshotInterval,
                                       checkpointInterval: parameters.checkpointInterval, lastBytes: restored?.bytes ?? 0))
         let latest = blockLog.latestExecutionCertificate

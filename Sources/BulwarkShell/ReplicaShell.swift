@@ -100,7 +100,7 @@ public final class ReplicaShell {
         // The WAL first: a replica that cannot tell what it signed refuses before anything else.
         journal = try ConsensusJournal(path: dataDirectory + "/consensus.wal", fileSystem: fileSystem)
         let recovered = try LedgerExecution.recover(directory: dataDirectory, fileSystem: fileSystem,
-                                                    parameters: config.parameters, snapshotInterval: snapshotInterval,
+                                                    cluster: config.clusterID, parameters: config.parameters, snapshotInterval: snapshotInterval,
                                                     segmentBytesMax: segmentBytesMax, logger: logger)
         ledger = recovered.ledger
         let executedRequests = ShellExecutedRequests()

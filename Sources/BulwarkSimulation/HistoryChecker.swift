@@ -120,7 +120,7 @@ struct HistoryChecker {
     func checkBank() {
         let ledger = longest
         let accounts = (0..<UInt64(3)).map(SimClient.account)
-        var state = KeyValueState(limits: simulation.config.parameters)
+        var state = KeyValueState(cluster: simulation.config.clusterID, limits: simulation.config.parameters)
         func balances() -> [Int64] {
             accounts.map { state.read($0).flatMap { KeyValueState.decodeBalance($0.value) } ?? 0 }
         }

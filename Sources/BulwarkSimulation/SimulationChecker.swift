@@ -77,7 +77,7 @@ struct SimulationChecker {
     func checkExecution() {
         let issued = Dictionary(uniqueKeysWithValues: simulation.clients.map { ($0.key.publicKey, $0.lastRequestID) }
                                 + simulation.maliciousClients.map { ($0.attack.client, $0.attack.lastID) })
-        var state = KeyValueState(limits: config.parameters)
+        var state = KeyValueState(cluster: config.clusterID, limits: config.parameters)
         var executions: [RequestIdentity: Int] = [:]
         var results: [RequestIdentity: [UInt8]] = [:]
         for entry in longest {

@@ -32,7 +32,7 @@ public struct LedgerFixture: Sendable {
         config = try! ClusterConfig.layout(keys: keys.map(\.publicKey), host: "127.0.0.1", basePort: 7000,
                                            clusterID: ClusterID(raw: Bytes32(Array(repeating: 0x5c, count: 32))!),
                                            parameters: parameters)
-        state = KeyValueState(limits: parameters)
+        state = KeyValueState(cluster: config.clusterID, limits: parameters)
     }
 
     var requestIDs: [UInt64] = []

@@ -275,7 +275,7 @@ final class AuditReplay {
         self.reader = reader
         self.history = history
         certificates = Dictionary(grouping: reader.executionCertificates, by: \.height)
-        state = KeyValueState(limits: audit.config.parameters, history: history)
+        state = KeyValueState(cluster: audit.config.clusterID, limits: audit.config.parameters, history: history)
     }
 
     /// Reads every entry and checks it; stops at the first problem.

@@ -111,7 +111,7 @@ struct StorageBench: ParsableCommand {
         let path = NSTemporaryDirectory() + "bulwark-bench-history-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: path) }
         let history = try FileKeyHistory(path: path, valueBytesMax: ProtocolParameters().valueBytesMax)
-        var state = KeyValueState(limits: ProtocolParameters(), history: history)
+        var state = KeyValueState(cluster: ClusterID(raw: Bytes32(Array(repeating: 0xbe, count: 32))!), limits: ProtocolParameters(), history: history)
         let client = PrivateKey(seed: Array(repeating: 1, count: 32))!.publicKey
         var requestID: UInt64 = 0
         var height: Height = 0
@@ -148,7 +148,7 @@ struct StorageBench: ParsableCommand {
         let root = state.stateRoot
         var failures = 0
         let verify = Self.seconds {
-            for proof in proofs where (try? proof.verify(stateRoot: root)) == nil { failures += 1 }
+            for proof in proofs where (try? proof.verify(stateRoot: root, cluster: state.cluster)) == nil { failures += 1 }
         }
         let depth = proofs.map(\.proof.siblings.count).reduce(0, +) / max(1, proofs.count)
         print(String(format: "state  %8d keys: fill %9.0f puts/s | update %9.0f puts/s | prove %9.0f/s | verify %9.0f/s | mean proof depth %d%@",

@@ -134,7 +134,7 @@ import Testing
         #expect(simulation.report.failures.contains { $0.hasPrefix("chain") && $0.contains("quorum") })
 
         checker.ledgers[2]![2] = honest
-        simulation.clients[0].completed[0].result = OperationResult.rejected("made up").encoded()
+        simulation.clients[0].completed[0].result = OperationResult.rejected(.keyTooLong(bytes: 1, max: 0)).encoded()
         simulation.report.failures = []
         checker.check()
         #expect(simulation.report.failures.contains { $0.hasPrefix("results") })

@@ -29,15 +29,16 @@ import Testing
                 return .deleted(existed: existed)
             case let .cas(k, expected, v):
                 let current = records[k]?.version ?? 0
-                guard current == expected else { return .conditionFailed("version is \(current), expected \(expected)") }
+                guard current == expected else { return .conditionFailed(.versionMismatch(actual: current, expected: expected)) }
                 write(k, v)
                 return .written(version: height)
             case let .add(k, delta, min, max):
-                guard min <= max else { return .conditionFailed("bounds are empty: min \(min) > max \(max)") }
-                guard let current = balance(k) else { return .conditionFailed("value is not an 8-byte balance") }
+                guard min <= max else { return .conditionFailed(.add(.emptyBounds(min: min, max: max))) }
+                guard let current = balance(k) else { return .conditionFailed(.add(.notABalance(bytes: UInt64(records[k]!.value.count)))) }
                 let (sum, overflow) = current.addingReportingOverflow(delta)
-                guard !overflow else { return .conditionFailed("balance would overflow") }
-                guard sum >= min && sum <= max else { return .conditionFailed("balance \(sum) would leave [\(min), \(max)]") }
+                guard !overflow else { return .conditionFailed(.add(.overflow(balance: current, delta: delta))) }
+                guard sum >= min else { return .conditionFailed(.add(.belowMinimum(balance: sum, min: min))) }
+                guard sum <= max else { return .conditionFailed(.add(.aboveMaximum(balance: sum, max: max))) }
                 write(k, KeyValueState.encodeBalance(sum))
                 return .balance(sum, version: height)
             case let .txn(guards, writes):
@@ -49,7 +50,7 @@ import Testing
                     case let .exists(k): holds = records[k] != nil
                     case let .absent(k): holds = records[k] == nil
                     }
-                    if !holds { return .conditionFailed("guard \(i) does not hold") }
+                    if !holds { return .conditionFailed(.guardFailed(index: UInt32(i))) }
                 }
                 var copy = self
                 var touched: [[UInt8]] = []
@@ -61,13 +62,15 @@ import Testing
                     case let .put(k, v): copy.records[k] = (v, height)
                     case let .delete(k): copy.records[k] = nil
                     case let .add(k, delta, min, max):
-                        guard min <= max else { return .conditionFailed("write \(i): bounds are empty: min \(min) > max \(max)") }
-                        guard let current = copy.balance(k) else { return .conditionFailed("write \(i): value is not an 8-byte balance") }
-                        let (sum, overflow) = current.addingReportingOverflow(delta)
-                        guard !overflow else { return .conditionFailed("write \(i): balance would overflow") }
-                        guard sum >= min && sum <= max else {
-                            return .conditionFailed("write \(i): balance \(sum) would leave [\(min), \(max)]")
+                        let index = UInt32(i)
+                        guard min <= max else { return .conditionFailed(.transactionAdd(index: index, .emptyBounds(min: min, max: max))) }
+                        guard let current = copy.balance(k) else {
+                            return .conditionFailed(.transactionAdd(index: index, .notABalance(bytes: UInt64(copy.records[k]!.value.count))))
                         }
+                        let (sum, overflow) = current.addingReportingOverflow(delta)
+                        guard !overflow else { return .conditionFailed(.transactionAdd(index: index, .overflow(balance: current, delta: delta))) }
+                        guard sum >= min else { return .conditionFailed(.transactionAdd(index: index, .belowMinimum(balance: sum, min: min))) }
+                        guard sum <= max else { return .conditionFailed(.transactionAdd(index: index, .aboveMaximum(balance: sum, max: max))) }
                         copy.records[k] = (KeyValueState.encodeBalance(sum), height)
                     }
                 }
@@ -112,7 +115,7 @@ import Testing
     /// 1.3 MB to 338 MB. Now a read's result is answered and not kept: the state after many
     /// large reads is as small as before them, and a retransmitted read is told to ask again.
     @Test func readResultsAreNotKeptInTheState() throws {
-        var state = KeyValueState(limits: ProtocolParameters())
+        var state = KeyValueState(cluster: testCluster, limits: ProtocolParameters())
         let cluster = ClusterID(raw: .zero)
         func block(_ requests: [Request]) -> Block {
             let header = BlockHeader(clusterID: cluster, height: state.height + 1, view: 0, timestampMs: 0, proposer: 0,
@@ -151,7 +154,7 @@ import Testing
     @Test(arguments: UInt64(1)...8)
     func matchesTheReferenceAndEveryProofVerifies(seed: UInt64) throws {
         var rng = SeededRandom(seed: seed)
-        var state = KeyValueState(limits: ProtocolParameters())
+        var state = KeyValueState(cluster: testCluster, limits: ProtocolParameters())
         var reference = Reference()
         let client = TestKeys.key(60)
         let cluster = ClusterID(raw: .zero)
@@ -176,28 +179,28 @@ import Testing
                 let proof = state.prove(key)
                 #expect(proof.value == reference.records[key]?.value)
                 #expect(proof.version == (reference.records[key]?.version ?? 0))
-                try proof.verify(stateRoot: root)
+                try proof.verify(stateRoot: root, cluster: testCluster)
                 // Tampering with anything the proof claims makes it fail.
                 var lie = proof
                 lie.value = (proof.value ?? []) + [1]
-                #expect(throws: KeyProof.Failure.self) { try lie.verify(stateRoot: root) }
+                #expect(throws: KeyProof.Failure.self) { try lie.verify(stateRoot: root, cluster: testCluster) }
                 lie = proof
                 lie.version += 1
-                #expect(throws: KeyProof.Failure.self) { try lie.verify(stateRoot: root) }
+                #expect(throws: KeyProof.Failure.self) { try lie.verify(stateRoot: root, cluster: testCluster) }
                 lie = proof
                 lie.height += 1
-                #expect(throws: KeyProof.Failure.stateRootMismatch) { try lie.verify(stateRoot: root) }
+                #expect(throws: KeyProof.Failure.stateRootMismatch) { try lie.verify(stateRoot: root, cluster: testCluster) }
                 if !proof.proof.siblings.isEmpty {
                     lie = proof
                     lie.proof.siblings[0] = Digest.sha256(lie.proof.siblings[0].bytes)
-                    #expect(throws: KeyProof.Failure.self) { try lie.verify(stateRoot: root) }
+                    #expect(throws: KeyProof.Failure.self) { try lie.verify(stateRoot: root, cluster: testCluster) }
                 }
                 if proof.value != nil {
                     // Claiming absence of a present key fails.
                     lie = proof
                     lie.value = nil
                     lie.version = 0
-                    #expect(throws: KeyProof.Failure.self) { try lie.verify(stateRoot: root) }
+                    #expect(throws: KeyProof.Failure.self) { try lie.verify(stateRoot: root, cluster: testCluster) }
                 }
             }
         }
@@ -209,7 +212,7 @@ import Testing
                 #expect(proof.height == provable.height)
                 #expect(proof.value == records[key]?.value, "seed \(seed) height \(provable.height)")
                 #expect(proof.version == (records[key]?.version ?? 0))
-                try proof.verify(stateRoot: root)
+                try proof.verify(stateRoot: root, cluster: testCluster)
                 #expect(provable.stateRoot == root)
             }
         }
@@ -268,8 +271,8 @@ import Testing
 
     @Test func writesSettledOncePerCheckpointGiveTheRootOfWritesSettledEveryBlock() throws {
         var rng = SeededRandom(seed: 7)
-        var everyBlock = KeyValueState(limits: ProtocolParameters())
-        var atCheckpoints = KeyValueState(limits: ProtocolParameters())
+        var everyBlock = KeyValueState(cluster: testCluster, limits: ProtocolParameters())
+        var atCheckpoints = KeyValueState(cluster: testCluster, limits: ProtocolParameters())
         let clients = (0..<5).map { TestKeys.key(70 + $0) }
         let cluster = ClusterID(raw: .zero)
         var requestIDs = [UInt64](repeating: 0, count: clients.count)
@@ -286,13 +289,13 @@ import Testing
             if height % 16 == 0 {
                 #expect(atCheckpoints.stateRoot == root, "height \(height)")
                 // A snapshot of the settled state restores to the same root.
-                var restored = try KeyValueState(snapshot: atCheckpoints.snapshot(), limits: ProtocolParameters(),
+                var restored = try KeyValueState(snapshot: atCheckpoints.snapshot(), cluster: testCluster, limits: ProtocolParameters(),
                                                  history: atCheckpoints.historyStore)
                 #expect(restored.stateRoot == root)
             }
         }
         // A snapshot taken with writes still unsettled carries the settled root all the same.
-        var restored = try KeyValueState(snapshot: atCheckpoints.snapshot(), limits: ProtocolParameters(),
+        var restored = try KeyValueState(snapshot: atCheckpoints.snapshot(), cluster: testCluster, limits: ProtocolParameters(),
                                          history: atCheckpoints.historyStore)
         #expect(restored.stateRoot == everyBlock.stateRoot)
     }
@@ -301,7 +304,7 @@ import Testing
         var limits = ProtocolParameters()
         limits.keyBytesMax = 4
         limits.valueBytesMax = 4
-        var state = KeyValueState(limits: limits)
+        var state = KeyValueState(cluster: testCluster, limits: limits)
         let header = BlockHeader(clusterID: ClusterID(raw: .zero), height: 1, view: 0, timestampMs: 0, proposer: 0,
                                  prevBlockHash: .zero, txRoot: .zero, historyRoot: .zero)
         let client = TestKeys.key(61)
@@ -318,8 +321,65 @@ import Testing
         #expect(state.records.isEmpty)
     }
 
+    /// What a failed write records (and so hashes into the state root) is a code with numbers,
+    /// never a sentence: rewording a message must not change a state root. The bytes are
+    /// pinned here and in SPEC.md §8.4.
+    @Test func failedWritesAreRecordedAsCodesWithFields() throws {
+        var limits = ProtocolParameters()
+        limits.keyBytesMax = 8
+        var state = KeyValueState(cluster: testCluster, limits: limits)
+        let client = TestKeys.key(62)
+        let ops: [LedgerOperation] = [
+            .put(key: [1], value: [9]),
+            .cas(key: [1], expectedVersion: 0, value: [2]),
+            .add(key: [2], delta: -5, min: 0, max: 10),
+            .add(key: [2], delta: 11, min: 0, max: 10),
+            .add(key: [1], delta: 1, min: 0, max: 10),
+            .txn(guards: [.exists(key: [1]), .absent(key: [1])], writes: []),
+            .txn(guards: [], writes: [.put(key: [3], value: [3]), .add(key: [2], delta: 1, min: 5, max: 4)]),
+            .put(key: Array(repeating: 7, count: 9), value: []),
+        ]
+        var expected: [(OperationResult, [UInt8])] = [
+            (.written(version: 1), [1, 1, 0, 0, 0, 0, 0, 0, 0]),
+            (.conditionFailed(.versionMismatch(actual: 1, expected: 0)), [6, 1] + le(1) + le(0)),
+            (.conditionFailed(.add(.belowMinimum(balance: -5, min: 0))), [6, 3, 4] + le(UInt64(bitPattern: -5)) + le(0)),
+            (.conditionFailed(.add(.aboveMaximum(balance: 11, max: 10))), [6, 3, 5] + le(11) + le(10)),
+            (.conditionFailed(.add(.notABalance(bytes: 1))), [6, 3, 2] + le(1)),
+            (.conditionFailed(.guardFailed(index: 1)), [6, 2, 1, 0, 0, 0]),
+            (.conditionFailed(.transactionAdd(index: 1, .emptyBounds(min: 5, max: 4))), [6, 4, 1, 0, 0, 0, 1] + le(5) + le(4)),
+            (.rejected(.keyTooLong(bytes: 9, max: 8)), [7, 1] + le(9) + le(8)),
+        ]
+        // Signed one by one so each request's result stays in the client's record.
+        for (i, op) in ops.enumerated() {
+            let header = BlockHeader(clusterID: testCluster, height: state.height + 1, view: 0, timestampMs: 0, proposer: 0,
+                                     prevBlockHash: .zero, txRoot: .zero, historyRoot: .zero)
+            let request = Request.signed(by: client, cluster: testCluster, requestID: UInt64(i + 1), operation: op)
+            let outcomes = try state.execute(Block(header: header, requests: [request]))
+            let (result, bytes) = expected.removeFirst()
+            #expect(outcomes == [.executed(result)], "operation \(i)")
+            #expect(state.clients[client.publicKey]?.result == result)
+            #expect(result.encoded() == bytes, "operation \(i): \(result.encoded())")
+            #expect(try OperationResult(decoding: bytes) == result)
+        }
+        #expect(state.records.count == 1, "only the first put wrote")
+        // The sentence is for people: it is never part of the encoding.
+        #expect(OperationResult.conditionFailed(.versionMismatch(actual: 1, expected: 0)).encoded().allSatisfy { $0 < 0x20 })
+    }
+
+    /// The state root carries the cluster id like every other hash: equal contents in two
+    /// clusters have different roots, and a proof from one does not verify in the other.
+    @Test func theStateRootIsDomainSeparatedByCluster() {
+        let other = ClusterID(raw: Bytes32(Array(repeating: 0x11, count: 32))!)
+        var a = KeyValueState(cluster: testCluster, limits: ProtocolParameters())
+        var b = KeyValueState(cluster: other, limits: ProtocolParameters())
+        #expect(a.stateRoot != b.stateRoot)
+        let proof = a.prove([1])
+        #expect(throws: Never.self) { try proof.verify(stateRoot: a.stateRoot, cluster: testCluster) }
+        #expect(throws: KeyProof.Failure.stateRootMismatch) { try proof.verify(stateRoot: a.stateRoot, cluster: other) }
+    }
+
     @Test func historyKeepsEveryVersion() throws {
-        var state = KeyValueState(limits: ProtocolParameters())
+        var state = KeyValueState(cluster: testCluster, limits: ProtocolParameters())
         let client = TestKeys.key(62)
         let cluster = ClusterID(raw: .zero)
         let ops: [LedgerOperation] = [.put(key: [1], value: [1]), .put(key: [1], value: [2]), .delete(key: [1])]
@@ -349,15 +409,15 @@ import Testing
             blocks.append(Block(header: BlockHeader(clusterID: cluster, height: height, view: 0, timestampMs: 0, proposer: 0,
                                                     prevBlockHash: .zero, txRoot: .zero, historyRoot: .zero), requests: requests))
         }
-        var full = KeyValueState(limits: ProtocolParameters())
-        var atSnapshot = KeyValueState(limits: ProtocolParameters())
+        var full = KeyValueState(cluster: testCluster, limits: ProtocolParameters())
+        var atSnapshot = KeyValueState(cluster: testCluster, limits: ProtocolParameters())
         for block in blocks {
             _ = try full.execute(block)
             if block.height <= 17 { _ = try atSnapshot.execute(block) }
         }
         // The snapshot names positions in the history store it was taken with.
         let store = atSnapshot.historyStore
-        var restored = try KeyValueState(snapshot: atSnapshot.snapshot(), limits: ProtocolParameters(), history: store)
+        var restored = try KeyValueState(snapshot: atSnapshot.snapshot(), cluster: testCluster, limits: ProtocolParameters(), history: store)
         #expect(restored.stateRoot == atSnapshot.stateRoot)
         for block in blocks.dropFirst(17) { _ = try restored.execute(block) }
         #expect(restored.stateRoot == full.stateRoot)
@@ -367,9 +427,12 @@ import Testing
         // A damaged snapshot is refused, and so is a store that lacks the snapshot's histories.
         var damaged = atSnapshot.snapshot()
         damaged[damaged.count / 2] ^= 1
-        #expect(throws: CodecError.self) { _ = try KeyValueState(snapshot: damaged, limits: ProtocolParameters(), history: store) }
+        #expect(throws: CodecError.self) { _ = try KeyValueState(snapshot: damaged, cluster: testCluster, limits: ProtocolParameters(), history: store) }
         #expect(throws: CodecError.self) {
-            _ = try KeyValueState(snapshot: atSnapshot.snapshot(), limits: ProtocolParameters(), history: MemoryKeyHistory())
+            _ = try KeyValueState(snapshot: atSnapshot.snapshot(), cluster: testCluster, limits: ProtocolParameters(), history: MemoryKeyHistory())
         }
     }
 }
+
+/// `value` as 8 little-endian bytes.
+private func le(_ value: UInt64) -> [UInt8] { withUnsafeBytes(of: value.littleEndian) { Array($0) } }

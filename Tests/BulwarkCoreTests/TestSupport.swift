@@ -133,14 +133,15 @@ struct Arbitrary {
         case 3: return .value(optionalValue(), version: rng.next())
         case 4: return .entries((0..<Int.random(in: 0...3, using: &rng)).map { _ in .init(key: key(), value: value(), version: rng.next()) })
         case 5: return .history((0..<Int.random(in: 0...3, using: &rng)).map { _ in .init(height: rng.next(), value: optionalValue()) })
-        case 6: return .conditionFailed(String(decoding: rng.bytes(upTo: 20).map { $0 % 26 + 97 }, as: UTF8.self))
-        default: return .rejected("too big")
+        case 6: return .conditionFailed(.transactionAdd(index: UInt32.random(in: 0...9, using: &rng),
+                                                        .belowMinimum(balance: int64(), min: int64())))
+        default: return .rejected(.valueTooLong(bytes: rng.next(), max: rng.next()))
         }
     }
 
     /// A real proof about a small state (key proofs cannot be made up: their paths are checked).
     mutating func keyProof() -> KeyProof {
-        var state = KeyValueState(limits: ProtocolParameters())
+        var state = KeyValueState(cluster: testCluster, limits: ProtocolParameters())
         let requests = (0..<Int.random(in: 0...4, using: &rng)).map { i in
             Request.signed(by: clients[0], cluster: cluster, requestID: UInt64(i + 1), operation: .put(key: [UInt8(i)], value: value()))
         }
@@ -161,3 +162,6 @@ struct Arbitrary {
         }
     }
 }
+
+/// The cluster of states built here without a configuration.
+let testCluster = ClusterID(raw: Bytes32(Array(repeating: 0x7e, count: 32))!)
