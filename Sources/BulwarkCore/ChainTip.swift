@@ -20,28 +20,53 @@ public enum LedgerError: Error, Equatable, Sendable, CustomStringConvertible {
     case certificateMismatch(Height)
     case invalidCertificate(Height, CertificateError)
     case invalidRequestSignature(Height, index: Int)
+    /// The proposer named in the header is not the primary of the header's view.
+    case wrongProposer(Height, proposer: ReplicaID, primary: ReplicaID)
+    /// The commit certificate's view is below the view the block was proposed in.
+    case certificateViewBelowBlock(Height, certificate: View, block: View)
 
     public var height: Height {
         switch self {
         case let .wrongHeight(_, found): return found
         case let .wrongCluster(h), let .brokenLink(h), let .wrongHistoryRoot(h), let .timestampDecreased(h),
              let .wrongTxRoot(h), let .certificateMismatch(h), let .invalidCertificate(h, _),
-             let .invalidRequestSignature(h, _):
+             let .invalidRequestSignature(h, _), let .wrongProposer(h, _, _), let .certificateViewBelowBlock(h, _, _):
             return h
+        }
+    }
+
+    /// The record the problem is in (SPEC.md §11).
+    public var record: String {
+        switch self {
+        case .certificateMismatch, .invalidCertificate, .certificateViewBelowBlock: return "commit certificate"
+        case let .invalidRequestSignature(_, index): return "request \(index)"
+        default: return "block"
+        }
+    }
+
+    /// What is wrong, without the height (which `height` gives).
+    public var reason: String {
+        switch self {
+        case let .wrongHeight(expected, found): return "expected height \(expected), found \(found)"
+        case .wrongCluster: return "the block belongs to another cluster"
+        case let .brokenLink(h): return "prevBlockHash does not match the hash of block \(h - 1)"
+        case .wrongHistoryRoot: return "historyRoot does not match the blocks before it"
+        case let .timestampDecreased(h): return "timestamp is earlier than block \(h - 1)'s"
+        case .wrongTxRoot: return "txRoot does not match the requests"
+        case .certificateMismatch: return "names another height or block"
+        case let .invalidCertificate(_, error): return "\(error)"
+        case .invalidRequestSignature: return "the client signature is invalid"
+        case let .wrongProposer(_, proposer, primary):
+            return "proposer \(proposer) is not the primary of the block's view (replica \(primary))"
+        case let .certificateViewBelowBlock(_, certificate, block):
+            return "view \(certificate) is below the view \(block) the block was proposed in"
         }
     }
 
     public var description: String {
         switch self {
-        case let .wrongHeight(expected, found): return "expected height \(expected), found \(found)"
-        case let .wrongCluster(h): return "block \(h) belongs to another cluster"
-        case let .brokenLink(h): return "block \(h): prevBlockHash does not match the hash of block \(h - 1)"
-        case let .wrongHistoryRoot(h): return "block \(h): historyRoot does not match the blocks before it"
-        case let .timestampDecreased(h): return "block \(h): timestamp is earlier than block \(h - 1)'s"
-        case let .wrongTxRoot(h): return "block \(h): txRoot does not match its requests"
-        case let .certificateMismatch(h): return "block \(h): commit certificate is for another height or block"
-        case let .invalidCertificate(h, error): return "block \(h): commit certificate invalid: \(error)"
-        case let .invalidRequestSignature(h, index): return "block \(h): request \(index) has an invalid client signature"
+        case .wrongHeight: return reason
+        default: return "block \(height), \(record): \(reason)"
         }
     }
 }
@@ -103,6 +128,7 @@ public struct ChainTip: Hashable, Sendable {
     public func verifyNext(_ entry: LedgerEntry, config: ClusterConfig, verifier: SignatureVerifier? = nil,
                            checkRequests: Bool = true) throws(LedgerError) -> ChainTip {
         let next = try checkLinkage(entry, cluster: config.clusterID)
+        try Self.checkViews(entry, config: config)
         let h = next.height
         do { try entry.certificate.verify(config: config, verifier: verifier) } catch {
             throw .invalidCertificate(h, error)
@@ -116,6 +142,22 @@ public struct ChainTip: Hashable, Sendable {
             }
         }
         return next
+    }
+}
+
+extension ChainTip {
+    /// The view rules of SPEC.md §7.3 and §10.2: a block's proposer is the primary of its
+    /// view, and its commit certificate's view is at least that view (a block prepared in an
+    /// earlier view is carried over unchanged by a view change; it never commits earlier).
+    public static func checkViews(_ entry: LedgerEntry, config: ClusterConfig) throws(LedgerError) {
+        let header = entry.block.header
+        let primary = config.primary(of: header.view)
+        guard header.proposer == primary else {
+            throw .wrongProposer(header.height, proposer: header.proposer, primary: primary)
+        }
+        guard entry.certificate.view >= header.view else {
+            throw .certificateViewBelowBlock(header.height, certificate: entry.certificate.view, block: header.view)
+        }
     }
 }
 

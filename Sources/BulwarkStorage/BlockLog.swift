@@ -64,10 +64,12 @@ public struct BlockLogReader {
             let (records, ending) = RecordFraming.scan(bytes)
             for record in records {
                 if let problem = accept(record, segment: segment) {
-                    damage = LogDamage(height: tip.height + 1, segment: segment, offset: record.offset, reason: problem)
+                    damage = LogDamage(height: problem.height, segment: segment, offset: record.offset, reason: problem.reason,
+                                       record: problem.record ?? LogDamage.recordKind(type: record.type))
                     return
                 }
             }
+            let kind = { (offset: UInt64) in LogDamage.recordKind(type: RecordFraming.type(in: bytes, at: offset)) }
             switch ending {
             case .clean:
                 if sealed {
@@ -79,11 +81,11 @@ public struct BlockLogReader {
                     tornTail = (segment, offset)
                 } else {
                     damage = LogDamage(height: tip.height + 1, segment: segment, offset: offset,
-                                       reason: "record cut short before the last segment")
+                                       reason: "record cut short before the last segment", record: kind(offset))
                 }
                 return
             case let .damaged(offset, reason):
-                damage = LogDamage(height: tip.height + 1, segment: segment, offset: offset, reason: reason)
+                damage = LogDamage(height: tip.height + 1, segment: segment, offset: offset, reason: reason, record: kind(offset))
                 return
             }
         }
@@ -117,30 +119,36 @@ public struct BlockLogReader {
     /// Where the log stands now, as the start of a segment.
     var current: SegmentStart { SegmentStart(tip: tip, position: positions.count, certificate: executionCertificates.count) }
 
-    /// Takes one checksummed record; returns why it cannot follow the log, if it cannot.
-    private mutating func accept(_ record: RecordFraming.Record, segment: String) -> String? {
+    /// Takes one checksummed record; returns why it cannot follow the log, if it cannot, and
+    /// the height the problem is at: the next block's for a block, the one a certificate names
+    /// for a certificate (the last block's when it names none there is).
+    private mutating func accept(_ record: RecordFraming.Record, segment: String)
+        -> (height: Height, record: String?, reason: String)? {
         switch BlockLogRecord(rawValue: record.type) {
         case .entry:
             let entry: LedgerEntry
-            do { entry = try LedgerEntry(decoding: record.payload) } catch { return "undecodable block: \(error)" }
+            do { entry = try LedgerEntry(decoding: record.payload) } catch {
+                return (tip.height + 1, nil, "undecodable block: \(error)")
+            }
             do {
                 tip = try tip.checkLinkage(entry)
             } catch {
-                return "\(error)"
+                return (tip.height + 1, error.record, error.reason)
             }
             positions.append(Position(segment: segment, offset: record.offset, end: record.end, blockHash: tip.blockHash))
         case .executionCertificate:
             let certificate: ExecutionCertificate
             do { certificate = try ExecutionCertificate(decoding: record.payload) } catch {
-                return "undecodable execution certificate: \(error)"
+                return (tip.height, nil, "undecodable execution certificate: \(error)")
             }
             guard certificate.height >= 1, certificate.height <= tip.height,
                   positions[Int(certificate.height) - 1].blockHash == certificate.blockHash else {
-                return "execution certificate for height \(certificate.height) names a block not in the log"
+                let height = certificate.height >= 1 && certificate.height <= tip.height ? certificate.height : tip.height
+                return (height, nil, "the execution certificate for height \(certificate.height) names a block not in the log")
             }
             executionCertificates.append(certificate)
         case nil:
-            return "unknown record type \(record.type)"
+            return (tip.height + 1, nil, "unknown record type \(record.type)")
         }
         return nil
     }

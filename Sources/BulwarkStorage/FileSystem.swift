@@ -46,14 +46,36 @@ public enum StorageError: Error, Equatable, Sendable, CustomStringConvertible {
 /// Damage found before the tail of the block log: the log is served only up to the height
 /// before it.
 public struct LogDamage: Equatable, Sendable, CustomStringConvertible {
-    /// The first height that could not be read.
+    /// The first height that could not be read; for a damaged execution certificate that
+    /// could still be decoded, the height it names.
     public var height: UInt64
     public var segment: String
     public var offset: UInt64
     public var reason: String
+    /// The kind of record damaged: "block", "execution certificate", or "record" when even
+    /// its type cannot be read.
+    public var record: String = "block"
+
+    public init(height: UInt64, segment: String, offset: UInt64, reason: String, record: String = "block") {
+        self.height = height
+        self.segment = segment
+        self.offset = offset
+        self.reason = reason
+        self.record = record
+    }
+
+    /// The record kind stored under block-log record type `type` (nil: unreadable).
+    public static func recordKind(type: UInt8?) -> String {
+        switch type {
+        case 1: return "block"
+        case 2: return "execution certificate"
+        case let type?: return "record of unknown type \(type)"
+        case nil: return "record"
+        }
+    }
 
     public var description: String {
-        "block log damaged at height \(height) (\(segment), byte \(offset)): \(reason)"
+        "block log damaged at height \(height) (\(record) record, \(segment), byte \(offset)): \(reason)"
     }
 }
 

@@ -49,6 +49,12 @@ public enum RecordFraming {
         UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24
     }
 
+    /// The type byte of the record starting at `offset`, if the file holds that much (it may
+    /// be wrong when the record failed its checksum).
+    static func type(in bytes: [UInt8], at offset: UInt64) -> UInt8? {
+        offset < UInt64(bytes.count) && UInt64(bytes.count) - offset > UInt64(headerBytes) ? bytes[Int(offset) + headerBytes] : nil
+    }
+
     /// Splits `bytes` into records, stopping at the first invalid one.
     static func scan(_ bytes: [UInt8]) -> (records: [Record], ending: Ending) {
         var records: [Record] = []

@@ -10,6 +10,9 @@ public struct LedgerFixture: Sendable {
     public private(set) var executionCertificates: [ExecutionCertificate] = []
     public private(set) var state: KeyValueState
     public private(set) var tip = ChainTip.genesis
+    /// What each block's requests did, and the state root after each block, by height − 1.
+    public private(set) var outcomes: [[KeyValueState.Outcome]] = []
+    public private(set) var stateRoots: [Digest] = []
 
     /// The state root after the last block (settled on a copy, so the fixture stays a value).
     public var stateRoot: Digest {
@@ -23,10 +26,11 @@ public struct LedgerFixture: Sendable {
         return copy.prove(key)
     }
 
-    public init(n: Int = 4, clients clientCount: Int = 3, checkpointInterval: UInt64 = 4) {
+    public init(n: Int = 4, clients clientCount: Int = 3, checkpointInterval: UInt64 = 4,
+                parameters base: ProtocolParameters = ProtocolParameters()) {
         keys = (0..<n).map { PrivateKey(seed: [UInt8($0 + 1), 0xb0] + Array(repeating: 0, count: 30))! }
         clients = (0..<clientCount).map { PrivateKey(seed: [UInt8($0 + 1), 0xc1] + Array(repeating: 0, count: 30))! }
-        var parameters = ProtocolParameters()
+        var parameters = base
         parameters.checkpointInterval = checkpointInterval
         parameters.watermarkWindow = max(parameters.watermarkWindow, 2 * checkpointInterval)
         config = try! ClusterConfig.layout(keys: keys.map(\.publicKey), host: "127.0.0.1", basePort: 7000,
@@ -49,6 +53,12 @@ public struct LedgerFixture: Sendable {
             requestIDs[c] += 1
             requests.append(Request.signed(by: clients[c], cluster: config.clusterID, requestID: requestIDs[c], operation: operation))
         }
+        return addBlock(requests: requests, view: view, signers: signers)
+    }
+
+    /// Appends a block of exactly `requests` (which may repeat earlier ones), as `addBlock`.
+    @discardableResult
+    public mutating func addBlock(requests: [Request], view: View = 0, signers: [Int]? = nil) -> LedgerEntry {
         let height = tip.height + 1
         let header = BlockHeader(clusterID: config.clusterID, height: height, view: view, timestampMs: 1_700_000_000_000 + height,
                                  proposer: config.primary(of: view), prevBlockHash: tip.blockHash,
@@ -64,7 +74,8 @@ public struct LedgerFixture: Sendable {
         let entry = LedgerEntry(block: block, certificate: CommitCertificate(height: height, view: view, blockHash: hash, votes: votes))
         entries.append(entry)
         tip = tip.appending(header, hash: hash)
-        _ = try! state.execute(block)  // in-memory histories: never fails
+        outcomes.append(try! state.execute(block))  // in-memory histories: never fails
+        stateRoots.append(state.stateRoot)
         if height % config.parameters.checkpointInterval == 0 {
             let root = state.stateRoot
             let votes = (0..<config.quorum).map { i in

@@ -27,9 +27,24 @@ public struct AuditReport: Sendable {
     public var executionCertificates = 0
     public var signaturesChecked = 0
     public var elapsedSeconds = 0.0
+    /// The replayed state root after the last block checked; certified only when
+    /// `certifiedHeight` reaches it.
     public var finalStateRoot: Digest?
+    /// The highest height whose replayed state an execution certificate of the ledger
+    /// certified (0: none), and that state root (SPEC.md §11).
+    public var certifiedHeight: Height = 0
+    public var certifiedStateRoot: Digest?
     public var tip: ChainTip = .genesis
     public var problem: AuditProblem?
+    /// Damage after the blocks checked, passed over because the caller asked to audit the
+    /// intact prefix (`acceptsDamagedTail`).
+    public var damageIgnored: AuditProblem?
+
+    /// Blocks after the certified height: agreed, but their execution not covered by any
+    /// execution certificate.
+    public var uncertifiedBlocks: Height { heights - certifiedHeight }
+    /// The ledger digest of the blocks checked.
+    public var digest: LedgerDigest { LedgerDigest(height: tip.height, root: tip.history.root) }
 
     public var passed: Bool { problem == nil }
     public var blocksPerSecond: Double { elapsedSeconds > 0 ? Double(heights) / elapsedSeconds : 0 }
@@ -49,6 +64,9 @@ public struct LedgerAudit {
     public var progress: ((Height, Height) -> Void)?
     /// Blocks whose signatures are checked together.
     var batchBlocks = 256
+    /// Audit the intact blocks before damage, reporting the damage in `damageIgnored`
+    /// instead of failing (`bulwark-verify log --prefix`).
+    public var acceptsDamagedTail = false
 
     public init(config: ClusterConfig, threads: Int) {
         self.config = config
@@ -81,9 +99,9 @@ public struct LedgerAudit {
             report.problem = AuditProblem(height: 1, record: "log", reason: "cannot replay the state: \(error)")
             return report
         }
-        let replay = AuditReplay(audit: self, reader: reader, history: history)
-        replay.run()
-        return replay.finish()
+        let replay = AuditReplay(audit: self, history: history, certificates: reader.executionCertificates)
+        replay.run(reader)
+        return replay.finish(reader)
     }
 
     /// The log's reader, or why there is nothing to audit.
@@ -188,11 +206,11 @@ public struct LedgerAudit {
 
     func checkBlock(_ entry: LedgerEntry, tip: ChainTip, checks: [SignatureCheck], results: [Bool]) -> AuditProblem? {
         let height = entry.block.height
-        guard entry.block.header.clusterID == config.clusterID else {
-            return AuditProblem(height: height, record: "block", reason: "belongs to another cluster")
-        }
-        do { _ = try tip.checkLinkage(entry, cluster: config.clusterID) } catch {
-            return AuditProblem(height: height, record: "block", reason: "\(error)")
+        do {
+            _ = try tip.checkLinkage(entry, cluster: config.clusterID)
+            try ChainTip.checkViews(entry, config: config)
+        } catch {
+            return AuditProblem(height: error.height, record: error.record, reason: error.reason)
         }
         for (check, valid) in zip(checks, results) where check.record.hasPrefix("request") && !valid {
             return AuditProblem(height: height, record: check.record, reason: "client signature is invalid")
@@ -220,9 +238,15 @@ public struct LedgerAudit {
         return nil
     }
 
-    func checkExecution(_ certificate: ExecutionCertificate, at height: Height, tip: ChainTip, stateRoot: Digest,
-                        checks: [SignatureCheck], results: [Bool]) -> AuditProblem? {
-        guard certificate.blockHash == tip.blockHash else {
+    /// Checks an execution certificate for the block at `height` (hash `blockHash`), whose
+    /// replayed state root is `stateRoot`.
+    func checkExecution(_ certificate: ExecutionCertificate, at height: Height, blockHash: Digest, stateRoot: Digest,
+                        checks: [SignatureCheck] = [], results: [Bool] = []) -> AuditProblem? {
+        guard height % config.parameters.checkpointInterval == 0 else {
+            return AuditProblem(height: height, record: "execution certificate",
+                                reason: "height \(height) is not a checkpoint height (a multiple of checkpointInterval \(config.parameters.checkpointInterval))")
+        }
+        guard certificate.blockHash == blockHash else {
             return AuditProblem(height: height, record: "execution certificate", reason: "names a different block")
         }
         var signers = Set<ReplicaID>()
@@ -257,10 +281,12 @@ public struct LedgerAudit {
 }
 
 /// One audit's replay of the ledger, in batches: the signatures of the next batch are verified
-/// on worker threads while this thread checks and replays the batch before it.
+/// on worker threads while this thread checks and replays the batch before it. The offline
+/// audit knows every execution certificate up front; `bulwark-verify follow` feeds blocks and
+/// certificates as they land (`check`, `certify`), so the state roots of recent checkpoint
+/// heights are kept until their certificates arrive.
 final class AuditReplay {
     let audit: LedgerAudit
-    let reader: BlockLogReader
     let history: FileKeyHistory
     let certificates: [Height: [ExecutionCertificate]]
     var state: KeyValueState
@@ -269,27 +295,32 @@ final class AuditReplay {
     var failure: AuditProblem?
     var batch: [LedgerEntry] = []
     var inFlight: (entries: [LedgerEntry], checks: [LedgerAudit.SignatureCheck], results: LedgerAudit.PendingResults)?
+    /// Replayed state roots of checkpoint heights not yet certified (following a live ledger
+    /// only), at most `pendingRootsMax` of the newest.
+    var pendingRoots: [Height: (blockHash: Digest, stateRoot: Digest)] = [:]
+    let keepsPendingRoots: Bool
+    static let pendingRootsMax = 1024
 
-    init(audit: LedgerAudit, reader: BlockLogReader, history: FileKeyHistory) {
+    init(audit: LedgerAudit, history: FileKeyHistory, certificates: [ExecutionCertificate], keepsPendingRoots: Bool = false) {
         self.audit = audit
-        self.reader = reader
         self.history = history
-        certificates = Dictionary(grouping: reader.executionCertificates, by: \.height)
+        self.certificates = Dictionary(grouping: certificates, by: \.height)
+        self.keepsPendingRoots = keepsPendingRoots
         state = KeyValueState(cluster: audit.config.clusterID, limits: audit.config.parameters, history: history)
     }
 
-    /// Reads every entry and checks it; stops at the first problem.
-    func run() {
+    /// Reads every entry of `reader` and checks it; stops at the first problem.
+    func run(_ reader: BlockLogReader) {
         do {
             try reader.forEachEntry { entry in
                 batch.append(entry)
                 if batch.count == audit.batchBlocks {
-                    flush()
+                    flush(total: reader.height)
                     if let failure { throw failure }
                 }
             }
-            flush()
-            flush()
+            flush(total: reader.height)
+            flush(total: reader.height)
         } catch let problem as AuditProblem {
             inFlight?.results.wait()
             failure = problem
@@ -299,25 +330,61 @@ final class AuditReplay {
         }
     }
 
+    /// Checks `entries` (the next blocks) now, without pipelining.
+    func check(_ entries: [LedgerEntry]) {
+        guard failure == nil, !entries.isEmpty else { return }
+        let checks = audit.signatureChecks(entries, certificates: certificates)
+        process(entries, checks, LedgerAudit.verifyInParallel(checks, threads: audit.threads), total: nil)
+    }
+
+    /// Checks an execution certificate stored after its block (possibly after later blocks).
+    func certify(_ certificate: ExecutionCertificate) {
+        guard failure == nil else { return }
+        let height = certificate.height
+        let known: (blockHash: Digest, stateRoot: Digest)?
+        if height == tip.height, height > 0 { known = (tip.blockHash, state.stateRoot) } else { known = pendingRoots[height] }
+        guard let known else {
+            let reason = height > tip.height || height == 0
+                ? "names height \(height), which is not in the ledger before it"
+                : height % audit.config.parameters.checkpointInterval != 0
+                    ? "height \(height) is not a checkpoint height (a multiple of checkpointInterval \(audit.config.parameters.checkpointInterval))"
+                    : "arrived after \(Self.pendingRootsMax) later checkpoints; its height's state is no longer held"
+            failure = AuditProblem(height: height, record: "execution certificate", reason: reason)
+            return
+        }
+        if let problem = audit.checkExecution(certificate, at: height, blockHash: known.blockHash, stateRoot: known.stateRoot) {
+            failure = problem
+            return
+        }
+        report.signaturesChecked += certificate.votes.count
+        certified(height, known.stateRoot)
+    }
+
     /// The report: the first problem, or damage and torn tails the reader met past the last
     /// good record.
-    func finish() -> AuditReport {
+    func finish(_ reader: BlockLogReader?) -> AuditReport {
         report.tip = tip
         report.finalStateRoot = state.stateRoot
+        var damage: AuditProblem?
+        if let found = reader?.damage {
+            damage = AuditProblem(height: found.height, record: found.record,
+                                  reason: "\(found.reason) (\(found.segment), byte \(found.offset))")
+        } else if let reader, let torn = reader.tornTail {
+            damage = AuditProblem(height: reader.height + 1, record: LogDamage.recordKind(type: nil),
+                                  reason: "the final record is truncated (\(torn.segment), byte \(torn.offset))")
+        }
         if let failure {
             report.problem = failure
-        } else if let damage = reader.damage {
-            report.problem = AuditProblem(height: damage.height, record: "block",
-                                          reason: "\(damage.reason) (\(damage.segment), byte \(damage.offset))")
-        } else if let torn = reader.tornTail {
-            report.problem = AuditProblem(height: reader.height + 1, record: "block",
-                                          reason: "the final record is truncated (\(torn.segment), byte \(torn.offset))")
+        } else if audit.acceptsDamagedTail {
+            report.damageIgnored = damage
+        } else {
+            report.problem = damage
         }
         return report
     }
 
     /// Starts verifying the batch gathered and checks the one before it.
-    func flush() {
+    func flush(total: Height) {
         let next: (entries: [LedgerEntry], checks: [LedgerAudit.SignatureCheck], results: LedgerAudit.PendingResults)?
         if batch.isEmpty {
             next = nil
@@ -326,11 +393,11 @@ final class AuditReplay {
             next = (batch, checks, audit.verifyInBackground(checks))
             batch = []
         }
-        if let previous = inFlight { process(previous.entries, previous.checks, previous.results.wait()) }
+        if let previous = inFlight { process(previous.entries, previous.checks, previous.results.wait(), total: total) }
         inFlight = next
     }
 
-    func process(_ entries: [LedgerEntry], _ checks: [LedgerAudit.SignatureCheck], _ valid: [Bool]) {
+    func process(_ entries: [LedgerEntry], _ checks: [LedgerAudit.SignatureCheck], _ valid: [Bool], total: Height?) {
         guard failure == nil else { return }
         report.signaturesChecked += checks.count
         var index = 0
@@ -343,7 +410,7 @@ final class AuditReplay {
                 return
             }
         }
-        audit.progress?(report.heights, reader.height)
+        if let total { audit.progress?(report.heights, total) }
     }
 
     /// Checks one block and its execution certificates, and executes it.
@@ -361,10 +428,24 @@ final class AuditReplay {
         report.requests += entry.block.requests.count
         report.commitCertificates += 1
         for certificate in certificates[height] ?? [] {
-            if let problem = audit.checkExecution(certificate, at: height, tip: tip, stateRoot: state.stateRoot,
+            let root = state.stateRoot
+            if let problem = audit.checkExecution(certificate, at: height, blockHash: tip.blockHash, stateRoot: root,
                                                   checks: checks, results: results) { return problem }
-            report.executionCertificates += 1
+            certified(height, root)
+        }
+        if keepsPendingRoots, height % audit.config.parameters.checkpointInterval == 0 {
+            pendingRoots[height] = (tip.blockHash, state.stateRoot)
+            if pendingRoots.count > Self.pendingRootsMax, let oldest = pendingRoots.keys.min() { pendingRoots[oldest] = nil }
         }
         return nil
+    }
+
+    func certified(_ height: Height, _ stateRoot: Digest) {
+        report.executionCertificates += 1
+        if height >= report.certifiedHeight {
+            report.certifiedHeight = height
+            report.certifiedStateRoot = stateRoot
+        }
+        pendingRoots[height] = nil
     }
 }

@@ -10,12 +10,20 @@ struct Verify: ParsableCommand {
         commandName: "bulwark-verify",
         abstract: "Audit Bulwark ledgers offline, trusting no replica.",
         discussion: "Exit status 0 means everything checked holds; anything else names the first problem.",
-        subcommands: [LogCommand.self, Compare.self, DigestCommand.self, Consistency.self, Inclusion.self, ProofCommand.self]
+        subcommands: [LogCommand.self, Follow.self, Compare.self, DigestCommand.self, Consistency.self, Inclusion.self,
+                      ProofCommand.self]
     )
 }
 
 struct Output: ParsableArguments {
     @Flag(help: "Print a machine-readable JSON report instead of text.") var json = false
+}
+
+/// Whether a command may use the intact prefix of a damaged ledger.
+struct DamagePolicy: ParsableArguments {
+    @Flag(help: ArgumentHelp("Use the intact blocks before any damage instead of refusing a damaged ledger.",
+                             discussion: "Without it, a command that reads a damaged ledger fails, naming the first damaged height, the record, the segment and the byte offset."))
+    var prefix = false
 }
 
 /// Prints `object` as one JSON document.
@@ -40,16 +48,40 @@ func problemJSON(_ problem: AuditProblem?) -> Any {
     return ["height": problem.height, "record": problem.record, "reason": problem.reason] as [String: Any]
 }
 
+/// How far the replayed state is certified, in one sentence (SPEC.md §11).
+func certifiedSentence(_ report: AuditReport) -> String {
+    let n = report.heights
+    let h = report.certifiedHeight
+    if h == 0 {
+        return n == 0 ? "no blocks" : "state not certified at any height: no execution certificate covers blocks 1…\(n)"
+    }
+    if h == n { return "state certified through height \(h)" }
+    return "state certified through height \(h); blocks \(h + 1)…\(n) not covered by an execution certificate"
+}
+
+/// The damage a reader found, as one sentence naming height, record, segment and offset.
+func damageSentence(_ reader: BlockLogReader) -> String? {
+    if let damage = reader.damage {
+        return "damaged at height \(damage.height): \(damage.record) record in \(damage.segment) at byte \(damage.offset): \(damage.reason)"
+    }
+    if let torn = reader.tornTail {
+        return "damaged at height \(reader.height + 1): the final record in \(torn.segment) at byte \(torn.offset) is truncated"
+    }
+    return nil
+}
+
 struct LogCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "log",
         abstract: "Verify one replica's ledger from genesis.",
         discussion: """
-            Checks, at every height: record checksums; the hash chain and historyRoot; txRoot \
-            against the requests; every client signature; the commit certificate (a quorum of \
-            distinct validators of this cluster, valid signatures over this view, height and \
-            block); every execution certificate; and a full replay of the state machine whose \
-            state roots must equal the certified ones.
+            Checks, at every height (SPEC.md §11): record checksums; the hash chain and \
+            historyRoot; txRoot against the requests; the proposer is the primary of the block's \
+            view; every client signature; the commit certificate (a quorum of distinct validators \
+            of this cluster, valid signatures over this view, height and block, a view no lower \
+            than the block's); every execution certificate; and a full replay of the state \
+            machine whose state roots must equal the certified ones. Reports how far the state \
+            is certified. A damaged ledger fails unless --prefix is given.
             """
     )
 
@@ -57,7 +89,11 @@ struct LogCommand: ParsableCommand {
     var directory: String
     @Option(help: ArgumentHelp("The cluster's public configuration.", valueName: "FILE")) var cluster: String
     @Option(help: "Threads for signature checks (default: all cores).") var threads = ProcessInfo.processInfo.activeProcessorCount
+    @Flag(name: .customLong("require-certified"),
+          help: "Fail when more than checkpointInterval blocks at the end are not covered by an execution certificate.")
+    var requireCertified = false
     @Flag(help: "No progress line.") var quiet = false
+    @OptionGroup var damagePolicy: DamagePolicy
     @OptionGroup var output: Output
 
     func validate() throws {
@@ -76,28 +112,43 @@ struct LogCommand: ParsableCommand {
                 FileHandle.standardError.write(Data("verified \(done) of \(total) blocks\n".utf8))
             }
         }
+        audit.acceptsDamagedTail = damagePolicy.prefix
         let report = audit.audit(directory: resolvedDirectory)
+        let interval = config.parameters.checkpointInterval
+        let uncertified = report.problem == nil && requireCertified && report.uncertifiedBlocks > interval
         if output.json {
             printJSON([
-                "ok": report.passed, "heights": report.heights, "requests": report.requests,
+                "ok": report.passed && !uncertified, "heights": report.heights, "requests": report.requests,
                 "commitCertificates": report.commitCertificates, "executionCertificates": report.executionCertificates,
                 "signatures": report.signaturesChecked, "elapsedSeconds": report.elapsedSeconds,
                 "blocksPerSecond": report.blocksPerSecond, "requestsPerSecond": report.requestsPerSecond,
-                "finalStateRoot": report.finalStateRoot?.hex ?? NSNull(), "problem": problemJSON(report.problem),
+                "digest": report.heights > 0 ? report.digest.description : NSNull(),
+                "certifiedHeight": report.certifiedHeight, "certifiedStateRoot": report.certifiedStateRoot?.hex ?? NSNull(),
+                "uncertifiedBlocks": report.uncertifiedBlocks, "replayedStateRoot": report.finalStateRoot?.hex ?? NSNull(),
+                "damageIgnored": report.damageIgnored.map { problemJSON($0) } ?? NSNull(),
+                "problem": problemJSON(report.problem),
             ])
+        } else if let problem = report.problem {
+            print("FAILED at height \(problem.height), \(problem.record): \(problem.reason)")
+            print("verified before it: \(report.heights) blocks, \(report.requests) requests")
         } else {
-            if let problem = report.problem {
-                print("FAILED at height \(problem.height): \(problem.record): \(problem.reason)")
-                print("verified before it: \(report.heights) blocks, \(report.requests) requests")
-            } else {
-                print("ok: \(report.heights) blocks, \(report.requests) requests, \(report.commitCertificates) commit certificates, \(report.executionCertificates) execution certificates, \(report.signaturesChecked) signatures")
-                print("ledger digest \(LedgerDigest(height: report.tip.height, root: report.tip.history.root))")
-                if let root = report.finalStateRoot { print("state root \(root.hex)") }
-                print(String(format: "%.2f s, %.0f blocks/s, %.0f requests/s, %d threads", report.elapsedSeconds,
-                             report.blocksPerSecond, report.requestsPerSecond, threads))
+            if let damage = report.damageIgnored {
+                print("warning: ledger damaged at height \(damage.height), \(damage.record): \(damage.reason); audited the \(report.heights) intact blocks before it (--prefix)")
+            }
+            print("ok: \(report.heights) blocks, \(report.requests) requests, \(report.commitCertificates) commit certificates, \(report.executionCertificates) execution certificates, \(report.signaturesChecked) signatures")
+            print("ledger digest \(report.digest)")
+            print(certifiedSentence(report))
+            if let root = report.certifiedStateRoot { print("certified state root \(root.hex) (height \(report.certifiedHeight))") }
+            if report.uncertifiedBlocks > 0, let root = report.finalStateRoot {
+                print("replayed state root \(root.hex) (height \(report.heights), not certified)")
+            }
+            print(String(format: "%.2f s, %.0f blocks/s, %.0f requests/s, %d threads", report.elapsedSeconds,
+                         report.blocksPerSecond, report.requestsPerSecond, threads))
+            if uncertified {
+                print("FAILED: \(report.uncertifiedBlocks) blocks at the end are not covered by an execution certificate, more than checkpointInterval (\(interval)) (--require-certified)")
             }
         }
-        if !report.passed { throw ExitCode.failure }
+        if !report.passed || uncertified { throw ExitCode.failure }
     }
 
     /// Accepts a data directory holding `blocks/` as well as the blocks directory itself.
@@ -110,10 +161,20 @@ func resolveBlocks(_ directory: String) -> String {
     return FileManager.default.fileExists(atPath: nested, isDirectory: &isDirectory) && isDirectory.boolValue ? nested : directory
 }
 
-func openReader(_ directory: String) throws -> BlockLogReader {
+/// The log in `directory`. A damaged one is refused (naming where) unless `policy` allows
+/// its intact prefix, in which case a warning names the damage.
+func openReader(_ directory: String, _ policy: DamagePolicy) throws -> BlockLogReader {
     let path = resolveBlocks(directory)
     guard FileManager.default.fileExists(atPath: path) else { throw fail("\(path) does not exist") }
-    do { return try BlockLogReader(directory: path) } catch { throw fail("\(error)") }
+    let reader: BlockLogReader
+    do { reader = try BlockLogReader(directory: path) } catch { throw fail("\(error)") }
+    if let damage = damageSentence(reader) {
+        guard policy.prefix else {
+            throw fail("the ledger in \(path) is \(damage); --prefix uses the \(reader.height) intact blocks before it")
+        }
+        FileHandle.standardError.write(Data("warning: the ledger in \(path) is \(damage); using the \(reader.height) intact blocks before it (--prefix)\n".utf8))
+    }
+    return reader
 }
 
 struct Compare: ParsableCommand {
@@ -124,6 +185,7 @@ struct Compare: ParsableCommand {
 
     @Argument(help: ArgumentHelp("Two or more block log directories.", valueName: "DIR")) var directories: [String]
     @Option(help: ArgumentHelp("The cluster's public configuration.", valueName: "FILE")) var cluster: String
+    @OptionGroup var damagePolicy: DamagePolicy
     @OptionGroup var output: Output
 
     func validate() throws {
@@ -132,7 +194,7 @@ struct Compare: ParsableCommand {
 
     func run() throws {
         let config = try loadConfig(cluster)
-        let readers = try directories.map { try openReader($0) }
+        let readers = try directories.map { try openReader($0, damagePolicy) }
         let common = readers.map(\.height).min() ?? 0
         var divergence: (height: Height, sides: [(String, Digest, String)])?
         if common > 0 {
@@ -181,10 +243,11 @@ struct DigestCommand: ParsableCommand {
 
     @Argument(help: ArgumentHelp("A block log directory.", valueName: "DIR")) var directory: String
     @Option(help: "Digest of the first HEIGHT blocks instead of all.") var height: Height?
+    @OptionGroup var damagePolicy: DamagePolicy
     @OptionGroup var output: Output
 
     func run() throws {
-        let reader = try openReader(directory)
+        let reader = try openReader(directory, damagePolicy)
         let at = height ?? reader.height
         guard at >= 1, at <= reader.height else { throw fail("the log holds heights 1...\(reader.height), not \(at)") }
         let digest = LedgerDigest.of(reader, height: at)
@@ -228,6 +291,7 @@ struct Consistency: ParsableCommand {
     @Option(help: ArgumentHelp("A proof file to check.", valueName: "FILE")) var proof: String?
     @Option(name: .customLong("write-proof"), help: ArgumentHelp("Write the computed proof here.", valueName: "FILE"))
     var writeProof: String?
+    @OptionGroup var damagePolicy: DamagePolicy
     @OptionGroup var output: Output
 
     func validate() throws {
@@ -240,7 +304,8 @@ struct Consistency: ParsableCommand {
         var hashes: [Digest]
         var verdict: String?
         if let log {
-            do { hashes = try LedgerProofs.consistency(from: try openReader(log), old: oldDigest, new: newDigest) } catch {
+            let reader = try openReader(log, damagePolicy)
+            do { hashes = try LedgerProofs.consistency(from: reader, old: oldDigest, new: newDigest) } catch {
                 hashes = []
                 verdict = "\(error)"
             }
@@ -274,6 +339,7 @@ struct Inclusion: ParsableCommand {
     @Option(help: ArgumentHelp("A block log holding the ledger.", valueName: "DIR")) var log: String?
     @Option(help: ArgumentHelp("A proof file to check.", valueName: "FILE")) var proof: String?
     @Option(name: .customLong("block-hash"), help: "The block's hash, with --proof.") var blockHash: String?
+    @OptionGroup var damagePolicy: DamagePolicy
     @OptionGroup var output: Output
 
     func validate() throws {
@@ -289,7 +355,8 @@ struct Inclusion: ParsableCommand {
         var hash = blockHash.flatMap { Digest(hex: $0) } ?? .zero
         var verdict: String?
         if let log {
-            do { (hash, hashes) = try LedgerProofs.inclusion(from: try openReader(log), height: height, digest: ledger) } catch {
+            let reader = try openReader(log, damagePolicy)
+            do { (hash, hashes) = try LedgerProofs.inclusion(from: reader, height: height, digest: ledger) } catch {
                 verdict = "\(error)"
             }
         } else {
@@ -337,5 +404,87 @@ struct ProofCommand: ParsableCommand {
             print("INVALID: \(verdict!)")
         }
         if verdict != nil { throw ExitCode.failure }
+    }
+}
+
+struct Follow: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Audit a live replica's ledger continuously, block by block as it lands.",
+        discussion: """
+            Tails DIR (a replica's data directory or its blocks/ folder) and checks every block \
+            and execution certificate as `log` does, as soon as it is written, coping with the \
+            segment being written and with new segments. Prints the advancing ledger digest \
+            (with --json, one JSON object per line). Fails loudly, with a non-zero exit, on the \
+            first bad block or damaged record; runs until interrupted, or until --until-height \
+            is verified.
+            """
+    )
+
+    @Argument(help: ArgumentHelp("A replica's data directory or its blocks/ folder.", valueName: "DIR")) var directory: String
+    @Option(help: ArgumentHelp("The cluster's public configuration.", valueName: "FILE")) var cluster: String
+    @Option(name: .customLong("interval-ms"), help: "How often to look for new records, in milliseconds.") var intervalMs = 200
+    @Option(name: .customLong("until-height"), help: "Stop with exit status 0 once this height is verified.")
+    var untilHeight: Height?
+    @Option(help: "Threads for signature checks (default: all cores).") var threads = ProcessInfo.processInfo.activeProcessorCount
+    @OptionGroup var output: Output
+
+    func validate() throws {
+        guard (1...60_000).contains(intervalMs) else { throw ValidationError("--interval-ms must be between 1 and 60000") }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        if let untilHeight, untilHeight < 1 { throw ValidationError("--until-height must be at least 1") }
+    }
+
+    func run() throws {
+        let config = try loadConfig(cluster)
+        let parent = (directory as NSString).standardizingPath
+        guard FileManager.default.fileExists(atPath: parent) else { throw fail("\(directory) does not exist") }
+        // A data directory whose blocks/ folder the replica has not made yet is followed too.
+        let blocks = (parent as NSString).lastPathComponent == "blocks" || isBlockLog(parent)
+            ? parent : (parent as NSString).appendingPathComponent("blocks")
+        let follower: LedgerFollower
+        do { follower = try LedgerFollower(config: config, directory: blocks, threads: threads) } catch {
+            throw fail("cannot start following \(blocks): \(error)")
+        }
+        if !output.json { emit("following \(blocks)") }
+        while true {
+            if follower.poll() { announce(follower.report) }
+            let report = follower.report
+            if let problem = report.problem {
+                if output.json {
+                    printLine(["ok": false, "height": report.heights, "problem": problemJSON(problem)])
+                } else {
+                    emit("FAILED at height \(problem.height), \(problem.record): \(problem.reason)")
+                    emit("verified before it: \(report.heights) blocks, ledger digest \(report.digest)")
+                }
+                throw ExitCode.failure
+            }
+            if let untilHeight, report.heights >= untilHeight { return }
+            usleep(useconds_t(intervalMs) * 1000)
+        }
+    }
+
+    func isBlockLog(_ path: String) -> Bool {
+        ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).contains { $0.hasPrefix("segment-") }
+    }
+
+    func announce(_ report: AuditReport) {
+        if output.json {
+            printLine(["ok": true, "height": report.heights, "digest": report.digest.description,
+                       "certifiedHeight": report.certifiedHeight, "certifiedStateRoot": report.certifiedStateRoot?.hex ?? NSNull(),
+                       "requests": report.requests])
+        } else {
+            emit("verified through height \(report.heights): ledger digest \(report.digest); \(certifiedSentence(report))")
+        }
+    }
+
+    /// One JSON object on one line (JSON Lines).
+    func printLine(_ object: [String: Any]) {
+        let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        emit(String(decoding: data, as: UTF8.self))
+    }
+
+    /// One line, written at once (not held in a buffer), so a pipe sees each advance.
+    func emit(_ line: String) {
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
     }
 }

@@ -4,6 +4,7 @@ import BulwarkStorage
 import BulwarkTestSupport
 import BulwarkVerify
 import Foundation
+import NIOConcurrencyHelpers
 import NIOPosix
 import Testing
 
@@ -481,6 +482,39 @@ struct ClusterTests {
         // The flood's valid requests were ordered like anyone's, each exactly once.
         #expect(!attackerIDs.isEmpty)
         #expect(attackerIDs.values.allSatisfy { $0 == 1 }, "an attacker request id executed twice")
+    }
+
+    /// `bulwark-verify follow` on a live replica's data directory verifies blocks as the
+    /// replica writes them, and the digests it pins are the replica's.
+    @Test func followAuditsALiveReplicasLedger() async throws {
+        let (cluster, client) = try await servingCluster()
+        let target = cluster.height(0) + 12
+        let verify = ProductBinary("bulwark-verify")
+        let outcome = NIOLockedValueBox<ProductBinary.Result?>(nil)
+        let follower = Thread {
+            let result = try? verify.run(["follow", cluster.dataDirectory(0), "--cluster", cluster.directory + "/cluster.json",
+                                          "--until-height", "\(target)", "--interval-ms", "50"], timeout: .seconds(120))
+            outcome.withLockedValue { $0 = result }
+        }
+        follower.start()
+        var writes = 0
+        while !follower.isFinished, writes < 300 {
+            _ = try? await client.execute(.put(key: Array("follow-\(writes)".utf8), value: [1]), timeout: .seconds(5))
+            writes += 1
+        }
+        while !follower.isFinished { try await Task.sleep(for: .milliseconds(20)) }
+        let result = try #require(outcome.withLockedValue { $0 })
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n").filter { $0.hasPrefix("verified through height ") }
+        #expect(lines.count >= 2, "the digest advanced as blocks landed: \(result.stdout)")
+        cluster.stopAll()
+        let reader = try BlockLogReader(directory: cluster.dataDirectory(0) + "/blocks")
+        for line in lines {
+            let digest = String(line.split(separator: " ")[6].dropLast())
+            let height = try #require(LedgerDigest(parsing: digest)).height
+            #expect(LedgerDigest.of(reader, height: height).description == digest, "\(line)")
+        }
+        #expect(lines.last.map { $0.contains("state certified through height") } == true)
     }
 
     @Test func badConfigurationStopsStartUpWithOneSentence() throws {

@@ -100,13 +100,13 @@ import Testing
             entry.block.requests[0].operation = .put(key: Array("key-1".utf8), value: Array("stolen".utf8))
             entry.block.header.txRoot = Block.txRoot(of: entry.block.requests, cluster: Self.fixture.config.clusterID)
         }
-        #expect(again.problem?.height == 5 && again.problem?.record == "block")
+        #expect(again.problem?.height == 5 && again.problem?.record == "commit certificate")
     }
 
     @Test func aChangedHeaderIsCaught() throws {
         let report = try tamper(height: 5) { $0.block.header.timestampMs += 1 }
-        #expect(report.problem?.height == 5)
-        #expect(report.problem?.reason.contains("certificate is for another height or block") == true)
+        #expect(report.problem?.height == 5 && report.problem?.record == "commit certificate")
+        #expect(report.problem?.reason.hasPrefix("names another height or block (segment-00000001.log, byte ") == true)
     }
 
     @Test func aFlippedSignatureIsCaught() throws {
@@ -207,6 +207,95 @@ import Testing
         let report = audit(fs)
         #expect(report.problem?.height == 4 && report.problem?.record == "execution certificate")
         #expect(report.problem?.reason.contains("differs from the replayed state root") == true)
+    }
+
+    /// `entry`'s commit certificate signed again by a quorum for its (changed) block, in `view`.
+    func resign(_ entry: inout LedgerEntry, view: View? = nil) {
+        let view = view ?? entry.certificate.view
+        let hash = entry.block.hash
+        entry.certificate = CommitCertificate(
+            height: entry.block.height, view: view, blockHash: hash,
+            votes: (0..<3).map { vote(Self.fixture.keys[$0], replica: ReplicaID($0), view: view, height: entry.block.height, hash: hash) })
+    }
+
+    /// Before the proposer rule, a block naming a proposer other than its view's primary,
+    /// under a commit certificate a quorum really signed, passed at its own height.
+    @Test func aProposerThatIsNotThePrimaryIsCaught() throws {
+        let report = try tamper(height: 5) { entry in
+            entry.block.header.proposer = 2
+            resign(&entry)
+        }
+        #expect(report.problem == AuditProblem(height: 5, record: "block",
+                                              reason: "proposer 2 is not the primary of the block's view (replica 0)"))
+        // Said once: no "block 5:" inside the reason of a problem already at height 5.
+        let link = try tamper(height: 5) { $0.block.header.prevBlockHash = .zero; resign(&$0) }
+        #expect(link.problem?.description.hasPrefix(
+            "height 5, block: prevBlockHash does not match the hash of block 4 (segment-00000001.log, byte ") == true)
+    }
+
+    /// A block proposed in view 1 cannot have committed in view 0.
+    @Test func aCommitCertificateFromAViewBeforeTheBlocksIsCaught() throws {
+        var fixture = LedgerFixture(checkpointInterval: 4)
+        for b in 0..<5 { fixture.addBlock([.put(key: [UInt8(b)], value: [1])], view: b < 3 ? 0 : 1) }
+        let honest = audit(try written(fixture))
+        #expect(honest.passed, "\(String(describing: honest.problem))")
+        let fs = try written(fixture)
+        var all = records(fs)
+        let i = index(ofHeight: 4, in: all)
+        var entry = try LedgerEntry(decoding: all[i].payload)
+        #expect(entry.block.header.view == 1 && entry.block.header.proposer == 1)
+        resign(&entry, view: 0)
+        all[i].payload = entry.encoded()
+        try rewrite(fs, all)
+        #expect(audit(fs).problem == AuditProblem(height: 4, record: "commit certificate",
+                                                  reason: "view 0 is below the view 1 the block was proposed in"))
+    }
+
+    /// How far the state is certified: through the last execution certificate, and nowhere
+    /// in a ledger that has none (which used to pass "replay" having compared nothing).
+    @Test func theCertifiedHeightIsReported() throws {
+        let full = audit(try written())
+        #expect(full.certifiedHeight == 12 && full.uncertifiedBlocks == 0 && full.certifiedStateRoot == Self.fixture.stateRoot)
+        var longer = LedgerFixture.ledger(blocks: 12, requestsPerBlock: 3, checkpointInterval: 4)
+        longer.addBlock([.put(key: [1], value: [1])])
+        let tail = audit(try written(longer))
+        #expect(tail.passed && tail.certifiedHeight == 12 && tail.uncertifiedBlocks == 1)
+        let fs = try written()
+        try rewrite(fs, records(fs).filter { $0.type == 1 })
+        let bare = audit(fs)
+        #expect(bare.passed && bare.certifiedHeight == 0 && bare.uncertifiedBlocks == 12 && bare.certifiedStateRoot == nil)
+    }
+
+    /// An execution certificate naming a block the log does not hold is reported at its own
+    /// height and as an execution certificate (it was reported one height later, as a block);
+    /// one at a height that is not a checkpoint height is refused.
+    @Test func aBadExecutionCertificateIsNamedAtItsHeight() throws {
+        let fs = try written()
+        var all = records(fs)
+        let i = all.firstIndex { $0.type == 2 }!
+        var certificate = try ExecutionCertificate(decoding: all[i].payload)
+        #expect(certificate.height == 4)
+        certificate.blockHash = Digest.sha256([9])
+        all[i].payload = certificate.encoded()
+        try rewrite(fs, all)
+        let report = audit(fs)
+        #expect(report.problem?.height == 4 && report.problem?.record == "execution certificate",
+                "\(String(describing: report.problem))")
+        #expect(report.problem?.reason.contains("names a block not in the log") == true)
+
+        let shortLedger = LedgerFixture.ledger(blocks: 3, requestsPerBlock: 3, checkpointInterval: 4)
+        let root = shortLedger.stateRoot
+        let hash = shortLedger.tip.blockHash
+        let offCheckpoint = ExecutionCertificate(height: 3, blockHash: hash, stateRoot: root, votes: (0..<3).map { r in
+            Vote(replica: ReplicaID(r), signature: Self.fixture.keys[r].sign(ExecutionCertificate.signedMessage(
+                cluster: Self.fixture.config.clusterID, height: 3, blockHash: hash, stateRoot: root, replica: ReplicaID(r))))
+        })
+        let other = try written()
+        var withExtra = records(other)
+        withExtra.insert((type: 2, payload: offCheckpoint.encoded()), at: index(ofHeight: 3, in: withExtra) + 1)
+        try rewrite(other, withExtra)
+        #expect(audit(other).problem == AuditProblem(height: 3, record: "execution certificate",
+                                                     reason: "height 3 is not a checkpoint height (a multiple of checkpointInterval 4)"))
     }
 
     @Test func aTruncatedFinalRecordIsCaught() throws {

@@ -1,5 +1,5 @@
 import BulwarkCore
-import BulwarkStorage
+@testable import BulwarkStorage
 import BulwarkTestSupport
 import BulwarkVerify
 import Foundation
@@ -10,12 +10,12 @@ let verifyBinary = ProductBinary("bulwark-verify")
 @Suite(.enabled(if: verifyBinary.isBuilt, "skipped: the bulwark-verify executable was not built"))
 struct VerifyCommandTests {
     /// A replica data directory (`DIR/blocks`) and the cluster's `cluster.json`, on a real disk.
-    static func replica(_ fixture: LedgerFixture) throws -> (directory: String, cluster: String) {
+    static func replica(_ fixture: LedgerFixture, certificates: Bool = true) throws -> (directory: String, cluster: String) {
         let root = NSTemporaryDirectory() + "bulwark-verify-\(UUID().uuidString)"
         let log = try BlockLog(directory: root + "/blocks")
         for entry in fixture.entries {
             try log.append(entry)
-            for cert in fixture.executionCertificates where cert.height == entry.block.height { try log.append(cert) }
+            for cert in fixture.executionCertificates where certificates && cert.height == entry.block.height { try log.append(cert) }
         }
         try log.sync()
         try fixture.config.jsonData().write(to: URL(fileURLWithPath: root + "/cluster.json"))
@@ -23,8 +23,8 @@ struct VerifyCommandTests {
     }
 
     @Test func everySubcommandHasHelp() throws {
-        for command in [["--help"], ["log", "--help"], ["compare", "--help"], ["digest", "--help"], ["consistency", "--help"],
-                        ["inclusion", "--help"], ["proof", "--help"]] {
+        for command in [["--help"], ["log", "--help"], ["follow", "--help"], ["compare", "--help"], ["digest", "--help"],
+                        ["consistency", "--help"], ["inclusion", "--help"], ["proof", "--help"]] {
             let result = try verifyBinary.run(command)
             #expect(result.status == 0 && result.stdout.contains("USAGE"), "\(command)")
         }
@@ -40,6 +40,10 @@ struct VerifyCommandTests {
         let json = try verifyBinary.run(["log", dir + "/blocks", "--cluster", cluster, "--json", "--threads", "1"])
         let report = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as! [String: Any]
         #expect(report["ok"] as? Bool == true && report["heights"] as? Int == 10)
+        // The JSON report pins the ledger too.
+        #expect(report["digest"] as? String == LedgerDigest(height: 10, root: fixture.tip.history.root).description)
+        #expect(report["certifiedHeight"] as? Int == 8 && report["uncertifiedBlocks"] as? Int == 2)
+        #expect(ok.stdout.contains("state certified through height 8; blocks 9…10 not covered by an execution certificate"))
 
         // Flip one byte in the middle of the segment.
         let segment = dir + "/blocks/" + BlockLogReader.segmentName(1)
@@ -52,6 +56,109 @@ struct VerifyCommandTests {
         let problem = badReport["problem"] as? [String: Any]
         #expect(badReport["ok"] as? Bool == false)
         #expect((problem?["height"] as? Int ?? 0) >= 1 && problem?["reason"] != nil)
+        let text = try verifyBinary.run(["log", dir, "--cluster", cluster])
+        #expect(text.stdout.hasPrefix("FAILED at height "), "\(text.stdout)")
+        #expect(!text.stdout.contains("block: block"), "each thing is said once: \(text.stdout)")
+    }
+
+    /// A ledger without execution certificates verifies its blocks, but says its state is
+    /// certified nowhere; `--require-certified` then fails.
+    @Test func requireCertifiedFailsALedgerWhoseStateNoCertificateCovers() throws {
+        let fixture = LedgerFixture.ledger(blocks: 10, checkpointInterval: 4)
+        let (bare, cluster) = try Self.replica(fixture, certificates: false)
+        let (full, _) = try Self.replica(fixture)
+        defer { for d in [bare, full] { try? FileManager.default.removeItem(atPath: d) } }
+        let plain = try verifyBinary.run(["log", bare, "--cluster", cluster])
+        #expect(plain.status == 0 && plain.stdout.contains("state not certified at any height"), "\(plain.stdout)")
+        let required = try verifyBinary.run(["log", bare, "--cluster", cluster, "--require-certified"])
+        #expect(required.status != 0)
+        #expect(required.stdout.contains("10 blocks at the end are not covered by an execution certificate"))
+        // Two uncertified blocks are within one checkpoint interval (4).
+        #expect(try verifyBinary.run(["log", full, "--cluster", cluster, "--require-certified"]).status == 0)
+    }
+
+    /// Every command that reads a ledger refuses a damaged one, naming height, record,
+    /// segment and offset, unless --prefix asks for the intact blocks before the damage.
+    /// (compare said two ledgers agreed, and digest, inclusion and consistency used the
+    /// prefix without a word.)
+    @Test func damagedLedgersAreRefusedUnlessThePrefixIsAskedFor() throws {
+        let fixture = LedgerFixture.ledger(blocks: 12, checkpointInterval: 4)
+        let (good, cluster) = try Self.replica(fixture)
+        let (damaged, _) = try Self.replica(fixture)
+        defer { for d in [good, damaged] { try? FileManager.default.removeItem(atPath: d) } }
+        let segment = damaged + "/blocks/" + BlockLogReader.segmentName(1)
+        let reader = try BlockLogReader(directory: damaged + "/blocks")
+        let offset = reader.location(of: 8).offset
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: segment)))
+        bytes[Int(offset) + 40] ^= 0x10
+        try Data(bytes).write(to: URL(fileURLWithPath: segment))
+        let digest12 = LedgerDigest(height: 12, root: fixture.tip.history.root).description
+        let digest5 = try verifyBinary.run(["digest", good, "--height", "5"]).stdout
+            .split(separator: "\n").first { $0.hasPrefix("digest ") }!.dropFirst("digest ".count)
+        let commands: [[String]] = [
+            ["compare", good, damaged, "--cluster", cluster],
+            ["digest", damaged],
+            ["inclusion", "3", digest12, "--log", damaged],
+            ["consistency", String(digest5), digest12, "--log", damaged],
+            ["log", damaged, "--cluster", cluster],
+        ]
+        for command in commands {
+            let refused = try verifyBinary.run(command)
+            #expect(refused.status != 0, "\(command)")
+            let said = refused.stdout + refused.stderr
+            #expect(said.contains("height 8") && said.contains("block") && said.contains("segment-00000001.log")
+                    && said.contains("byte \(offset)"), "\(command): \(said)")
+        }
+        let prefix = try verifyBinary.run(["digest", damaged, "--prefix"])
+        #expect(prefix.status == 0 && prefix.stdout.hasPrefix("height 7\n") && prefix.stderr.contains("warning"))
+        #expect(try verifyBinary.run(["compare", good, damaged, "--cluster", cluster, "--prefix"]).status == 0)
+        let audited = try verifyBinary.run(["log", damaged, "--cluster", cluster, "--prefix"])
+        #expect(audited.status == 0 && audited.stdout.contains("ok: 7 blocks") && audited.stdout.contains("warning"))
+    }
+
+    /// `follow` verifies blocks as they land and fails, naming the height, on a record
+    /// damaged while it follows.
+    @Test func followVerifiesBlocksAsTheyLandAndFailsOnDamage() throws {
+        let fixture = LedgerFixture.ledger(blocks: 12, checkpointInterval: 4)
+        let root = NSTemporaryDirectory() + "bulwark-follow-cli-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        try fixture.config.jsonData().write(to: URL(fileURLWithPath: root + "/cluster.json"))
+        // Only the writer thread touches the log once the follower runs.
+        nonisolated(unsafe) let log = try BlockLog(directory: root + "/blocks")
+        for entry in fixture.entries.prefix(4) { try log.append(entry) }
+        try log.sync()
+        // Written while the follower runs: blocks 5…8, then a damaged block 9 that 10 follows.
+        let writer = Thread {
+            usleep(300_000)
+            for entry in fixture.entries[4..<8] { try? log.append(entry) }
+            try? log.append(fixture.executionCertificates[1])
+            try? log.sync()
+            usleep(300_000)
+            var damaged = RecordFraming.frame(type: 1, payload: fixture.entries[8].encoded())
+            damaged[damaged.count / 2] ^= 0x20
+            let more = RecordFraming.frame(type: 1, payload: fixture.entries[9].encoded())
+            if let handle = FileHandle(forWritingAtPath: root + "/blocks/" + BlockLogReader.segmentName(1)) {
+                handle.seekToEndOfFile()
+                handle.write(Data(damaged + more))
+                handle.closeFile()
+            }
+        }
+        writer.start()
+        let result = try verifyBinary.run(["follow", root, "--cluster", root + "/cluster.json", "--interval-ms", "50", "--json"],
+                                          timeout: .seconds(60))
+        while !writer.isFinished { usleep(1000) }
+        #expect(result.status != 0)
+        let lines = result.stdout.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        let heights = lines.compactMap { $0["height"] as? Int }
+        #expect(heights.first ?? 0 >= 4 && heights.contains(8), "\(result.stdout)")
+        let verified8 = lines.first { $0["height"] as? Int == 8 && $0["ok"] as? Bool == true }
+        #expect(verified8?["digest"] as? String == LedgerDigest(height: 8, root: fixture.entries[8].block.header.historyRoot).description)
+        #expect(verified8?["certifiedHeight"] as? Int == 8)
+        let failure = lines.last?["problem"] as? [String: Any]
+        #expect(failure?["height"] as? Int == 9 && failure?["record"] as? String == "block", "\(result.stdout)")
     }
 
     @Test func compareDigestConsistencyInclusionAndProof() throws {

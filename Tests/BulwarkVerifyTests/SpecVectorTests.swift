@@ -1,0 +1,127 @@
+import BulwarkCore
+@testable import BulwarkStorage
+import BulwarkTestSupport
+import BulwarkVerify
+import Foundation
+import Testing
+
+/// SPEC.md §17: the conformance vectors in `spec/vectors/` hold against the code, so the
+/// specification and the code cannot drift apart unnoticed.
+@Suite struct SpecVectorTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("spec/vectors")
+
+    static func committed(_ path: String) throws -> [UInt8] {
+        try [UInt8](Data(contentsOf: root.appendingPathComponent(path)))
+    }
+
+    static func json(_ path: String) throws -> [String: Any] {
+        try JSONSerialization.jsonObject(with: Data(try committed(path))) as! [String: Any]
+    }
+
+    /// The code still generates exactly the committed vectors (rewrite them with
+    /// `BULWARK_WRITE_VECTORS=1 swift test --filter SpecVectorTests` after an intended
+    /// format change, and update SPEC.md in the same commit).
+    @Test func theCommittedVectorsAreWhatTheCodeGenerates() throws {
+        let write = ProcessInfo.processInfo.environment["BULWARK_WRITE_VECTORS"] == "1"
+        for (path, bytes) in try SpecVectors.files().sorted(by: { $0.key < $1.key }) {
+            let url = Self.root.appendingPathComponent(path)
+            if write {
+                try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try Data(bytes).write(to: url)
+            }
+            #expect(try Self.committed(path) == bytes, "spec/vectors/\(path) differs from what the code generates")
+        }
+    }
+
+    /// From the committed files alone: the ledger passes the auditor; every height has the
+    /// expected block hash and digest; replaying its requests through a fresh state machine
+    /// gives every expected result and state root.
+    @Test func theVectorLedgerReplaysToItsRoots() throws {
+        let config = try JSONDecoder().decode(ClusterConfig.self, from: Data(try Self.committed("ledger/cluster.json")))
+        let fs = SimulatedFileSystem()
+        try fs.createDirectory("/blocks")
+        let file = try fs.open("/blocks/segment-00000001.log", create: true)
+        try file.append(try Self.committed("ledger/blocks/segment-00000001.log"))
+        try file.sync()
+        let report = LedgerAudit(config: config, threads: 1).audit(directory: "/blocks", fileSystem: fs)
+        #expect(report.passed, "\(String(describing: report.problem))")
+        let heights = try Self.json("ledger/expected.json")["heights"] as! [[String: Any]]
+        #expect(report.heights == 12 && heights.count == 12 && report.certifiedHeight == 12)
+        let reader = try BlockLogReader(directory: "/blocks", fileSystem: fs)
+        var state = KeyValueState(cluster: config.clusterID, limits: config.parameters)
+        var kinds = Set<String>()
+        for expected in heights {
+            let height = Height(expected["height"] as! Int)
+            let entry = try reader.entry(at: height)
+            #expect(entry.block.hash.hex == expected["blockHash"] as? String, "height \(height)")
+            #expect(LedgerDigest.of(reader, height: height).description == expected["ledgerDigest"] as? String)
+            let outcomes = try state.execute(entry.block)
+            #expect(state.stateRoot.hex == expected["stateRoot"] as? String, "state root after height \(height)")
+            let requests = expected["requests"] as! [[String: Any]]
+            #expect(outcomes.count == requests.count)
+            for (outcome, want) in zip(outcomes, requests) {
+                switch outcome {
+                case let .executed(result), let .duplicate(result):
+                    #expect(Hex.encode(result.encoded()) == want["result"] as? String, "height \(height)")
+                    kinds.insert("\(want["outcome"]!) \(result.encoded()[0])")
+                case .stale:
+                    #expect(want["outcome"] as? String == "stale")
+                    kinds.insert("stale")
+                }
+            }
+        }
+        // The ledger exercises every result kind, a duplicate and a stale request.
+        for tag in 1...8 { #expect(kinds.contains("executed \(tag)"), "no result of kind \(tag)") }
+        #expect(kinds.isSuperset(of: ["stale", "duplicate 1", "duplicate 9"]), "\(kinds)")
+    }
+
+    /// Every single-item case passes or fails as the vectors say.
+    @Test func everyCaseHoldsAsTheVectorsSay() throws {
+        let config = try JSONDecoder().decode(ClusterConfig.self, from: Data(try Self.committed("ledger/cluster.json")))
+        let fs = SimulatedFileSystem()
+        try fs.createDirectory("/blocks")
+        let file = try fs.open("/blocks/segment-00000001.log", create: true)
+        try file.append(try Self.committed("ledger/blocks/segment-00000001.log"))
+        let reader = try BlockLogReader(directory: "/blocks", fileSystem: fs)
+        let heights = try Self.json("ledger/expected.json")["heights"] as! [[String: Any]]
+        var tips = [ChainTip.genesis]
+        for height in 1...reader.height { tips.append(try tips.last!.verifyNext(try reader.entry(at: height), config: config)) }
+        let cases = try Self.json("cases.json")["cases"] as! [[String: Any]]
+        #expect(cases.count >= 30)
+        for item in cases {
+            let bytes = Hex.decode(item["hex"] as! String)!
+            let name = item["name"] as! String
+            let passed: Bool
+            switch item["kind"] as! String {
+            case "request":
+                passed = (try? Request(decoding: bytes))?.hasValidSignature(cluster: config.clusterID) ?? false
+            case "block entry":
+                let height = item["height"] as! Int
+                passed = (try? tips[height - 1].verifyNext(try LedgerEntry(decoding: bytes), config: config)) != nil
+            case "execution certificate":
+                if let certificate = try? ExecutionCertificate(decoding: bytes),
+                   certificate.height >= 1, certificate.height <= UInt64(heights.count) {
+                    let expected = heights[Int(certificate.height) - 1]
+                    passed = certificate.height % config.parameters.checkpointInterval == 0
+                        && (try? certificate.verify(config: config)) != nil
+                        && certificate.blockHash.hex == expected["blockHash"] as? String
+                        && certificate.stateRoot.hex == expected["stateRoot"] as? String
+                } else {
+                    passed = false
+                }
+            case "key proof":
+                passed = (try? KeyProofBundle(fileText: String(decoding: bytes, as: UTF8.self)).verify(config: config)) != nil
+            case "decode block header": passed = (try? BlockHeader(decoding: bytes)) != nil
+            case "decode request": passed = (try? Request(decoding: bytes)) != nil
+            case "decode result": passed = (try? OperationResult(decoding: bytes)) != nil
+            case "decode operation": passed = (try? LedgerOperation(decoding: bytes)) != nil
+            case "decode execution certificate": passed = (try? ExecutionCertificate(decoding: bytes)) != nil
+            case let kind:
+                Issue.record("unknown case kind \(kind)")
+                continue
+            }
+            #expect(passed == (item["expect"] as? String == "pass"), "\(name)")
+        }
+    }
+}
