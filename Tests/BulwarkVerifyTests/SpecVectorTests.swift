@@ -19,6 +19,17 @@ import Testing
         try JSONSerialization.jsonObject(with: Data(try committed(path))) as! [String: Any]
     }
 
+    /// The committed vector ledger's configuration, and its segment in `/blocks`.
+    static func vectorLedger() throws -> (ClusterConfig, SimulatedFileSystem) {
+        let config = try JSONDecoder().decode(ClusterConfig.self, from: Data(try committed("ledger/cluster.json")))
+        let fs = SimulatedFileSystem()
+        try fs.createDirectory("/blocks")
+        let file = try fs.open("/blocks/segment-00000001.log", create: true)
+        try file.append(try committed("ledger/blocks/segment-00000001.log"))
+        try file.sync()
+        return (config, fs)
+    }
+
     /// The code still generates exactly the committed vectors (rewrite them with
     /// `BULWARK_WRITE_VECTORS=1 swift test --filter SpecVectorTests` after an intended
     /// format change, and update SPEC.md in the same commit).
@@ -38,12 +49,7 @@ import Testing
     /// expected block hash and digest; replaying its requests through a fresh state machine
     /// gives every expected result and state root.
     @Test func theVectorLedgerReplaysToItsRoots() throws {
-        let config = try JSONDecoder().decode(ClusterConfig.self, from: Data(try Self.committed("ledger/cluster.json")))
-        let fs = SimulatedFileSystem()
-        try fs.createDirectory("/blocks")
-        let file = try fs.open("/blocks/segment-00000001.log", create: true)
-        try file.append(try Self.committed("ledger/blocks/segment-00000001.log"))
-        try file.sync()
+        let (config, fs) = try Self.vectorLedger()
         let report = LedgerAudit(config: config, threads: 1).audit(directory: "/blocks", fileSystem: fs)
         #expect(report.passed, "\(String(describing: report.problem))")
         let heights = try Self.json("ledger/expected.json")["heights"] as! [[String: Any]]
@@ -78,11 +84,7 @@ import Testing
 
     /// Every single-item case passes or fails as the vectors say.
     @Test func everyCaseHoldsAsTheVectorsSay() throws {
-        let config = try JSONDecoder().decode(ClusterConfig.self, from: Data(try Self.committed("ledger/cluster.json")))
-        let fs = SimulatedFileSystem()
-        try fs.createDirectory("/blocks")
-        let file = try fs.open("/blocks/segment-00000001.log", create: true)
-        try file.append(try Self.committed("ledger/blocks/segment-00000001.log"))
+        let (config, fs) = try Self.vectorLedger()
         let reader = try BlockLogReader(directory: "/blocks", fileSystem: fs)
         let heights = try Self.json("ledger/expected.json")["heights"] as! [[String: Any]]
         var tips = [ChainTip.genesis]
