@@ -4,9 +4,22 @@ import Foundation
 public struct ProductBinary: Sendable {
     public let name: String
 
-    public init(_ name: String) { self.name = name }
+    /// Set for an executable that is not one of this package's products.
+    let path: String?
+
+    public init(_ name: String) {
+        self.name = name
+        path = nil
+    }
+
+    /// Any executable at `path` (a script's interpreter, say), run the same way.
+    public init(path: String) {
+        self.name = (path as NSString).lastPathComponent
+        self.path = path
+    }
 
     public var url: URL {
+        if let path { return URL(fileURLWithPath: path) }
         // Test bundles sit in the same build products directory as the executables.
         let products = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         let candidates = [products, products.deletingLastPathComponent()].map { $0.appendingPathComponent(name) }

@@ -126,4 +126,36 @@ import Testing
             #expect(passed == (item["expect"] as? String == "pass"), "\(name)")
         }
     }
+
+    /// An auditor written in Python from SPEC.md alone (`spec/reference/audit.py`, no code
+    /// shared) reproduces every block hash, digest, state root and result of the vectors,
+    /// and fails a ledger of another cluster and a changed expectation.
+    @Test(.enabled(if: SpecVectorTests.python != nil, "skipped: no python3"))
+    func anIndependentAuditorWrittenFromTheSpecAgrees() throws {
+        let script = Self.root.deletingLastPathComponent().appendingPathComponent("reference/audit.py").path
+        let ledger = Self.root.appendingPathComponent("ledger").path
+        let python = ProductBinary(path: Self.python!)
+        let honest = try python.run([script, ledger])
+        #expect(honest.status == 0 && honest.stdout.hasPrefix("ok: 12 blocks, state certified through height 12"),
+                "\(honest.stdout)\(honest.stderr)")
+        let copy = NSTemporaryDirectory() + "bulwark-vectors-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: copy) }
+        try FileManager.default.copyItem(atPath: ledger, toPath: copy)
+        var expected = try String(contentsOfFile: copy + "/expected.json", encoding: .utf8)
+        expected = expected.replacingOccurrences(of: "\"060101000000000000000000000000000000\"", with: "\"060101\"")
+        try expected.write(toFile: copy + "/expected.json", atomically: true, encoding: .utf8)
+        let changed = try python.run([script, copy])
+        #expect(changed.status != 0 && changed.stdout.contains("FAILED: height 2"), "\(changed.stdout)")
+        var cluster = try String(contentsOfFile: copy + "/cluster.json", encoding: .utf8)
+        cluster = cluster.replacingOccurrences(of: "5c5c5c5c", with: "5c5c5c5d")
+        try cluster.write(toFile: copy + "/cluster.json", atomically: true, encoding: .utf8)
+        let other = try python.run([script, copy])
+        #expect(other.status != 0 && other.stdout.contains("FAILED: height 1: another cluster"), "\(other.stdout)")
+    }
+
+    /// The python3 on this machine's PATH, if there is one.
+    static let python: String? = {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        return path.split(separator: ":").map { "\($0)/python3" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }()
 }

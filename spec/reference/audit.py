@@ -1,0 +1,493 @@
+#!/usr/bin/env python3
+"""An auditor and state replay of a Bulwark ledger, written from SPEC.md alone.
+
+It shares no code with Bulwark (pure Python 3, standard library only: its Ed25519
+verification is RFC 8032's reference algorithm), so it checks that the specification is
+enough to audit a ledger. Usage:
+
+    python3 spec/reference/audit.py spec/vectors/ledger
+
+reads DIR/cluster.json and DIR/blocks/segment-*.log, checks every height as SPEC.md §11
+says, replays the state machine (§8, §9), and, when DIR/expected.json exists, compares every
+block hash, ledger digest, state root and result with it. Exit status 0 only if all holds.
+"""
+import hashlib
+import json
+import os
+import struct
+import sys
+
+# --- §1 primitives ---------------------------------------------------------------------
+
+def H(data):
+    return hashlib.sha256(data).digest()
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFFFFFF
+
+# RFC 8032 §5.1 and §6, verification only.
+P = 2**255 - 19
+L = 2**252 + 27742317777372353535851937790883648493
+D = -121665 * pow(121666, P - 2, P) % P
+SQRT_M1 = pow(2, (P - 1) // 4, P)
+
+def _add(a, b):
+    A = (a[1] - a[0]) * (b[1] - b[0]) % P
+    B = (a[1] + a[0]) * (b[1] + b[0]) % P
+    C = 2 * a[3] * b[3] * D % P
+    Dd = 2 * a[2] * b[2] % P
+    E, F, G, Hh = B - A, Dd - C, Dd + C, B + A
+    return (E * F % P, G * Hh % P, F * G % P, E * Hh % P)
+
+def _mul(s, point):
+    q = (0, 1, 1, 0)
+    while s > 0:
+        if s & 1:
+            q = _add(q, point)
+        point = _add(point, point)
+        s >>= 1
+    return q
+
+def _recover_x(y, sign):
+    if y >= P:
+        return None
+    x2 = (y * y - 1) * pow(D * y * y + 1, P - 2, P) % P
+    if x2 == 0:
+        return None if sign else 0
+    x = pow(x2, (P + 3) // 8, P)
+    if (x * x - x2) % P != 0:
+        x = x * SQRT_M1 % P
+    if (x * x - x2) % P != 0:
+        return None
+    if (x & 1) != sign:
+        x = P - x
+    return x
+
+def _decompress(data):
+    y = int.from_bytes(data, "little")
+    sign = y >> 255
+    y &= (1 << 255) - 1
+    x = _recover_x(y, sign)
+    return None if x is None else (x, y, 1, x * y % P)
+
+_GY = 4 * pow(5, P - 2, P) % P
+_G = (_recover_x(_GY, 0), _GY, 1, _recover_x(_GY, 0) * _GY % P)
+
+def ed25519_verify(public, message, signature):
+    A = _decompress(public)
+    R = _decompress(signature[:32])
+    s = int.from_bytes(signature[32:], "little")
+    if A is None or R is None or s >= L:
+        return False
+    h = int.from_bytes(hashlib.sha512(signature[:32] + public + message).digest(), "little") % L
+    left = _mul(s, _G)
+    right = _add(R, _mul(h, A))
+    return (left[0] * right[2] - right[0] * left[2]) % P == 0 and (left[1] * right[2] - right[1] * left[2]) % P == 0
+
+# --- §4 canonical encoding -------------------------------------------------------------
+
+class Reader:
+    def __init__(self, data):
+        self.data, self.at = data, 0
+
+    def raw(self, n):
+        if self.at + n > len(self.data):
+            raise ValueError("truncated")
+        out = self.data[self.at:self.at + n]
+        self.at += n
+        return out
+
+    def u8(self): return self.raw(1)[0]
+    def u16(self): return struct.unpack("<H", self.raw(2))[0]
+    def u32(self): return struct.unpack("<I", self.raw(4))[0]
+    def u64(self): return struct.unpack("<Q", self.raw(8))[0]
+    def i64(self): return struct.unpack("<q", self.raw(8))[0]
+    def bytes_(self): return self.raw(self.u32())
+    def digest(self): return self.raw(32)
+
+    def boolean(self):
+        value = self.u8()
+        if value > 1:
+            raise ValueError("boolean is neither 0 nor 1")
+        return value == 1
+
+    def start(self):
+        return self.at
+
+    def since(self, start):
+        return self.data[start:self.at]
+
+def u64(v): return struct.pack("<Q", v)
+def i64(v): return struct.pack("<q", v)
+def u32(v): return struct.pack("<I", v)
+def u16(v): return struct.pack("<H", v)
+def lenbytes(b): return u32(len(b)) + b
+
+# --- §5 domains ------------------------------------------------------------------------
+
+def domain(tag, cluster, body):
+    tag = tag.encode()
+    return bytes([len(tag)]) + tag + cluster + body
+
+def tagged(tag, cluster, body):
+    return H(domain(tag, cluster, body))
+
+# --- §6 requests and operations (decoded into tuples) ------------------------------------
+
+def read_operation(r):
+    tag = r.u8()
+    if tag == 1: return ("put", r.bytes_(), r.bytes_())
+    if tag == 2: return ("delete", r.bytes_())
+    if tag == 3: return ("cas", r.bytes_(), r.u64(), r.bytes_())
+    if tag == 4: return ("add", r.bytes_(), r.i64(), r.i64(), r.i64())
+    if tag == 5:
+        guards = [read_guard(r) for _ in range(r.u32())]
+        writes = [read_write(r) for _ in range(r.u32())]
+        return ("txn", guards, writes)
+    if tag == 6: return ("get", r.bytes_())
+    if tag == 7: return ("range", r.bytes_(), r.bytes_(), r.u32())
+    if tag == 8: return ("history", r.bytes_(), r.u32())
+    raise ValueError("unknown operation tag %d" % tag)
+
+def read_guard(r):
+    tag = r.u8()
+    if tag == 1: return ("versionEquals", r.bytes_(), r.u64())
+    if tag == 2: return ("valueEquals", r.bytes_(), r.bytes_())
+    if tag == 3: return ("exists", r.bytes_())
+    if tag == 4: return ("absent", r.bytes_())
+    raise ValueError("unknown guard tag %d" % tag)
+
+def read_write(r):
+    tag = r.u8()
+    if tag == 1: return ("put", r.bytes_(), r.bytes_())
+    if tag == 2: return ("delete", r.bytes_())
+    if tag == 3: return ("add", r.bytes_(), r.i64(), r.i64(), r.i64())
+    raise ValueError("unknown write tag %d" % tag)
+
+def read_request(r):
+    start = r.start()
+    if r.u8() != 1:
+        raise ValueError("request version")
+    client, request_id = r.raw(32), r.u64()
+    operation = read_operation(r)
+    signed_body = r.since(start)[1:]
+    signature = r.raw(64)
+    return {"client": client, "id": request_id, "op": operation, "signed": signed_body,
+            "signature": signature, "encoding": r.since(start)}
+
+# --- §7 blocks, §10 certificates ---------------------------------------------------------
+
+def merkle_root(leaves):
+    """RFC 6962 root over leaf hashes already computed."""
+    if not leaves:
+        return H(b"")
+    if len(leaves) == 1:
+        return leaves[0]
+    k = 1
+    while k * 2 < len(leaves):
+        k *= 2
+    return H(b"\x01" + merkle_root(leaves[:k]) + merkle_root(leaves[k:]))
+
+def leaf(d): return H(b"\x00" + d)
+
+def read_votes(r):
+    votes = [(r.u16(), r.raw(64)) for _ in range(r.u32())]
+    if any(a[0] >= b[0] for a, b in zip(votes, votes[1:])):
+        raise ValueError("votes not in strictly increasing replica order")
+    return votes
+
+def read_entry(payload):
+    r = Reader(payload)
+    if r.u8() != 1:
+        raise ValueError("block version")
+    start = r.start()
+    if r.u8() != 2:
+        raise ValueError("header version: not ledger format 2")
+    header = {"cluster": r.raw(32), "height": r.u64(), "view": r.u64(), "timestamp": r.u64(),
+              "proposer": r.u16(), "prev": r.digest(), "txRoot": r.digest(), "historyRoot": r.digest()}
+    header["encoding"] = r.since(start)
+    requests = [read_request(r) for _ in range(r.u32())]
+    if r.u8() != 1:
+        raise ValueError("commit certificate version")
+    cert = {"height": r.u64(), "view": r.u64(), "blockHash": r.digest(), "votes": read_votes(r)}
+    if r.at != len(payload):
+        raise ValueError("trailing bytes")
+    return header, requests, cert
+
+def read_execution_certificate(payload):
+    r = Reader(payload)
+    if r.u8() != 1:
+        raise ValueError("execution certificate version")
+    cert = {"height": r.u64(), "blockHash": r.digest(), "stateRoot": r.digest(), "votes": read_votes(r)}
+    if r.at != len(payload):
+        raise ValueError("trailing bytes")
+    return cert
+
+def check_votes(votes, validators, quorum, message):
+    seen = set()
+    for replica, signature in votes:
+        if replica >= len(validators) or replica in seen:
+            return False
+        seen.add(replica)
+        if not ed25519_verify(validators[replica], message(replica), signature):
+            return False
+    return len(seen) >= quorum
+
+# --- §8 state machine, §9 authenticated map ---------------------------------------------
+
+BYTES_MAX = 4194304
+
+class State:
+    def __init__(self, cluster, params):
+        self.cluster, self.params = cluster, params
+        self.records = {}     # key -> (value, version)
+        self.clients = {}     # client -> (request id, result encoding, height)
+        self.histories = {}   # key -> [(height, value or None)]
+        self.height = 0
+
+    def write(self, key, value):
+        if value is None:
+            self.records.pop(key, None)
+        else:
+            self.records[key] = (value, self.height)
+        self.histories.setdefault(key, []).append((self.height, value))
+
+    def limit_violation(self, op):
+        kmax, vmax, tmax = self.params["keyBytesMax"], self.params["valueBytesMax"], self.params["txnOperationsMax"]
+        def key(k): return b"\x07\x01" + u64(len(k)) + u64(kmax) if len(k) > kmax else None
+        def value(v): return b"\x07\x02" + u64(len(v)) + u64(vmax) if len(v) > vmax else None
+        kind = op[0]
+        if kind in ("put", "cas"): return key(op[1]) or value(op[-1])
+        if kind in ("delete", "add", "get", "history"): return key(op[1])
+        if kind == "range": return key(op[1]) or key(op[2])
+        guards, writes = op[1], op[2]
+        if len(guards) + len(writes) > tmax:
+            return b"\x07\x03" + u64(len(guards) + len(writes)) + u64(tmax)
+        for g in guards:
+            problem = key(g[1]) or (value(g[2]) if g[0] == "valueEquals" else None)
+            if problem: return problem
+        for w in writes:
+            problem = key(w[1]) or (value(w[2]) if w[0] == "put" else None)
+            if problem: return problem
+        return None
+
+    @staticmethod
+    def add_failure(record, delta, lo, hi):
+        if lo > hi: return b"\x01" + i64(lo) + i64(hi)
+        if record is None:
+            balance = 0
+        elif len(record[0]) != 8:
+            return b"\x02" + u64(len(record[0]))
+        else:
+            balance = struct.unpack("<q", record[0])[0]
+        total = balance + delta
+        if not -2**63 <= total < 2**63: return b"\x03" + i64(balance) + i64(delta)
+        if total < lo: return b"\x04" + i64(total) + i64(lo)
+        if total > hi: return b"\x05" + i64(total) + i64(hi)
+        return total
+
+    def apply(self, op):
+        rejected = self.limit_violation(op)
+        if rejected: return rejected
+        h, kind = self.height, op[0]
+        if kind == "put":
+            self.write(op[1], op[2])
+            return b"\x01" + u64(h)
+        if kind == "delete":
+            existed = op[1] in self.records
+            if existed: self.write(op[1], None)
+            return b"\x02" + bytes([existed])
+        if kind == "cas":
+            actual = self.records.get(op[1], (None, 0))[1]
+            if actual != op[2]: return b"\x06\x01" + u64(actual) + u64(op[2])
+            self.write(op[1], op[3])
+            return b"\x01" + u64(h)
+        if kind == "add":
+            outcome = self.add_failure(self.records.get(op[1]), op[2], op[3], op[4])
+            if isinstance(outcome, bytes): return b"\x06\x03" + outcome
+            self.write(op[1], i64(outcome))
+            return b"\x03" + i64(outcome) + u64(h)
+        if kind == "txn":
+            for index, g in enumerate(op[1]):
+                record = self.records.get(g[1])
+                holds = {"versionEquals": lambda: (record[1] if record else 0) == g[2],
+                         "valueEquals": lambda: record is not None and record[0] == g[2],
+                         "exists": lambda: record is not None, "absent": lambda: record is None}[g[0]]()
+                if not holds: return b"\x06\x02" + u32(index)
+            staged, order = {}, []
+            for index, w in enumerate(op[2]):
+                key = w[1]
+                current = staged[key] if key in staged else self.records.get(key)
+                if w[0] == "put": nxt = (w[2], h)
+                elif w[0] == "delete": nxt = None
+                else:
+                    outcome = self.add_failure(current, w[2], w[3], w[4])
+                    if isinstance(outcome, bytes): return b"\x06\x04" + u32(index) + outcome
+                    nxt = (i64(outcome), h)
+                if key not in staged: order.append(key)
+                staged[key] = nxt
+            for key in order:
+                if staged[key] is not None or key in self.records:
+                    self.write(key, None if staged[key] is None else staged[key][0])
+            return b"\x01" + u64(h)
+        if kind == "get":
+            record = self.records.get(op[1])
+            return b"\x04\x00" + u64(0) if record is None else b"\x04\x01" + lenbytes(record[0]) + u64(record[1])
+        if kind == "range":
+            start, end, cap = op[1], op[2], min(op[3], self.params["rangeResultsMax"])
+            entries, total = [], 0
+            for key in sorted(k for k in self.records if k >= start and (not end or k < end)):
+                if len(entries) >= cap: break
+                value, version = self.records[key]
+                total += len(key) + len(value)
+                if total > BYTES_MAX and entries: break
+                entries.append(lenbytes(key) + lenbytes(value) + u64(version))
+            return b"\x05" + u32(len(entries)) + b"".join(entries)
+        if kind == "history":
+            cap = min(op[2], self.params["rangeResultsMax"])
+            newest, total = [], 0
+            for height, value in reversed(self.histories.get(op[1], [])):
+                if len(newest) >= cap: break
+                total += len(value or b"")
+                if total > BYTES_MAX and newest: break
+                newest.append(u64(height) + (b"\x00" if value is None else b"\x01" + lenbytes(value)))
+            return b"\x08" + u32(len(newest)) + b"".join(reversed(newest))
+        raise ValueError(kind)
+
+    def execute(self, height, requests):
+        self.height = height
+        outcomes = []
+        for request in requests:
+            last = self.clients.get(request["client"])
+            if last and request["id"] == last[0]:
+                outcomes.append(("duplicate", last[1]))
+                continue
+            if last and request["id"] < last[0]:
+                outcomes.append(("stale", None))
+                continue
+            result = self.apply(request["op"])
+            kept = b"\x09" if request["op"][0] in ("get", "range", "history") else result
+            self.clients[request["client"]] = (request["id"], kept, height)
+            outcomes.append(("executed", result))
+        return outcomes
+
+    def state_root(self):
+        entries = {}
+        for key, (value, version) in self.records.items():
+            entries[H(b"\x01" + key)] = H(lenbytes(value) + u64(version))
+        for client, (request_id, result, height) in self.clients.items():
+            entries[H(b"\x02" + client)] = H(u64(request_id) + result + u64(height))
+        map_root = subtree(sorted(entries.items()), 0)
+        return tagged("bulwark/v1/state", self.cluster, u64(self.height) + map_root)
+
+def bit(key_hash, depth):
+    return (key_hash[depth // 8] >> (7 - depth % 8)) & 1
+
+def subtree(entries, depth):
+    if not entries:
+        return bytes(32)
+    if len(entries) == 1:
+        return H(b"\x00" + entries[0][0] + entries[0][1])
+    left = [e for e in entries if bit(e[0], depth) == 0]
+    right = [e for e in entries if bit(e[0], depth) == 1]
+    return H(b"\x01" + subtree(left, depth + 1) + subtree(right, depth + 1))
+
+# --- §2, §3 files and records; §11 the audit -------------------------------------------
+
+def records(directory):
+    names = sorted(n for n in os.listdir(directory) if n.startswith("segment-") and n.endswith(".log"))
+    for name in names:
+        data = open(os.path.join(directory, name), "rb").read()
+        at = 0
+        while at < len(data):
+            length, crc = struct.unpack("<II", data[at:at + 8])
+            body = data[at + 8:at + 8 + length]
+            if length < 1 or len(body) != length or crc32c(body) != crc:
+                raise ValueError("damaged or torn record in %s at byte %d" % (name, at))
+            yield body[0], body[1:]
+            at += 8 + length
+
+def audit(directory):
+    config = json.load(open(os.path.join(directory, "cluster.json")))
+    cluster = bytes.fromhex(config["clusterID"])
+    validators = [bytes.fromhex(v["publicKey"]) for v in config["validators"]]
+    defaults = {"checkpointInterval": 16, "keyBytesMax": 256, "valueBytesMax": 65536, "txnOperationsMax": 64,
+                "rangeResultsMax": 1000}
+    params = {k: config.get("parameters", {}).get(k, v) for k, v in defaults.items()}
+    n = len(validators)
+    f = (n - 1) // 3
+    quorum = (n + f + 2) // 2
+    state = State(cluster, params)
+    block_hashes, roots, results, timestamp, certified = [], [], [], 0, 0
+    for kind, payload in records(os.path.join(directory, "blocks")):
+        if kind == 1:
+            header, requests, cert = read_entry(payload)
+            h = len(block_hashes) + 1
+            block_hash = tagged("bulwark/v1/block", cluster, header["encoding"])
+            assert header["height"] == h, "height %d: wrong height" % h
+            assert header["cluster"] == cluster, "height %d: another cluster" % h
+            assert header["prev"] == (block_hashes[-1] if block_hashes else bytes(32)), "height %d: prevBlockHash" % h
+            assert header["historyRoot"] == merkle_root([leaf(b) for b in block_hashes]), "height %d: historyRoot" % h
+            assert header["timestamp"] >= timestamp, "height %d: timestamp" % h
+            digests = [tagged("bulwark/v1/request-digest", cluster, q["encoding"]) for q in requests]
+            assert header["txRoot"] == merkle_root([leaf(d) for d in digests]), "height %d: txRoot" % h
+            assert header["proposer"] == header["view"] % n, "height %d: proposer is not the primary" % h
+            for i, q in enumerate(requests):
+                message = domain("bulwark/v1/request", cluster, q["signed"])
+                assert ed25519_verify(q["client"], message, q["signature"]), "height %d: request %d signature" % (h, i)
+            assert cert["height"] == h and cert["blockHash"] == block_hash, "height %d: certificate names another block" % h
+            assert cert["view"] >= header["view"], "height %d: certificate view below the block's" % h
+            assert check_votes(cert["votes"], validators, quorum, lambda r: domain(
+                "bulwark/v1/commit", cluster, u64(cert["view"]) + u64(h) + block_hash + u16(r))), "height %d: commit certificate" % h
+            block_hashes.append(block_hash)
+            timestamp = header["timestamp"]
+            results.append(state.execute(h, requests))
+            roots.append(state.state_root())
+        elif kind == 2:
+            cert = read_execution_certificate(payload)
+            h = cert["height"]
+            assert 1 <= h <= len(block_hashes) and cert["blockHash"] == block_hashes[h - 1], "execution certificate %d: block" % h
+            assert h % params["checkpointInterval"] == 0, "execution certificate %d: not a checkpoint height" % h
+            assert check_votes(cert["votes"], validators, quorum, lambda r: domain(
+                "bulwark/v1/checkpoint", cluster, u64(h) + cert["blockHash"] + cert["stateRoot"] + u16(r))), \
+                "execution certificate %d: votes" % h
+            assert cert["stateRoot"] == roots[h - 1], "execution certificate %d: state root differs from the replay" % h
+            certified = max(certified, h)
+        else:
+            raise ValueError("unknown record type %d" % kind)
+    return block_hashes, roots, results, certified
+
+def main():
+    directory = sys.argv[1] if len(sys.argv) > 1 else "spec/vectors/ledger"
+    try:
+        block_hashes, roots, results, certified = audit(directory)
+    except (AssertionError, ValueError) as problem:
+        print("FAILED: %s" % problem)
+        return 1
+    expected_path = os.path.join(directory, "expected.json")
+    if os.path.exists(expected_path):
+        expected = json.load(open(expected_path))["heights"]
+        if len(expected) != len(block_hashes):
+            print("FAILED: %d blocks, expected %d" % (len(block_hashes), len(expected)))
+            return 1
+        for i, want in enumerate(expected):
+            h = i + 1
+            digest = merkle_root([leaf(b) for b in block_hashes[:h]])
+            got = {"blockHash": block_hashes[i].hex(), "ledgerDigest": "%d:%s" % (h, digest.hex()),
+                   "stateRoot": roots[i].hex(),
+                   "requests": [{"outcome": o} if r is None else {"outcome": o, "result": r.hex()} for o, r in results[i]]}
+            for field, value in got.items():
+                if want[field] != value:
+                    print("FAILED: height %d: %s is %s, expected %s" % (h, field, value, want[field]))
+                    return 1
+    print("ok: %d blocks, state certified through height %d, ledger digest %d:%s" % (
+        len(block_hashes), certified, len(block_hashes), merkle_root([leaf(b) for b in block_hashes]).hex()))
+    return 0
+
+if __name__ == "__main__":
+    sys.exit(main())
