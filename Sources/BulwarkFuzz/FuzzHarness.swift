@@ -248,6 +248,31 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
             tip = next
         }
         if let log = try? BlockLog(directory: "/blocks", fileSystem: fs), log.damage != nil { try? log.truncateDamage() }
+        followed(data, reader: reader)
+    }
+
+    /// The same bytes landing in two writes under a follower (`LogTail`): it never takes a
+    /// block the reader does not hold at that height, and takes nothing once it found damage.
+    static func followed(_ data: [UInt8], reader: BlockLogReader) {
+        let fs = SimulatedFileSystem()
+        try! fs.createDirectory("/blocks")
+        let path = "/blocks/" + BlockLogReader.segmentName(1)
+        let split = data.isEmpty ? 0 : Int(data[0]) * data.count / 256
+        write(Array(data[..<split]), to: path, in: fs)
+        var tail = LogTail(directory: "/blocks", fileSystem: fs)
+        var taken = (try? tail.poll()) ?? []
+        if let file = try? fs.open(path, create: false) {
+            try? file.append(Array(data[split...]))
+            file.close()
+        }
+        let damaged = tail.damage != nil
+        let more = (try? tail.poll()) ?? []
+        precondition(!damaged || more.isEmpty, "the follower read past damage")
+        taken += more
+        let blocks = taken.compactMap { item -> LedgerEntry? in if case let .entry(entry) = item { return entry } else { return nil } }
+        for (index, entry) in blocks.prefix(Int(reader.height)).enumerated() {
+            precondition(entry.block.hash == reader.blockHash(at: Height(index + 1)), "the follower and the reader disagree")
+        }
     }
 
     /// A ledger of two segments (the first sealed, so it gets an index) and that index's bytes.
