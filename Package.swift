@@ -1,6 +1,12 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
+/// The modules the deterministic simulations spend their time in are optimized in debug
+/// builds too (overflow checks and preconditions stay: `-O`, not `-Ounchecked`): the test
+/// suite runs thousands of simulated seconds through them, and unoptimized it took most of
+/// CI's time. Everything else keeps debug's fast builds.
+let optimizedEvenInDebug: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration: .debug))]
+
 let package = Package(
     name: "Bulwark",
     platforms: [.macOS(.v14)],
@@ -32,20 +38,24 @@ let package = Package(
         ),
         .target(
             name: "BulwarkCore",
-            dependencies: ["CSodium"]
+            dependencies: ["CSodium"],
+            swiftSettings: optimizedEvenInDebug
         ),
         .target(
             name: "BulwarkConsensus",
-            dependencies: ["BulwarkCore"]
+            dependencies: ["BulwarkCore"],
+            swiftSettings: optimizedEvenInDebug
         ),
         // Byzantine behaviours for fault injection: rewrites an honest core's output.
         .target(
             name: "BulwarkAdversary",
-            dependencies: ["BulwarkCore", "BulwarkConsensus"]
+            dependencies: ["BulwarkCore", "BulwarkConsensus"],
+            swiftSettings: optimizedEvenInDebug
         ),
         .target(
             name: "BulwarkStorage",
-            dependencies: ["BulwarkCore"]
+            dependencies: ["BulwarkCore"],
+            swiftSettings: optimizedEvenInDebug
         ),
         // The replica shell: everything between the core and the world, behind narrow
         // interfaces (file system, network, clock), driven by the NIO node and the simulator.
@@ -54,7 +64,8 @@ let package = Package(
             dependencies: [
                 "BulwarkCore", "BulwarkConsensus", "BulwarkStorage",
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: optimizedEvenInDebug
         ),
         // Authenticated, framed TCP shared by replicas and clients.
         .target(
@@ -107,7 +118,8 @@ let package = Package(
                 "BulwarkCore", "BulwarkConsensus", "BulwarkStorage", "BulwarkAdversary", "BulwarkShell", "BulwarkVerify",
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: optimizedEvenInDebug
         ),
         .executableTarget(
             name: "bulwark-storage-bench",
