@@ -93,8 +93,9 @@ extension LedgerExecution {
         throw NodeStartupError("the block log in \(directory) keeps showing damage after being cut; check the disk")
     }
 
-    /// A block that failed its checks during replay.
-    struct DamagedBlock: Error {
+    /// A block that failed its checks during replay. Thrown and caught on the one thread
+    /// that recovers, never sent elsewhere.
+    struct DamagedBlock: Error, @unchecked Sendable {
         let damage: LogDamage
         let log: BlockLog
     }
