@@ -517,6 +517,20 @@ struct ClusterTests {
         #expect(lines.last.map { $0.contains("state certified through height") } == true)
     }
 
+    /// A refused write reaches the user as a sentence the CLI renders from the result's code
+    /// and fields (the ledger records only the code), with a non-zero exit.
+    @Test func aRefusedTransferReadsAsASentence() async throws {
+        let (cluster, _) = try await servingCluster()
+        let options = ["--config", cluster.directory + "/cluster.json", "--key", cluster.directory + "/client.key"]
+        let refused = try bulwarkBinary.run(["transfer", "acct/nobody", "acct/someone", "5"] + options, timeout: .seconds(60))
+        #expect(refused.status != 0)
+        #expect(refused.stdout.hasPrefix("not applied: write 0: balance -5 would fall below the minimum 0 (height "),
+                "\(refused.stdout)\(refused.stderr)")
+        let written = try bulwarkBinary.run(["put", "k", "v"] + options, timeout: .seconds(60))
+        #expect(written.status == 0 && written.stdout.hasPrefix("ok (version "), "\(written.stdout)\(written.stderr)")
+        cluster.stopAll()
+    }
+
     @Test func badConfigurationStopsStartUpWithOneSentence() throws {
         let cluster = try LocalCluster()
         let keyPath = cluster.directory + "/replica-1.key"
