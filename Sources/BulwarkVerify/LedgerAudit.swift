@@ -17,6 +17,21 @@ public struct AuditProblem: Error, Equatable, Sendable, CustomStringConvertible 
     }
 
     public var description: String { "height \(height), \(record): \(reason)" }
+
+    /// Damage a log reader or follower found, with where it is.
+    public init(_ damage: LogDamage) {
+        self.init(height: damage.height, record: damage.record,
+                  reason: "\(damage.reason) (\(damage.segment), byte \(damage.offset))")
+    }
+
+    /// The first damage `reader` met, a torn final record included (to an auditor, a file
+    /// cut short is damage), or nil for an intact log.
+    public static func damage(of reader: BlockLogReader) -> AuditProblem? {
+        if let damage = reader.damage { return AuditProblem(damage) }
+        guard let torn = reader.tornTail else { return nil }
+        return AuditProblem(LogDamage(height: reader.height + 1, segment: torn.segment, offset: torn.offset,
+                                      reason: "the final record is truncated", record: LogDamage.recordKind(type: nil)))
+    }
 }
 
 /// What an audit covered.
@@ -365,14 +380,7 @@ final class AuditReplay {
     func finish(_ reader: BlockLogReader?) -> AuditReport {
         report.tip = tip
         report.finalStateRoot = state.stateRoot
-        var damage: AuditProblem?
-        if let found = reader?.damage {
-            damage = AuditProblem(height: found.height, record: found.record,
-                                  reason: "\(found.reason) (\(found.segment), byte \(found.offset))")
-        } else if let reader, let torn = reader.tornTail {
-            damage = AuditProblem(height: reader.height + 1, record: LogDamage.recordKind(type: nil),
-                                  reason: "the final record is truncated (\(torn.segment), byte \(torn.offset))")
-        }
+        let damage = reader.flatMap { AuditProblem.damage(of: $0) }
         if let failure {
             report.problem = failure
         } else if audit.acceptsDamagedTail {

@@ -53,8 +53,7 @@ public final class LedgerFollower {
         }
         replay.check(blocks)
         if replay.failure == nil, let damage = tail.damage {
-            replay.failure = AuditProblem(height: damage.height, record: damage.record,
-                                          reason: "\(damage.reason) (\(damage.segment), byte \(damage.offset))")
+            replay.failure = AuditProblem(damage)
         }
         return (replay.report.heights, replay.report.executionCertificates) != before
     }

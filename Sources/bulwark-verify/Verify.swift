@@ -59,17 +59,6 @@ func certifiedSentence(_ report: AuditReport) -> String {
     return "state certified through height \(h); blocks \(h + 1)…\(n) not covered by an execution certificate"
 }
 
-/// The damage a reader found, as one sentence naming height, record, segment and offset.
-func damageSentence(_ reader: BlockLogReader) -> String? {
-    if let damage = reader.damage {
-        return "damaged at height \(damage.height): \(damage.record) record in \(damage.segment) at byte \(damage.offset): \(damage.reason)"
-    }
-    if let torn = reader.tornTail {
-        return "damaged at height \(reader.height + 1): the final record in \(torn.segment) at byte \(torn.offset) is truncated"
-    }
-    return nil
-}
-
 struct LogCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "log",
@@ -168,11 +157,11 @@ func openReader(_ directory: String, _ policy: DamagePolicy) throws -> BlockLogR
     guard FileManager.default.fileExists(atPath: path) else { throw fail("\(path) does not exist") }
     let reader: BlockLogReader
     do { reader = try BlockLogReader(directory: path) } catch { throw fail("\(error)") }
-    if let damage = damageSentence(reader) {
+    if let damage = AuditProblem.damage(of: reader) {
         guard policy.prefix else {
-            throw fail("the ledger in \(path) is \(damage); --prefix uses the \(reader.height) intact blocks before it")
+            throw fail("the ledger in \(path) is damaged at \(damage); --prefix uses the \(reader.height) intact blocks before it")
         }
-        FileHandle.standardError.write(Data("warning: the ledger in \(path) is \(damage); using the \(reader.height) intact blocks before it (--prefix)\n".utf8))
+        FileHandle.standardError.write(Data("warning: the ledger in \(path) is damaged at \(damage); using the \(reader.height) intact blocks before it (--prefix)\n".utf8))
     }
     return reader
 }
