@@ -377,10 +377,10 @@ final class AuditReplay {
 
     /// The report: the first problem, or damage and torn tails the reader met past the last
     /// good record.
-    func finish(_ reader: BlockLogReader?) -> AuditReport {
+    func finish(_ reader: BlockLogReader) -> AuditReport {
         report.tip = tip
         report.finalStateRoot = state.stateRoot
-        let damage = reader.flatMap { AuditProblem.damage(of: $0) }
+        let damage = AuditProblem.damage(of: reader)
         if let failure {
             report.problem = failure
         } else if audit.acceptsDamagedTail {
