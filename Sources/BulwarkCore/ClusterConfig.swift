@@ -196,20 +196,34 @@ public struct ProtocolParameters: Hashable, Sendable, Codable {
     }
 }
 
-/// The public configuration of a cluster: `cluster.json` (DESIGN.md §5).
+/// The public configuration of a cluster: `cluster.json` (DESIGN.md §5) is the configuration
+/// of epoch 0, and every later epoch's is the complete configuration an approved change
+/// carried (SPEC.md §13).
 public struct ClusterConfig: Hashable, Sendable, Codable {
     public var clusterID: ClusterID
-    /// Sorted by id; ids are exactly 0..<n, so that the primary of view v is validator `v mod n`.
+    /// Sorted by strictly increasing id. Ids need not be contiguous (a removed replica's id is
+    /// never reused); the primary of view v is the validator at position `v mod n`.
     public var validators: [Validator]
     public var parameters: ProtocolParameters
+    /// The keys that approve configuration changes; distinct. Empty: the configuration can
+    /// never change.
+    public var admins: [PublicKey]
+    /// How many distinct admins must approve a change: 1...admins.count, or 0 with no admins.
+    public var adminThreshold: Int
 
-    enum CodingKeys: String, CodingKey { case clusterID, validators, parameters }
+    /// The most admins one configuration may name.
+    public static let adminsMax = 64
+
+    enum CodingKeys: String, CodingKey { case clusterID, validators, parameters, admins, adminThreshold }
 
     /// Validates as it builds: an invalid configuration cannot be constructed.
-    public init(clusterID: ClusterID, validators: [Validator], parameters: ProtocolParameters = .init()) throws(ConfigError) {
+    public init(clusterID: ClusterID, validators: [Validator], parameters: ProtocolParameters = .init(),
+                admins: [PublicKey] = [], adminThreshold: Int? = nil) throws(ConfigError) {
         self.clusterID = clusterID
         self.validators = validators.sorted { $0.id < $1.id }
         self.parameters = parameters
+        self.admins = admins
+        self.adminThreshold = adminThreshold ?? (admins.isEmpty ? 0 : 1)
         try validate()
     }
 
@@ -220,9 +234,19 @@ public struct ClusterConfig: Hashable, Sendable, Codable {
             throw DecodingError.dataCorruptedError(forKey: .clusterID, in: c,
                                                    debugDescription: "clusterID must be 64 hex digits")
         }
+        var admins: [PublicKey] = []
+        for (index, hex) in (try c.decodeIfPresent([String].self, forKey: .admins) ?? []).enumerated() {
+            guard let key = PublicKey(hex: hex) else {
+                throw DecodingError.dataCorruptedError(forKey: .admins, in: c,
+                                                       debugDescription: "admin \(index): public key must be 64 hex digits")
+            }
+            admins.append(key)
+        }
         try self.init(clusterID: id,
                       validators: try c.decode([Validator].self, forKey: .validators),
-                      parameters: try c.decodeIfPresent(ProtocolParameters.self, forKey: .parameters) ?? .init())
+                      parameters: try c.decodeIfPresent(ProtocolParameters.self, forKey: .parameters) ?? .init(),
+                      admins: admins,
+                      adminThreshold: try c.decodeIfPresent(Int.self, forKey: .adminThreshold))
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -230,6 +254,8 @@ public struct ClusterConfig: Hashable, Sendable, Codable {
         try c.encode(clusterID.hex, forKey: .clusterID)
         try c.encode(validators, forKey: .validators)
         try c.encode(parameters, forKey: .parameters)
+        try c.encode(admins.map(\.hex), forKey: .admins)
+        try c.encode(adminThreshold, forKey: .adminThreshold)
     }
 
     /// n: the number of replicas.
@@ -241,15 +267,28 @@ public struct ClusterConfig: Hashable, Sendable, Codable {
     /// f+1: enough matching replies that at least one came from an honest replica.
     public var replyQuorum: Int { f + 1 }
 
-    public func primary(of view: View) -> ReplicaID { ReplicaID(view % UInt64(n)) }
+    public func primary(of view: View) -> ReplicaID { validators[Int(view % UInt64(n))].id }
 
+    /// The validator with this id, if any (binary search: validators are sorted by id).
     public func validator(_ id: ReplicaID) -> Validator? {
-        Int(id) < validators.count ? validators[Int(id)] : nil
+        var low = 0
+        var high = validators.count
+        while low < high {
+            let mid = (low + high) / 2
+            if validators[mid].id < id { low = mid + 1 } else { high = mid }
+        }
+        return low < validators.count && validators[low].id == id ? validators[low] : nil
     }
+
+    /// The validators' ids, increasing.
+    public var ids: [ReplicaID] { validators.map(\.id) }
 
     public func replicaID(of key: PublicKey) -> ReplicaID? {
         validators.first { $0.publicKey == key }?.id
     }
+
+    /// SHA-256 over the tagged canonical encoding: what admins approve and what an epoch names.
+    public var hash: Digest { Digest.tagged(.config, cluster: clusterID, encoded()) }
 
     func validate() throws(ConfigError) {
         guard validators.count >= 4 else { throw .tooFewReplicas(validators.count) }
@@ -257,9 +296,7 @@ public struct ClusterConfig: Hashable, Sendable, Codable {
         guard validators.count <= CodecLimits.votesMax else {
             throw .badParameter("a cluster may have at most \(CodecLimits.votesMax) validators, but this one has \(validators.count)")
         }
-        for (index, validator) in validators.enumerated() where Int(validator.id) != index {
-            throw .idsNotContiguous(expected: ReplicaID(index), found: validator.id)
-        }
+        for (a, b) in zip(validators, validators.dropFirst()) where a.id == b.id { throw .duplicateID(a.id) }
         var keys: [PublicKey: ReplicaID] = [:]
         var addresses: [Address: ReplicaID] = [:]
         for v in validators {
@@ -273,18 +310,36 @@ public struct ClusterConfig: Hashable, Sendable, Codable {
             }
         }
         if let problem = parameters.problem() { throw .badParameter(problem) }
+        guard admins.count <= Self.adminsMax else { throw .badAdmins("at most \(Self.adminsMax) admins, not \(admins.count)") }
+        if Set(admins).count != admins.count { throw .badAdmins("an admin key is listed twice") }
+        if admins.isEmpty {
+            guard adminThreshold == 0 else { throw .badAdmins("adminThreshold must be 0 when there are no admins") }
+        } else if !(1...admins.count).contains(adminThreshold) {
+            throw .badAdmins("adminThreshold must be between 1 and the \(admins.count) admins, not \(adminThreshold)")
+        }
+        // Hosts are written into the canonical encoding with a one-byte-safe bound.
+        for v in validators {
+            for address in [v.replicaAddress, v.clientAddress, v.httpAddress] where address.host.utf8.count > Self.hostBytesMax {
+                throw .badParameter("validator \(v.id): host '\(address.host.prefix(40))…' is longer than \(Self.hostBytesMax) bytes")
+            }
+        }
     }
+
+    /// The longest host name an address may carry.
+    public static let hostBytesMax = 253
 
     /// The layout `bulwark cluster init` writes: validator i has id i and listens on
     /// `basePort + 3i` for replicas, `+1` for clients and `+2` for HTTP.
     public static func layout(keys: [PublicKey], host: String, basePort: Int, clusterID: ClusterID,
-                              parameters: ProtocolParameters = .init()) throws(ConfigError) -> ClusterConfig {
+                              parameters: ProtocolParameters = .init(), admins: [PublicKey] = [],
+                              adminThreshold: Int? = nil) throws(ConfigError) -> ClusterConfig {
         let validators = keys.enumerated().map { i, key in
             let port = UInt16(basePort + 3 * i)
             return Validator(id: ReplicaID(i), publicKey: key, replicaAddress: Address(host: host, port: port),
                              clientAddress: Address(host: host, port: port + 1), httpAddress: Address(host: host, port: port + 2))
         }
-        return try ClusterConfig(clusterID: clusterID, validators: validators, parameters: parameters)
+        return try ClusterConfig(clusterID: clusterID, validators: validators, parameters: parameters,
+                                 admins: admins, adminThreshold: adminThreshold)
     }
 
     /// Reads and validates `cluster.json`.
@@ -327,7 +382,8 @@ extension [any CodingKey] {
 /// A configuration mistake, described in one sentence.
 public enum ConfigError: Error, Equatable, CustomStringConvertible {
     case tooFewReplicas(Int)
-    case idsNotContiguous(expected: ReplicaID, found: ReplicaID)
+    case duplicateID(ReplicaID)
+    case badAdmins(String)
     case duplicateKey(first: ReplicaID, second: ReplicaID)
     case duplicateAddress(Address, first: ReplicaID, second: ReplicaID)
     case badParameter(String)
@@ -338,8 +394,10 @@ public enum ConfigError: Error, Equatable, CustomStringConvertible {
         switch self {
         case let .tooFewReplicas(n):
             return "a cluster needs at least 4 replicas to tolerate one Byzantine fault, but this one has \(n)"
-        case let .idsNotContiguous(expected, found):
-            return "validator ids must be 0, 1, 2, ... without gaps or repeats: expected \(expected), found \(found)"
+        case let .duplicateID(id):
+            return "validator id \(id) appears twice"
+        case let .badAdmins(problem):
+            return "admins: \(problem)"
         case let .duplicateKey(first, second):
             return "validators \(first) and \(second) have the same public key"
         case let .duplicateAddress(address, first, second):

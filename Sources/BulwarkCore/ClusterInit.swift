@@ -7,12 +7,14 @@ public enum ClusterInit {
     public static let configFileName = "cluster.json"
 
     public static func keyFileName(replica: ReplicaID) -> String { "replica-\(replica).key" }
+    public static func adminKeyFileName(admin: Int) -> String { "admin-\(admin).key" }
 
     public enum Failure: Error, Equatable, CustomStringConvertible {
         case tooFewNodes(Int)
         case tooManyNodes(Int)
         case portsOutOfRange(basePort: Int, nodes: Int)
         case badHost(String)
+        case badAdmins(admins: Int, threshold: Int)
         case exists(String)
         case unwritable(path: String, reason: String)
         case config(ConfigError)
@@ -25,6 +27,8 @@ public enum ClusterInit {
             case let .portsOutOfRange(base, n):
                 return "ports \(base)...\(base + 3 * n - 1) do not fit in 1...65535; choose a smaller --base-port"
             case let .badHost(host): return "'\(host)' is not a usable host name or address"
+            case let .badAdmins(admins, threshold):
+                return "--admins \(admins) --admin-threshold \(threshold): a cluster needs 1...\(ClusterConfig.adminsMax) admins and a threshold between 1 and the number of admins"
             case let .exists(path): return "\(path) already exists; pass --force to overwrite it"
             case let .unwritable(path, reason): return "cannot write \(path): \(reason)"
             case let .config(error): return error.description
@@ -32,20 +36,26 @@ public enum ClusterInit {
         }
     }
 
-    /// Writes `cluster.json` and `replica-<i>.key` for `nodes` replicas into `directory`
-    /// (created if missing) and returns the configuration.
+    /// Writes `cluster.json`, `replica-<i>.key` for `nodes` replicas and `admin-<i>.key` for
+    /// `admins` admins (of whom `adminThreshold` approve a configuration change) into
+    /// `directory` (created if missing) and returns the configuration.
     @discardableResult
     public static func run(nodes: Int, host: String, basePort: Int, directory: String, force: Bool,
-                           parameters: ProtocolParameters = .init()) throws(Failure) -> ClusterConfig {
+                           parameters: ProtocolParameters = .init(), admins: Int = 1,
+                           adminThreshold: Int = 1) throws(Failure) -> ClusterConfig {
         guard nodes >= 4 else { throw .tooFewNodes(nodes) }
+        guard (1...ClusterConfig.adminsMax).contains(admins), (1...admins).contains(adminThreshold) else {
+            throw .badAdmins(admins: admins, threshold: adminThreshold)
+        }
         guard nodes <= 1000 else { throw .tooManyNodes(nodes) }
         guard basePort >= 1, basePort + 3 * nodes - 1 <= 65535 else { throw .portsOutOfRange(basePort: basePort, nodes: nodes) }
         guard Address(parsing: "\(host.contains(":") ? "[\(host)]" : host):1") != nil else { throw .badHost(host) }
 
         let configPath = (directory as NSString).appendingPathComponent(configFileName)
         let keyPaths = (0..<nodes).map { (directory as NSString).appendingPathComponent(keyFileName(replica: ReplicaID($0))) }
+        let adminPaths = (0..<admins).map { (directory as NSString).appendingPathComponent(adminKeyFileName(admin: $0)) }
         if !force {
-            for path in [configPath] + keyPaths where FileManager.default.fileExists(atPath: path) { throw .exists(path) }
+            for path in [configPath] + keyPaths + adminPaths where FileManager.default.fileExists(atPath: path) { throw .exists(path) }
         }
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -64,9 +74,18 @@ public enum ClusterInit {
             }
             keys.append(key.publicKey)
         }
+        var adminKeys: [PublicKey] = []
+        for path in adminPaths {
+            let key = PrivateKey.generate()
+            do { try KeyFile.write(key, to: path, overwrite: true) } catch {
+                throw .unwritable(path: path, reason: "\(error)")
+            }
+            adminKeys.append(key.publicKey)
+        }
         let config: ClusterConfig
         do {
-            config = try ClusterConfig.layout(keys: keys, host: host, basePort: basePort, clusterID: .random(), parameters: parameters)
+            config = try ClusterConfig.layout(keys: keys, host: host, basePort: basePort, clusterID: .random(),
+                                              parameters: parameters, admins: adminKeys, adminThreshold: adminThreshold)
         } catch {
             throw .config(error)
         }

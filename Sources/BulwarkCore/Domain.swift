@@ -25,6 +25,9 @@ public struct Domain: Hashable, Sendable {
     public static let handshake = Domain("bulwark/v1/handshake")
     public static let stateTransfer = Domain("bulwark/v1/state-transfer")
     public static let state = Domain("bulwark/v1/state")
+    public static let config = Domain("bulwark/v1/config")
+    public static let configApproval = Domain("bulwark/v1/config-approval")
+    public static let governance = Domain("bulwark/v1/governance")
 
     /// The bytes a signature covers: `prefix || clusterID || body`.
     public func message(cluster: ClusterID, body: (inout CanonicalWriter) -> Void) -> [UInt8] {

@@ -14,7 +14,8 @@ struct Cluster: ParsableCommand {
             discussion: """
                 Replica i listens on PORT+3i for replicas, PORT+3i+1 for clients and PORT+3i+2 \
                 for HTTP (/metrics, /status). Key files are written with mode 0600; keep each on \
-                its own replica's machine and never commit them.
+                its own replica's machine and never commit them. Admin key files (admin-<i>.key) \
+                approve configuration changes (`bulwark admin`); keep them apart from the replicas.
                 """
         )
 
@@ -30,13 +31,20 @@ struct Cluster: ParsableCommand {
         @Option(name: .long, help: ArgumentHelp("Directory to write into (created if missing).", valueName: "DIR"))
         var out: String
 
+        @Option(name: .long, help: ArgumentHelp("Number of admin keys that approve configuration changes (admin-<i>.key).", valueName: "K"))
+        var admins: Int = 1
+
+        @Option(name: .customLong("admin-threshold"), help: ArgumentHelp("How many distinct admins must approve a change.", valueName: "T"))
+        var adminThreshold: Int = 1
+
         @Flag(name: .long, help: "Overwrite an existing cluster.json and key files.")
         var force = false
 
         func run() throws {
             let config: ClusterConfig
             do {
-                config = try ClusterInit.run(nodes: nodes, host: host, basePort: basePort, directory: out, force: force)
+                config = try ClusterInit.run(nodes: nodes, host: host, basePort: basePort, directory: out, force: force,
+                                             admins: admins, adminThreshold: adminThreshold)
             } catch {
                 throw Self.fail(error)
             }
@@ -45,7 +53,8 @@ struct Cluster: ParsableCommand {
             for v in config.validators {
                 print("  replica \(v.id)  \(v.publicKey.short)…  replicas \(v.replicaAddress)  clients \(v.clientAddress)  http \(v.httpAddress)")
             }
-            print("wrote \((out as NSString).appendingPathComponent(ClusterInit.configFileName)) and \(config.n) key files")
+            print("\(config.admins.count) admin\(config.admins.count == 1 ? "" : "s"), \(config.adminThreshold) of whom approve a configuration change")
+            print("wrote \((out as NSString).appendingPathComponent(ClusterInit.configFileName)), \(config.n) replica key files and \(config.admins.count) admin key files")
         }
     }
 }

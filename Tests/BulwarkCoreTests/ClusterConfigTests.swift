@@ -32,9 +32,26 @@ import Testing
             _ = try ClusterConfig(clusterID: good.clusterID, validators: validators)
         }
         validators = good.validators
-        validators[3].id = 7
-        #expect(throws: ConfigError.idsNotContiguous(expected: 3, found: 7)) {
+        validators[3].id = 1
+        #expect(throws: ConfigError.duplicateID(1)) {
             _ = try ClusterConfig(clusterID: good.clusterID, validators: validators)
+        }
+        // Ids need not be contiguous: a removed replica leaves a gap, and primaries go by position.
+        validators = good.validators
+        validators[1].id = 9
+        let gapped = try! ClusterConfig(clusterID: good.clusterID, validators: validators)
+        #expect(gapped.ids == [0, 2, 3, 9])
+        #expect((0..<5).map { gapped.primary(of: $0) } == [0, 2, 3, 9, 0])
+        #expect(gapped.validator(9)?.publicKey == good.validators[1].publicKey && gapped.validator(1) == nil)
+        let admin = TestKeys.config(n: 5).validators[4].publicKey
+        #expect(throws: ConfigError.badAdmins("adminThreshold must be between 1 and the 1 admins, not 2")) {
+            _ = try ClusterConfig(clusterID: good.clusterID, validators: good.validators, admins: [admin], adminThreshold: 2)
+        }
+        #expect(throws: ConfigError.badAdmins("an admin key is listed twice")) {
+            _ = try ClusterConfig(clusterID: good.clusterID, validators: good.validators, admins: [admin, admin])
+        }
+        #expect(throws: ConfigError.badAdmins("adminThreshold must be 0 when there are no admins")) {
+            _ = try ClusterConfig(clusterID: good.clusterID, validators: good.validators, admins: [], adminThreshold: 1)
         }
         validators = good.validators
         validators[1].clientAddress = validators[0].replicaAddress
@@ -94,11 +111,47 @@ import Testing
                 $0.write(UInt64(1))
             })
         }
+        #expect(config.admins.count == 1 && config.adminThreshold == 1)
+        #expect(try KeyFile.load(from: dir + "/admin-0.key").publicKey == config.admins[0])
         #expect(throws: ClusterInit.Failure.exists(dir + "/cluster.json")) {
             try ClusterInit.run(nodes: nodes, host: "127.0.0.1", basePort: 20000, directory: dir, force: false)
         }
         let replaced = try ClusterInit.run(nodes: nodes, host: "127.0.0.1", basePort: 20000, directory: dir, force: true)
         #expect(replaced.clusterID != written.clusterID)
+    }
+
+    /// `--admins 3 --admin-threshold 2` writes three admin key files and names them in cluster.json.
+    @Test func clusterInitWritesAdminKeys() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let written = try ClusterInit.run(nodes: 4, host: "127.0.0.1", basePort: 20000, directory: dir, force: false,
+                                          admins: 3, adminThreshold: 2)
+        let config = try ClusterConfig.load(from: dir + "/cluster.json")
+        #expect(config == written && config.adminThreshold == 2)
+        #expect(try (0..<3).map { try KeyFile.load(from: dir + "/admin-\($0).key").publicKey } == config.admins)
+        #expect(throws: ClusterInit.Failure.badAdmins(admins: 2, threshold: 3)) {
+            try ClusterInit.run(nodes: 4, host: "127.0.0.1", basePort: 20000, directory: dir, force: true, admins: 2, adminThreshold: 3)
+        }
+    }
+
+    /// The canonical encoding (what admins sign) round-trips, and only valid, sorted
+    /// configurations decode.
+    @Test func theCanonicalEncodingRoundTripsAndValidates() throws {
+        let admin = TestKeys.key(9).publicKey
+        let config = try ClusterConfig(clusterID: TestKeys.config(n: 4).clusterID, validators: TestKeys.config(n: 5).validators,
+                                       admins: [admin], adminThreshold: 1)
+        #expect(try ClusterConfig(decoding: config.encoded()) == config)
+        #expect(config.hash != TestKeys.config(n: 4).hash)
+        var bytes = config.encoded()
+        // The threshold is the last two bytes: 2 with one admin does not decode.
+        bytes[bytes.count - 2] = 2
+        #expect(throws: CodecError.self) { _ = try ClusterConfig(decoding: bytes) }
+        // Swap two validators' ids' order: unsorted validators do not decode.
+        var w = CanonicalWriter()
+        w.write(UInt8(1)); w.write(config.clusterID)
+        w.write([config.validators[1], config.validators[0]] + config.validators.dropFirst(2))
+        w.write(config.parameters); w.write(UInt32(0)); w.write(UInt16(0))
+        #expect(throws: CodecError.self) { _ = try ClusterConfig(decoding: w.bytes) }
     }
 
     @Test func clusterInitRejectsBadInput() {
