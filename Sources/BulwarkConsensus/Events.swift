@@ -45,6 +45,9 @@ public enum TimerID: Hashable, Sendable {
 
 /// Inputs to the core. Time arrives with every step, never from a clock inside.
 public enum Event: Sendable {
+    /// The executed ledger scheduled a configuration change: this epoch ends with block
+    /// `lastHeight` (SPEC.md §18.4).
+    case epochEnds(lastHeight: Height)
     /// A message from another replica (or a client request relayed on the replica network).
     case message(Message)
     /// A request straight from a client.

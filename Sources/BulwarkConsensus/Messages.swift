@@ -206,18 +206,22 @@ public struct ViewChange: Hashable, Sendable {
 
     public var checkpointHeight: Height { checkpoint?.height ?? 0 }
 
-    /// The signature covers the digest of the whole body.
-    func signedBytes(_ cluster: ClusterID) -> [UInt8] {
+    /// The signature covers the epoch and the digest of the whole body: views restart at 0 in
+    /// every epoch, so a view change of one epoch must be worthless in another.
+    func signedBytes(_ cluster: ClusterID, epoch: UInt64) -> [UInt8] {
         var body = CanonicalWriter()
         encodeBody(to: &body)
         let digest = Digest.tagged(.viewChange, cluster: cluster, body.bytes)
-        return Domain.viewChange.message(cluster: cluster) { $0.write(digest) }
+        return Domain.viewChange.message(cluster: cluster) { w in
+            w.write(epoch)
+            w.write(digest)
+        }
     }
 
     public static func signed(newView: View, checkpoint: CheckpointProof?, prepared: [PreparedCertificate],
-                              by key: PrivateKey, replica: ReplicaID, cluster: ClusterID) -> ViewChange {
+                              by key: PrivateKey, replica: ReplicaID, cluster: ClusterID, epoch: UInt64 = 0) -> ViewChange {
         var vc = ViewChange(newView: newView, checkpoint: checkpoint, prepared: prepared, replica: replica, signature: .zero)
-        vc.signature = key.sign(vc.signedBytes(cluster))
+        vc.signature = key.sign(vc.signedBytes(cluster, epoch: epoch))
         return vc
     }
 }
@@ -239,17 +243,21 @@ public struct NewView: Hashable, Sendable {
         self.signature = signature
     }
 
-    func signedBytes(_ cluster: ClusterID) -> [UInt8] {
+    /// Covers the epoch and the digest of the whole body, as a VIEW-CHANGE's does.
+    func signedBytes(_ cluster: ClusterID, epoch: UInt64) -> [UInt8] {
         var body = CanonicalWriter()
         encodeBody(to: &body)
         let digest = Digest.tagged(.newView, cluster: cluster, body.bytes)
-        return Domain.newView.message(cluster: cluster) { $0.write(digest) }
+        return Domain.newView.message(cluster: cluster) { w in
+            w.write(epoch)
+            w.write(digest)
+        }
     }
 
     public static func signed(view: View, viewChanges: [ViewChange], prePrepares: [PrePrepare], by key: PrivateKey,
-                              replica: ReplicaID, cluster: ClusterID) -> NewView {
+                              replica: ReplicaID, cluster: ClusterID, epoch: UInt64 = 0) -> NewView {
         var nv = NewView(view: view, viewChanges: viewChanges, prePrepares: prePrepares, replica: replica, signature: .zero)
-        nv.signature = key.sign(nv.signedBytes(cluster))
+        nv.signature = key.sign(nv.signedBytes(cluster, epoch: epoch))
         return nv
     }
 }

@@ -40,9 +40,19 @@ extension Replica {
 
     func requestSignedBytes(_ request: Request) -> [UInt8] { request.signedBytes(cluster: cluster) }
 
+    /// What the request timer waits on: the oldest pending request, or the blocks still
+    /// missing before a scheduled epoch end (an idle cluster must still reach the boundary).
+    var oldestWaitMs: UInt64? {
+        let epochWait = (epochLastHeight.map { chain.height < $0 } ?? false) ? epochEndWaitSinceMs : nil
+        switch (pool.oldestArrivalMs, epochWait) {
+        case let (a?, b?): return min(a, b)
+        case let (a, b): return a ?? b
+        }
+    }
+
     /// Arms PBFT's request timer for the oldest pending request, if none is armed.
     mutating func armRequestTimer() {
-        guard !requestTimerArmed, !isChangingView, let oldest = pool.oldestArrivalMs else { return }
+        guard !requestTimerArmed, !isChangingView, let oldest = oldestWaitMs else { return }
         requestTimerGeneration += 1
         requestTimerArmed = true
         let deadline = oldest + viewChangeTimeoutMs
@@ -52,7 +62,7 @@ extension Replica {
     /// The timer tracks the oldest pending request rather than any progress, so a primary that
     /// orders other clients' requests but censors one is still replaced.
     mutating func requestTimerExpired() {
-        guard !isChangingView, let oldest = pool.oldestArrivalMs else { return }
+        guard !isChangingView, let oldest = oldestWaitMs else { return }
         if nowMs >= oldest + viewChangeTimeoutMs {
             startViewChange(to: view + 1)
         } else {
@@ -66,14 +76,19 @@ extension Replica {
     /// are proposed and not yet committed; below that it goes at once when nothing is in
     /// flight (an idle cluster answers without the batch delay) or with `flush` (the batch
     /// delay ran out, or a block just executed and opened the window).
+    ///
+    /// Before a scheduled epoch end the primary fills idle time with null blocks, so the
+    /// boundary arrives whether or not clients write.
     mutating func proposeBatches(flush: Bool) {
         guard isPrimary, !isChangingView, stateTransferTarget == nil else { return }
-        while nextProposal <= highWatermark, pool.unproposedCount > 0 {
+        while nextProposal <= highWatermark, pool.unproposedCount > 0 || nextProposal <= epochLastHeight ?? 0 {
             let batch = pool.unproposed(maxCount: parameters.batchRequestsMax, maxBytes: parameters.batchBytesMax)
             let full = batch.count >= parameters.batchRequestsMax
                 || batch.reduce(0, { $0 + $1.bytes }) >= parameters.batchBytesMax
             let inFlight = nextProposal > chain.height ? nextProposal - 1 - chain.height : 0
             guard full || inFlight < parameters.blocksInFlightMax else { return }
+            // A null block toward the epoch's end goes as soon as the window allows.
+            let flush = flush || batch.isEmpty
             guard full || flush || inFlight == 0 else {
                 if !batchTimerArmed {
                     batchTimerArmed = true
@@ -84,7 +99,7 @@ extension Replica {
             guard let predecessor = predecessorTip(of: nextProposal) else { return }
             let requests = batch.map(\.request)
             let header = BlockHeader(
-                clusterID: cluster, height: nextProposal, view: view,
+                clusterID: cluster, epoch: epoch, height: nextProposal, view: view,
                 timestampMs: max(nowMs, predecessor.timestampMs), proposer: id,
                 prevBlockHash: predecessor.blockHash, txRoot: Block.txRoot(of: requests, cluster: cluster),
                 historyRoot: predecessor.history.root)
@@ -159,7 +174,7 @@ extension Replica {
     /// The acceptance rules for a normal-case proposal (DESIGN.md §3): nil if it passes.
     func proposalProblem(_ pp: PrePrepare, after predecessor: ChainTip) -> RejectReason? {
         let header = pp.block.header
-        guard header.clusterID == cluster, header.view == pp.view, header.proposer == pp.replica,
+        guard header.clusterID == cluster, header.epoch == epoch, header.view == pp.view, header.proposer == pp.replica,
               predecessor.isLinked(to: header) else { return .invalidBlock }
         // The proposer's clock may differ from ours, but not by more than the bound. Only our
         // own clock and the configured bound take part in arithmetic, never the timestamp the
@@ -303,6 +318,7 @@ extension Replica {
                 awaitingExecution.insert(key)
             }
             emit(.execute(pp.block, certificate))
+            if epochEndWaitSinceMs != nil { epochEndWaitSinceMs = nowMs }
         }
         // Progress resets the request timer to the (new) oldest pending request.
         requestTimerArmed = false
@@ -310,6 +326,18 @@ extension Replica {
     }
 
     // MARK: Execution results
+
+    /// The ledger scheduled a configuration change: this epoch ends with `lastHeight`. Only
+    /// the first notice counts (the state schedules at most one change per epoch), and a
+    /// boundary at or below what is already ordered cannot be: the ledger never schedules one
+    /// closer than a watermark window.
+    mutating func epochEnds(lastHeight: Height) {
+        guard epochLastHeight == nil, lastHeight >= chain.height, lastHeight >= lowWatermark else { return }
+        epochLastHeight = lastHeight
+        epochEndWaitSinceMs = nowMs
+        armRequestTimer()
+        proposeBatches(flush: true)
+    }
 
     mutating func executed(height: Height, stateRoot: Digest?, replies: [Reply]) {
         guard height == lastExecuted + 1, height <= chain.height else { return }

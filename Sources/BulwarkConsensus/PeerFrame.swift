@@ -2,7 +2,9 @@ import BulwarkCore
 
 /// What replicas send each other.
 public enum PeerFrame: Sendable {
-    case consensus(Message)
+    /// A consensus message of the sender's epoch (SPEC.md §14.2): a receiver in another epoch
+    /// does not step it.
+    case consensus(epoch: UInt64, Message)
     /// State transfer: send me the blocks in `from...to` (the sender caps how many).
     case fetchBlocks(from: Height, to: Height)
     /// State transfer: blocks with their commit certificates, which the receiver checks itself.
@@ -26,7 +28,7 @@ public enum PeerFrame: Sendable {
 extension PeerFrame: CanonicalCodable {
     public func encode(to w: inout CanonicalWriter) {
         switch self {
-        case let .consensus(m): w.write(UInt8(1)); w.write(m)
+        case let .consensus(epoch, m): w.write(UInt8(1)); w.write(epoch); w.write(m)
         case let .fetchBlocks(from, to): w.write(UInt8(2)); w.write(from); w.write(to)
         case let .blocks(entries): w.write(UInt8(3)); w.write(entries)
         }
@@ -35,7 +37,7 @@ extension PeerFrame: CanonicalCodable {
     public init(from r: inout CanonicalReader) throws(CodecError) {
         let tag = try r.readUInt8("peer frame tag")
         switch tag {
-        case 1: self = .consensus(try r.read(Message.self))
+        case 1: self = .consensus(epoch: try r.readUInt64("epoch"), try r.read(Message.self))
         case 2: self = .fetchBlocks(from: try r.readUInt64("from"), to: try r.readUInt64("to"))
         case 3: self = .blocks(try r.readArray(LedgerEntry.self, "blocks", max: PeerFrame.transferBlocksMax))
         default: throw .unknownTag(type: "peer frame", tag: tag)

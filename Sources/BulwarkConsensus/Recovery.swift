@@ -48,7 +48,8 @@ extension Replica {
         if let nv = newView, nv.view == highestView {
             // We entered this view by its NEW-VIEW, as its primary or by accepting it: reinstall
             // it, so the view's proposals are known again and nothing conflicting is accepted.
-            installNewView(nv, plan: NewViewPlan(view: nv.view, viewChanges: nv.viewChanges, config: config))
+            installNewView(nv, plan: NewViewPlan(view: nv.view, viewChanges: nv.viewChanges, config: config, epoch: epoch,
+                                                 base: epochBase))
             // Nothing is sent during construction: drop what reinstalling emitted and forget
             // the timers it armed, so `start` and later events arm them afresh. A state
             // transfer it asked for stays pending, and `start` asks for it again.

@@ -7,7 +7,22 @@ import BulwarkCore
 /// Iteration over hash tables never decides anything observable: wherever order matters the
 /// core walks height ranges or sorted keys.
 public struct Replica: Sendable {
+    /// The configuration of `epoch`: its validators, quorum and parameters.
     public let config: ClusterConfig
+    /// The configuration epoch this core orders blocks in (SPEC.md §18). A core serves one
+    /// epoch; the shell starts a new core at the boundary.
+    public let epoch: UInt64
+    /// The ledger position at which this epoch starts: after the previous epoch's last block
+    /// (genesis for epoch 0). It plays the part of genesis for this epoch's view changes: a
+    /// replica without a stable checkpoint of this epoch stands at the base.
+    public let epochBase: ChainTip
+    /// The last height of this epoch, once the ledger scheduled a change: nothing above it is
+    /// proposed, prepared or committed in this epoch.
+    public internal(set) var epochLastHeight: Height?
+    /// Since when this replica waits for the blocks up to `epochLastHeight` (reset by
+    /// progress): a primary that does not drive the epoch to its end is replaced like one
+    /// that sits on a request.
+    var epochEndWaitSinceMs: UInt64?
     public let id: ReplicaID
     let key: PrivateKey
     let verifier: SignatureVerifier
@@ -38,8 +53,15 @@ public struct Replica: Sendable {
     public internal(set) var lastExecuted: Height
     /// The newest stable checkpoint (the low watermark); nil at genesis.
     public internal(set) var stable: CheckpointProof?
-    public var lowWatermark: Height { stable?.height ?? 0 }
-    public var highWatermark: Height { lowWatermark + parameters.watermarkWindow }
+    public var lowWatermark: Height { stable?.height ?? epochBase.height }
+    /// A window above the stable checkpoint, and above what this replica executed (so a change
+    /// the ledger schedules is known before any height past its boundary could be accepted:
+    /// `Governance.lastHeight`), and never past the epoch's last height.
+    public var highWatermark: Height {
+        var high = min(lowWatermark, lastExecuted) + parameters.watermarkWindow
+        if let last = epochLastHeight { high = min(high, last) }
+        return max(high, lowWatermark)
+    }
     /// Delivered blocks above the stable checkpoint, for checkpoint proofs and for checking
     /// re-proposals after a view change.
     var delivered: [Height: DeliveredBlock] = [:]
@@ -101,14 +123,18 @@ public struct Replica: Sendable {
     // MARK: - Construction
 
     public init(config: ClusterConfig, id: ReplicaID, key: PrivateKey, verifier: SignatureVerifier,
-                executedRequests: any ExecutedRequests, recovery: Recovery? = nil) {
+                executedRequests: any ExecutedRequests, epoch: UInt64 = 0, epochBase: ChainTip = .genesis,
+                epochLastHeight: Height? = nil, recovery: Recovery? = nil) {
         precondition(config.validator(id)?.publicKey == key.publicKey, "key does not belong to replica \(id)")
         self.config = config
+        self.epoch = epoch
+        self.epochBase = epochBase
+        self.epochLastHeight = epochLastHeight
         self.id = id
         self.key = key
         self.verifier = verifier
         self.executedRequests = executedRequests
-        let tip = recovery?.tip ?? .genesis
+        let tip = recovery?.tip ?? epochBase
         chain = tip
         lastExecuted = tip.height
         stable = recovery?.checkpoint
@@ -149,6 +175,8 @@ public struct Replica: Sendable {
         case let .executed(height, stateRoot, replies): executed(height: height, stateRoot: stateRoot, replies: replies)
         case let .stateTransferred(tip, checkpoint, executed):
             stateTransferred(tip: tip, checkpoint: checkpoint, executed: executed)
+        case let .epochEnds(lastHeight):
+            epochEnds(lastHeight: lastHeight)
         }
         checkInvariants()
         return takeOutput()
@@ -172,6 +200,8 @@ public struct Replica: Sendable {
     // MARK: - Derived values
 
     public var primary: ReplicaID { config.primary(of: view) }
+    /// Client requests waiting to be ordered, oldest first: carried into the next epoch.
+    public var pendingRequests: [Request] { pool.requests }
     public var isPrimary: Bool { primary == id }
     var quorum: Int { config.quorum }
 

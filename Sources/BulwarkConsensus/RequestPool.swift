@@ -114,6 +114,9 @@ struct RequestPool: Sendable {
 
     var unproposedCount: Int { entries.count - proposed.count }
 
+    /// Every pending request, oldest first.
+    var requests: [Request] { order.compactMap { current($0)?.request } }
+
     /// Marks `requests` proposed in this view; returns how long each one this pool held and had
     /// not seen proposed yet waited since it arrived (the primary's turnaround, for backups).
     @discardableResult

@@ -17,7 +17,7 @@ extension Replica {
         newViewTimerArmed = false
         let prepared = preparedCertificates.keys.sorted().filter { $0 > lowWatermark }.map { preparedCertificates[$0]! }
         let vc = ViewChange.signed(newView: target, checkpoint: stable, prepared: prepared, by: key, replica: id,
-                                   cluster: cluster)
+                                   cluster: cluster, epoch: epoch)
         ownViewChange = vc
         for (sender, other) in viewChanges where other.newView < target { viewChanges[sender] = nil }
         viewChanges[id] = vc
@@ -67,10 +67,10 @@ extension Replica {
         guard isChangingView, config.primary(of: view) == id, viewChangeCount(for: view) >= quorum else { return }
         // Deterministic choice of the quorum: lowest replica ids.
         let proof = viewChanges.keys.sorted().compactMap { viewChanges[$0] }.filter { $0.newView == view }.prefix(quorum)
-        let plan = NewViewPlan(view: view, viewChanges: Array(proof), config: config)
+        let plan = NewViewPlan(view: view, viewChanges: Array(proof), config: config, epoch: epoch, base: epochBase)
         let prePrepares = plan.blocks.map { PrePrepare.signed(view: view, block: $0, by: key, replica: id, cluster: cluster) }
         let nv = NewView.signed(view: view, viewChanges: Array(proof), prePrepares: prePrepares, by: key, replica: id,
-                                cluster: cluster)
+                                cluster: cluster, epoch: epoch)
         emit(.persist(.sent(.newView(nv))))
         emit(.broadcast(.newView(nv)))
         installNewView(nv, plan: plan)
@@ -82,7 +82,7 @@ extension Replica {
         // of our current view when we restarted in it without one.
         let wanted = nv.view > view || (nv.view == view && (isChangingView || newViewMessage == nil))
         guard wanted else { return }
-        guard isSigned(by: nv.replica, nv.signature, nv.signedBytes(cluster)) else { return reject(.badSignature) }
+        guard isSigned(by: nv.replica, nv.signature, nv.signedBytes(cluster, epoch: epoch)) else { return reject(.badSignature) }
         var senders = Set<ReplicaID>()
         for vc in nv.viewChanges {
             guard vc.newView == nv.view, senders.insert(vc.replica).inserted, config.validator(vc.replica) != nil,
@@ -91,8 +91,10 @@ extension Replica {
         guard senders.count >= quorum else { return reject(.invalidNewView) }
         // Every replica recomputes the primary's proposals from the same view-changes and
         // accepts the NEW-VIEW only if they are exactly those (TOCS §4.4).
-        let plan = NewViewPlan(view: nv.view, viewChanges: nv.viewChanges, config: config)
-        guard nv.prePrepares.count == plan.blocks.count else { return reject(.invalidNewView) }
+        let plan = NewViewPlan(view: nv.view, viewChanges: nv.viewChanges, config: config, epoch: epoch, base: epochBase)
+        guard nv.prePrepares.count == plan.blocks.count, plan.maxHeight <= epochLastHeight ?? .max else {
+            return reject(.invalidNewView)
+        }
         for (pp, block) in zip(nv.prePrepares, plan.blocks) {
             guard pp.view == nv.view, pp.replica == nv.replica, pp.block == block,
                   isSigned(by: pp.replica, pp.signature, pp.signedBytes(cluster)) else { return reject(.invalidNewView) }
@@ -145,10 +147,11 @@ extension Replica {
     /// and quorum−1 matching prepares from distinct backups, all above the checkpoint and
     /// inside the window (PITFALLS: forged prepared certificates).
     func isValid(_ vc: ViewChange) -> Bool {
-        guard isSigned(by: vc.replica, vc.signature, vc.signedBytes(cluster)) else { return false }
-        let base = vc.checkpointHeight
+        guard isSigned(by: vc.replica, vc.signature, vc.signedBytes(cluster, epoch: epoch)) else { return false }
+        // No checkpoint proof: the replica stands at this epoch's base.
+        let base = vc.checkpoint?.height ?? epochBase.height
         if let proof = vc.checkpoint {
-            guard proof.height % parameters.checkpointInterval == 0, isValid(proof) else { return false }
+            guard proof.height > epochBase.height, proof.height % parameters.checkpointInterval == 0, isValid(proof) else { return false }
         }
         var previous = base
         for cert in vc.prepared {
@@ -156,6 +159,7 @@ extension Replica {
             // `pp.height > previous >= base`, so the difference cannot underflow.
             guard pp.height > previous, pp.height - base <= parameters.watermarkWindow, pp.view < vc.newView,
                   pp.replica == config.primary(of: pp.view), pp.block.header.clusterID == cluster,
+                  pp.block.header.epoch == epoch, pp.height <= epochLastHeight ?? .max,
                   pp.block.hasConsistentTxRoot(),
                   isSigned(by: pp.replica, pp.signature, pp.signedBytes(cluster)) else { return false }
             previous = pp.height
@@ -175,7 +179,7 @@ extension Replica {
 /// (TOCS §4.4: "the new primary computes O from V"). Pure and deterministic: the primary and
 /// every backup compute it from the same messages and must get the same blocks.
 ///
-/// - The base is the highest stable checkpoint in the set (genesis if none).
+/// - The base is the highest stable checkpoint in the set (the epoch's base if none).
 /// - For each height above it up to the highest prepared height, the prepared block from the
 ///   highest view is re-proposed when it links to the block chosen below it; otherwise a null
 ///   block (no requests) fills the height. A prepared block that does not link cannot have
@@ -189,13 +193,13 @@ struct NewViewPlan {
 
     var maxHeight: Height { tipsAfter.last?.height ?? base.height }
 
-    init(view: View, viewChanges: [ViewChange], config: ClusterConfig) {
+    init(view: View, viewChanges: [ViewChange], config: ClusterConfig, epoch: UInt64, base epochBase: ChainTip) {
         var best: CheckpointProof?
         for vc in viewChanges {
-            if let proof = vc.checkpoint, proof.height > (best?.height ?? 0) { best = proof }
+            if let proof = vc.checkpoint, proof.height > (best?.height ?? epochBase.height) { best = proof }
         }
         checkpoint = best
-        base = best?.tip ?? .genesis
+        base = best?.tip ?? epochBase
         var candidates: [Height: PrePrepare] = [:]
         for vc in viewChanges {
             for cert in vc.prepared where cert.height > base.height {
@@ -216,7 +220,7 @@ struct NewViewPlan {
                     block = pp.block
                 } else {
                     let header = BlockHeader(
-                        clusterID: config.clusterID, height: height, view: view, timestampMs: tip.timestampMs,
+                        clusterID: config.clusterID, epoch: epoch, height: height, view: view, timestampMs: tip.timestampMs,
                         proposer: config.primary(of: view), prevBlockHash: tip.blockHash, txRoot: MerkleTree.emptyRoot,
                         historyRoot: tip.history.root)
                     block = Block(header: header, requests: [])

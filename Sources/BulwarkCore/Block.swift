@@ -9,6 +9,9 @@ public typealias Height = UInt64
 /// certificates sign and the next block's `prevBlockHash` names.
 public struct BlockHeader: Hashable, Sendable {
     public var clusterID: ClusterID
+    /// The configuration epoch the block belongs to (SPEC.md §18): its commit certificate is
+    /// checked against that epoch's validators.
+    public var epoch: UInt64
     public var height: Height
     /// The view in which the primary proposed this block.
     public var view: View
@@ -24,13 +27,14 @@ public struct BlockHeader: Hashable, Sendable {
     /// ledger before this block.
     public var historyRoot: Digest
 
-    /// Ledger format 2: results are codes and the state root carries the cluster id
-    /// (SPEC.md §1). A ledger of format 1 does not decode.
-    static let version: UInt8 = 2
+    /// Ledger format 3: headers carry the epoch, and the state holds the configuration
+    /// (SPEC.md §1). A ledger of an earlier format does not decode.
+    static let version: UInt8 = 3
 
-    public init(clusterID: ClusterID, height: Height, view: View, timestampMs: UInt64, proposer: ReplicaID,
+    public init(clusterID: ClusterID, epoch: UInt64 = 0, height: Height, view: View, timestampMs: UInt64, proposer: ReplicaID,
                 prevBlockHash: Digest, txRoot: Digest, historyRoot: Digest) {
         self.clusterID = clusterID
+        self.epoch = epoch
         self.height = height
         self.view = view
         self.timestampMs = timestampMs
@@ -48,6 +52,7 @@ extension BlockHeader: CanonicalCodable {
     public func encode(to w: inout CanonicalWriter) {
         w.write(Self.version)
         w.write(clusterID)
+        w.write(epoch)
         w.write(height)
         w.write(view)
         w.write(timestampMs)
@@ -60,6 +65,7 @@ extension BlockHeader: CanonicalCodable {
     public init(from r: inout CanonicalReader) throws(CodecError) {
         try r.readVersion("block header", supported: Self.version)
         clusterID = try r.readClusterID("cluster id")
+        epoch = try r.readUInt64("epoch")
         height = try r.readUInt64("height")
         view = try r.readUInt64("view")
         timestampMs = try r.readUInt64("timestamp")

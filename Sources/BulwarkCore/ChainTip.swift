@@ -24,13 +24,16 @@ public enum LedgerError: Error, Equatable, Sendable, CustomStringConvertible {
     case wrongProposer(Height, proposer: ReplicaID, primary: ReplicaID)
     /// The commit certificate's view is below the view the block was proposed in.
     case certificateViewBelowBlock(Height, certificate: View, block: View)
+    /// The header names another epoch than the one in force at its height.
+    case wrongEpoch(Height, expected: UInt64, found: UInt64)
 
     public var height: Height {
         switch self {
         case let .wrongHeight(_, found): return found
         case let .wrongCluster(h), let .brokenLink(h), let .wrongHistoryRoot(h), let .timestampDecreased(h),
              let .wrongTxRoot(h), let .certificateMismatch(h), let .invalidCertificate(h, _),
-             let .invalidRequestSignature(h, _), let .wrongProposer(h, _, _), let .certificateViewBelowBlock(h, _, _):
+             let .invalidRequestSignature(h, _), let .wrongProposer(h, _, _), let .certificateViewBelowBlock(h, _, _),
+             let .wrongEpoch(h, _, _):
             return h
         }
     }
@@ -60,6 +63,8 @@ public enum LedgerError: Error, Equatable, Sendable, CustomStringConvertible {
             return "proposer \(proposer) is not the primary of the block's view (replica \(primary))"
         case let .certificateViewBelowBlock(_, certificate, block):
             return "view \(certificate) is below the view \(block) the block was proposed in"
+        case let .wrongEpoch(_, expected, found):
+            return "the header names epoch \(found), but epoch \(expected) is in force at its height"
         }
     }
 
@@ -122,13 +127,14 @@ public struct ChainTip: Hashable, Sendable {
         return appending(header, hash: hash)
     }
 
-    /// `checkLinkage`, plus the commit certificate's signatures (a quorum of this cluster's
-    /// validators) and, with `checkRequests`, every client signature. Trusts nothing about
-    /// where the entry came from.
-    public func verifyNext(_ entry: LedgerEntry, config: ClusterConfig, verifier: SignatureVerifier? = nil,
+    /// `checkLinkage`, plus the epoch, the view rules, the commit certificate's signatures (a
+    /// quorum of the validators of `config`, the configuration of epoch `epoch` in force at
+    /// the block's height) and, with `checkRequests`, every client signature. Trusts nothing
+    /// about where the entry came from.
+    public func verifyNext(_ entry: LedgerEntry, config: ClusterConfig, epoch: UInt64, verifier: SignatureVerifier? = nil,
                            checkRequests: Bool = true) throws(LedgerError) -> ChainTip {
         let next = try checkLinkage(entry, cluster: config.clusterID)
-        try Self.checkViews(entry, config: config)
+        try Self.checkViews(entry, config: config, epoch: epoch)
         let h = next.height
         do { try entry.certificate.verify(config: config, verifier: verifier) } catch {
             throw .invalidCertificate(h, error)
@@ -146,11 +152,13 @@ public struct ChainTip: Hashable, Sendable {
 }
 
 extension ChainTip {
-    /// The view rules of SPEC.md §7.3 and §10.2: a block's proposer is the primary of its
-    /// view, and its commit certificate's view is at least that view (a block prepared in an
-    /// earlier view is carried over unchanged by a view change; it never commits earlier).
-    public static func checkViews(_ entry: LedgerEntry, config: ClusterConfig) throws(LedgerError) {
+    /// The epoch and view rules of SPEC.md §7.3 and §10.2: a block names the epoch in force at
+    /// its height, its proposer is the primary of its view in that epoch's configuration, and
+    /// its commit certificate's view is at least that view (a block prepared in an earlier view
+    /// is carried over unchanged by a view change; it never commits earlier).
+    public static func checkViews(_ entry: LedgerEntry, config: ClusterConfig, epoch: UInt64) throws(LedgerError) {
         let header = entry.block.header
+        guard header.epoch == epoch else { throw .wrongEpoch(header.height, expected: epoch, found: header.epoch) }
         let primary = config.primary(of: header.view)
         guard header.proposer == primary else {
             throw .wrongProposer(header.height, proposer: header.proposer, primary: primary)

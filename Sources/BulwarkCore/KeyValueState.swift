@@ -43,7 +43,10 @@ public struct KeyValueState: Sendable {
     public private(set) var historyEnd: UInt64 = 0
     /// Height of the last executed block.
     public private(set) var height: Height = 0
-    public let limits: ProtocolParameters
+    /// The replicated configuration (SPEC.md §18), an entry of the authenticated map.
+    public private(set) var governance: Governance
+    /// The ledger limits in force: the current configuration's parameters.
+    public private(set) var limits: ProtocolParameters
     /// The cluster this state belongs to; its id is part of the state root.
     public let cluster: ClusterID
     /// Records and client records, authenticated: its root is part of the state root. Writes
@@ -62,13 +65,16 @@ public struct KeyValueState: Sendable {
     /// past this many bytes (it always holds at least one), so every reply fits in a frame.
     public static let resultBytesMax = 4 << 20
 
-    /// An empty state. A replica passes a file-backed history store; by default histories
-    /// are kept in memory.
-    public init(cluster: ClusterID, limits: ProtocolParameters, history: any KeyHistoryStore = MemoryKeyHistory()) {
-        self.cluster = cluster
-        self.limits = limits
+    /// The state before the first block: no keys, and `genesis` (cluster.json) as the
+    /// configuration of epoch 0. A replica passes a file-backed history store; by default
+    /// histories are kept in memory.
+    public init(genesis: ClusterConfig, history: any KeyHistoryStore = MemoryKeyHistory()) {
+        cluster = genesis.clusterID
+        governance = Governance(genesis: genesis)
+        limits = genesis.parameters
         historyStore = history
         historyEnd = history.end
+        stageGovernance()
     }
 
     /// What executing one request did.
@@ -90,7 +96,21 @@ public struct KeyValueState: Sendable {
         var outcomes: [Outcome] = []
         outcomes.reserveCapacity(block.requests.count)
         for request in block.requests { outcomes.append(try execute(request)) }
+        if governance.endOfBlock(height) {
+            limits = governance.config.parameters
+            stageGovernance()
+        }
         return outcomes
+    }
+
+    private mutating func stageGovernance() {
+        stage(Self.governanceKeyHash, Self.governanceValueHash(governance))
+    }
+
+    mutating func restoreGovernance(_ restored: Governance) {
+        governance = restored
+        limits = restored.config.parameters
+        stageGovernance()
     }
 
     mutating func execute(_ request: Request) throws(KeyHistoryError) -> Outcome {
@@ -238,6 +258,12 @@ public struct KeyValueState: Sendable {
         case let .history(key, limit):
             let cap = Swift.min(Int(limit), limits.rangeResultsMax)
             return .history(try history(of: key, limit: cap, bytesMax: Self.resultBytesMax))
+        case let .approveConfig(request):
+            let result = governance.apply(request, height: height)
+            stageGovernance()
+            return result
+        case .governance:
+            return .governance(governance)
         }
     }
 
@@ -294,6 +320,8 @@ public struct KeyValueState: Sendable {
         case let .put(k, v), let .cas(k, _, v): return key(k) ?? value(v)
         case let .delete(k), let .add(k, _, _, _), let .get(k), let .history(k, _): return key(k)
         case let .range(s, e, _): return key(s) ?? key(e)
+        // Bounded by the request size; the configuration carried is validated when decoded.
+        case .approveConfig, .governance: return nil
         case let .txn(guards, writes):
             if guards.count + writes.count > limits.txnOperationsMax {
                 return .tooManyOperations(count: UInt64(guards.count + writes.count), max: UInt64(limits.txnOperationsMax))
@@ -345,6 +373,13 @@ public struct KeyValueState: Sendable {
         return Digest.sha256(w.bytes)
     }
 
+    /// The map entry that holds the replicated configuration: key hash SHA-256(0x03).
+    static let governanceKeyHash = Digest.sha256([3])
+
+    static func governanceValueHash(_ governance: Governance) -> Digest {
+        Digest.tagged(.governance, cluster: governance.config.clusterID, governance.encoded())
+    }
+
     /// SHA-256(len(tag) || "bulwark/v1/state" || clusterID || height || map root), the
     /// domain separation every other hash has (SPEC.md §9.3).
     static func stateRoot(cluster: ClusterID, height: Height, mapRoot: Digest) -> Digest {
@@ -371,6 +406,53 @@ public struct KeyValueState: Sendable {
         let record = records[key]
         return KeyProof(key: key, value: record?.value, version: record?.version ?? 0, height: height,
                         mapRoot: map.rootHash, proof: map.proof(for: Self.recordKeyHash(key)))
+    }
+}
+
+extension KeyValueState {
+    /// A proof of the replicated configuration in the state after `height`, which a client
+    /// checks against a certified state root alone.
+    public mutating func proveGovernance() -> GovernanceProof {
+        settle()
+        return GovernanceProof(governance: governance, height: height, mapRoot: map.rootHash,
+                               proof: map.proof(for: Self.governanceKeyHash))
+    }
+}
+
+/// The replicated configuration after `height`, with its path in the authenticated map.
+public struct GovernanceProof: Hashable, Sendable {
+    public var governance: Governance
+    public var height: Height
+    public var mapRoot: Digest
+    public var proof: AuthenticatedMap.Proof
+
+    /// Throws unless `governance` is exactly what the state with root `stateRoot` holds.
+    public func verify(stateRoot: Digest, cluster: ClusterID) throws(KeyProof.Failure) {
+        guard governance.config.clusterID == cluster,
+              KeyValueState.stateRoot(cluster: cluster, height: height, mapRoot: mapRoot) == stateRoot else {
+            throw .stateRootMismatch
+        }
+        let proven: Digest?
+        do { proven = try proof.verify(key: KeyValueState.governanceKeyHash, root: mapRoot) } catch {
+            throw .invalidPath(error)
+        }
+        guard proven == KeyValueState.governanceValueHash(governance) else { throw .valueMismatch }
+    }
+}
+
+extension GovernanceProof: CanonicalCodable {
+    public func encode(to w: inout CanonicalWriter) {
+        w.write(governance)
+        w.write(height)
+        w.write(mapRoot)
+        w.write(proof)
+    }
+
+    public init(from r: inout CanonicalReader) throws(CodecError) {
+        governance = try r.read(Governance.self)
+        height = try r.readUInt64("height")
+        mapRoot = try r.readDigest("map root")
+        proof = try r.read(AuthenticatedMap.Proof.self)
     }
 }
 

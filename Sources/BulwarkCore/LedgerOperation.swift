@@ -18,11 +18,16 @@ public enum LedgerOperation: Hashable, Sendable {
     /// The key's newest `limit` versions (oldest first), each with the height that wrote it;
     /// a deletion is a version without a value.
     case history(key: [UInt8], limit: UInt32)
+    /// One admin's approval of a new configuration (SPEC.md §18.3); the approval that reaches
+    /// the threshold schedules the change.
+    case approveConfig(ConfigApprovalRequest)
+    /// The replicated configuration: epoch, configuration, proposals, scheduled change.
+    case governance
 
     /// True for operations that never change state.
     public var isReadOnly: Bool {
         switch self {
-        case .get, .range, .history: return true
+        case .get, .range, .history, .governance: return true
         default: return false
         }
     }
@@ -62,6 +67,10 @@ extension LedgerOperation: CanonicalCodable {
             w.write(UInt8(7)); w.writeBytes(start); w.writeBytes(end); w.write(limit)
         case let .history(key, limit):
             w.write(UInt8(8)); w.writeBytes(key); w.write(limit)
+        case let .approveConfig(request):
+            w.write(UInt8(9)); w.write(request)
+        case .governance:
+            w.write(UInt8(10))
         }
     }
 
@@ -86,6 +95,10 @@ extension LedgerOperation: CanonicalCodable {
             self = .range(start: try r.readKey(), end: try r.readKey(), limit: try r.readUInt32("range limit"))
         case 8:
             self = .history(key: try r.readKey(), limit: try r.readUInt32("history limit"))
+        case 9:
+            self = .approveConfig(try r.read(ConfigApprovalRequest.self))
+        case 10:
+            self = .governance
         default:
             throw .unknownTag(type: "operation", tag: tag)
         }

@@ -20,6 +20,12 @@ public enum OperationResult: Hashable, Sendable {
     /// change nothing, so exactly-once does not need it, and keeping it would let free client
     /// keys inflate the state). The client asks again under a new request id.
     case notKept
+    /// An approval counted (SPEC.md §18.3); `lastHeight` is set when it completed the change.
+    case configApproved(ConfigProgress)
+    /// An approval that changed nothing.
+    case configRefused(ConfigRefusal)
+    /// The replicated configuration.
+    case governance(Governance)
 
     public struct Entry: Hashable, Sendable, CanonicalCodable {
         public var key: [UInt8]
@@ -46,7 +52,7 @@ public enum OperationResult: Hashable, Sendable {
     /// True when the request changed nothing because a condition failed or it was refused.
     public var isFailure: Bool {
         switch self {
-        case .conditionFailed, .rejected: return true
+        case .conditionFailed, .rejected, .configRefused: return true
         default: return false
         }
     }
@@ -68,6 +74,9 @@ extension OperationResult: CanonicalCodable {
         case let .rejected(rejection): w.write(UInt8(7)); w.write(rejection)
         case let .history(entries): w.write(UInt8(8)); w.write(entries)
         case .notKept: w.write(UInt8(9))
+        case let .configApproved(progress): w.write(UInt8(10)); w.write(progress)
+        case let .configRefused(refusal): w.write(UInt8(11)); w.write(refusal)
+        case let .governance(governance): w.write(UInt8(12)); w.write(governance)
         }
     }
 
@@ -86,6 +95,9 @@ extension OperationResult: CanonicalCodable {
         case 7: self = .rejected(try r.read(Rejection.self))
         case 8: self = .history(try r.readArray(KeyValueState.HistoryEntry.self, "history", max: 1 << 20))
         case 9: self = .notKept
+        case 10: self = .configApproved(try r.read(ConfigProgress.self))
+        case 11: self = .configRefused(try r.read(ConfigRefusal.self))
+        case 12: self = .governance(try r.read(Governance.self))
         default: throw .unknownTag(type: "result", tag: tag)
         }
     }

@@ -3,7 +3,7 @@
 /// the history store; a snapshot holds each key's newest position in it and the store's end,
 /// so it is usable only with a store that holds at least that much of the same history.
 extension KeyValueState {
-    static let snapshotVersion: UInt8 = 3
+    static let snapshotVersion: UInt8 = 4
 
     public func snapshot() -> [UInt8] {
         var settled = self
@@ -11,6 +11,7 @@ extension KeyValueState {
         var w = CanonicalWriter(capacity: 64 + records.count * 48)
         w.write(Self.snapshotVersion)
         w.write(height)
+        w.write(governance)
         let keys = records.keys.sorted { $0.lexicographicallyPrecedes($1) }
         w.write(UInt64(keys.count))
         for key in keys {
@@ -45,10 +46,8 @@ extension KeyValueState {
     /// the stored state root against the rebuilt one, so a damaged snapshot is refused rather
     /// than loaded. `history` must hold at least the snapshot's history end; entries past it
     /// are not this state's, and the caller trims them before executing further.
-    /// A snapshot of another cluster's state fails the state root check.
-    public init(snapshot bytes: [UInt8], cluster: ClusterID, limits: ProtocolParameters,
-                history: any KeyHistoryStore) throws(CodecError) {
-        self.init(cluster: cluster, limits: limits, history: history)
+    /// A snapshot of another cluster's state is refused.
+    public init(snapshot bytes: [UInt8], cluster: ClusterID, history: any KeyHistoryStore) throws(CodecError) {
         guard bytes.count >= Digest.byteCount,
               Digest.sha256(Array(bytes.dropLast(Digest.byteCount))).bytes == Array(bytes.suffix(Digest.byteCount)) else {
             throw .invalidValue(field: "state snapshot", reason: "checksum does not match its contents")
@@ -56,6 +55,12 @@ extension KeyValueState {
         var r = CanonicalReader(Array(bytes.dropLast(Digest.byteCount)))
         try r.readVersion("state snapshot", supported: Self.snapshotVersion)
         let snapshotHeight = try r.readUInt64("height")
+        let governance = try r.read(Governance.self)
+        guard governance.config.clusterID == cluster else {
+            throw .invalidValue(field: "state snapshot", reason: "it is a state of cluster \(governance.config.clusterID), not \(cluster)")
+        }
+        self.init(genesis: governance.config, history: history)
+        restoreGovernance(governance)
         // Every entry takes more than one byte, so counts above the input size are corrupt.
         func count(_ field: String) throws(CodecError) -> Int {
             let n = try r.readUInt64(field)

@@ -31,7 +31,7 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
             guard let frame = try? PeerFrame(decoding: data) else { return }
             canonical(frame.encoded(), data, "peer frame")
             switch frame {
-            case let .consensus(message): _ = message.isInProtocolRange
+            case let .consensus(_, message): _ = message.isInProtocolRange
             case let .fetchBlocks(from, to): _ = PeerFrame.transferRange(from: from, to: to, ledgerHeight: Self.fixture.tip.height)
             case let .blocks(entries): Self.verifyTransferred(entries)
             }
@@ -61,7 +61,7 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
         case .snapshot:
             // Sealed with its digest, so the decoder behind the digest check is reached.
             let bytes = data + Digest.sha256(data).bytes
-            guard var state = try? KeyValueState(snapshot: bytes, cluster: Self.fixture.config.clusterID, limits: Self.fixture.config.parameters,
+            guard var state = try? KeyValueState(snapshot: bytes, cluster: Self.fixture.config.clusterID,
                                                  history: Self.fixture.state.historyStore) else { return }
             _ = state.stateRoot
             canonical(state.snapshot(), bytes, "snapshot")
@@ -83,7 +83,7 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
         let scenario = ReplicaScenario.committed
         switch self {
         case .peerFrame:
-            return scenario.sent.prefix(12).map { PeerFrame.consensus($0).encoded() }
+            return scenario.sent.prefix(12).map { PeerFrame.consensus(epoch: 0, $0).encoded() }
                 + [PeerFrame.fetchBlocks(from: 1, to: 8).encoded(), PeerFrame.blocks(Array(fixture.entries.prefix(3))).encoded()]
         case .clientFrame:
             let request = scenario.requests[0]
@@ -214,7 +214,7 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
     static func verifyTransferred(_ entries: [LedgerEntry]) {
         var tip = ChainTip.genesis
         for entry in entries {
-            guard let next = try? tip.verifyNext(entry, config: fixture.config, verifier: verifier) else { return }
+            guard let next = try? tip.verifyNext(entry, config: fixture.config, epoch: 0, verifier: verifier) else { return }
             tip = next
         }
     }
@@ -244,7 +244,7 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
         var tip = ChainTip.genesis
         for height in stride(from: Height(1), through: reader.height, by: 1) {
             guard let entry = try? reader.entry(at: height) else { break }
-            guard let next = try? tip.verifyNext(entry, config: fixture.config, verifier: verifier) else { break }
+            guard let next = try? tip.verifyNext(entry, config: fixture.config, epoch: 0, verifier: verifier) else { break }
             tip = next
         }
         if let log = try? BlockLog(directory: "/blocks", fileSystem: fs), log.damage != nil { try? log.truncateDamage() }

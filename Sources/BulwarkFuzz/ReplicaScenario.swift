@@ -32,7 +32,7 @@ struct ReplicaScenario {
         let verifier = SignatureVerifier()
         let config = self.config
         // Blocks are not executed here (see `executed`): no request ever shows as executed.
-        let executed = ExecutedState(KeyValueState(cluster: config.clusterID, limits: parameters))
+        let executed = ExecutedState(KeyValueState(genesis: config))
         replicas = keys.enumerated().map { i, key in
             Replica(config: config, id: ReplicaID(i), key: key, verifier: verifier, executedRequests: executed)
         }

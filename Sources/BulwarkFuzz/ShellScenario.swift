@@ -24,6 +24,7 @@ final class ShellScenario: ShellNetwork, ShellClock {
 
     func send(_ frame: [UInt8], to peer: ReplicaID, afterMs: UInt64) { sent += 1 }
     func send(_ frame: [UInt8], toClient client: PublicKey) { sent += 1 }
+    func configure(_ config: ClusterConfig) {}
     func schedule(_ timer: ShellTimer, afterMs: UInt64) { if timers.count < 64 { timers.append(timer) } }
 
     /// The disk the shell recovers from: blocks 1…4 of the fixture and the execution
@@ -49,7 +50,7 @@ final class ShellScenario: ShellNetwork, ShellClock {
         let proof = CheckpointProof(certificate: last, header: header, historyBefore: historyBefore)
         let request = fixture.entries.last!.block.requests.first!
         return [
-            (1, PeerFrame.consensus(.checkpointProof(proof)).encoded()),
+            (1, PeerFrame.consensus(epoch: 0, .checkpointProof(proof)).encoded()),
             (2, PeerFrame.blocks(Array(fixture.entries[Int(recoveredHeight)...])).encoded()),
             (1, PeerFrame.blocks(Array(fixture.entries[Int(recoveredHeight)..<8])).encoded()),
             (0, PeerFrame.fetchBlocks(from: 1, to: 4).encoded()),

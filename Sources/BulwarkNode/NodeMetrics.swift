@@ -16,6 +16,8 @@ final class NodeMetrics: Sendable {
 
     let committedHeight: CoreMetrics.Gauge
     let view: CoreMetrics.Gauge
+    /// The configuration epoch (SPEC.md §18).
+    let epoch: CoreMetrics.Gauge
     let stableCheckpoint: CoreMetrics.Gauge
     let changingView: CoreMetrics.Gauge
     let viewChanges: CoreMetrics.Counter
@@ -75,6 +77,7 @@ final class NodeMetrics: Sendable {
         let labels = [("replica", "\(replica)")]
         committedHeight = CoreMetrics.Gauge(label: "bulwark_committed_height", dimensions: labels, factory: factory)
         view = CoreMetrics.Gauge(label: "bulwark_view", dimensions: labels, factory: factory)
+        epoch = CoreMetrics.Gauge(label: "bulwark_epoch", dimensions: labels, factory: factory)
         stableCheckpoint = CoreMetrics.Gauge(label: "bulwark_stable_checkpoint", dimensions: labels, factory: factory)
         changingView = CoreMetrics.Gauge(label: "bulwark_changing_view", dimensions: labels, factory: factory)
         viewChanges = CoreMetrics.Counter(label: "bulwark_view_changes_total", dimensions: labels, factory: factory)
@@ -123,6 +126,7 @@ final class NodeMetrics: Sendable {
     func record(_ notice: ShellNotice) {
         switch notice {
         case let .dropped(reason): drop(reason)
+        case let .enteredEpoch(epoch, _): self.epoch.record(epoch)
         case let .walSynced(nanoseconds):
             walFsyncs.increment()
             walFsyncTime.recordNanoseconds(Int64(clamping: nanoseconds))

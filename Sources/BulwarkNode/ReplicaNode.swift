@@ -16,6 +16,7 @@ import NIOPosix
 /// clients, and writing snapshots, run on queues of their own; `/status` and `/metrics` are
 /// served over HTTP. Everything the replica decides happens in the shell.
 public final class ReplicaNode: @unchecked Sendable {
+    /// The configuration in force when the replica started (its ledger's epoch).
     public let config: ClusterConfig
     public let id: ReplicaID
     public var logger: Logger { shell.logger }
@@ -49,6 +50,12 @@ public final class ReplicaNode: @unchecked Sendable {
     /// and the runtime: running out of sockets must never become a storage fault.
     public static let descriptorsReserved = 256
     public var faulted: String? { shell.faulted }
+    /// Called once, on `loop`, when a new epoch no longer lists this replica with its key:
+    /// the process exits without being restarted. Set before `start`.
+    public var onRetire: ((String) -> Void)? {
+        get { shell.onRetire }
+        set { shell.onRetire = newValue }
+    }
     /// Called once, on `loop`, when the replica faults: a process exits so that its supervisor
     /// restarts it (recovery from disk is the one path back). Nil: the replica only stops.
     /// Set before `start`.
@@ -67,27 +74,32 @@ public final class ReplicaNode: @unchecked Sendable {
 
     /// Snapshots of the state are written every `snapshotInterval` blocks (rounded up to a
     /// checkpoint height; 0 for never), so a restart replays only the blocks after the newest.
-    public init(config: ClusterConfig, id: ReplicaID, key: PrivateKey, dataDirectory: String, logger: Logger,
-                snapshotInterval: Height = 1024) throws {
-        self.config = config
-        self.id = id
+    /// `config` is cluster.json (epoch 0); the replica serves the epoch its ledger reached, as
+    /// the validator that epoch lists with `key` (`id`, when given, must be that validator).
+    public init(config genesis: ClusterConfig, id expectedID: ReplicaID? = nil, key: PrivateKey, dataDirectory: String,
+                logger: Logger, snapshotInterval: Height = 1024) throws {
         self.key = key
         verifier = SignatureVerifier()
-        intake = ShellIntake(config: config, verifier: verifier)
-        metrics = NodeMetrics(replica: id, peers: config.validators.map(\.id).filter { $0 != id })
         ioGroup = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
         coreGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         loop = coreGroup.next()
         io = NodeIO(loop: loop)
         do {
-            shell = try ReplicaShell(config: config, id: id, key: key, dataDirectory: dataDirectory, network: io, clock: io,
-                                     workers: io, logger: logger, snapshotInterval: snapshotInterval, verifier: verifier)
+            shell = try ReplicaShell(config: genesis, id: expectedID, key: key, dataDirectory: dataDirectory, network: io,
+                                     clock: io, workers: io, logger: logger, snapshotInterval: snapshotInterval,
+                                     verifier: verifier)
         } catch {
             try? ioGroup.syncShutdownGracefully()
             try? coreGroup.syncShutdownGracefully()
             throw error
         }
+        let current = shell.config, ownID = shell.id
+        config = current
+        id = ownID
+        intake = ShellIntake(config: current, verifier: verifier)
+        metrics = NodeMetrics(replica: ownID, peers: current.validators.map(\.id).filter { $0 != ownID })
         io.shell = shell
+        io.reconfigure = { [unowned self] next in reconfigure(next) }
         let metrics = self.metrics
         shell.notify = { notice in metrics.record(notice) }
         io.dropped = { metrics.drop(.rateLimited) }
@@ -122,6 +134,20 @@ public final class ReplicaNode: @unchecked Sendable {
         try? await statusChannel?.close()
         try? await ioGroup.shutdownGracefully()
         try? await coreGroup.shutdownGracefully()
+    }
+
+    /// A new epoch (on `loop`): the transport reaches and accepts its validators, the intake
+    /// pre-checks their signatures, and this replica listens where the epoch says it does.
+    func reconfigure(_ next: ClusterConfig) {
+        transport?.update(config: next)
+        intake.update(next)
+        guard let transport, let validator = next.validator(id) else { return }
+        let wanted = [validator.replicaAddress, validator.clientAddress]
+        let transportRef = Unchecked(transport)
+        let logger = self.logger
+        Task {
+            await transportRef.value.listenOnly(at: wanted.map { ($0.host, Int($0.port)) }, logger: logger)
+        }
     }
 
     /// Inbound connections this process can hold: its descriptor limit less the reserve.
@@ -219,6 +245,8 @@ public final class ReplicaNode: @unchecked Sendable {
 final class NodeIO: ShellNetwork, ShellClock, ShellWorkers, @unchecked Sendable {
     let loop: any EventLoop
     var transport: Transport?
+    /// Set by the node: what a new epoch changes outside the shell.
+    var reconfigure: (ClusterConfig) -> Void = { _ in }
     weak var shell: ReplicaShell?
     /// Counts serving work dropped at the bound.
     var dropped: () -> Void = {}
@@ -236,6 +264,8 @@ final class NodeIO: ShellNetwork, ShellClock, ShellWorkers, @unchecked Sendable 
     }
 
     func send(_ frame: [UInt8], toClient client: PublicKey) { transport?.send(frame, toClient: client) }
+
+    func configure(_ config: ClusterConfig) { reconfigure(config) }
 
     var nowMs: UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
     var monotonicNs: UInt64 { NIODeadline.now().uptimeNanoseconds }

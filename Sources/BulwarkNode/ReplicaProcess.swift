@@ -20,21 +20,26 @@ public enum ReplicaProcess {
         } catch {
             throw NodeStartupError("\(error)")
         }
-        guard let id = cluster.replicaID(of: key.publicKey) else {
-            throw NodeStartupError("the key in \(keyPath) is not a validator of the cluster in \(configPath)")
-        }
         // A write past the file-size limit must fail as an error the replica reports (and
         // exits on), not kill the process by signal before it can say why.
         signal(SIGXFSZ, SIG_IGN)
         var logger = Logger(label: "bulwark.node")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-        let node = try ReplicaNode(config: cluster, id: id, key: key, dataDirectory: dataDirectory, logger: logger,
+        // The id is the one the epoch the ledger reached lists with this key.
+        let node = try ReplicaNode(config: cluster, key: key, dataDirectory: dataDirectory, logger: logger,
                                    snapshotInterval: snapshotInterval)
+        let id = node.id
         // A faulted replica does nothing else: the process ends with one sentence and a non-zero
         // status so that its supervisor restarts it, and recovery from disk brings it back.
         node.onFault = { reason in
             FileHandle.standardError.write(Data("bulwark: replica \(id) stopped: \(reason)\n".utf8))
             exit(3)
+        }
+        // A replica a new epoch no longer lists (removed, or its key replaced) stops for good:
+        // one sentence, status 0, and a supervisor should not restart it.
+        node.onRetire = { reason in
+            FileHandle.standardError.write(Data("bulwark: replica \(id) stopped: \(reason)\n".utf8))
+            exit(0)
         }
         configure(node, cluster, id, key)
         try await node.start()

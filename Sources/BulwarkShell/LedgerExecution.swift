@@ -8,7 +8,6 @@ import Logging
 /// through `apply` exactly once per process, whether consensus delivered it, a peer sent it
 /// in state transfer, or start-up replays it from the block log.
 struct LedgerExecution {
-    let parameters: ProtocolParameters
     let blockLog: BlockLog
     /// Every version of every key, in a file beside the block log (derived from it).
     let history: FileKeyHistory
@@ -28,10 +27,12 @@ struct LedgerExecution {
     mutating func apply(_ entry: LedgerEntry) throws -> (outcomes: [KeyValueState.Outcome], checkpoint: ExecutedCheckpoint?) {
         let before = tip
         tip = tip.appending(entry.block.header, hash: entry.block.hash)
+        // The block's epoch decides whether it is a checkpoint; executing it may end the epoch.
+        let interval = state.limits.checkpointInterval
         let outcomes = try state.execute(entry.block)
         snapshots.noteExecuted(requests: entry.block.requests.count, state: state, tipBefore: before)
         let height = entry.block.height
-        guard height % parameters.checkpointInterval == 0 else { return (outcomes, nil) }
+        guard height % interval == 0 else { return (outcomes, nil) }
         checkpointStates[height] = state.provable
         return (outcomes, ExecutedCheckpoint(header: entry.block.header, historyBefore: before.history, stateRoot: state.stateRoot))
     }
@@ -76,11 +77,11 @@ extension LedgerExecution {
     /// that fails its checks when read (a sector that rotted in a segment opened from its
     /// index) is damage like any other: the log is cut there, and recovery starts over on the
     /// shorter ledger, which state transfer then completes.
-    static func recover(directory: String, fileSystem: any FileSystem, cluster: ClusterID, parameters: ProtocolParameters,
+    static func recover(directory: String, fileSystem: any FileSystem, genesis: ClusterConfig,
                         snapshotInterval: Height, segmentBytesMax: UInt64, logger: Logger) throws -> RecoveredLedger {
         for _ in 0..<3 {
             do {
-                return try recoverOnce(directory: directory, fileSystem: fileSystem, cluster: cluster, parameters: parameters,
+                return try recoverOnce(directory: directory, fileSystem: fileSystem, genesis: genesis,
                                        snapshotInterval: snapshotInterval, segmentBytesMax: segmentBytesMax, logger: logger)
             } catch let found as DamagedBlock {
                 logger.error("block log damaged; cutting it there and repairing from peers",
@@ -100,7 +101,7 @@ extension LedgerExecution {
         let log: BlockLog
     }
 
-    static func recoverOnce(directory: String, fileSystem: any FileSystem, cluster: ClusterID, parameters: ProtocolParameters,
+    static func recoverOnce(directory: String, fileSystem: any FileSystem, genesis: ClusterConfig,
                             snapshotInterval: Height, segmentBytesMax: UInt64, logger: Logger) throws -> RecoveredLedger {
         let blockLog: BlockLog, history: FileKeyHistory
         do {
@@ -111,14 +112,15 @@ extension LedgerExecution {
                              metadata: ["height": "\(damage.height)", "reason": "\(damage.reason)"])
                 try blockLog.truncateDamage()
             }
-            history = try FileKeyHistory(path: directory + "/key-history.log", valueBytesMax: parameters.valueBytesMax,
+            // Any epoch may raise the value limit, up to the codec's.
+            history = try FileKeyHistory(path: directory + "/key-history.log", valueBytesMax: CodecLimits.valueBytesMax,
                                          fileSystem: fileSystem)
         } catch {
             throw NodeStartupError("cannot open the data directory \(directory): \(error)")
         }
         let snapshotDirectory = directory + "/snapshots"
         let restored = StateSnapshots.load(directory: snapshotDirectory, fileSystem: fileSystem, blockLog: blockLog,
-                                           cluster: cluster, limits: parameters, history: history, logger: logger)
+                                           cluster: genesis.clusterID, history: history, logger: logger)
         do {
             // Entries past the restored state's are rewritten by the replay below.
             try history.truncate(to: restored?.state.historyEnd ?? 0)
@@ -126,10 +128,10 @@ extension LedgerExecution {
             throw NodeStartupError("cannot trim the key history file in \(directory): \(error)")
         }
         var ledger = LedgerExecution(
-            parameters: parameters, blockLog: blockLog, history: history,
-            state: restored?.state ?? KeyValueState(cluster: cluster, limits: parameters, history: history), tip: restored?.tip ?? .genesis,
+            blockLog: blockLog, history: history,
+            state: restored?.state ?? KeyValueState(genesis: genesis, history: history), tip: restored?.tip ?? .genesis,
             snapshots: StateSnapshots(directory: snapshotDirectory, requested: snapshotInterval,
-                                      checkpointInterval: parameters.checkpointInterval, lastBytes: restored?.bytes ?? 0))
+                                      checkpointInterval: genesis.parameters.checkpointInterval, lastBytes: restored?.bytes ?? 0))
         let latest = blockLog.latestExecutionCertificate
         var checkpoint: CheckpointProof?
         if let restored {

@@ -14,8 +14,13 @@ import Logging
 /// simulator over a simulated disk and network, or a unit test. No threads, no clocks of its
 /// own: the replica that runs in production is the one the simulator tortures.
 public final class ReplicaShell {
-    public let config: ClusterConfig
+    /// `cluster.json`: the configuration of epoch 0.
+    public let genesis: ClusterConfig
+    /// The configuration of the epoch this replica's core serves.
+    public var config: ClusterConfig { core.config }
+    public var epoch: UInt64 { core.epoch }
     public let id: ReplicaID
+    let dataDirectory: String
     public let logger: Logger
     let key: PrivateKey
     let verifier: SignatureVerifier
@@ -23,12 +28,20 @@ public final class ReplicaShell {
     let network: any ShellNetwork
     let clock: any ShellClock
     let workers: any ShellWorkers
-    public private(set) var core: Replica
+    public internal(set) var core: Replica
     var ledger: LedgerExecution
     var journal: ConsensusJournal
     var transfer: Transfer?
     public private(set) var faulted: String?
     public private(set) var stopped = false
+    /// Set when this replica stopped because a new epoch no longer lists it with its key.
+    public internal(set) var retired: String?
+    /// Called once when the replica retires: a process exits, and is not restarted.
+    public var onRetire: ((String) -> Void)?
+    /// Boundary proofs sent to peers of earlier epochs, per peer; and the newest of them.
+    var epochHints = RateLimiter<ReplicaID>(perSecond: 2, burst: 4, totalPerSecond: 64)
+    var boundaryProofs: [Height: CheckpointProof] = [:]
+    let executedRequests = ShellExecutedRequests()
     /// Called once when the replica faults: a process exits so that its supervisor restarts
     /// it (recovery from disk is the one path back). Nil: the replica only stops.
     public var onFault: ((String) -> Void)?
@@ -77,36 +90,49 @@ public final class ReplicaShell {
     /// Recovers the replica from `dataDirectory`: the newest usable snapshot, the blocks after
     /// it, and the write-ahead log. Snapshots are written every `snapshotInterval` blocks
     /// (rounded up to a checkpoint height; 0 for never). Throws `NodeStartupError`.
-    public init(config: ClusterConfig, id: ReplicaID, key: PrivateKey, dataDirectory: String,
+    ///
+    /// `config` is the genesis configuration (`cluster.json`); the replica serves the epoch its
+    /// ledger reached, as the validator that epoch lists with `key` (which must be `id` when
+    /// given), and refuses to start when there is none, saying whether it was removed or its
+    /// key replaced.
+    public init(config: ClusterConfig, id expectedID: ReplicaID?, key: PrivateKey, dataDirectory: String,
                 fileSystem: any FileSystem = PosixFileSystem(), network: any ShellNetwork, clock: any ShellClock,
                 workers: any ShellWorkers, logger: Logger, snapshotInterval: Height = 1024,
                 segmentBytesMax: UInt64 = BlockLog.segmentBytesDefault, scrubIntervalMs: UInt64 = 10_000,
                 verifier: SignatureVerifier = SignatureVerifier()) throws {
-        guard config.validator(id)?.publicKey == key.publicKey else {
-            throw NodeStartupError("the key file's public key is not validator \(id)'s in the cluster configuration")
-        }
-        self.config = config
-        self.id = id
+        genesis = config
+        self.dataDirectory = dataDirectory
         self.key = key
-        var logger = logger
-        logger[metadataKey: "replica"] = "\(id)"
-        self.logger = logger
         self.verifier = verifier
         self.fileSystem = fileSystem
         self.network = network
         self.clock = clock
         self.workers = workers
         self.scrubIntervalMs = scrubIntervalMs
-        // The WAL first: a replica that cannot tell what it signed refuses before anything else.
-        journal = try ConsensusJournal(path: dataDirectory + "/consensus.wal", fileSystem: fileSystem)
+        var recoveryLogger = logger
+        if let expectedID { recoveryLogger[metadataKey: "replica"] = "\(expectedID)" }
         let recovered = try LedgerExecution.recover(directory: dataDirectory, fileSystem: fileSystem,
-                                                    cluster: config.clusterID, parameters: config.parameters, snapshotInterval: snapshotInterval,
-                                                    segmentBytesMax: segmentBytesMax, logger: logger)
+                                                    genesis: config, snapshotInterval: snapshotInterval,
+                                                    segmentBytesMax: segmentBytesMax, logger: recoveryLogger)
         ledger = recovered.ledger
-        let executedRequests = ShellExecutedRequests()
-        core = Replica(config: config, id: id, key: key, verifier: verifier, executedRequests: executedRequests,
-                       recovery: Recovery(tip: ledger.tip, checkpoint: recovered.checkpoint, wal: journal.records,
-                                          executed: recovered.executed))
+        // The epoch the ledger reached decides the configuration, this replica's id, the key it
+        // must hold and the write-ahead log its core restores from.
+        let governance = ledger.state.governance
+        let base = governance.epochEnds.last ?? 0
+        let id = try Self.identify(key: key, expected: expectedID, genesis: config, governance: governance)
+        self.id = id
+        var logger = logger
+        logger[metadataKey: "replica"] = "\(id)"
+        self.logger = logger
+        // The WAL before consensus starts: a replica that cannot tell what it signed refuses.
+        journal = try ConsensusJournal(path: Self.journalPath(dataDirectory: dataDirectory, epoch: governance.epoch),
+                                       fileSystem: fileSystem)
+        Self.removeOldJournals(dataDirectory: dataDirectory, epoch: governance.epoch, fileSystem: fileSystem)
+        let epochBase = try Self.tip(after: base, in: ledger)
+        core = Replica(config: governance.config, id: id, key: key, verifier: verifier, executedRequests: executedRequests,
+                       epoch: governance.epoch, epochBase: epochBase, epochLastHeight: governance.scheduled?.lastHeight,
+                       recovery: Recovery(tip: ledger.tip, checkpoint: recovered.checkpoint.flatMap { $0.height > base ? $0 : nil },
+                                          wal: journal.records, executed: recovered.executed.filter { $0.header.height > base }))
         executedRequests.shell = self
         if let latest = ledger.blockLog.latestExecutionCertificate { certify(latest) }
         logger.info("recovered", metadata: ["height": "\(ledger.tip.height)", "view": "\(core.view)",
@@ -156,6 +182,14 @@ public final class ReplicaShell {
             case let .event(event):
                 if case let .clientRequest(request) = event { noteArrival(request) }
                 actions += core.step(event, nowMs: clock.nowMs)
+            case let .consensus(message, epoch, peer):
+                if epoch == core.epoch {
+                    actions += core.step(.message(message), nowMs: clock.nowMs)
+                } else {
+                    process(actions)
+                    actions = []
+                    otherEpoch(message, epoch: epoch, from: peer)
+                }
             case let .peerFrame(frame, peer):
                 process(actions)
                 actions = []
@@ -178,7 +212,8 @@ public final class ReplicaShell {
 
     func handle(_ frame: PeerFrame, from peer: ReplicaID) {
         switch frame {
-        case let .consensus(message): step(.message(message))
+        case let .consensus(epoch, message):
+            if epoch == core.epoch { step(.message(message)) } else { otherEpoch(message, epoch: epoch, from: peer) }
         case let .fetchBlocks(from, to): serveBlocks(from: from, to: to, to: peer)
         case let .blocks(entries): receiveTransferred(entries, from: peer)
         }
@@ -220,6 +255,7 @@ public final class ReplicaShell {
             return
         }
         for event in followUps { step(event) }
+        followEpochs()
     }
 
     /// Step one: the records are durable before any message that depends on them leaves.
@@ -235,10 +271,11 @@ public final class ReplicaShell {
         switch action {
         case .persist: break
         case let .send(message, to):
-            network.send(PeerFrame.consensus(message).encoded(), to: to, afterMs: interceptor?.delayMs(message) ?? 0)
+            network.send(PeerFrame.consensus(epoch: core.epoch, message).encoded(), to: to,
+                         afterMs: interceptor?.delayMs(message) ?? 0)
         case let .broadcast(message):
             if case let .viewChange(viewChange) = message, viewChange.replica == id { notify(.sentViewChange(viewChange)) }
-            let frame = PeerFrame.consensus(message).encoded()
+            let frame = PeerFrame.consensus(epoch: core.epoch, message).encoded()
             for other in config.validators where other.id != id { network.send(frame, to: other.id, afterMs: 0) }
         case let .setTimer(timer, afterMs):
             clock.schedule(.core(timer), afterMs: afterMs)

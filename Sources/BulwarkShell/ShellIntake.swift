@@ -1,17 +1,28 @@
 import BulwarkConsensus
 import BulwarkCore
+import Foundation
 
-/// Decodes and pre-checks the frames that arrive for a replica. Stateless and thread-safe, so
-/// a driver runs it where frames arrive (the NIO driver: on every I/O thread, so signature
-/// checks use every core) before the shell's serial loop sees anything.
-public struct ShellIntake: Sendable {
-    public let config: ClusterConfig
+/// Decodes and pre-checks the frames that arrive for a replica. Thread-safe, so a driver runs
+/// it where frames arrive (the NIO driver: on every I/O thread, so signature checks use every
+/// core) before the shell's serial loop sees anything. Its configuration only warms the
+/// signature cache: the shell's core checks every signature against its own epoch.
+public final class ShellIntake: @unchecked Sendable {
     public let verifier: SignatureVerifier
+    let cluster: ClusterID
+    private let lock = NSLock()
+    private var current: ClusterConfig
 
     public init(config: ClusterConfig, verifier: SignatureVerifier) {
-        self.config = config
+        current = config
+        cluster = config.clusterID
         self.verifier = verifier
     }
+
+    /// The configuration whose validators' signatures are pre-checked.
+    public var config: ClusterConfig { lock.withLock { current } }
+
+    /// A new epoch began (`ReplicaShell.onEpoch`).
+    public func update(_ config: ClusterConfig) { lock.withLock { current = config } }
 
     /// What became of a frame.
     public enum Outcome: Sendable {
@@ -23,11 +34,11 @@ public struct ShellIntake: Sendable {
     /// A frame from replica `peer`, authenticated by the link.
     public func peer(_ bytes: [UInt8], from peer: ReplicaID) -> Outcome {
         guard let frame = try? PeerFrame(decoding: bytes) else { return .dropped(.undecodablePeerFrame, answer: nil) }
-        guard case let .consensus(message) = frame else { return .accepted(.peerFrame(frame, from: peer)) }
+        guard case let .consensus(epoch, message) = frame else { return .accepted(.peerFrame(frame, from: peer)) }
         // The sender inside a signed message must be the authenticated peer.
         if let sender = message.sender, sender != peer { return .dropped(.senderMismatch, answer: nil) }
         message.preverify(config: config, verifier: verifier)
-        return .accepted(.event(.message(message)))
+        return .accepted(.consensus(message, epoch: epoch, from: peer))
     }
 
     /// A frame from `client`, authenticated by the link: a request must carry the client's
@@ -39,7 +50,7 @@ public struct ShellIntake: Sendable {
         case let .proveRequest(key, nonce)?: return .accepted(.proveRequest(key: key, nonce: nonce, client: client))
         default: return .dropped(.undecodableClientFrame, answer: ClientFrame.refused(requestID: 0, .malformed).encoded())
         }
-        guard verifier.isValid(request.signature, by: request.client, for: request.signedBytes(cluster: config.clusterID)) else {
+        guard verifier.isValid(request.signature, by: request.client, for: request.signedBytes(cluster: cluster)) else {
             return .dropped(.badClientSignature, answer: ClientFrame.refused(requestID: request.requestID, .badSignature).encoded())
         }
         return .accepted(.event(.clientRequest(request)))

@@ -25,6 +25,9 @@ public protocol ShellNetwork: AnyObject {
     func send(_ frame: [UInt8], to peer: ReplicaID, afterMs: UInt64)
     /// Sends `frame` on `client`'s authenticated connection, if it is connected.
     func send(_ frame: [UInt8], toClient client: PublicKey)
+    /// A new epoch's configuration is in force: reach (and accept) its validators at its
+    /// addresses with its keys, and no others.
+    func configure(_ config: ClusterConfig)
 }
 
 /// How a shell reads time and sets timers. The core's time is `nowMs`; `monotonicNs` only
@@ -65,6 +68,8 @@ public final class InlineWorkers: ShellWorkers {
 /// What arrives for the shell, decoded and pre-checked (`ShellIntake`).
 public enum ShellInput: Sendable {
     case event(Event)
+    /// A consensus message from replica `from`, sent in `epoch`.
+    case consensus(Message, epoch: UInt64, from: ReplicaID)
     case peerFrame(PeerFrame, from: ReplicaID)
     case proveRequest(key: [UInt8], nonce: UInt64, client: PublicKey)
 }
@@ -83,11 +88,15 @@ public enum DropReason: String, CaseIterable, Sendable {
     /// A state-transfer or proof request over its sender's rate, or more serving work
     /// waiting than the bound.
     case rateLimited = "rate_limited"
+    /// A consensus message of another epoch than this replica's.
+    case otherEpoch = "other_epoch"
 }
 
 /// What the shell did, for metrics, logs and the simulator's report.
 public enum ShellNotice: Sendable {
     case dropped(DropReason)
+    /// A new configuration epoch began with block `firstHeight`.
+    case enteredEpoch(UInt64, firstHeight: Height)
     case walSynced(nanoseconds: UInt64)
     case blockLogSynced(nanoseconds: UInt64)
     /// A block was executed (delivered by consensus, fetched, or replayed at start-up).

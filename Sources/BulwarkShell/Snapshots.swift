@@ -67,13 +67,13 @@ struct StateSnapshots {
     /// The newest snapshot at or below the ledger's height that agrees with the ledger: its
     /// tip links to the block at its height and an execution certificate in the log certifies
     /// its state root. Snapshots that do not are reported and passed over.
-    static func load(directory: String, fileSystem: any FileSystem, blockLog: BlockLog, cluster: ClusterID, limits: ProtocolParameters,
+    static func load(directory: String, fileSystem: any FileSystem, blockLog: BlockLog, cluster: ClusterID,
                      history: any KeyHistoryStore, logger: Logger) -> Restored? {
         do {
             return try SnapshotStore(directory: directory, fileSystem: fileSystem).latest(atOrBelow: blockLog.height, skipped: { height, error in
                 logger.warning("state snapshot unusable; trying an older one", metadata: ["height": "\(height)", "reason": "\(error)"])
             }, use: { height, bytes in
-                try restore(bytes, height: height, blockLog: blockLog, cluster: cluster, limits: limits, history: history)
+                try restore(bytes, height: height, blockLog: blockLog, cluster: cluster, history: history)
             })?.value
         } catch {
             logger.warning("cannot read state snapshots; replaying the whole ledger", metadata: ["error": "\(error)"])
@@ -85,11 +85,11 @@ struct StateSnapshots {
         let description: String
     }
 
-    static func restore(_ bytes: [UInt8], height: Height, blockLog: BlockLog, cluster: ClusterID, limits: ProtocolParameters,
+    static func restore(_ bytes: [UInt8], height: Height, blockLog: BlockLog, cluster: ClusterID,
                         history: any KeyHistoryStore) throws -> Restored {
         var r = CanonicalReader(bytes)
         let tipBefore = try r.read(ChainTip.self)
-        var state = try KeyValueState(snapshot: Array(try r.readRaw(r.remaining, "state snapshot")), cluster: cluster, limits: limits,
+        var state = try KeyValueState(snapshot: Array(try r.readRaw(r.remaining, "state snapshot")), cluster: cluster,
                                       history: history)
         let entry = try blockLog.entry(at: height)
         guard state.height == height, tipBefore.height + 1 == height, tipBefore.isLinked(to: entry.block.header) else {

@@ -50,7 +50,7 @@ struct HistoryChecker {
                         }
                     }
                 case let .add(key, _, _, _): multiKey.insert(key)
-                case .range, .history: continue
+                case .range, .history, .approveConfig, .governance: continue
                 case let .put(key, _), let .delete(key), let .cas(key, _, _), let .get(key):
                     histories[key, default: []].append(Operation(operation: done.request.operation, result: result,
                                                                  invokedMs: done.invokedMs, completedMs: done.completedMs))
@@ -120,7 +120,7 @@ struct HistoryChecker {
     func checkBank() {
         let ledger = longest
         let accounts = (0..<UInt64(3)).map(SimClient.account)
-        var state = KeyValueState(cluster: simulation.config.clusterID, limits: simulation.config.parameters)
+        var state = KeyValueState(genesis: simulation.config)
         func balances() -> [Int64] {
             accounts.map { state.read($0).flatMap { KeyValueState.decodeBalance($0.value) } ?? 0 }
         }

@@ -73,6 +73,10 @@ final class SimIO: ShellNetwork, ShellClock, ShellWorkers {
         simulation.sendToClient(frame, from: node, client: client)
     }
 
+    /// The simulated network routes frames by replica id and authenticates nothing, so a new
+    /// epoch changes nothing in it; every receiving core checks signatures against its epoch.
+    func configure(_ config: ClusterConfig) {}
+
     var nowMs: UInt64 { simulation.now }
     var monotonicNs: UInt64 { simulation.now &* 1_000_000 }
 

@@ -59,12 +59,18 @@ struct SimulationChecker {
     }
 
     /// Every replica's ledger is a valid hash chain of blocks with valid commit certificates
-    /// and valid client signatures.
+    /// (each against the validators of the epoch in force at its height, which a replay of the
+    /// ledger from genesis tells) and valid client signatures.
     func checkChains() {
         for node in simulation.honestNodes {
             var tip = ChainTip.genesis
+            var state = KeyValueState(genesis: config)
             for entry in ledgers[node.id] ?? [] {
-                do { tip = try tip.verifyNext(entry, config: config, verifier: simulation.verifier) } catch {
+                let governance = state.governance
+                do {
+                    tip = try tip.verifyNext(entry, config: governance.config, epoch: governance.epoch, verifier: simulation.verifier)
+                    _ = try state.execute(entry.block)
+                } catch {
                     return fail("chain: replica \(node.id): \(error)")
                 }
             }
@@ -77,7 +83,7 @@ struct SimulationChecker {
     func checkExecution() {
         let issued = Dictionary(uniqueKeysWithValues: simulation.clients.map { ($0.key.publicKey, $0.lastRequestID) }
                                 + simulation.maliciousClients.map { ($0.attack.client, $0.attack.lastID) })
-        var state = KeyValueState(cluster: config.clusterID, limits: config.parameters)
+        var state = KeyValueState(genesis: config)
         var executions: [RequestIdentity: Int] = [:]
         var results: [RequestIdentity: [UInt8]] = [:]
         for entry in longest {

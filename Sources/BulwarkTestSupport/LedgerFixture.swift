@@ -36,7 +36,7 @@ public struct LedgerFixture: Sendable {
         config = try! ClusterConfig.layout(keys: keys.map(\.publicKey), host: "127.0.0.1", basePort: 7000,
                                            clusterID: ClusterID(raw: Bytes32(Array(repeating: 0x5c, count: 32))!),
                                            parameters: parameters)
-        state = KeyValueState(cluster: config.clusterID, limits: parameters)
+        state = KeyValueState(genesis: config)
     }
 
     var requestIDs: [UInt64] = []
@@ -100,5 +100,14 @@ public struct LedgerFixture: Sendable {
             fixture.addBlock(ops)
         }
         return fixture
+    }
+}
+
+extension ClusterConfig {
+    /// A genesis configuration for state-machine tests: four validators with fixed keys, in
+    /// cluster `cluster`, with `parameters`.
+    public static func testGenesis(cluster: ClusterID, parameters: ProtocolParameters = ProtocolParameters()) -> ClusterConfig {
+        let keys = (0..<4).map { PrivateKey(seed: [UInt8($0 + 1), 0x9e] + Array(repeating: 0, count: 30))!.publicKey }
+        return try! ClusterConfig.layout(keys: keys, host: "127.0.0.1", basePort: 7000, clusterID: cluster, parameters: parameters)
     }
 }

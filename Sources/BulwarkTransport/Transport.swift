@@ -64,7 +64,9 @@ public final class Transport: Sendable {
     }
 
     let group: any EventLoopGroup
-    let config: ClusterConfig
+    /// The configuration whose validators this transport reaches and accepts; replaced by
+    /// `update` when a new epoch begins.
+    var config: ClusterConfig { state.withLockedValue { $0.config } }
     /// Who this end is: a replica (listens, and links to its peers' replica addresses) or a
     /// client (links to the replicas' client addresses).
     let role: PeerRole
@@ -72,9 +74,10 @@ public final class Transport: Sendable {
     let settings: Settings
     let logger: Logger
     let onFrame: @Sendable (PeerRole, [UInt8]) -> Void
-    let state = NIOLockedValueBox(State())
+    let state: NIOLockedValueBox<State>
 
     struct State {
+        var config: ClusterConfig
         var links: [ReplicaID: Link] = [:]
         /// Inbound authenticated connections from clients, by key, for replies. The newest
         /// connection of a key wins; an older one's close leaves it in place.
@@ -131,12 +134,29 @@ public final class Transport: Sendable {
     public init(group: any EventLoopGroup, config: ClusterConfig, role: PeerRole, key: PrivateKey, settings: Settings,
                 logger: Logger, onFrame: @escaping @Sendable (PeerRole, [UInt8]) -> Void) {
         self.group = group
-        self.config = config
+        state = NIOLockedValueBox(State(config: config))
         self.role = role
         self.key = key
         self.settings = settings
         self.logger = logger
         self.onFrame = onFrame
+    }
+
+    /// A new epoch's configuration: later connections authenticate against it, and the link
+    /// to every validator that left it, or whose key or address changed, is closed (and the
+    /// next frame to one that stays reconnects to its new address with its new key).
+    public func update(config next: ClusterConfig) {
+        let closing = state.withLockedValue { state -> [any Channel] in
+            let previous = state.config
+            state.config = next
+            var closing: [any Channel] = []
+            for replica in state.links.keys.sorted() where previous.validator(replica) != next.validator(replica) {
+                if let channel = state.links[replica]?.channel { closing.append(channel) }
+                state.links[replica] = nil
+            }
+            return closing
+        }
+        for channel in closing { channel.close(promise: nil) }
     }
 
     /// Frames dropped because a peer's queue was full, and connections refused (all reasons).
@@ -259,6 +279,27 @@ public final class Transport: Sendable {
             return Array(state.paused.values)
         }
         for channel in channels { channel.setOption(.autoRead, value: true).whenComplete { _ in channel.read() } }
+    }
+
+    /// Listens on exactly `addresses` (a replica moved by a new epoch): binds the new ones
+    /// first, then closes listeners on any other address. A failure to bind is logged; the
+    /// old listeners stay so that the replica stays reachable.
+    public func listenOnly(at addresses: [(host: String, port: Int)], logger: Logger) async {
+        let current = state.withLockedValue { $0.listeners }
+        let bound = current.compactMap { $0.localAddress.map { ($0.ipAddress ?? "", $0.port ?? 0) } }
+        for (host, port) in addresses where !bound.contains(where: { $0.1 == port }) {
+            do { _ = try await listen(host: host, port: port) } catch {
+                logger.error("cannot listen at the address of the new epoch", metadata: ["address": "\(host):\(port)", "error": "\(error)"])
+                return
+            }
+        }
+        let stale = state.withLockedValue { state -> [any Channel] in
+            let (keep, drop) = (state.listeners.filter { l in addresses.contains { $0.port == l.localAddress?.port } },
+                                state.listeners.filter { l in !addresses.contains { $0.port == l.localAddress?.port } })
+            state.listeners = keep
+            return drop
+        }
+        for channel in stale { try? await channel.close() }
     }
 
     var ownID: ReplicaID? {

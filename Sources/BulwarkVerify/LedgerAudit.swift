@@ -50,6 +50,8 @@ public struct AuditReport: Sendable {
     public var certifiedHeight: Height = 0
     public var certifiedStateRoot: Digest?
     public var tip: ChainTip = .genesis
+    /// Every epoch the ledger reached, from epoch 0 (cluster.json) on (SPEC.md §18).
+    public var epochs: [EpochRecord] = []
     public var problem: AuditProblem?
     /// Damage after the blocks checked, passed over because the caller asked to audit the
     /// intact prefix (`acceptsDamagedTail`).
@@ -64,6 +66,19 @@ public struct AuditReport: Sendable {
     public var passed: Bool { problem == nil }
     public var blocksPerSecond: Double { elapsedSeconds > 0 ? Double(heights) / elapsedSeconds : 0 }
     public var requestsPerSecond: Double { elapsedSeconds > 0 ? Double(requests) / elapsedSeconds : 0 }
+}
+
+/// One configuration epoch as the audit replayed it.
+public struct EpochRecord: Hashable, Sendable {
+    public var epoch: UInt64
+    public var firstHeight: Height
+    public var config: ClusterConfig
+    /// The last block of the epoch, once the ledger reached it; nil for the epoch in force.
+    public var lastHeight: Height?
+    /// The proposal whose approvals made this epoch (nil for epoch 0).
+    public var proposal: Digest?
+    /// The admins (positions in the previous epoch's `admins`) who approved it.
+    public var approvers: [UInt16] = []
 }
 
 /// Audits one replica's ledger with nothing but the cluster's public configuration
@@ -143,11 +158,17 @@ public struct LedgerAudit {
         var message: [UInt8]
     }
 
-    func signatureChecks(_ batch: [LedgerEntry], certificates: [Height: [ExecutionCertificate]]) -> [SignatureCheck] {
+    /// The signatures of `batch`, with the keys of the configuration `governance` (the state
+    /// before the batch) says is in force at each height. A change that the batch itself
+    /// schedules is not known yet: `checkBlock` and `checkExecution` verify again, at once,
+    /// any signature checked against a key other than the one in force.
+    func signatureChecks(_ batch: [LedgerEntry], certificates: [Height: [ExecutionCertificate]],
+                         governance: Governance) -> [SignatureCheck] {
         var checks: [SignatureCheck] = []
         let cluster = config.clusterID
         for entry in batch {
             let height = entry.block.height
+            let config = governance.scheduled.map { height > $0.lastHeight ? $0.config : governance.config } ?? governance.config
             for (index, request) in entry.block.requests.enumerated() {
                 checks.append(SignatureCheck(
                     height: height, record: "request \(index)", key: request.client, signature: request.signature,
@@ -219,11 +240,20 @@ public struct LedgerAudit {
         return results
     }
 
-    func checkBlock(_ entry: LedgerEntry, tip: ChainTip, checks: [SignatureCheck], results: [Bool]) -> AuditProblem? {
+    /// Whether `check` holds for `key`: its precomputed result when it was checked against
+    /// that key, else verified now.
+    static func isValid(_ check: SignatureCheck, _ precomputed: Bool, key: PublicKey) -> Bool {
+        check.key == key ? precomputed : key.isValidSignature(check.signature, for: check.message)
+    }
+
+    /// Checks block `entry` against the configuration `config` of epoch `epoch`, the one in
+    /// force at its height.
+    func checkBlock(_ entry: LedgerEntry, tip: ChainTip, checks: [SignatureCheck], results: [Bool],
+                    config: ClusterConfig, epoch: UInt64) -> AuditProblem? {
         let height = entry.block.height
         do {
             _ = try tip.checkLinkage(entry, cluster: config.clusterID)
-            try ChainTip.checkViews(entry, config: config)
+            try ChainTip.checkViews(entry, config: config, epoch: epoch)
         } catch {
             return AuditProblem(height: error.height, record: error.record, reason: error.reason)
         }
@@ -233,11 +263,12 @@ public struct LedgerAudit {
         // The commit certificate: known validators, each once, valid signatures, a quorum.
         var signers = Set<ReplicaID>()
         let certificateChecks = zip(checks, results).filter { $0.0.record == "commit certificate" }
-        for (vote, (_, valid)) in zip(entry.certificate.votes, certificateChecks) {
-            guard config.validator(vote.replica) != nil else {
+        for (vote, (check, precomputed)) in zip(entry.certificate.votes, certificateChecks) {
+            guard let validator = config.validator(vote.replica) else {
                 return AuditProblem(height: height, record: "commit certificate",
-                                    reason: "signer \(vote.replica) is not a validator of this cluster")
+                                    reason: "signer \(vote.replica) is not a validator of epoch \(epoch)")
             }
+            let valid = Self.isValid(check, precomputed, key: validator.publicKey)
             guard signers.insert(vote.replica).inserted else {
                 return AuditProblem(height: height, record: "commit certificate", reason: "signer \(vote.replica) appears twice")
             }
@@ -256,7 +287,7 @@ public struct LedgerAudit {
     /// Checks an execution certificate for the block at `height` (hash `blockHash`), whose
     /// replayed state root is `stateRoot`.
     func checkExecution(_ certificate: ExecutionCertificate, at height: Height, blockHash: Digest, stateRoot: Digest,
-                        checks: [SignatureCheck] = [], results: [Bool] = []) -> AuditProblem? {
+                        config: ClusterConfig, checks: [SignatureCheck] = [], results: [Bool] = []) -> AuditProblem? {
         guard height % config.parameters.checkpointInterval == 0 else {
             return AuditProblem(height: height, record: "execution certificate",
                                 reason: "height \(height) is not a checkpoint height (a multiple of checkpointInterval \(config.parameters.checkpointInterval))")
@@ -268,7 +299,7 @@ public struct LedgerAudit {
         for vote in certificate.votes {
             guard let validator = config.validator(vote.replica) else {
                 return AuditProblem(height: height, record: "execution certificate",
-                                    reason: "signer \(vote.replica) is not a validator of this cluster")
+                                    reason: "signer \(vote.replica) is not a validator of the block's epoch")
             }
             guard signers.insert(vote.replica).inserted else {
                 return AuditProblem(height: height, record: "execution certificate", reason: "signer \(vote.replica) appears twice")
@@ -276,7 +307,9 @@ public struct LedgerAudit {
             let message = ExecutionCertificate.signedMessage(cluster: config.clusterID, height: height, blockHash: certificate.blockHash,
                                                              stateRoot: certificate.stateRoot, replica: vote.replica)
             // Checked in parallel with the block's other signatures; found by its exact message.
-            let checked = zip(checks, results).first { $0.0.signature == vote.signature && $0.0.message == message }
+            let checked = zip(checks, results).first {
+                $0.0.signature == vote.signature && $0.0.message == message && $0.0.key == validator.publicKey
+            }
             let valid = checked?.1 ?? validator.publicKey.isValidSignature(vote.signature, for: message)
             guard valid else {
                 return AuditProblem(height: height, record: "execution certificate",
@@ -308,11 +341,13 @@ final class AuditReplay {
     var tip = ChainTip.genesis
     var report = AuditReport()
     var failure: AuditProblem?
+    /// The configuration of the newest replayed block's epoch (which certifies it).
+    var lastBlockConfig: ClusterConfig
     var batch: [LedgerEntry] = []
     var inFlight: (entries: [LedgerEntry], checks: [LedgerAudit.SignatureCheck], results: LedgerAudit.PendingResults)?
     /// Replayed state roots of checkpoint heights not yet certified (following a live ledger
     /// only), at most `pendingRootsMax` of the newest.
-    var pendingRoots: [Height: (blockHash: Digest, stateRoot: Digest)] = [:]
+    var pendingRoots: [Height: (blockHash: Digest, stateRoot: Digest, config: ClusterConfig)] = [:]
     let keepsPendingRoots: Bool
     static let pendingRootsMax = 1024
 
@@ -321,7 +356,9 @@ final class AuditReplay {
         self.history = history
         self.certificates = Dictionary(grouping: certificates, by: \.height)
         self.keepsPendingRoots = keepsPendingRoots
-        state = KeyValueState(cluster: audit.config.clusterID, limits: audit.config.parameters, history: history)
+        state = KeyValueState(genesis: audit.config, history: history)
+        report.epochs = [EpochRecord(epoch: 0, firstHeight: 1, config: audit.config)]
+        lastBlockConfig = audit.config
     }
 
     /// Reads every entry of `reader` and checks it; stops at the first problem.
@@ -348,7 +385,7 @@ final class AuditReplay {
     /// Checks `entries` (the next blocks) now, without pipelining.
     func check(_ entries: [LedgerEntry]) {
         guard failure == nil, !entries.isEmpty else { return }
-        let checks = audit.signatureChecks(entries, certificates: certificates)
+        let checks = audit.signatureChecks(entries, certificates: certificates, governance: state.governance)
         process(entries, checks, LedgerAudit.verifyInParallel(checks, threads: audit.threads), total: nil)
     }
 
@@ -356,18 +393,17 @@ final class AuditReplay {
     func certify(_ certificate: ExecutionCertificate) {
         guard failure == nil else { return }
         let height = certificate.height
-        let known: (blockHash: Digest, stateRoot: Digest)?
-        if height == tip.height, height > 0 { known = (tip.blockHash, state.stateRoot) } else { known = pendingRoots[height] }
+        let known = pendingRoots[height]
+            ?? (height == tip.height && height > 0 ? (tip.blockHash, state.stateRoot, lastBlockConfig) : nil)
         guard let known else {
             let reason = height > tip.height || height == 0
                 ? "names height \(height), which is not in the ledger before it"
-                : height % audit.config.parameters.checkpointInterval != 0
-                    ? "height \(height) is not a checkpoint height (a multiple of checkpointInterval \(audit.config.parameters.checkpointInterval))"
-                    : "arrived after \(Self.pendingRootsMax) later checkpoints; its height's state is no longer held"
+                : "height \(height) is not a checkpoint height, or arrived after \(Self.pendingRootsMax) later checkpoints (its state is no longer held)"
             failure = AuditProblem(height: height, record: "execution certificate", reason: reason)
             return
         }
-        if let problem = audit.checkExecution(certificate, at: height, blockHash: known.blockHash, stateRoot: known.stateRoot) {
+        if let problem = audit.checkExecution(certificate, at: height, blockHash: known.blockHash, stateRoot: known.stateRoot,
+                                              config: known.config) {
             failure = problem
             return
         }
@@ -397,7 +433,9 @@ final class AuditReplay {
         if batch.isEmpty {
             next = nil
         } else {
-            let checks = audit.signatureChecks(batch, certificates: certificates)
+            // The state is that before the previous batch, still being checked: its schedule is
+            // as far as is known (see `signatureChecks`).
+            let checks = audit.signatureChecks(batch, certificates: certificates, governance: state.governance)
             next = (batch, checks, audit.verifyInBackground(checks))
             batch = []
         }
@@ -424,25 +462,38 @@ final class AuditReplay {
     /// Checks one block and its execution certificates, and executes it.
     func replay(_ entry: LedgerEntry, checks: [LedgerAudit.SignatureCheck], results: [Bool]) -> AuditProblem? {
         let height = entry.block.height
-        if let problem = audit.checkBlock(entry, tip: tip, checks: checks, results: results) { return problem }
+        // The configuration in force at this height; the block may end its epoch.
+        let config = state.governance.config
+        let epoch = state.governance.epoch
+        if let problem = audit.checkBlock(entry, tip: tip, checks: checks, results: results, config: config, epoch: epoch) {
+            return problem
+        }
         tip = tip.appending(entry.block.header, hash: entry.block.hash)
+        let scheduledBefore = state.governance.scheduled
         do {
             _ = try state.execute(entry.block)
             try history.flush()
         } catch {
             return AuditProblem(height: height, record: "state", reason: "cannot replay the block: \(error)")
         }
+        if state.governance.epoch != epoch, let change = scheduledBefore {
+            report.epochs[report.epochs.count - 1].lastHeight = height
+            report.epochs.append(EpochRecord(epoch: state.governance.epoch, firstHeight: state.governance.firstHeight,
+                                             config: state.governance.config, proposal: change.id,
+                                             approvers: change.approvals.map(\.admin)))
+        }
+        lastBlockConfig = config
         report.heights = height
         report.requests += entry.block.requests.count
         report.commitCertificates += 1
         for certificate in certificates[height] ?? [] {
             let root = state.stateRoot
             if let problem = audit.checkExecution(certificate, at: height, blockHash: tip.blockHash, stateRoot: root,
-                                                  checks: checks, results: results) { return problem }
+                                                  config: config, checks: checks, results: results) { return problem }
             certified(height, root)
         }
-        if keepsPendingRoots, height % audit.config.parameters.checkpointInterval == 0 {
-            pendingRoots[height] = (tip.blockHash, state.stateRoot)
+        if keepsPendingRoots, height % config.parameters.checkpointInterval == 0 {
+            pendingRoots[height] = (tip.blockHash, state.stateRoot, config)
             if pendingRoots.count > Self.pendingRootsMax, let oldest = pendingRoots.keys.min() { pendingRoots[oldest] = nil }
         }
         return nil

@@ -111,7 +111,10 @@ struct StorageBench: ParsableCommand {
         let path = NSTemporaryDirectory() + "bulwark-bench-history-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: path) }
         let history = try FileKeyHistory(path: path, valueBytesMax: ProtocolParameters().valueBytesMax)
-        var state = KeyValueState(cluster: ClusterID(raw: Bytes32(Array(repeating: 0xbe, count: 32))!), limits: ProtocolParameters(), history: history)
+        let validators = (0..<4).map { PrivateKey(seed: [UInt8($0 + 1)] + Array(repeating: 0xbe, count: 31))!.publicKey }
+        let genesis = try ClusterConfig.layout(keys: validators, host: "127.0.0.1", basePort: 7000,
+                                               clusterID: ClusterID(raw: Bytes32(Array(repeating: 0xbe, count: 32))!))
+        var state = KeyValueState(genesis: genesis, history: history)
         let client = PrivateKey(seed: Array(repeating: 1, count: 32))!.publicKey
         var requestID: UInt64 = 0
         var height: Height = 0

@@ -80,6 +80,9 @@ struct ClientOptions: ParsableArguments {
         case let .conditionFailed(reason): return "not applied: \(reason) (height \(height))"
         case let .rejected(reason): return "rejected: \(reason)"
         case .notKept: return "the read ran, but its result is no longer kept; run it again"
+        case let .configApproved(progress): return "\(progress) (height \(height))"
+        case let .configRefused(refusal): return "not applied: \(refusal) (height \(height))"
+        case let .governance(governance): return "epoch \(governance.epoch), configuration \(governance.config.hash.hex) (height \(height))"
         }
     }
 }

@@ -33,7 +33,7 @@ struct Harness {
                                            parameters: parameters)
         let verifier = self.verifier
         let config = self.config
-        let states = (0..<n).map { _ in ExecutedState(KeyValueState(cluster: config.clusterID, limits: parameters)) }
+        let states = (0..<n).map { _ in ExecutedState(KeyValueState(genesis: config)) }
         self.states = states
         replicas = keys.enumerated().map { i, key in
             Replica(config: config, id: ReplicaID(i), key: key, verifier: verifier, executedRequests: states[i])

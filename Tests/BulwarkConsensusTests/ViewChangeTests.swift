@@ -213,7 +213,7 @@ extension Harness {
         let sent = h.step(1, .message(.prePrepare(pp)))
         let prepare = sent.prepares.first!
         let wal = sent.persisted
-        var restarted = Replica(config: h.config, id: 1, key: h.keys[1], verifier: h.verifier, executedRequests: ExecutedState(KeyValueState(cluster: h.config.clusterID, limits: h.config.parameters)),
+        var restarted = Replica(config: h.config, id: 1, key: h.keys[1], verifier: h.verifier, executedRequests: ExecutedState(KeyValueState(genesis: h.config)),
                                 recovery: Recovery(tip: .genesis, checkpoint: nil, wal: wal))
         _ = restarted.start(nowMs: h.nowMs)
         let other = h.signedPrePrepare(view: 0, height: 1, requests: [h.request(2)], by: 0)
@@ -229,7 +229,7 @@ extension Harness {
         _ = h.prepareWithoutCommitting(1)
         h.fireRequestTimer(2)
         let vc = h.actions[2].viewChanges.last!
-        var restarted = Replica(config: h.config, id: 2, key: h.keys[2], verifier: h.verifier, executedRequests: ExecutedState(KeyValueState(cluster: h.config.clusterID, limits: h.config.parameters)),
+        var restarted = Replica(config: h.config, id: 2, key: h.keys[2], verifier: h.verifier, executedRequests: ExecutedState(KeyValueState(genesis: h.config)),
                                 recovery: Recovery(tip: .genesis, checkpoint: nil, wal: h.actions[2].persisted))
         let out = restarted.start(nowMs: h.nowMs)
         #expect(restarted.isChangingView && restarted.view == 1)
@@ -256,7 +256,7 @@ extension Harness {
         #expect(h.executed[0].map(\.hash) == [prepared.blockHash], "the others committed the re-proposal in view 1")
         let wal = h.actions[3].persisted
         #expect(wal.contains { if case .acceptedNewView = $0 { return true } else { return false } })
-        var restarted = Replica(config: h.config, id: 3, key: h.keys[3], verifier: h.verifier, executedRequests: ExecutedState(KeyValueState(cluster: h.config.clusterID, limits: h.config.parameters)),
+        var restarted = Replica(config: h.config, id: 3, key: h.keys[3], verifier: h.verifier, executedRequests: ExecutedState(KeyValueState(genesis: h.config)),
                                 recovery: Recovery(tip: .genesis, checkpoint: nil, wal: wal))
         _ = restarted.start(nowMs: h.nowMs)
         #expect(restarted.view == 1 && !restarted.isChangingView)
@@ -296,7 +296,7 @@ extension Harness {
             actions.compactMap { if case let .requestStateTransfer(height, _) = $0 { return height } else { return nil } }
         }
         #expect(h.replicas[3].view == 1 && transfers(h.actions[3]) == [2])
-        var restarted = Replica(config: h.config, id: 3, key: h.keys[3], verifier: h.verifier, executedRequests: ExecutedState(KeyValueState(cluster: h.config.clusterID, limits: h.config.parameters)),
+        var restarted = Replica(config: h.config, id: 3, key: h.keys[3], verifier: h.verifier, executedRequests: ExecutedState(KeyValueState(genesis: h.config)),
                                 recovery: Recovery(tip: .genesis, checkpoint: nil, wal: h.actions[3].persisted))
         let out = restarted.start(nowMs: h.nowMs)
         #expect(restarted.view == 1 && !restarted.isChangingView)

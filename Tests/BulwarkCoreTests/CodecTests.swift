@@ -71,8 +71,8 @@ import Testing
         #expect(throws: CodecError.unknownTag(type: "operation", tag: 0)) { _ = try LedgerOperation(decoding: [0]) }
         var arbitrary = Arbitrary(seed: 8)
         var bytes = arbitrary.header().encoded()
-        // Format 1 (results as sentences, a state root without the cluster id) is gone.
-        for version: UInt8 in [1, 3] {
+        // Formats 1 and 2 (before headers carried the epoch) are gone.
+        for version: UInt8 in [1, 2, 4] {
             bytes[0] = version
             #expect(throws: CodecError.unsupportedVersion(type: "block header", version: version)) {
                 _ = try BlockHeader(decoding: bytes)

@@ -141,7 +141,7 @@ struct Arbitrary {
 
     /// A real proof about a small state (key proofs cannot be made up: their paths are checked).
     mutating func keyProof() -> KeyProof {
-        var state = KeyValueState(cluster: testCluster, limits: ProtocolParameters())
+        var state = KeyValueState(genesis: .testGenesis(cluster: testCluster, parameters: ProtocolParameters()))
         let requests = (0..<Int.random(in: 0...4, using: &rng)).map { i in
             Request.signed(by: clients[0], cluster: cluster, requestID: UInt64(i + 1), operation: .put(key: [UInt8(i)], value: value()))
         }

@@ -145,6 +145,9 @@ final class TestIO: ShellNetwork, ShellClock {
         cluster.frames.append(frame)
     }
 
+    /// The test network routes by replica id and authenticates nothing: no state to change.
+    func configure(_ config: ClusterConfig) {}
+
     var nowMs: UInt64 { cluster.nowMs }
     var monotonicNs: UInt64 { cluster.nowMs &* 1_000_000 }
 

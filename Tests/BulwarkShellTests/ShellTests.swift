@@ -21,7 +21,7 @@ import Testing
             cluster.ios[i].onSend = { frame in
                 switch frame.to {
                 case .replica:
-                    guard case let .consensus(message)? = frame.peerFrame else { return }
+                    guard case let .consensus(_, message)? = frame.peerFrame else { return }
                     consensusSends += 1
                     if Self.mustBeLogged(message, by: i), !Self.durableRecords(disk).contains(.sent(message)) {
                         violations.append("replica \(i) sent a message its WAL does not durably hold")
@@ -98,7 +98,7 @@ import Testing
         cluster.run(rounds: 3)
         // Replica 3 misses every commit of the next requests.
         func isCommitTo3(_ frame: ShellCluster.Frame) -> Bool {
-            guard frame.to == .replica(3), case .consensus(.commit)? = frame.peerFrame else { return false }
+            guard frame.to == .replica(3), case .consensus(_, .commit)? = frame.peerFrame else { return false }
             return true
         }
         for _ in 0..<2 {

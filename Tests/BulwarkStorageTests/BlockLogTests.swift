@@ -286,7 +286,7 @@ import Testing
         #expect(try store.heights() == [5, 6])
         let latest = try #require(try store.latest { _, bytes in bytes })
         #expect(latest.height == 6)
-        var restored = try KeyValueState(snapshot: latest.value, cluster: fixture.config.clusterID, limits: fixture.config.parameters,
+        var restored = try KeyValueState(snapshot: latest.value, cluster: fixture.config.clusterID,
                                          history: fixture.state.historyStore)
         #expect(restored.stateRoot == fixture.stateRoot)
         fs.corrupt("/data/snapshots/\(SnapshotStore.name(6))", at: 30)
@@ -343,8 +343,8 @@ extension SnapshotStoreTests {
     @Test func aFileStoreMatchesMemoryAndResumesFromASnapshot() throws {
         let fs = SimulatedFileSystem()
         let parameters = ProtocolParameters()
-        var inMemory = KeyValueState(cluster: testCluster, limits: parameters)
-        var onFile = KeyValueState(cluster: testCluster, limits: parameters, history: try FileKeyHistory(path: "/h", valueBytesMax: 1000, fileSystem: fs))
+        var inMemory = KeyValueState(genesis: .testGenesis(cluster: testCluster, parameters: parameters))
+        var onFile = KeyValueState(genesis: .testGenesis(cluster: testCluster, parameters: parameters), history: try FileKeyHistory(path: "/h", valueBytesMax: 1000, fileSystem: fs))
         try Self.execute(&inMemory, blocks: 12)
         try Self.execute(&onFile, blocks: 12)
         #expect(onFile.stateRoot == inMemory.stateRoot)
@@ -356,20 +356,20 @@ extension SnapshotStoreTests {
         try Self.execute(&inMemory, blocks: 5)
         fs.crash(tornBytes: { $0 / 3 })
         let reopened = try FileKeyHistory(path: "/h", valueBytesMax: 1000, fileSystem: fs)
-        var resumed = try KeyValueState(snapshot: snapshot, cluster: testCluster, limits: parameters, history: reopened)
+        var resumed = try KeyValueState(snapshot: snapshot, cluster: testCluster, history: reopened)
         try reopened.truncate(to: resumed.historyEnd)
         try Self.execute(&resumed, blocks: 5)
         #expect(resumed.stateRoot == inMemory.stateRoot)
         for key: [UInt8] in [[0], [1], [2], [9]] { #expect(try resumed.history(of: key) == inMemory.history(of: key)) }
         // A file that lost what the snapshot names is refused, not read past its end.
         try reopened.truncate(to: 10)
-        #expect(throws: CodecError.self) { _ = try KeyValueState(snapshot: snapshot, cluster: testCluster, limits: parameters, history: reopened) }
+        #expect(throws: CodecError.self) { _ = try KeyValueState(snapshot: snapshot, cluster: testCluster, history: reopened) }
     }
 
     /// Damage in the file is reported when the entry is read, never returned as data.
     @Test func damageIsReportedNotRead() throws {
         let fs = SimulatedFileSystem()
-        var state = KeyValueState(cluster: testCluster, limits: ProtocolParameters(), history: try FileKeyHistory(path: "/h", valueBytesMax: 1000, fileSystem: fs))
+        var state = KeyValueState(genesis: .testGenesis(cluster: testCluster, parameters: ProtocolParameters()), history: try FileKeyHistory(path: "/h", valueBytesMax: 1000, fileSystem: fs))
         try Self.execute(&state, blocks: 8)
         let head = try #require(state.historyHeads[[0]])
         fs.corrupt("/h", at: Int(head) + 12)
@@ -379,7 +379,7 @@ extension SnapshotStoreTests {
         #expect(throws: KeyHistoryError.self) { _ = try reopened.read(at: head + 1) }
         #expect(throws: KeyHistoryError.self) { _ = try reopened.read(at: reopened.end + 100) }
         // Executing a history read over the damaged entry fails instead of answering.
-        let damaged = try KeyValueState(snapshot: state.snapshot(), cluster: testCluster, limits: ProtocolParameters(), history: reopened)
+        let damaged = try KeyValueState(snapshot: state.snapshot(), cluster: testCluster, history: reopened)
         #expect(throws: KeyHistoryError.self) { _ = try damaged.history(of: [0]) }
     }
 }

@@ -165,7 +165,7 @@ import Testing
             entry.certificate.votes[2] = vote(outsider, replica: 9, view: 0, height: 5, hash: entry.block.hash)
         }
         #expect(nonValidator.problem == AuditProblem(height: 5, record: "commit certificate",
-                                                     reason: "signer 9 is not a validator of this cluster"))
+                                                     reason: "signer 9 is not a validator of epoch 0"))
 
         let impostor = try tamper(height: 5) { entry in
             entry.certificate.votes[2] = vote(outsider, replica: 2, view: 0, height: 5, hash: entry.block.hash)

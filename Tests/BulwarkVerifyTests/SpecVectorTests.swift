@@ -55,7 +55,7 @@ import Testing
         let heights = try Self.json("ledger/expected.json")["heights"] as! [[String: Any]]
         #expect(report.heights == 12 && heights.count == 12 && report.certifiedHeight == 12)
         let reader = try BlockLogReader(directory: "/blocks", fileSystem: fs)
-        var state = KeyValueState(cluster: config.clusterID, limits: config.parameters)
+        var state = KeyValueState(genesis: config)
         var kinds = Set<String>()
         for expected in heights {
             let height = Height(expected["height"] as! Int)
@@ -88,7 +88,7 @@ import Testing
         let reader = try BlockLogReader(directory: "/blocks", fileSystem: fs)
         let heights = try Self.json("ledger/expected.json")["heights"] as! [[String: Any]]
         var tips = [ChainTip.genesis]
-        for height in 1...reader.height { tips.append(try tips.last!.verifyNext(try reader.entry(at: height), config: config)) }
+        for height in 1...reader.height { tips.append(try tips.last!.verifyNext(try reader.entry(at: height), config: config, epoch: 0)) }
         let cases = try Self.json("cases.json")["cases"] as! [[String: Any]]
         #expect(cases.count >= 30)
         for item in cases {
@@ -100,7 +100,7 @@ import Testing
                 passed = (try? Request(decoding: bytes))?.hasValidSignature(cluster: config.clusterID) ?? false
             case "block entry":
                 let height = item["height"] as! Int
-                passed = (try? tips[height - 1].verifyNext(try LedgerEntry(decoding: bytes), config: config)) != nil
+                passed = (try? tips[height - 1].verifyNext(try LedgerEntry(decoding: bytes), config: config, epoch: 0)) != nil
             case "execution certificate":
                 if let certificate = try? ExecutionCertificate(decoding: bytes),
                    certificate.height >= 1, certificate.height <= UInt64(heights.count) {

@@ -152,7 +152,76 @@ def read_operation(r):
     if tag == 6: return ("get", r.bytes_())
     if tag == 7: return ("range", r.bytes_(), r.bytes_(), r.u32())
     if tag == 8: return ("history", r.bytes_(), r.u32())
+    if tag == 9:
+        epoch = r.u64()
+        start = r.start()
+        config = read_config(r)
+        encoding = r.since(start)
+        return ("approveConfig", epoch, config, encoding, r.raw(32), r.raw(64))
+    if tag == 10: return ("governance",)
     raise ValueError("unknown operation tag %d" % tag)
+
+# --- §18 configurations ------------------------------------------------------------------
+
+PARAMETERS = [  # name, default, minimum, maximum (§16, §18.1 order)
+    ("batchRequestsMax", 512, 1, 65536), ("batchBytesMax", 1 << 20, 1, 1 << 26), ("batchDelayMs", 2, 0, 60000),
+    ("blocksInFlightMax", 1, 1, 4096), ("watermarkWindow", 64, 2, 4096), ("checkpointInterval", 16, 1, 2048),
+    ("viewChangeTimeoutMs", 2000, 10, 3600000), ("turnaroundSlackMs", 50, 0, 3600000),
+    ("timestampSkewMsMax", 30000, 1, 86400000), ("keyBytesMax", 256, 1, 4096), ("valueBytesMax", 65536, 1, 4194304),
+    ("requestBytesMax", 131072, 1, 1 << 26), ("txnOperationsMax", 64, 1, 4096), ("rangeResultsMax", 1000, 1, 100000),
+    ("frameBytesMax", 16 << 20, 65536, 1 << 27), ("stateTransferTimeoutMs", 1000, 10, 3600000)]
+
+def read_address(r):
+    host = r.bytes_()
+    if len(host) > 253:
+        raise ValueError("host too long")
+    return host.decode(), r.u16()
+
+def read_config(r):
+    """A configuration (§18.1), as the dictionary the audit uses; refuses what §16 refuses."""
+    if r.u8() != 1:
+        raise ValueError("configuration version")
+    cluster = r.raw(32)
+    validators = []
+    for _ in range(r.u32()):
+        vid, key = r.u16(), r.raw(32)
+        addresses = [read_address(r) for _ in range(3)]
+        validators.append((vid, key, addresses))
+    params = {}
+    for name, _, lo, hi in PARAMETERS:
+        value = r.u64()
+        if not lo <= value <= hi:
+            raise ValueError("parameter %s out of range" % name)
+        params[name] = value
+    admins = [r.raw(32) for _ in range(r.u32())]
+    threshold = r.u16()
+    ids = [v[0] for v in validators]
+    if len(validators) < 4 or any(a >= b for a, b in zip(ids, ids[1:])):
+        raise ValueError("validators: fewer than 4, or ids not strictly increasing")
+    if len({v[1] for v in validators}) != len(validators) or len(set(admins)) != len(admins) or len(admins) > 64:
+        raise ValueError("repeated validator or admin key")
+    if not (threshold == 0 if not admins else 1 <= threshold <= len(admins)):
+        raise ValueError("admin threshold out of range")
+    return {"cluster": cluster, "validators": {v[0]: v[1] for v in validators}, "order": ids, "params": params,
+            "admins": admins, "threshold": threshold}
+
+def config_from_json(j):
+    """cluster.json (§16) as its canonical encoding (§18.1)."""
+    def address(text):
+        host, port = (text[1:].split("]:") if text.startswith("[") else text.rsplit(":", 1))
+        host = host.encode()
+        return lenbytes(host) + u16(int(port))
+    validators = sorted(j["validators"], key=lambda v: v["id"])
+    out = b"\x01" + bytes.fromhex(j["clusterID"]) + u32(len(validators))
+    for v in validators:
+        out += u16(v["id"]) + bytes.fromhex(v["publicKey"]) + address(v["replicaAddress"]) + \
+            address(v["clientAddress"]) + address(v["httpAddress"])
+    given = j.get("parameters", {})
+    out += b"".join(u64(given.get(name, default)) for name, default, _, _ in PARAMETERS)
+    admins = j.get("admins", [])
+    out += u32(len(admins)) + b"".join(bytes.fromhex(a) for a in admins)
+    out += u16(j.get("adminThreshold", 1 if admins else 0))
+    return out
 
 def read_guard(r):
     tag = r.u8()
@@ -206,9 +275,9 @@ def read_entry(payload):
     if r.u8() != 1:
         raise ValueError("block version")
     start = r.start()
-    if r.u8() != 2:
-        raise ValueError("header version: not ledger format 2")
-    header = {"cluster": r.raw(32), "height": r.u64(), "view": r.u64(), "timestamp": r.u64(),
+    if r.u8() != 3:
+        raise ValueError("header version: not ledger format 3")
+    header = {"cluster": r.raw(32), "epoch": r.u64(), "height": r.u64(), "view": r.u64(), "timestamp": r.u64(),
               "proposer": r.u16(), "prev": r.digest(), "txRoot": r.digest(), "historyRoot": r.digest()}
     header["encoding"] = r.since(start)
     requests = [read_request(r) for _ in range(r.u32())]
@@ -231,7 +300,7 @@ def read_execution_certificate(payload):
 def check_votes(votes, validators, quorum, message):
     seen = set()
     for replica, signature in votes:
-        if replica >= len(validators) or replica in seen:
+        if replica not in validators or replica in seen:
             return False
         seen.add(replica)
         if not ed25519_verify(validators[replica], message(replica), signature):
@@ -243,12 +312,63 @@ def check_votes(votes, validators, quorum, message):
 BYTES_MAX = 4194304
 
 class State:
-    def __init__(self, cluster, params):
-        self.cluster, self.params = cluster, params
+    def __init__(self, genesis_encoding):
+        self.config_encoding = genesis_encoding
+        self.config = read_config(Reader(genesis_encoding))
+        self.cluster, self.params = self.config["cluster"], self.config["params"]
         self.records = {}     # key -> (value, version)
         self.clients = {}     # client -> (request id, result encoding, height)
         self.histories = {}   # key -> [(height, value or None)]
         self.height = 0
+        # §18.2 governance: epoch, first height, proposals {id: (config encoding, {admin index: signature})},
+        # the scheduled change (id, last height, config encoding, approvals) and the epochs' ends.
+        self.epoch, self.first_height, self.proposals, self.scheduled, self.epoch_ends = 0, 1, {}, None, []
+
+    def governance(self):
+        def approvals(a): return u32(len(a)) + b"".join(u16(i) + a[i] for i in sorted(a))
+        out = b"\x01" + u64(self.epoch) + u64(self.first_height) + self.config_encoding + u32(len(self.proposals))
+        for pid in sorted(self.proposals):
+            encoding, approved = self.proposals[pid]
+            out += pid + encoding + approvals(approved)
+        if self.scheduled is None:
+            out += b"\x00"
+        else:
+            pid, last, encoding, approved = self.scheduled
+            out += b"\x01" + pid + u64(last) + encoding + approvals(approved)
+        return out + u32(len(self.epoch_ends)) + b"".join(u64(e) for e in self.epoch_ends)
+
+    def approve(self, op):
+        _, epoch, config, encoding, admin, signature = op
+        if config["cluster"] != self.cluster: return b"\x0b\x02"
+        if epoch != self.epoch: return b"\x0b\x01" + u64(self.epoch)
+        if self.scheduled is not None: return b"\x0b\x05" + u64(self.scheduled[1])
+        if admin not in self.config["admins"]: return b"\x0b\x03"
+        config_hash = tagged("bulwark/v1/config", self.cluster, encoding)
+        message = domain("bulwark/v1/config-approval", self.cluster, u64(self.epoch) + config_hash)
+        if not ed25519_verify(admin, message, signature): return b"\x0b\x04"
+        pid = H(message)
+        if pid not in self.proposals:
+            if len(self.proposals) >= 16: return b"\x0b\x06" + u64(16)
+            self.proposals[pid] = (encoding, {})
+        approved = self.proposals[pid][1]
+        approved.setdefault(self.config["admins"].index(admin), signature)
+        count, threshold = len(approved), self.config["threshold"]
+        if count < threshold:
+            return b"\x0a" + pid + u16(count) + u16(threshold) + b"\x00"
+        window, interval = self.params["watermarkWindow"], self.params["checkpointInterval"]
+        last = -(-(self.height + window) // interval) * interval
+        self.scheduled = (pid, last, encoding, dict(approved))
+        self.proposals = {}
+        return b"\x0a" + pid + u16(count) + u16(threshold) + b"\x01" + u64(last)
+
+    def end_of_block(self):
+        if self.scheduled is not None and self.scheduled[1] == self.height:
+            self.epoch_ends.append(self.height)
+            self.epoch, self.first_height = self.epoch + 1, self.height + 1
+            self.config_encoding = self.scheduled[2]
+            self.config = read_config(Reader(self.config_encoding))
+            self.params = self.config["params"]
+            self.proposals, self.scheduled = {}, None
 
     def write(self, key, value):
         if value is None:
@@ -262,6 +382,7 @@ class State:
         def key(k): return b"\x07\x01" + u64(len(k)) + u64(kmax) if len(k) > kmax else None
         def value(v): return b"\x07\x02" + u64(len(v)) + u64(vmax) if len(v) > vmax else None
         kind = op[0]
+        if kind in ("approveConfig", "governance"): return None
         if kind in ("put", "cas"): return key(op[1]) or value(op[-1])
         if kind in ("delete", "add", "get", "history"): return key(op[1])
         if kind == "range": return key(op[1]) or key(op[2])
@@ -295,6 +416,8 @@ class State:
         rejected = self.limit_violation(op)
         if rejected: return rejected
         h, kind = self.height, op[0]
+        if kind == "approveConfig": return self.approve(op)
+        if kind == "governance": return b"\x0c" + self.governance()
         if kind == "put":
             self.write(op[1], op[2])
             return b"\x01" + u64(h)
@@ -371,9 +494,10 @@ class State:
                 outcomes.append(("stale", None))
                 continue
             result = self.apply(request["op"])
-            kept = b"\x09" if request["op"][0] in ("get", "range", "history") else result
+            kept = b"\x09" if request["op"][0] in ("get", "range", "history", "governance") else result
             self.clients[request["client"]] = (request["id"], kept, height)
             outcomes.append(("executed", result))
+        self.end_of_block()
         return outcomes
 
     def state_root(self):
@@ -382,6 +506,7 @@ class State:
             entries[H(b"\x01" + key)] = H(lenbytes(value) + u64(version))
         for client, (request_id, result, height) in self.clients.items():
             entries[H(b"\x02" + client)] = H(u64(request_id) + result + u64(height))
+        entries[H(b"\x03")] = tagged("bulwark/v1/governance", self.cluster, self.governance())
         map_root = subtree(sorted(entries.items()), 0)
         return tagged("bulwark/v1/state", self.cluster, u64(self.height) + map_root)
 
@@ -413,21 +538,20 @@ def records(directory):
             at += 8 + length
 
 def audit(directory):
-    config = json.load(open(os.path.join(directory, "cluster.json")))
-    cluster = bytes.fromhex(config["clusterID"])
-    validators = [bytes.fromhex(v["publicKey"]) for v in config["validators"]]
-    defaults = {"checkpointInterval": 16, "keyBytesMax": 256, "valueBytesMax": 65536, "txnOperationsMax": 64,
-                "rangeResultsMax": 1000}
-    params = {k: config.get("parameters", {}).get(k, v) for k, v in defaults.items()}
-    n = len(validators)
-    f = (n - 1) // 3
-    quorum = (n + f + 2) // 2
-    state = State(cluster, params)
+    state = State(config_from_json(json.load(open(os.path.join(directory, "cluster.json")))))
+    cluster = state.cluster
     block_hashes, roots, results, timestamp, certified = [], [], [], 0, 0
+    block_configs = []  # the configuration (and epoch) in force at each height
     for kind, payload in records(os.path.join(directory, "blocks")):
         if kind == 1:
             header, requests, cert = read_entry(payload)
             h = len(block_hashes) + 1
+            # The epoch in force at this height and its validators (§18.4).
+            config, epoch = state.config, state.epoch
+            validators, order = config["validators"], config["order"]
+            n = len(order)
+            quorum = (n + (n - 1) // 3 + 2) // 2
+            assert header["epoch"] == epoch, "height %d: names epoch %d, not %d" % (h, header["epoch"], epoch)
             block_hash = tagged("bulwark/v1/block", cluster, header["encoding"])
             assert header["height"] == h, "height %d: wrong height" % h
             assert header["cluster"] == cluster, "height %d: another cluster" % h
@@ -436,7 +560,7 @@ def audit(directory):
             assert header["timestamp"] >= timestamp, "height %d: timestamp" % h
             digests = [tagged("bulwark/v1/request-digest", cluster, q["encoding"]) for q in requests]
             assert header["txRoot"] == merkle_root([leaf(d) for d in digests]), "height %d: txRoot" % h
-            assert header["proposer"] == header["view"] % n, "height %d: proposer is not the primary" % h
+            assert header["proposer"] == order[header["view"] % n], "height %d: proposer is not the primary" % h
             for i, q in enumerate(requests):
                 message = domain("bulwark/v1/request", cluster, q["signed"])
                 assert ed25519_verify(q["client"], message, q["signature"]), "height %d: request %d signature" % (h, i)
@@ -448,11 +572,16 @@ def audit(directory):
             timestamp = header["timestamp"]
             results.append(state.execute(h, requests))
             roots.append(state.state_root())
+            block_configs.append(config)
         elif kind == 2:
             cert = read_execution_certificate(payload)
             h = cert["height"]
             assert 1 <= h <= len(block_hashes) and cert["blockHash"] == block_hashes[h - 1], "execution certificate %d: block" % h
-            assert h % params["checkpointInterval"] == 0, "execution certificate %d: not a checkpoint height" % h
+            config = block_configs[h - 1]
+            validators = config["validators"]
+            n = len(validators)
+            quorum = (n + (n - 1) // 3 + 2) // 2
+            assert h % config["params"]["checkpointInterval"] == 0, "execution certificate %d: not a checkpoint height" % h
             assert check_votes(cert["votes"], validators, quorum, lambda r: domain(
                 "bulwark/v1/checkpoint", cluster, u64(h) + cert["blockHash"] + cert["stateRoot"] + u16(r))), \
                 "execution certificate %d: votes" % h
