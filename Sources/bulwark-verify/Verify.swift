@@ -11,7 +11,7 @@ struct Verify: ParsableCommand {
         abstract: "Audit Bulwark ledgers offline, trusting no replica.",
         discussion: "Exit status 0 means everything checked holds; anything else names the first problem.",
         subcommands: [LogCommand.self, Follow.self, Compare.self, DigestCommand.self, Consistency.self, Inclusion.self,
-                      ProofCommand.self]
+                      ProofCommand.self, EpochsCommand.self]
     )
 }
 
@@ -59,6 +59,65 @@ func certifiedSentence(_ report: AuditReport) -> String {
     return "state certified through height \(h); blocks \(h + 1)…\(n) not covered by an execution certificate"
 }
 
+/// One epoch of an audit, as JSON.
+func epochJSON(_ record: EpochRecord) -> [String: Any] {
+    [
+        "epoch": record.epoch, "firstHeight": record.firstHeight, "lastHeight": record.lastHeight.map { $0 as Any } ?? NSNull(),
+        "configHash": record.config.hash.hex, "proposal": record.proposal?.hex ?? NSNull(),
+        "approvedBy": record.approvers.map(Int.init), "adminThreshold": record.config.adminThreshold,
+        "validators": record.config.validators.map { v -> [String: Any] in
+            ["id": Int(v.id), "publicKey": v.publicKey.hex, "replicaAddress": v.replicaAddress.description,
+             "clientAddress": v.clientAddress.description, "httpAddress": v.httpAddress.description]
+        },
+    ]
+}
+
+struct EpochsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "epochs",
+        abstract: "List every configuration epoch of a replica's ledger, from genesis, with the approvals that made each.",
+        discussion: """
+            Needs only the genesis cluster.json: the ledger is audited from the start as `log`             audits it, which is how each change and its admin approvals are checked, so the             list is trustworthy only when the audit passes (the exit status says so).
+            """
+    )
+
+    @Argument(help: ArgumentHelp("A replica's block log directory (its data directory's blocks/ folder).", valueName: "DIR"))
+    var directory: String
+    @Option(help: ArgumentHelp("The cluster's genesis configuration (cluster.json).", valueName: "FILE")) var cluster: String
+    @Option(help: "Threads for signature checks (default: all cores).") var threads = ProcessInfo.processInfo.activeProcessorCount
+    @OptionGroup var damagePolicy: DamagePolicy
+    @OptionGroup var output: Output
+
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func run() throws {
+        var audit = LedgerAudit(config: try loadConfig(cluster), threads: threads)
+        audit.acceptsDamagedTail = damagePolicy.prefix
+        let report = audit.audit(directory: resolveBlocks(directory))
+        if output.json {
+            printJSON(["ok": report.passed, "heights": report.heights, "epochs": report.epochs.map(epochJSON),
+                       "problem": problemJSON(report.problem)])
+        } else {
+            for record in report.epochs {
+                let span = record.lastHeight.map { "heights \(record.firstHeight)…\($0)" } ?? "from height \(record.firstHeight) (current)"
+                let approval = record.proposal.map { "proposal \($0.short)…, approved by admins \(record.approvers.map(String.init).joined(separator: ", "))" } ?? "cluster.json"
+                print("epoch \(record.epoch): \(span); \(record.config.n) validators, quorum \(record.config.quorum); configuration \(record.config.hash.hex); \(approval)")
+                for v in record.config.validators {
+                    print("  replica \(v.id)  \(v.publicKey.short)…  replicas \(v.replicaAddress)  clients \(v.clientAddress)")
+                }
+            }
+            if let problem = report.problem {
+                print("FAILED at height \(problem.height), \(problem.record): \(problem.reason) (epochs listed up to it)")
+            } else {
+                print("ok: \(report.heights) blocks audited from genesis")
+            }
+        }
+        if !report.passed { throw ExitCode.failure }
+    }
+}
+
 struct LogCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "log",
@@ -103,7 +162,8 @@ struct LogCommand: ParsableCommand {
         }
         audit.acceptsDamagedTail = damagePolicy.prefix
         let report = audit.audit(directory: resolvedDirectory)
-        let interval = config.parameters.checkpointInterval
+        // The epoch in force at the end decides the checkpoint interval.
+        let interval = report.epochs.last?.config.parameters.checkpointInterval ?? config.parameters.checkpointInterval
         let uncertified = report.problem == nil && requireCertified && report.uncertifiedBlocks > interval
         if output.json {
             printJSON([
@@ -115,7 +175,7 @@ struct LogCommand: ParsableCommand {
                 "certifiedHeight": report.certifiedHeight, "certifiedStateRoot": report.certifiedStateRoot?.hex ?? NSNull(),
                 "uncertifiedBlocks": report.uncertifiedBlocks, "replayedStateRoot": report.finalStateRoot?.hex ?? NSNull(),
                 "damageIgnored": report.damageIgnored.map { problemJSON($0) } ?? NSNull(),
-                "problem": problemJSON(report.problem),
+                "problem": problemJSON(report.problem), "epochs": report.epochs.map(epochJSON),
             ])
         } else if let problem = report.problem {
             print("FAILED at height \(problem.height), \(problem.record): \(problem.reason)")
@@ -126,6 +186,9 @@ struct LogCommand: ParsableCommand {
             }
             print("ok: \(report.heights) blocks, \(report.requests) requests, \(report.commitCertificates) commit certificates, \(report.executionCertificates) execution certificates, \(report.signaturesChecked) signatures")
             print("ledger digest \(report.digest)")
+            if let current = report.epochs.last, current.epoch > 0 {
+                print("\(report.epochs.count) epochs, each change checked against its approvals; epoch \(current.epoch) since height \(current.firstHeight) (\(current.config.n) validators, configuration \(current.config.hash.short)…)")
+            }
             print(certifiedSentence(report))
             if let root = report.certifiedStateRoot { print("certified state root \(root.hex) (height \(report.certifiedHeight))") }
             if report.uncertifiedBlocks > 0, let root = report.finalStateRoot {

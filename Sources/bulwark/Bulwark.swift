@@ -8,7 +8,8 @@ struct Bulwark: AsyncParsableCommand {
         commandName: "bulwark",
         abstract: "A Byzantine-fault-tolerant replicated ledger.",
         subcommands: [Keygen.self, Cluster.self, Node.self, Put.self, Get.self, Delete.self, CompareAndSet.self, Add.self,
-                      RangeCommand.self, History.self, Prove.self, Txn.self, Transfer.self, Balance.self, Bench.self, Status.self]
+                      RangeCommand.self, History.self, Prove.self, Txn.self, Transfer.self, Balance.self, Bench.self, Status.self,
+                      Admin.self]
     )
 
     /// Swift turns bytes that are not UTF-8 in the arguments into U+FFFD, so two different
