@@ -119,7 +119,7 @@ public final class ReplicaNode: @unchecked Sendable {
                 throw NodeStartupError("cannot listen on \(address): \(error)")
             }
         }
-        do { try await startStatusServer() } catch {
+        do { try await startStatusServer(at: validator.httpAddress) } catch {
             throw NodeStartupError("cannot listen on \(validator.httpAddress): \(error)")
         }
         try await loop.submit { [self] in shell.start() }.get()
@@ -145,8 +145,18 @@ public final class ReplicaNode: @unchecked Sendable {
         let wanted = [validator.replicaAddress, validator.clientAddress]
         let transportRef = Unchecked(transport)
         let logger = self.logger
-        Task {
+        let http = validator.httpAddress
+        let moveStatus = statusChannel?.localAddress?.port != Int(http.port)
+        Task { [self] in
             await transportRef.value.listenOnly(at: wanted.map { ($0.host, Int($0.port)) }, logger: logger)
+            guard moveStatus else { return }
+            let old = statusChannel
+            do {
+                try await startStatusServer(at: http)
+                try? await old?.close()
+            } catch {
+                logger.error("cannot serve /status at the address of the new epoch", metadata: ["address": "\(http)", "error": "\(error)"])
+            }
         }
     }
 

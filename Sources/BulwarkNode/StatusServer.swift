@@ -1,3 +1,4 @@
+import BulwarkCore
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
@@ -73,7 +74,8 @@ extension ReplicaNode {
         loop.submit { [self] in
             let object: [String: Any] = [
                 "replica": Int(id), "view": shell.core.view, "changingView": shell.core.isChangingView,
-                "primary": Int(config.primary(of: shell.core.view)), "height": shell.height,
+                "primary": Int(shell.core.primary), "height": shell.height, "epoch": shell.epoch,
+                "retired": shell.retired ?? NSNull(),
                 "stableCheckpoint": shell.core.lowWatermark, "faulted": faulted ?? NSNull(),
                 "rejected": Dictionary(uniqueKeysWithValues: shell.core.rejections.map { ($0.key.rawValue, $0.value) }),
                 "peerHeights": Dictionary(uniqueKeysWithValues: shell.core.peerHeights.map { ("\($0.key)", $0.value) }),
@@ -102,8 +104,7 @@ extension ReplicaNode {
         }
     }
 
-    func startStatusServer() async throws {
-        let address = config.validator(id)!.httpAddress
+    func startStatusServer(at address: BulwarkCore.Address) async throws {
         let open = NIOLockedValueBox(0)
         let channel = try await ServerBootstrap(group: ioGroup)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)

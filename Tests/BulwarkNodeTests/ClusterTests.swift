@@ -18,7 +18,7 @@ final class LocalCluster: @unchecked Sendable {
     let config: ClusterConfig
     var processes: [Int: Process] = [:]
 
-    init() throws {
+    init(admins: Int = 1, adminThreshold: Int = 1) throws {
         directory = NSTemporaryDirectory() + "bulwark-cluster-\(UUID().uuidString)"
         var parameters = ProtocolParameters()
         parameters.viewChangeTimeoutMs = 1000
@@ -30,7 +30,7 @@ final class LocalCluster: @unchecked Sendable {
             let base = Int.random(in: 10_000...32_000)
             guard Self.portsAreFree(base..<(base + 12)) else { continue }
             created = try ClusterInit.run(nodes: 4, host: "127.0.0.1", basePort: base, directory: directory, force: true,
-                                          parameters: parameters)
+                                          parameters: parameters, admins: admins, adminThreshold: adminThreshold)
         }
         guard let created else { throw NodeTestError("no free ports found") }
         config = created
@@ -58,12 +58,12 @@ final class LocalCluster: @unchecked Sendable {
     /// Starts replica `i`: honest, or `bulwark-byzantine` with `behaviours`.
     /// `prefix` runs it behind another command (a network namespace).
     /// `options` go to `bulwark node` after the usual ones.
-    func start(_ i: Int, behaviours: [String] = [], prefix: [String] = [], options: [String] = []) throws {
+    func start(_ i: Int, behaviours: [String] = [], prefix: [String] = [], options: [String] = [], key: String? = nil) throws {
         let process = Process()
         let binary = behaviours.isEmpty ? bulwarkBinary : byzantineBinary
         (process.executableURL, process.arguments) = binary.command(
             (behaviours.isEmpty ? ["node"] : behaviours.flatMap { ["--behaviour", $0] })
-                + ["--config", directory + "/cluster.json", "--key", directory + "/replica-\(i).key",
+                + ["--config", directory + "/cluster.json", "--key", key ?? directory + "/replica-\(i).key",
                    "--data", dataDirectory(i), "--log-level", "info"] + options,
             prefix: prefix)
         let path = directory + "/node-\(i).log"
