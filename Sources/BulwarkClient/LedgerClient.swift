@@ -77,7 +77,7 @@ public final class LedgerClient: Sendable {
         case let .proof(nonce, bundle): receivedProof(nonce: nonce, .proof(bundle), from: replica)
         case let .proofUnavailable(nonce, reason): receivedProof(nonce: nonce, .refused(reason), from: replica)
         case let .refused(requestID, refusal): received(refusal, of: requestID, from: replica)
-        case .request, .proveRequest: return
+        case .request, .proveRequest, .fetchBlocks, .blocks: return
         }
     }
 

@@ -82,6 +82,15 @@ public enum ClientFrame: Hashable, Sendable {
     /// The replica refused request `requestID` before ordering it (0 when the frame was too
     /// damaged to name one). A client gives up on a request once f+1 replicas refused it alike.
     case refused(requestID: UInt64, RequestRefusal)
+    /// A replica joining the cluster (`bulwark node --join`) fetches the ledger as a client:
+    /// send me the committed blocks in `from...to` (the replica caps how many).
+    case fetchBlocks(from: Height, to: Height)
+    /// Committed blocks with their commit certificates, which the receiver checks itself
+    /// from genesis, as state transfer does.
+    case blocks([LedgerEntry])
+
+    /// At most this many blocks in one `blocks` answer.
+    public static let blocksMax = 128
 }
 
 extension ClientReply: CanonicalCodable {
@@ -108,6 +117,8 @@ extension ClientFrame: CanonicalCodable {
         case let .proof(nonce, bundle): w.write(UInt8(4)); w.write(nonce); w.write(bundle)
         case let .proofUnavailable(nonce, reason): w.write(UInt8(5)); w.write(nonce); w.write(reason)
         case let .refused(requestID, refusal): w.write(UInt8(6)); w.write(requestID); w.write(refusal)
+        case let .fetchBlocks(from, to): w.write(UInt8(7)); w.write(from); w.write(to)
+        case let .blocks(entries): w.write(UInt8(8)); w.write(entries)
         }
     }
 
@@ -121,6 +132,8 @@ extension ClientFrame: CanonicalCodable {
         case 4: self = .proof(nonce: try r.readUInt64("nonce"), try r.read(KeyProofBundle.self))
         case 5: self = .proofUnavailable(nonce: try r.readUInt64("nonce"), reason: try r.readString("reason", max: 1024))
         case 6: self = .refused(requestID: try r.readUInt64("request id"), try r.read(RequestRefusal.self))
+        case 7: self = .fetchBlocks(from: try r.readUInt64("from"), to: try r.readUInt64("to"))
+        case 8: self = .blocks(try r.readArray(LedgerEntry.self, "blocks", max: Self.blocksMax))
         default: throw .unknownTag(type: "client frame", tag: tag)
         }
     }

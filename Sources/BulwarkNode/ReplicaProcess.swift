@@ -7,8 +7,11 @@ import Logging
 public enum ReplicaProcess {
     /// Loads the configuration and key, recovers from `dataDirectory` and starts serving;
     /// `configure` runs before the replica starts. Throws `NodeStartupError` in one sentence.
+    ///
+    /// With `join`, first fetches and checks the ledger from the cluster until an epoch lists
+    /// this key (`ReplicaJoin`).
     public static func start(configPath: String, keyPath: String, dataDirectory: String, logLevel: String,
-                             snapshotInterval: UInt64 = 1024,
+                             snapshotInterval: UInt64 = 1024, join: Bool = false,
                              configure: (ReplicaNode, ClusterConfig, ReplicaID, PrivateKey) -> Void = { _, _, _, _ in })
         async throws -> ReplicaNode
     {
@@ -25,6 +28,9 @@ public enum ReplicaProcess {
         signal(SIGXFSZ, SIG_IGN)
         var logger = Logger(label: "bulwark.node")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        if join {
+            try await ReplicaJoin.run(genesis: cluster, key: key, dataDirectory: dataDirectory, logger: logger)
+        }
         // The id is the one the epoch the ledger reached lists with this key.
         let node = try ReplicaNode(config: cluster, key: key, dataDirectory: dataDirectory, logger: logger,
                                    snapshotInterval: snapshotInterval)

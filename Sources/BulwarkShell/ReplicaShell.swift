@@ -54,6 +54,8 @@ public final class ReplicaShell {
     /// reads and hashing, and can be repeated at will: each is rate-limited.
     var transferRequests = RateLimiter<ReplicaID>(perSecond: 50, burst: 100, totalPerSecond: 400)
     var proofRequests = RateLimiter<PublicKey>(perSecond: 20, burst: 40, totalPerSecond: 2000)
+    /// Block fetches by joining replicas (connected as clients).
+    var fetchRequests = RateLimiter<PublicKey>(perSecond: 50, burst: 100, totalPerSecond: 200)
     /// One sealed block-log segment is checked for latent damage every this many milliseconds
     /// (0: never); `scrubCursor` is the next one's place in the rotation.
     let scrubIntervalMs: UInt64
@@ -196,6 +198,8 @@ public final class ReplicaShell {
                 handle(frame, from: peer)
             case let .proveRequest(key, nonce, client):
                 answerProof(key: key, nonce: nonce, to: client)
+            case let .fetchBlocks(from, to, client):
+                serveBlocks(from: from, to: to, toClient: client)
             }
         }
         process(actions)

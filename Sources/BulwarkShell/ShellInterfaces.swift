@@ -72,6 +72,8 @@ public enum ShellInput: Sendable {
     case consensus(Message, epoch: UInt64, from: ReplicaID)
     case peerFrame(PeerFrame, from: ReplicaID)
     case proveRequest(key: [UInt8], nonce: UInt64, client: PublicKey)
+    /// A joining replica, connected as a client, asks for committed blocks.
+    case fetchBlocks(from: Height, to: Height, client: PublicKey)
 }
 
 /// Input dropped before it reached the core, counted by reason.

@@ -121,6 +121,26 @@ extension ReplicaShell {
     /// encoding and sending them is work for `workers` (off the loop in production).
     func serveBlocks(from: Height, to: Height, to peer: ReplicaID) {
         guard transferRequests.allow(peer, nowMs: clock.nowMs) else { return notify(.dropped(.rateLimited)) }
+        serve(from: from, to: to) { network, entries in
+            network.send(PeerFrame.blocks(entries).encoded(), to: peer, afterMs: 0)
+        }
+    }
+
+    /// A joining replica, connected as a client, asks for blocks: served like a peer's
+    /// request, at a client's rate.
+    func serveBlocks(from: Height, to: Height, toClient client: PublicKey) {
+        guard fetchRequests.allow(client, nowMs: clock.nowMs) else { return notify(.dropped(.rateLimited)) }
+        // A joiner at this replica's end of the ledger is told so: an empty answer.
+        if from >= 1, from <= to, from > ledger.blockLog.height {
+            return network.send(ClientFrame.blocks([]).encoded(), toClient: client)
+        }
+        serve(from: from, to: to) { network, entries in
+            network.send(ClientFrame.blocks(entries).encoded(), toClient: client)
+        }
+    }
+
+    /// Reads the blocks in `from...to` (capped) off the loop and hands them to `send`.
+    private func serve(from: Height, to: Height, send: @escaping @Sendable (any ShellNetwork, [LedgerEntry]) -> Void) {
         guard let range = PeerFrame.transferRange(from: from, to: to, ledgerHeight: ledger.blockLog.height) else {
             return notify(.dropped(.badTransferRequest))
         }
@@ -133,7 +153,7 @@ extension ReplicaShell {
                 guard let entry = try? BlockLogReader.read(location, fileSystem: fileSystem.value) else { break }
                 entries.append(entry)
             }
-            network.value.send(PeerFrame.blocks(serve?(entries) ?? entries).encoded(), to: peer, afterMs: 0)
+            send(network.value, serve?(entries) ?? entries)
         }
         if !admitted { notify(.dropped(.rateLimited)) }
     }

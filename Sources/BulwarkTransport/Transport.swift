@@ -82,6 +82,10 @@ public final class Transport: Sendable {
         /// Inbound authenticated connections from clients, by key, for replies. The newest
         /// connection of a key wins; an older one's close leaves it in place.
         var clients: [PublicKey: any Channel] = [:]
+        /// Inbound authenticated connections from replicas, by id: frames for a replica whose
+        /// own address this transport cannot reach (it moved in an epoch this replica is not in
+        /// yet, or the other way round) go back on the connection it opened.
+        var inboundReplicas: [ReplicaID: any Channel] = [:]
         var listeners: [any Channel] = []
         var dropped: UInt64 = 0
         var refusals: [Refusal: UInt64] = [:]
@@ -154,6 +158,10 @@ public final class Transport: Sendable {
                 if let channel = state.links[replica]?.channel { closing.append(channel) }
                 state.links[replica] = nil
             }
+            // A connection authenticated with a key the new epoch no longer gives that id.
+            for replica in state.inboundReplicas.keys.sorted() where previous.validator(replica)?.publicKey != next.validator(replica)?.publicKey {
+                if let channel = state.inboundReplicas.removeValue(forKey: replica) { closing.append(channel) }
+            }
             return closing
         }
         for channel in closing { channel.close(promise: nil) }
@@ -203,6 +211,7 @@ public final class Transport: Sendable {
                                 Self.leaveHandshake(&state, source: admission.source)
                             }
                             if case let .client(key) = role { state.clients[key] = channel }
+                            if admission != nil, case let .replica(id) = role { state.inboundReplicas[id] = channel }
                         }
                     },
                     onFrame: { [weak self] role, bytes in
@@ -220,6 +229,7 @@ public final class Transport: Sendable {
                         self?.state.withLockedValue { state in
                             state.paused[ObjectIdentifier(channel)] = nil
                             if case let .client(key) = role, state.clients[key] === channel { state.clients[key] = nil }
+                            if case let .replica(id) = role, state.inboundReplicas[id] === channel { state.inboundReplicas[id] = nil }
                         }
                     }),
             ])
@@ -344,6 +354,13 @@ public final class Transport: Sendable {
                     return (nil, false)
                 }
                 return (channel, false)
+            }
+            // No link of our own (yet): a connection the peer opened carries the frame, and the
+            // link is still attempted for the next ones.
+            if let inbound = state.inboundReplicas[replica], inbound.isActive, inbound.isWritable {
+                guard link.state == .idle else { return (inbound, false) }
+                link.state = .connecting
+                return (inbound, true)
             }
             link.queue.append(buffer)
             link.queuedBytes += buffer.readableBytes

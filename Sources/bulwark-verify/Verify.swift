@@ -253,10 +253,17 @@ struct Compare: ParsableCommand {
             for height in 1...common {
                 let hashes = readers.map { $0.blockHash(at: height)! }
                 guard Set(hashes).count > 1 else { continue }
+                // The ledgers agree below this height: replaying that prefix gives the epoch in
+                // force here, whose validators judge each side's certificate.
+                var state = KeyValueState(genesis: config)
+                for below in stride(from: Height(1), to: height, by: 1) { _ = try state.execute(try readers[0].entry(at: below).block) }
+                let governance = state.governance
                 let sides = zip(directories, readers).map { directory, reader -> (String, Digest, String) in
                     let verdict: String
                     do {
-                        try reader.entry(at: height).certificate.verify(config: config)
+                        let entry = try reader.entry(at: height)
+                        try ChainTip.checkViews(entry, config: governance.config, epoch: governance.epoch)
+                        try entry.certificate.verify(config: governance.config)
                         verdict = "valid commit certificate"
                     } catch {
                         verdict = "invalid commit certificate: \(error)"

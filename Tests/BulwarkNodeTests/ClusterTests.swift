@@ -18,10 +18,10 @@ final class LocalCluster: @unchecked Sendable {
     let config: ClusterConfig
     var processes: [Int: Process] = [:]
 
-    init(admins: Int = 1, adminThreshold: Int = 1) throws {
+    init(admins: Int = 1, adminThreshold: Int = 1, viewChangeTimeoutMs: UInt64 = 1000) throws {
         directory = NSTemporaryDirectory() + "bulwark-cluster-\(UUID().uuidString)"
         var parameters = ProtocolParameters()
-        parameters.viewChangeTimeoutMs = 1000
+        parameters.viewChangeTimeoutMs = viewChangeTimeoutMs
         parameters.checkpointInterval = 8
         parameters.watermarkWindow = 32
         var created: ClusterConfig?
@@ -35,6 +35,17 @@ final class LocalCluster: @unchecked Sendable {
         guard let created else { throw NodeTestError("no free ports found") }
         config = created
         try KeyFile.write(PrivateKey.generate(), to: directory + "/client.key")
+    }
+
+    /// The first of three consecutive free ports, picked at random below Linux's ephemeral
+    /// range (so that neither an outgoing connection nor a test running alongside, which picks
+    /// at random too, is likely to take them).
+    static func freePorts() -> Int {
+        for _ in 0..<100 {
+            let base = Int.random(in: 10_000...32_000)
+            if portsAreFree(base..<(base + 3)) { return base }
+        }
+        return 32_100
     }
 
     static func portsAreFree(_ ports: Range<Int>) -> Bool {
@@ -107,7 +118,10 @@ final class LocalCluster: @unchecked Sendable {
 
     deinit {
         stopAll()
-        try? FileManager.default.removeItem(atPath: directory)
+        // BULWARK_KEEP_CLUSTERS=1 keeps the directories (logs, ledgers) for a look afterwards.
+        if ProcessInfo.processInfo.environment["BULWARK_KEEP_CLUSTERS"] == nil {
+            try? FileManager.default.removeItem(atPath: directory)
+        }
     }
 }
 

@@ -36,7 +36,7 @@ import Testing
         try KeyFile.write(newKey, to: dir + "/replica-2-new.key")
         var validators = cluster.config.validators
         validators[2].publicKey = newKey.publicKey
-        let freePorts = (40_000...60_000).lazy.map { $0 }.first { LocalCluster.portsAreFree($0..<($0 + 3)) }!
+        let freePorts = LocalCluster.freePorts()
         validators[1].replicaAddress = Address(host: "127.0.0.1", port: UInt16(freePorts))
         validators[1].clientAddress = Address(host: "127.0.0.1", port: UInt16(freePorts + 1))
         validators[1].httpAddress = Address(host: "127.0.0.1", port: UInt16(freePorts + 2))
@@ -80,7 +80,12 @@ import Testing
 
         for i in 0..<8 { #expect(try put("after-\(i)"), "a write failed in the new epoch") }
         // Replica 1 serves at its new address: its /status answers there.
-        #expect(ReplicaHTTPProbe.status(next.validator(1)!.httpAddress)?.contains("\"epoch\":1") == true)
+        var moved = false
+        for _ in 0..<200 where !moved {
+            moved = ReplicaHTTPProbe.status(next.validator(1)!.httpAddress)?.contains("\"epoch\":1") == true
+            if !moved { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(moved, "replica 1 does not serve /status at its new address")
         var caughtUp = false
         for _ in 0..<300 where !caughtUp {
             caughtUp = (0..<4).allSatisfy { cluster.height($0) >= cluster.height(0) } && cluster.height(2) > 0
@@ -112,5 +117,164 @@ extension BlockLogReader {
         var entries: [LedgerEntry] = []
         try forEachEntry { entries.append($0) }
         return entries
+    }
+}
+
+/// The run of issue 20, on real processes under a steady stream of writes: two admins with
+/// threshold 2 add replica 4 (which joins with `--join`), then replicas 5 and 6, replace
+/// replica 2's key, remove replica 5 and move replica 1 to new ports. Commits continue, no
+/// acknowledged write is lost, and every ledger — the one that joined last and the one that
+/// was removed included — passes `bulwark-verify log` and `compare` with only the genesis
+/// cluster.json.
+@Suite(.serialized) struct ReconfigurationRunTests {
+    final class Writer: @unchecked Sendable {
+        let lock = NSLock()
+        var acknowledged: [String] = []
+        var failures = 0
+        var stop = false
+    }
+
+    @Test func fiveChangesUnderLoad() async throws {
+        // Up to seven replica processes share this machine's cores with the writer: a longer
+        // request timeout keeps a busy primary from being taken for a failed one.
+        let cluster = try LocalCluster(admins: 2, adminThreshold: 2, viewChangeTimeoutMs: 3000)
+        let dir = cluster.directory
+        let genesisPath = dir + "/cluster.json"
+        for i in 0..<4 { try cluster.start(i) }
+        func admin(_ arguments: [String]) throws -> ProductBinary.Result {
+            try bulwarkBinary.run(["admin"] + arguments + ["--cluster", genesisPath, "--timeout", "40"], timeout: .seconds(60))
+        }
+        @Sendable func put(_ key: String) throws -> Bool {
+            try bulwarkBinary.run(["put", key, "v", "--config", genesisPath, "--key", dir + "/client.key", "--timeout", "20"],
+                                  timeout: .seconds(40)).status == 0
+        }
+        var served = false
+        for attempt in 0..<20 where !served { served = try put("warm-up-\(attempt)") }
+        #expect(served, "the cluster never served")
+
+        // Writes all along, from another thread (bounded in count).
+        let writer = Writer()
+        let writing = Thread {
+            for n in 0..<2000 {
+                if writer.lock.withLock({ writer.stop }) { return }
+                let key = "w-\(n)"
+                let ok = (try? put(key)) ?? false
+                writer.lock.withLock { if ok { writer.acknowledged.append(key) } else { writer.failures += 1 } }
+            }
+        }
+        writing.start()
+
+        var config = cluster.config
+        var epoch: UInt64 = 0
+        var joined: [Int] = []
+        func validator(_ id: ReplicaID, key: PublicKey, port: Int) -> Validator {
+            Validator(id: id, publicKey: key, replicaAddress: Address(host: "127.0.0.1", port: UInt16(port)),
+                      clientAddress: Address(host: "127.0.0.1", port: UInt16(port + 1)),
+                      httpAddress: Address(host: "127.0.0.1", port: UInt16(port + 2)))
+        }
+        /// Proposes `next`, approves it with the second admin, and waits until replica 0's
+        /// ledger is past the boundary; returns seconds from the approval to the first block
+        /// of the new epoch.
+        func change(_ next: ClusterConfig) async throws -> Double {
+            try next.jsonData().write(to: URL(fileURLWithPath: dir + "/next.json"))
+            let proposed = try admin(["propose", "--config", dir + "/next.json", "--key", dir + "/admin-0.key"])
+            #expect(proposed.status == 0, "\(proposed.stderr)")
+            let id = String(proposed.stdout.split(separator: "\n").first?.dropFirst("proposal ".count) ?? "")
+            let approved = try admin(["approve", id, "--key", dir + "/admin-1.key"])
+            let started = ContinuousClock.now
+            #expect(approved.status == 0, "\(approved.stderr)")
+            let last = approved.stdout.split(separator: " ").firstIndex(of: "after").map {
+                Height(approved.stdout.split(separator: " ")[$0 + 2].prefix { $0.isNumber }) ?? 0
+            } ?? 0
+            #expect(last > 0, "\(approved.stdout)")
+            var past = false
+            for _ in 0..<600 where !past {
+                past = cluster.height(0) > last
+                if !past { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(past, "replica 0 never passed the boundary at \(last)")
+            let elapsed = ContinuousClock.now - started
+            config = next
+            epoch += 1
+            return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        }
+        func newKey(_ name: String) throws -> PrivateKey {
+            let key = PrivateKey.generate()
+            try KeyFile.write(key, to: dir + "/\(name).key")
+            return key
+        }
+        var seconds: [Double] = []
+
+        // 1. Add replica 4; it joins with --join.
+        let key4 = try newKey("replica-4")
+        var validators = config.validators + [validator(4, key: key4.publicKey, port: LocalCluster.freePorts())]
+        try cluster.start(4, options: ["--join"])
+        seconds.append(try await change(ClusterConfig(clusterID: config.clusterID, validators: validators,
+                                                      parameters: config.parameters, admins: config.admins, adminThreshold: 2)))
+        joined.append(4)
+        // 2. Add replicas 5 and 6.
+        let key5 = try newKey("replica-5"), key6 = try newKey("replica-6")
+        validators += [validator(5, key: key5.publicKey, port: LocalCluster.freePorts()),
+                       validator(6, key: key6.publicKey, port: LocalCluster.freePorts())]
+        try cluster.start(5, options: ["--join"])
+        try cluster.start(6, options: ["--join"])
+        seconds.append(try await change(ClusterConfig(clusterID: config.clusterID, validators: validators,
+                                                      parameters: config.parameters, admins: config.admins, adminThreshold: 2)))
+        // 3. Replace replica 2's key; it stops, and is restarted with the new one.
+        let key2 = try newKey("replica-2-new")
+        validators[2].publicKey = key2.publicKey
+        seconds.append(try await change(ClusterConfig(clusterID: config.clusterID, validators: validators,
+                                                      parameters: config.parameters, admins: config.admins, adminThreshold: 2)))
+        for _ in 0..<300 where cluster.processes[2]?.isRunning == true { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(cluster.processes[2]?.isRunning == false && cluster.processes[2]?.terminationStatus == 0)
+        cluster.processes[2] = nil
+        try cluster.start(2, key: dir + "/replica-2-new.key")
+        // 4. Remove replica 5: it stops for good.
+        validators.removeAll { $0.id == 5 }
+        seconds.append(try await change(ClusterConfig(clusterID: config.clusterID, validators: validators,
+                                                      parameters: config.parameters, admins: config.admins, adminThreshold: 2)))
+        for _ in 0..<300 where cluster.processes[5]?.isRunning == true { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(cluster.processes[5]?.isRunning == false && cluster.processes[5]?.terminationStatus == 0,
+                "replica 5 kept running after its removal")
+        cluster.processes[5] = nil
+        // 5. Move replica 1 to new ports.
+        let moved = validator(1, key: validators[1].publicKey, port: LocalCluster.freePorts())
+        validators[1] = moved
+        seconds.append(try await change(ClusterConfig(clusterID: config.clusterID, validators: validators,
+                                                      parameters: config.parameters, admins: config.admins, adminThreshold: 2)))
+
+        writer.lock.withLock { writer.stop = true }
+        for _ in 0..<1200 where !writing.isFinished { try await Task.sleep(for: .milliseconds(50)) }
+        let (acknowledged, failures) = writer.lock.withLock { (writer.acknowledged, writer.failures) }
+        #expect(acknowledged.count >= 10, "only \(acknowledged.count) writes acknowledged during the changes (\(failures) failed)")
+        // Every running replica reaches the top; then all stop and their ledgers are checked.
+        let running = [0, 1, 2, 3, 4, 6]
+        var caughtUp = false
+        for _ in 0..<300 where !caughtUp {
+            caughtUp = running.allSatisfy { cluster.height($0) >= cluster.height(0) }
+            if !caughtUp { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(caughtUp, "heights \(running.map { cluster.height($0) })")
+        var servesMoved = false
+        for _ in 0..<200 where !servesMoved {
+            servesMoved = ReplicaHTTPProbe.status(moved.httpAddress)?.contains("\"epoch\":5") == true
+            if !servesMoved { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(servesMoved, "replica 1 does not serve /status at its new address")
+        cluster.stopAll()
+        let (readers, _) = try cluster.expectLedgersAgreeAndAudit(replicas: [0, 1, 2, 3, 4, 5, 6])
+        let written = Set(try readers[0].entriesFlat().flatMap { $0.block.requests }.compactMap { request -> String? in
+            if case let .put(key, _) = request.operation { return String(decoding: key, as: UTF8.self) }
+            return nil
+        })
+        #expect(Set(acknowledged).isSubset(of: written), "an acknowledged write is missing from the ledger")
+        let compare = try ProductBinary("bulwark-verify").run(
+            ["compare"] + (0..<7).map { cluster.dataDirectory($0) + "/blocks" } + ["--cluster", genesisPath])
+        #expect(compare.status == 0, "\(compare.stdout) \(compare.stderr)")
+        let epochs = try ProductBinary("bulwark-verify").run(["epochs", cluster.dataDirectory(6), "--cluster", genesisPath])
+        #expect(epochs.status == 0 && epochs.stdout.contains("epoch 5: from height"), "\(epochs.stdout)")
+        print("reconfiguration: seconds from the final approval to the first block of the new epoch: "
+              + seconds.map { String(format: "%.2f", $0) }.joined(separator: ", ")
+              + "; \(acknowledged.count) writes acknowledged, \(failures) failed")
     }
 }

@@ -1,0 +1,82 @@
+import BulwarkCore
+import BulwarkShell
+import BulwarkTransport
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOPosix
+
+/// Joining a running cluster (`bulwark node --join`): a replica with only cluster.json, its
+/// key and an empty (or stale) data directory fetches the committed ledger from the cluster's
+/// replicas, connected to them as a client, and checks every block from genesis
+/// (`JoiningLedger`), following each epoch's configuration to the replicas it names. It stops
+/// once the epoch in force lists its key and the replica it asked has nothing newer; the
+/// replica then starts as usual and catches up the rest by state transfer.
+public enum ReplicaJoin {
+    public static func run(genesis: ClusterConfig, key: PrivateKey, dataDirectory: String, logger: Logger) async throws {
+        let ledger = try JoiningLedger(genesis: genesis, dataDirectory: dataDirectory, logger: logger)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let answers = NIOLockedValueBox<[(replica: ReplicaID, entries: [LedgerEntry])]>([])
+        var config = ledger.governance.config
+        let transport = Transport(group: group, config: config, role: .client(key.publicKey), key: key,
+                                  settings: .init(frameBytesMax: CodecLimits.bytesMax * 2), logger: logger,
+                                  onFrame: { role, bytes in
+                                      guard case let .replica(replica) = role,
+                                            case let .blocks(entries)? = try? ClientFrame(decoding: bytes) else { return }
+                                      answers.withLockedValue { if $0.count < 64 { $0.append((replica, entries)) } }
+                                  })
+        defer {
+            Task { await transport.shutdown(); try? await group.shutdownGracefully() }
+        }
+        logger.info("joining: fetching the ledger from the cluster", metadata: ["height": "\(ledger.height)"])
+        var attempt = 0
+        var lastReport = ledger.height
+        while true {
+            let governance = ledger.governance
+            if governance.config != config {
+                config = governance.config
+                transport.update(config: config)
+            }
+            let listed = config.replicaID(of: key.publicKey)
+            let peers = config.ids.filter { $0 != listed }
+            let peer = peers[attempt % peers.count]
+            answers.withLockedValue { $0.removeAll() }
+            let from = ledger.height + 1
+            transport.send(ClientFrame.fetchBlocks(from: from, to: from + Height(ClientFrame.blocksMax - 1)).encoded(), to: peer)
+            var answer: [LedgerEntry]?
+            for _ in 0..<200 where answer == nil {
+                answer = answers.withLockedValue { answers in answers.first { $0.replica == peer }?.entries }
+                if answer == nil { try await Task.sleep(for: .milliseconds(10)) }
+            }
+            guard let entries = answer else {
+                attempt += 1
+                continue
+            }
+            do {
+                let added = try ledger.append(entries)
+                if added == 0 {
+                    // At this replica's end of the ledger.
+                    if listed != nil {
+                        logger.info("joined: the ledger lists this key; starting", metadata: [
+                            "height": "\(ledger.height)", "epoch": "\(ledger.governance.epoch)", "replica": "\(listed!)"])
+                        return
+                    }
+                    if attempt % peers.count == 0 {
+                        logger.info("waiting for an epoch that lists this key", metadata: [
+                            "height": "\(ledger.height)", "epoch": "\(governance.epoch)"])
+                    }
+                    attempt += 1
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+            } catch let error as LedgerError {
+                logger.warning("a replica sent a block that fails its checks; asking another", metadata: [
+                    "replica": "\(peer)", "error": "\(error)"])
+                attempt += 1
+            }
+            if ledger.height >= lastReport + 1000 {
+                lastReport = ledger.height
+                logger.info("joining", metadata: ["height": "\(ledger.height)", "epoch": "\(ledger.governance.epoch)"])
+            }
+        }
+    }
+}
