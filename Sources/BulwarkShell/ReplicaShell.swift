@@ -144,6 +144,8 @@ public final class ReplicaShell {
 
     /// The end of the executed ledger.
     public var height: Height { ledger.tip.height }
+    /// The replicated configuration after the executed ledger.
+    public var governance: Governance { ledger.state.governance }
     /// The ledger on disk, for checkers and status (read only).
     public var blockLog: BlockLog { ledger.blockLog }
     /// The state root after the last executed block. Settles the state's authenticated map,

@@ -25,6 +25,9 @@ final class SimClient {
     /// Last version seen per key, for compare-and-set.
     var versions: [[UInt8]: UInt64] = [:]
     var requestsMax = 0
+    /// Operations issued before any generated ones (an admin's approvals); a client with a
+    /// script issues exactly those.
+    var script: [LedgerOperation] = []
     static let retryMs: UInt64 = 1000
     static let keys: [[UInt8]] = (0..<6).map { Array("k\($0)".utf8) }
     static func account(_ i: UInt64) -> [UInt8] { Array("acct\(i)".utf8) }
@@ -38,11 +41,12 @@ final class SimClient {
     var isDone: Bool { current == nil && issued >= UInt64(requestsMax) && requestsMax > 0 }
 
     func issueNext(simulation: Simulation) {
-        requestsMax = simulation.options.requestsPerClient
+        requestsMax = script.isEmpty ? simulation.options.requestsPerClient : script.count
         guard current == nil else { return }
         guard issued < UInt64(requestsMax) else { return simulation.clientFinished() }
         issued += 1
-        send(nextOperation(&simulation.rng), invokedMs: simulation.now, simulation)
+        let operation = script.isEmpty ? nextOperation(&simulation.rng) : script[Int(issued) - 1]
+        send(operation, invokedMs: simulation.now, simulation)
     }
 
     /// Signs `operation` under the next request id, makes it the current request and sends it

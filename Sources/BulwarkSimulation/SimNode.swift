@@ -12,7 +12,14 @@ final class SimNode {
     let id: Int
     /// The replica it runs as: its index, except for a twin.
     let replica: Int
-    let key: PrivateKey
+    /// The keys this replica may run with, the newest first: a supervisor starts it with the
+    /// one its ledger's epoch names (a key replaced by a configuration change).
+    var keys: [PrivateKey]
+    var key: PrivateKey { keys[0] }
+    /// Removed from the cluster by a configuration change: it is never started again.
+    var removed = false
+    /// The last frames it sent to other replicas, which a removed replica keeps re-sending.
+    var recentFrames: [(replica: Int, frame: [UInt8])] = []
     /// Survives crashes: what was durable stays, the rest is lost (or torn).
     let fileSystem = SimulatedFileSystem()
     /// The running process; nil while it is down.
@@ -41,7 +48,7 @@ final class SimNode {
     init(id: Int, key: PrivateKey, replica: Int? = nil) {
         self.id = id
         self.replica = replica ?? id
-        self.key = key
+        self.keys = [key]
     }
 }
 
@@ -65,6 +72,11 @@ final class SimIO: ShellNetwork, ShellClock, ShellWorkers {
 
     func send(_ frame: [UInt8], to peer: ReplicaID, afterMs: UInt64) {
         guard alive else { return }
+        if simulation.options.reconfigure {
+            let node = simulation.nodes[node]
+            node.recentFrames.append((Int(peer), frame))
+            if node.recentFrames.count > 32 { node.recentFrames.removeFirst() }
+        }
         simulation.sendFrame(frame, from: node, toReplica: Int(peer), delayMs: afterMs)
     }
 
@@ -99,24 +111,31 @@ final class SimIO: ShellNetwork, ShellClock, ShellWorkers {
 extension Simulation {
     /// Starts node `node`'s process from its disk, as a supervisor would.
     func boot(_ node: SimNode) {
-        guard node.shell == nil else { return }
+        guard node.shell == nil, !node.removed else { return }
         node.incarnation += 1
         let io = SimIO(simulation: self, node: node.id, incarnation: node.incarnation)
-        let shell: ReplicaShell
-        do {
-            shell = try ReplicaShell(config: config, id: ReplicaID(node.replica), key: node.key,
-                                     dataDirectory: SimNode.dataDirectory, fileSystem: node.fileSystem, network: io,
-                                     clock: io, workers: io, logger: Self.logger, snapshotInterval: Self.snapshotInterval,
-                                     segmentBytesMax: Self.segmentBytesMax,
-                                     scrubIntervalMs: options.diskFaults ? 250 : 2000,
-                                     verifier: verifier)
-        } catch {
-            return failedStart(node, error)
+        var started: ReplicaShell?
+        var failure: (any Error)?
+        // The newest key first; an older one while the ledger is still in an epoch that names it.
+        for key in node.keys where started == nil {
+            do {
+                started = try ReplicaShell(config: config, id: ReplicaID(node.replica), key: key,
+                                           dataDirectory: SimNode.dataDirectory, fileSystem: node.fileSystem, network: io,
+                                           clock: io, workers: io, logger: Self.logger, snapshotInterval: Self.snapshotInterval,
+                                           segmentBytesMax: Self.segmentBytesMax,
+                                           scrubIntervalMs: options.diskFaults ? 250 : 2000,
+                                           verifier: verifier)
+            } catch {
+                failure = failure ?? error
+                if node.fileSystem.hasCrashed { break }
+            }
         }
+        guard let shell = started else { return failedStart(node, failure!) }
         node.failedStarts = 0
         node.refusedToStart = nil
         shell.notify = { [unowned self, unowned node] notice in observe(notice, at: node) }
         shell.onFault = { [unowned self, unowned node] reason in faulted(node, reason) }
+        shell.onRetire = { [unowned self, unowned node] reason in retired(node, reason) }
         if node.adversary != nil {
             let box = Unchecked(node)
             shell.interceptor = ReplicaShell.Interceptor(
@@ -163,6 +182,23 @@ extension Simulation {
         }
         trace?("\(now)ms r\(node.id) stopped: \(reason)")
         node.pendingCrashDownMs = node.pendingCrashDownMs ?? 300
+    }
+
+    /// A configuration change no longer lists this replica with its key. A replaced key: the
+    /// operator restarts it with the new one. Removed: it stays down, and keeps re-sending
+    /// what it sent last (a removed replica that does not know it is removed, or lies).
+    func retired(_ node: SimNode, _ reason: String) {
+        let governance = node.shell?.governance
+        trace?("\(now)ms r\(node.id) retired: \(reason)")
+        node.pendingCrashDownMs = rng.between(100, 800)
+        guard let governance else { return }
+        if let validator = governance.config.validator(ReplicaID(node.replica)) {
+            if let key = rotationKeys[validator.publicKey] { node.keys = [key] + node.keys.filter { $0.publicKey != key.publicKey } }
+        } else {
+            node.removed = true
+            report.replicasRemoved += 1
+            schedule(at: now + 50, .ghost(node.id))
+        }
     }
 
     /// After every step of a node: a process that reached its crash point, or stopped
@@ -214,6 +250,9 @@ extension Simulation {
             node.damageFound = true
             report.damageFound += 1
             trace?("\(now)ms r\(node.id) found damage: \(damage)")
+        case let .enteredEpoch(epoch, firstHeight):
+            report.epochsEntered = max(report.epochsEntered, epoch)
+            trace?("\(now)ms r\(node.id) entered epoch \(epoch) at height \(firstHeight)")
         case let .enteredView(view, primary):
             report.viewChanges += 1
             trace?("\(now)ms r\(node.id) entered view \(view) (primary \(primary)) at height \(node.shell?.height ?? 0)")

@@ -31,6 +31,8 @@ public final class Simulation {
     let intake: ShellIntake
     /// Workload clients by key, to route replies (only looked up, never iterated).
     let clientIndex: [PublicKey: Int]
+    /// New keys a configuration change gives replicas, by public key (looked up only).
+    var rotationKeys: [PublicKey: PrivateKey] = [:]
 
     struct Scheduled: Comparable {
         let time: UInt64
@@ -57,6 +59,7 @@ public final class Simulation {
         case maliciousClient(Int)
         case diskFault(Int, DiskFault)
         case diskFreed(Int)
+        case ghost(Int)
         case finish
     }
 
@@ -80,8 +83,11 @@ public final class Simulation {
         parameters.timestampSkewMsMax = 2_000
         parameters.stateTransferTimeoutMs = 200
         let clusterID = ClusterID(raw: Bytes32((0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })!)
+        let admins = options.reconfigure
+            ? (0..<3).map { _ in PrivateKey(seed: (0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })! } : []
         let config = try! ClusterConfig.layout(keys: keys.map(\.publicKey), host: "sim", basePort: 1000, clusterID: clusterID,
-                                               parameters: parameters)
+                                               parameters: parameters, admins: admins.map(\.publicKey),
+                                               adminThreshold: admins.isEmpty ? 0 : 2)
         self.config = config
         intake = ShellIntake(config: config, verifier: verifier)
         nodes = keys.enumerated().map { i, key in SimNode(id: i, key: key) }
@@ -96,6 +102,23 @@ public final class Simulation {
             // A second process with the same validator key and id, with its own state.
             nodes.append(SimNode(id: nodes.count, key: keys[twin], replica: twin))
         }
+        if options.reconfigure {
+            let rotated = PrivateKey(seed: (0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })!
+            rotationKeys[rotated.publicKey] = rotated
+            let (x, y) = Self.competingChanges(config, rotated: rotated.publicKey)
+            // Admin 0 approves X, admin 1 Y, admin 2 both in an order the seed picks: the
+            // first to reach two approvals wins, and the other is refused or dropped.
+            let both: [LedgerOperation] = rng.chance(500) ? [.approveConfig(.init(epoch: 0, config: x, adminKey: admins[2])),
+                                                             .approveConfig(.init(epoch: 0, config: y, adminKey: admins[2]))]
+                                                          : [.approveConfig(.init(epoch: 0, config: y, adminKey: admins[2])),
+                                                             .approveConfig(.init(epoch: 0, config: x, adminKey: admins[2]))]
+            for (i, script) in [[LedgerOperation.approveConfig(.init(epoch: 0, config: x, adminKey: admins[0]))],
+                                [.approveConfig(.init(epoch: 0, config: y, adminKey: admins[1]))], both].enumerated() {
+                let admin = SimClient(index: clients.count, key: admins[i])
+                admin.script = script
+                clients.append(admin)
+            }
+        }
         clientIndex = Dictionary(uniqueKeysWithValues: clients.map { ($0.key.publicKey, $0.index) })
         for (replica, behaviours) in options.byzantine where replica < nodes.count {
             nodes[replica].adversary = Adversary(behaviours: behaviours, config: config, id: ReplicaID(replica), key: keys[replica])
@@ -107,7 +130,12 @@ public final class Simulation {
     public func run() -> SimulationReport {
         for node in nodes { boot(node) }
         scheduleFaults()
-        for client in clients { schedule(at: rng.between(0, 300), .clientIssue(client.index)) }
+        for client in clients {
+            // Admins act somewhere in the fault window: a change may meet a view change, a
+            // crash or a partition.
+            let start = client.script.isEmpty ? rng.between(0, 300) : rng.between(300, max(400, options.faultWindowMs / 2))
+            schedule(at: start, .clientIssue(client.index))
+        }
         for client in maliciousClients { schedule(at: rng.between(0, 300), .maliciousClient(client.index)) }
         var steps: UInt64 = 0
         let stepsMax: UInt64 = 20_000_000
@@ -172,11 +200,34 @@ public final class Simulation {
             }
         case let .maliciousClient(client): maliciousClients[client].attack(simulation: self)
         case let .diskFault(node, fault): inject(fault, at: nodes[node])
+        case let .ghost(node):
+            // A removed replica keeps re-sending what it sent last, until the faults end.
+            guard faultsActive else { return }
+            for (replica, frame) in nodes[node].recentFrames { sendFrame(frame, from: node, toReplica: replica) }
+            schedule(at: now + rng.between(50, 200), .ghost(node))
         case let .diskFreed(node):
             trace?("\(now)ms r\(node) disk has space again")
             nodes[node].fileSystem.diskFull = false
         case .finish: finished = true
         }
+    }
+
+    /// The two competing changes of a reconfiguring run: X replaces replica 3's key with
+    /// `rotated` and halves the batch size (with 5 or more replicas it also removes the last
+    /// one); Y only changes parameters (a checkpoint every 4 blocks).
+    static func competingChanges(_ genesis: ClusterConfig, rotated: PublicKey) -> (ClusterConfig, ClusterConfig) {
+        var validators = genesis.validators
+        validators[3].publicKey = rotated
+        if validators.count >= 5 { validators.removeLast() }
+        var xParameters = genesis.parameters
+        xParameters.batchRequestsMax = 8
+        var yParameters = genesis.parameters
+        yParameters.checkpointInterval = 4
+        let x = try! ClusterConfig(clusterID: genesis.clusterID, validators: validators, parameters: xParameters,
+                                   admins: genesis.admins, adminThreshold: genesis.adminThreshold)
+        let y = try! ClusterConfig(clusterID: genesis.clusterID, validators: genesis.validators, parameters: yParameters,
+                                   admins: genesis.admins, adminThreshold: genesis.adminThreshold)
+        return (x, y)
     }
 
     /// Crashes the primary of the view most running replicas are settled in: a replica alone

@@ -52,6 +52,11 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
     /// Disk faults: torn tails at every crash, corrupted sectors (a sealed block-log segment,
     /// a snapshot, the write-ahead log), a full disk for a while, opens that fail.
     public var diskFaults = false
+    /// Configuration changes during the faults (SPEC.md §18): three admins (threshold 2)
+    /// approve two competing proposals, one replacing replica 3's key (and, with 5 or more
+    /// replicas, removing the last one, which then keeps sending its old messages), the other
+    /// changing parameters; whichever reaches the threshold first wins.
+    public var reconfigure = false
 
     public init(seed: UInt64) { self.seed = seed }
 
@@ -80,6 +85,7 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
             + (maliciousClients == 0 ? "" : " malicious-clients=\(maliciousClients)")
             + (twins.map { " twins=\($0)" } ?? "")
             + (diskFaults ? " disk-faults" : "")
+            + (reconfigure ? " reconfigure" : "")
     }
 
     /// The `bulwark-sim` command that reproduces this run exactly.
@@ -91,6 +97,7 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
             + (maliciousClients == 0 ? "" : " --malicious-clients \(maliciousClients)")
             + (twins.map { " --twins \($0)" } ?? "")
             + (diskFaults ? " --disk-faults" : "")
+            + (reconfigure ? " --reconfigure" : "")
     }
 
     /// `REPLICA:BEHAVIOUR[+BEHAVIOUR...]` per Byzantine replica, comma-separated.
@@ -153,6 +160,9 @@ public struct SimulationReport: Sendable {
     /// Damage a replica found in its block log (by scrubbing) and cut away to repair it.
     public var damageFound: Int = 0
     public var refusedStarts: Int = 0
+    /// The highest epoch a replica entered, and replicas a configuration change removed.
+    public var epochsEntered: UInt64 = 0
+    public var replicasRemoved = 0
     /// Operations checked for linearizability, per-key histories searched.
     public var linearizableOperations: Int = 0
     public var failures: [String] = []
@@ -170,6 +180,7 @@ public struct SimulationReport: Sendable {
             + (transfersOvertaken > 0 ? " transfers-overtaken=\(transfersOvertaken)" : "")
             + (diskFaultsInjected > 0 ? " disk-faults=\(diskFaultsInjected)" : "")
             + (refusedStarts > 0 ? " refused-starts=\(refusedStarts)" : "")
+            + (options.reconfigure ? " epochs=\(epochsEntered) removed=\(replicasRemoved)" : "")
     }
 }
 

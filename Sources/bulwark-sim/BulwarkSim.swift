@@ -40,6 +40,8 @@ struct BulwarkSim: ParsableCommand {
     @Flag(name: .customLong("disk-faults"),
           help: "Inject disk faults in every seed: torn writes at crashes, corrupted sectors (block log, snapshot, WAL), a full disk, failing opens.")
     var diskFaults = false
+    @Flag(help: "Change the configuration during the faults in every seed: competing admin proposals, a replaced key, and with 5 or more replicas a removed replica that keeps sending.")
+    var reconfigure = false
     @Flag(help: "Print only failures and the final line.") var quiet = false
     @Flag(help: "Print view changes, crashes, partitions and state transfers as they happen.") var trace = false
     @Option(name: .customLong("write-ledgers"),
@@ -77,6 +79,7 @@ struct BulwarkSim: ParsableCommand {
         if let maliciousClients { options.maliciousClients = maliciousClients }
         if let twins { options.twins = twins }
         if diskFaults { options.diskFaults = true }
+        if reconfigure { options.reconfigure = true }
         guard self.seed != nil else { return options }
         if let clients { options.clients = clients }
         if let requests { options.requestsPerClient = requests }
