@@ -30,7 +30,11 @@ public enum ClientError: Error, CustomStringConvertible {
 /// its replica, whose frames the transport authenticates with the handshake's session keys.
 /// Re-sends on a timeout.
 public final class LedgerClient: Sendable {
-    public let config: ClusterConfig
+    /// The epoch this client knows and its configuration: cluster.json (epoch 0) at first,
+    /// then whatever `follow` learnt.
+    let known: NIOLockedValueBox<(epoch: UInt64, config: ClusterConfig)>
+    public var config: ClusterConfig { known.withLockedValue { $0.config } }
+    public var epoch: UInt64 { known.withLockedValue { $0.epoch } }
     let key: PrivateKey
     let group: MultiThreadedEventLoopGroup
     /// False when the caller lent the event loops and shuts them down itself.
@@ -58,7 +62,7 @@ public final class LedgerClient: Sendable {
     /// `group` lets many clients in one process share event loops (the caller shuts it down).
     public init(config: ClusterConfig, key: PrivateKey, group: MultiThreadedEventLoopGroup? = nil,
                 logger: Logger = Logger(label: "bulwark.client")) {
-        self.config = config
+        known = .init((0, config))
         self.key = key
         self.ownsGroup = group == nil
         self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -246,6 +250,29 @@ public final class LedgerClient: Sendable {
             }
             try await Task.sleep(for: .milliseconds(10))
         }
+    }
+
+    /// Learns the configuration in force and follows it (SPEC.md §18): an ordered
+    /// `governance` read, accepted (like any result) once f+1 replicas of the epoch this client
+    /// knows agree on it, so at least one honest replica of that epoch vouches for it. A later
+    /// epoch's configuration replaces the known one — the transport then reaches its
+    /// validators at their addresses, with their keys — and the read is repeated there until
+    /// the epoch stops moving. A client whose known epoch has no f+1 replicas left must be
+    /// given a newer configuration file.
+    @discardableResult
+    public func follow(timeout: Duration = .seconds(15)) async throws -> Governance {
+        for _ in 0..<16 {
+            let (result, _) = try await execute(.governance, timeout: timeout)
+            guard case let .governance(governance) = result else { throw ClientError.undecodableResult }
+            let newer = known.withLockedValue { known -> Bool in
+                guard governance.epoch > known.epoch, governance.config.clusterID == known.config.clusterID else { return false }
+                known = (governance.epoch, governance.config)
+                return true
+            }
+            guard newer else { return governance }
+            transport.withLockedValue { $0 }?.update(config: governance.config)
+        }
+        throw ClientError.noProof("the configuration kept changing while it was being read")
     }
 
     public func shutdown() async {

@@ -18,8 +18,10 @@ final class SimNode {
     var key: PrivateKey { keys[0] }
     /// Removed from the cluster by a configuration change: it is never started again.
     var removed = false
-    /// The last frames it sent to other replicas, which a removed replica keeps re-sending.
+    /// The last frames it sent to other replicas; what it sent before it retired, which its
+    /// ghost (the old process, or a thief of its old key) keeps re-sending.
     var recentFrames: [(replica: Int, frame: [UInt8])] = []
+    var ghostFrames: [(replica: Int, frame: [UInt8])] = []
     /// Survives crashes: what was durable stays, the rest is lost (or torn).
     let fileSystem = SimulatedFileSystem()
     /// The running process; nil while it is down.
@@ -185,8 +187,9 @@ extension Simulation {
     }
 
     /// A configuration change no longer lists this replica with its key. A replaced key: the
-    /// operator restarts it with the new one. Removed: it stays down, and keeps re-sending
-    /// what it sent last (a removed replica that does not know it is removed, or lies).
+    /// operator restarts it with the new one. Removed: it stays down. Either way what it
+    /// signed last keeps arriving (a removed replica that does not know it is removed, an old
+    /// key still in the wrong hands), and must count for nothing.
     func retired(_ node: SimNode, _ reason: String) {
         let governance = node.shell?.governance
         trace?("\(now)ms r\(node.id) retired: \(reason)")
@@ -194,11 +197,13 @@ extension Simulation {
         guard let governance else { return }
         if let validator = governance.config.validator(ReplicaID(node.replica)) {
             if let key = rotationKeys[validator.publicKey] { node.keys = [key] + node.keys.filter { $0.publicKey != key.publicKey } }
+            report.keysReplaced += 1
         } else {
             node.removed = true
             report.replicasRemoved += 1
-            schedule(at: now + 50, .ghost(node.id))
         }
+        node.ghostFrames = node.recentFrames
+        schedule(at: now + 50, .ghost(node.id))
     }
 
     /// After every step of a node: a process that reached its crash point, or stopped

@@ -201,9 +201,9 @@ public final class Simulation {
         case let .maliciousClient(client): maliciousClients[client].attack(simulation: self)
         case let .diskFault(node, fault): inject(fault, at: nodes[node])
         case let .ghost(node):
-            // A removed replica keeps re-sending what it sent last, until the faults end.
+            // A retired replica's old messages keep arriving, until the faults end.
             guard faultsActive else { return }
-            for (replica, frame) in nodes[node].recentFrames { sendFrame(frame, from: node, toReplica: replica) }
+            for (replica, frame) in nodes[node].ghostFrames { sendFrame(frame, from: node, toReplica: replica) }
             schedule(at: now + rng.between(50, 200), .ghost(node))
         case let .diskFreed(node):
             trace?("\(now)ms r\(node) disk has space again")

@@ -163,6 +163,7 @@ public struct SimulationReport: Sendable {
     /// The highest epoch a replica entered, and replicas a configuration change removed.
     public var epochsEntered: UInt64 = 0
     public var replicasRemoved = 0
+    public var keysReplaced = 0
     /// Operations checked for linearizability, per-key histories searched.
     public var linearizableOperations: Int = 0
     public var failures: [String] = []
@@ -180,7 +181,7 @@ public struct SimulationReport: Sendable {
             + (transfersOvertaken > 0 ? " transfers-overtaken=\(transfersOvertaken)" : "")
             + (diskFaultsInjected > 0 ? " disk-faults=\(diskFaultsInjected)" : "")
             + (refusedStarts > 0 ? " refused-starts=\(refusedStarts)" : "")
-            + (options.reconfigure ? " epochs=\(epochsEntered) removed=\(replicasRemoved)" : "")
+            + (options.reconfigure ? " epochs=\(epochsEntered) removed=\(replicasRemoved) keys-replaced=\(keysReplaced)" : "")
     }
 }
 

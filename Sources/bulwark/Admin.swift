@@ -15,7 +15,7 @@ struct Admin: ParsableCommand {
             approval that reaches the threshold; the cluster then runs the new configuration \
             (its validators, keys, addresses, parameters and admins) from view 0 of the next epoch.
             """,
-        subcommands: [Propose.self, Approve.self, Show.self])
+        subcommands: [Propose.self, Approve.self, Show.self, Derive.self])
 
     /// Options every admin command shares.
     struct Connection: ParsableArguments {
@@ -47,13 +47,15 @@ struct Admin: ParsableCommand {
             }
         }
 
-        /// The replicated configuration, read through consensus.
+        /// The replicated configuration, read through consensus; the client follows it to the
+        /// current epoch's replicas.
         func governance(_ client: LedgerClient) async throws -> Governance {
-            guard case let (.governance(governance), _) = try await execute(client, .governance) else {
+            do {
+                return try await client.follow(timeout: .seconds(timeout))
+            } catch {
                 await client.shutdown()
-                throw Admin.fail(Failure("the replicas answered the configuration read with another kind of result"))
+                throw Admin.fail(error)
             }
-            return governance
         }
 
         /// Submits one approval and prints what became of it; non-zero exit if refused.
@@ -117,6 +119,92 @@ struct Admin: ParsableCommand {
             }
             try await connection.approve(client, ConfigApprovalRequest(epoch: governance.epoch, config: proposal.config,
                                                                        adminKey: adminKey))
+        }
+    }
+
+    struct Derive: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "config",
+            abstract: "Write a new configuration: the one in force, read from the cluster, with replicas added, removed, re-keyed or moved.",
+            discussion: """
+                An address gives a replica's replica port; its client and HTTP ports are the next \
+                two (as `cluster init` lays them out). The result goes to --out, ready for \
+                `bulwark admin propose --config`.
+                """)
+        @Option(name: .customLong("add"), help: ArgumentHelp("Add replica ID with the key in FILE at HOST:PORT.", valueName: "ID:FILE:HOST:PORT"))
+        var additions: [String] = []
+        @Option(name: .customLong("remove"), help: ArgumentHelp("Remove replica ID.", valueName: "ID"))
+        var removals: [Int] = []
+        @Option(name: .customLong("rekey"), help: ArgumentHelp("Give replica ID the key in FILE.", valueName: "ID:FILE"))
+        var rekeys: [String] = []
+        @Option(name: .customLong("move"), help: ArgumentHelp("Move replica ID to HOST:PORT.", valueName: "ID:HOST:PORT"))
+        var moves: [String] = []
+        @Option(help: ArgumentHelp("Where to write the new configuration.", valueName: "NEW.json")) var out: String
+        @Option(help: ArgumentHelp("A private key to connect with (default: $BULWARK_CLIENT_KEY, else ~/.bulwark/client.key).",
+                                   valueName: "FILE"))
+        var key: String?
+        @OptionGroup var connection: Connection
+
+        /// `host:port` and the two ports after it.
+        static func addresses(_ text: Substring) throws -> (Address, Address, Address) {
+            guard let replica = Address(parsing: String(text)), replica.port <= 65533 else {
+                throw Derive.fail(Failure("'\(text)' is not HOST:PORT with room for the next two ports"))
+            }
+            return (replica, Address(host: replica.host, port: replica.port + 1), Address(host: replica.host, port: replica.port + 2))
+        }
+
+        static func id(_ text: Substring) throws -> ReplicaID {
+            guard let id = ReplicaID(text) else { throw Derive.fail(Failure("'\(text)' is not a replica id")) }
+            return id
+        }
+
+        static func publicKey(_ path: Substring) throws -> PublicKey {
+            do { return try KeyFile.load(from: String(path)).publicKey } catch { throw Derive.fail(error) }
+        }
+
+        func run() async throws {
+            let (client, _) = try connection.connect(key: key ?? ClientKeyLocation.defaultPath)
+            let current = try await connection.governance(client).config
+            await client.shutdown()
+            var validators = current.validators
+            func index(_ id: ReplicaID) throws -> Int {
+                guard let i = validators.firstIndex(where: { $0.id == id }) else {
+                    throw Self.fail(Failure("replica \(id) is not in the configuration in force"))
+                }
+                return i
+            }
+            for text in additions {
+                let parts = text.split(separator: ":", maxSplits: 2)
+                guard parts.count == 3 else { throw Self.fail(Failure("--add \(text): expected ID:FILE:HOST:PORT")) }
+                let id = try Self.id(parts[0])
+                guard !validators.contains(where: { $0.id == id }) else { throw Self.fail(Failure("replica \(id) is already a validator")) }
+                let (r, c, h) = try Self.addresses(parts[2])
+                validators.append(Validator(id: id, publicKey: try Self.publicKey(parts[1]), replicaAddress: r, clientAddress: c, httpAddress: h))
+            }
+            for id in removals {
+                guard let replica = ReplicaID(exactly: id) else { throw Self.fail(Failure("--remove \(id): not a replica id")) }
+                validators.remove(at: try index(replica))
+            }
+            for text in rekeys {
+                let parts = text.split(separator: ":", maxSplits: 1)
+                guard parts.count == 2 else { throw Self.fail(Failure("--rekey \(text): expected ID:FILE")) }
+                validators[try index(try Self.id(parts[0]))].publicKey = try Self.publicKey(parts[1])
+            }
+            for text in moves {
+                let parts = text.split(separator: ":", maxSplits: 1)
+                guard parts.count == 2 else { throw Self.fail(Failure("--move \(text): expected ID:HOST:PORT")) }
+                let i = try index(try Self.id(parts[0]))
+                (validators[i].replicaAddress, validators[i].clientAddress, validators[i].httpAddress) = try Self.addresses(parts[1])
+            }
+            let next: ClusterConfig
+            do {
+                next = try ClusterConfig(clusterID: current.clusterID, validators: validators, parameters: current.parameters,
+                                         admins: current.admins, adminThreshold: current.adminThreshold)
+            } catch {
+                throw Self.fail(error)
+            }
+            do { try next.jsonData().write(to: URL(fileURLWithPath: out)) } catch { throw Self.fail(error) }
+            print("wrote \(out): \(next.n) validators (\(next.ids.map(String.init).joined(separator: ", "))), configuration \(next.hash.hex)")
         }
     }
 

@@ -38,11 +38,13 @@ struct ClientOptions: ParsableArguments {
         return LedgerClient(config: cluster, key: privateKey)
     }
 
-    /// Runs one operation and prints its result; exits non-zero if it failed.
+    /// Runs one operation and prints its result; exits non-zero if it failed. The client first
+    /// follows the cluster to its current configuration (cluster.json may be epochs old).
     func run(_ operation: LedgerOperation) async throws {
         let client = try connect()
         let outcome: (OperationResult, Height)
         do {
+            try await client.follow(timeout: .seconds(timeout))
             outcome = try await client.execute(operation, timeout: .seconds(timeout))
         } catch {
             await client.shutdown()
