@@ -31,10 +31,7 @@ public final class JoiningLedger {
     public func append(_ entries: [LedgerEntry]) throws -> Int {
         var added = 0
         for entry in entries where entry.block.height == height + 1 {
-            let governance = ledger.state.governance
-            _ = try ledger.tip.verifyNext(entry, config: governance.config, epoch: governance.epoch, verifier: verifier)
-            try ledger.blockLog.append(entry)
-            _ = try ledger.apply(entry)
+            _ = try ledger.appendVerified(entry, verifier: verifier)
             added += 1
         }
         try ledger.blockLog.sync()

@@ -37,6 +37,17 @@ struct LedgerExecution {
         return (outcomes, ExecutedCheckpoint(header: entry.block.header, historyBefore: before.history, stateRoot: state.stateRoot))
     }
 
+    /// A block fetched from elsewhere (state transfer, a joining replica): checked against the
+    /// configuration in force at its height — the state after the blocks before it says which,
+    /// so every epoch change is followed — then stored and executed. Nothing unverified is
+    /// stored. Throws `LedgerError` for a block that fails a check.
+    mutating func appendVerified(_ entry: LedgerEntry, verifier: SignatureVerifier) throws -> ExecutedCheckpoint? {
+        let governance = state.governance
+        _ = try tip.verifyNext(entry, config: governance.config, epoch: governance.epoch, verifier: verifier)
+        try blockLog.append(entry)
+        return try apply(entry).checkpoint
+    }
+
     /// The replies the state's deduplication table still holds for `block`'s requests, which
     /// executed earlier (the answer a retransmission of each would get).
     func repliesRecorded(for block: Block) -> [Reply] {

@@ -61,14 +61,8 @@ extension ReplicaShell {
         let start = height
         do {
             for entry in entries where entry.block.height == height + 1 {
-                // Link, commit certificate and client signatures: nothing unverified is stored.
-                // Against the configuration in force at the block's height: the state after the
-                // blocks before it says which, so a transfer follows every epoch change.
-                let governance = ledger.state.governance
-                _ = try ledger.tip.verifyNext(entry, config: governance.config, epoch: governance.epoch, verifier: verifier)
-                try ledger.blockLog.append(entry)
-                let checkpoint = try ledger.apply(entry).checkpoint
-                if let checkpoint { current.executed.append(checkpoint) }
+                // Link, epoch, commit certificate and client signatures: nothing unverified is stored.
+                if let checkpoint = try ledger.appendVerified(entry, verifier: verifier) { current.executed.append(checkpoint) }
                 notify(.transferredBlock(entry.block.height))
             }
             try ledger.blockLog.sync()
