@@ -60,9 +60,10 @@ public struct Governance: Hashable, Sendable {
         let (sum, overflow) = height.addingReportingOverflow(parameters.watermarkWindow)
         guard !overflow, interval > 0 else { return nil }
         let remainder = sum % interval
-        if remainder == 0 { return sum }
+        if remainder == 0 { return sum == .max ? nil : sum }
         let (last, overflow2) = sum.addingReportingOverflow(interval - remainder)
-        return overflow2 ? nil : last
+        // The next epoch's first height must fit too.
+        return overflow2 || last == .max ? nil : last
     }
 
     /// The epoch a block at `height` belongs to, as far as this state knows: the current

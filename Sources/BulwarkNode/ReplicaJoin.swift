@@ -42,7 +42,8 @@ public enum ReplicaJoin {
             let peer = peers[attempt % peers.count]
             answers.withLockedValue { $0.removeAll() }
             let from = ledger.height + 1
-            transport.send(ClientFrame.fetchBlocks(from: from, to: from + Height(ClientFrame.blocksMax - 1)).encoded(), to: peer)
+            let span = Height(ClientFrame.blocksMax - 1)
+            transport.send(ClientFrame.fetchBlocks(from: from, to: from > .max - span ? .max : from + span).encoded(), to: peer)
             var answer: [LedgerEntry]?
             for _ in 0..<200 where answer == nil {
                 answer = answers.withLockedValue { answers in answers.first { $0.replica == peer }?.entries }
