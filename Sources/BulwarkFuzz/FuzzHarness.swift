@@ -68,8 +68,22 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
         case .segmentIndex:
             Self.segmentIndex(Self.framed(data))
         case .clusterConfig:
-            guard let config = try? JSONDecoder().decode(ClusterConfig.self, from: Data(data)) else { return }
-            precondition(config.n >= 4 && config.quorum > 2 * config.f && config.quorum <= config.n, "accepted an unsound cluster")
+            // cluster.json, the canonical encoding admins sign, and the replicated governance.
+            func sound(_ config: ClusterConfig) {
+                precondition(config.n >= 4 && config.quorum > 2 * config.f && config.quorum <= config.n, "accepted an unsound cluster")
+                precondition(config.admins.isEmpty ? config.adminThreshold == 0 : (1...config.admins.count).contains(config.adminThreshold),
+                             "accepted an unsound admin threshold")
+            }
+            if let config = try? JSONDecoder().decode(ClusterConfig.self, from: Data(data)) { sound(config) }
+            if let config = try? ClusterConfig(decoding: data) {
+                sound(config)
+                canonical(config.encoded(), data, "cluster configuration")
+            }
+            if let governance = try? Governance(decoding: data) {
+                sound(governance.config)
+                canonical(governance.encoded(), data, "governance")
+                _ = governance.epoch(at: .max)
+            }
         case .replica:
             ReplicaScenario.fuzz(data)
         case .shell:
@@ -91,7 +105,11 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
                     ClientFrame.reply(ClientReply(requestID: 1, height: 2, result: OperationResult.written(version: 2).encoded())).encoded(),
                     ClientFrame.proveRequest(key: Array("key-1".utf8), nonce: 9).encoded(),
                     ClientFrame.refused(requestID: 3, .tooLarge(bytes: 200_000, limit: 131_072)).encoded(),
-                    ClientFrame.proofUnavailable(nonce: 9, reason: "none yet").encoded()]
+                    ClientFrame.proofUnavailable(nonce: 9, reason: "none yet").encoded(),
+                    ClientFrame.request(Request.signed(by: fixture.clients[0], cluster: fixture.config.clusterID, requestID: 7,
+                                                       operation: .approveConfig(Self.approval))).encoded(),
+                    ClientFrame.fetchBlocks(from: 1, to: 128).encoded(),
+                    ClientFrame.blocks(Array(fixture.entries.prefix(2))).encoded()]
         case .message:
             return scenario.sent.prefix(24).map { $0.encoded() } + ReplicaScenario.changingView.sent.suffix(6).map { $0.encoded() }
         case .handshake:
@@ -118,7 +136,13 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
             // The index is one record of type 1; its payload is what follows the 9-byte header.
             return [[0] + index, [1] + Self.unframed([(1, Array(index.dropFirst(9)))])]
         case .clusterConfig:
-            return [Array(try! JSONEncoder().encode(fixture.config))]
+            var state = KeyValueState(genesis: Self.governed)
+            let approving = Request.signed(by: fixture.clients[0], cluster: fixture.config.clusterID, requestID: 1,
+                                           operation: .approveConfig(Self.approval))
+            _ = try? state.execute(Block(header: BlockHeader(clusterID: fixture.config.clusterID, height: 1, view: 0, timestampMs: 0,
+                                                             proposer: 0, prevBlockHash: .zero, txRoot: .zero, historyRoot: .zero),
+                                         requests: [approving]))
+            return [Array(try! JSONEncoder().encode(fixture.config)), Self.governed.encoded(), state.governance.encoded()]
         case .shell:
             // A state transfer started by a checkpoint proof and answered in full, or in part
             // and then after a retry; serving blocks, a client request and a proof request.
@@ -209,6 +233,19 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
         try! file.sync()
         file.close()
     }
+
+    /// The fixture's cluster with one admin, and that admin's approval of a configuration
+    /// without replica 3 (which, with threshold 1, schedules the change).
+    static let adminKey = PrivateKey(seed: Array(repeating: 0xad, count: 32))!
+    static let governed = try! ClusterConfig(clusterID: fixture.config.clusterID, validators: fixture.config.validators,
+                                             parameters: fixture.config.parameters, admins: [adminKey.publicKey])
+    static let approval: ConfigApprovalRequest = {
+        var validators = fixture.config.validators
+        validators[3].publicKey = PrivateKey(seed: Array(repeating: 0x3e, count: 32))!.publicKey
+        let next = try! ClusterConfig(clusterID: fixture.config.clusterID, validators: validators,
+                                      parameters: fixture.config.parameters, admins: [adminKey.publicKey])
+        return ConfigApprovalRequest(epoch: 0, config: next, adminKey: adminKey)
+    }()
 
     /// Blocks served in state transfer are checked as a replica checks them.
     static func verifyTransferred(_ entries: [LedgerEntry]) {
