@@ -134,6 +134,9 @@ extension Replica {
         }
         nextProposal = max(chain.height, plan.maxHeight, lowWatermark) + 1
         pool.resetForNewView(nowMs: nowMs)
+        // The new primary gets a full timeout to drive the epoch to its end, as it does for
+        // each pending request.
+        if epochEndWaitSinceMs != nil { epochEndWaitSinceMs = nowMs }
         for block in plan.blocks { pool.markProposed(block.requests, nowMs: nowMs) }
         turnaround.startView()
         requestTimerArmed = false

@@ -29,7 +29,7 @@ public enum ReplicaJoin {
             Task { await transport.shutdown(); try? await group.shutdownGracefully() }
         }
         logger.info("joining: fetching the ledger from the cluster", metadata: ["height": "\(ledger.height)"])
-        var attempt = 0
+        var progress = JoinProgress(key: key.publicKey)
         var lastReport = ledger.height
         while true {
             let governance = ledger.governance
@@ -37,42 +37,33 @@ public enum ReplicaJoin {
                 config = governance.config
                 transport.update(config: config)
             }
-            let listed = config.replicaID(of: key.publicKey)
-            let peers = config.ids.filter { $0 != listed }
-            let peer = peers[attempt % peers.count]
+            let (peer, from, to) = progress.request(ledger)
             answers.withLockedValue { $0.removeAll() }
-            let from = ledger.height + 1
-            let span = Height(ClientFrame.blocksMax - 1)
-            transport.send(ClientFrame.fetchBlocks(from: from, to: from > .max - span ? .max : from + span).encoded(), to: peer)
+            transport.send(ClientFrame.fetchBlocks(from: from, to: to).encoded(), to: peer)
             var answer: [LedgerEntry]?
             for _ in 0..<200 where answer == nil {
                 answer = answers.withLockedValue { answers in answers.first { $0.replica == peer }?.entries }
                 if answer == nil { try await Task.sleep(for: .milliseconds(10)) }
             }
-            guard let entries = answer else {
-                attempt += 1
-                continue
-            }
-            do {
-                let added = try ledger.append(entries)
-                if added == 0 {
-                    // At this replica's end of the ledger.
-                    if listed != nil {
-                        logger.info("joined: the ledger lists this key; starting", metadata: [
-                            "height": "\(ledger.height)", "epoch": "\(ledger.governance.epoch)", "replica": "\(listed!)"])
-                        return
-                    }
-                    if attempt % peers.count == 0 {
-                        logger.info("waiting for an epoch that lists this key", metadata: [
-                            "height": "\(ledger.height)", "epoch": "\(governance.epoch)"])
-                    }
-                    attempt += 1
-                    try await Task.sleep(for: .milliseconds(200))
+            var added: Int?
+            if let entries = answer {
+                do { added = try ledger.append(entries) } catch let error as LedgerError {
+                    logger.warning("a replica sent a block that fails its checks; asking another", metadata: [
+                        "replica": "\(peer)", "error": "\(error)"])
                 }
-            } catch let error as LedgerError {
-                logger.warning("a replica sent a block that fails its checks; asking another", metadata: [
-                    "replica": "\(peer)", "error": "\(error)"])
-                attempt += 1
+            }
+            switch progress.answered(added: added, ledger: ledger) {
+            case .ask: break
+            case .wait:
+                if progress.attempt % max(1, config.n - 1) == 0 {
+                    logger.info("waiting for an epoch that lists this key", metadata: [
+                        "height": "\(ledger.height)", "epoch": "\(governance.epoch)"])
+                }
+                try await Task.sleep(for: .milliseconds(200))
+            case let .done(id):
+                logger.info("joined: the ledger lists this key; starting", metadata: [
+                    "height": "\(ledger.height)", "epoch": "\(ledger.governance.epoch)", "replica": "\(id)"])
+                return
             }
             if ledger.height >= lastReport + 1000 {
                 lastReport = ledger.height

@@ -39,3 +39,47 @@ public final class JoiningLedger {
         return added
     }
 }
+
+/// The decisions of a join (`bulwark node --join`), without I/O: whom to ask for which blocks
+/// next, and when the ledger is far enough along to start as a validator. The NIO driver
+/// (`ReplicaJoin`) and the simulator drive the same steps.
+public struct JoinProgress: Sendable {
+    public let key: PublicKey
+    /// Turns so far: each failed or empty answer moves on to the next peer.
+    public private(set) var attempt = 0
+
+    public init(key: PublicKey) { self.key = key }
+
+    /// What to do after an answer.
+    public enum Step: Equatable, Sendable {
+        /// Ask (the next peer, or the same one for more) at once.
+        case ask
+        /// The peers have nothing newer and no epoch lists this key yet: ask again later.
+        case wait
+        /// An epoch lists this key as this validator and the peer asked has nothing newer.
+        case done(ReplicaID)
+    }
+
+    /// The peer to ask next and the range of blocks to ask for.
+    public func request(_ ledger: JoiningLedger) -> (peer: ReplicaID, from: Height, to: Height) {
+        let config = ledger.governance.config
+        let listed = config.replicaID(of: key)
+        let peers = config.ids.filter { $0 != listed }
+        let from = ledger.height + 1
+        let span = Height(ClientFrame.blocksMax - 1)
+        return (peers[attempt % peers.count], from, from > .max - span ? .max : from + span)
+    }
+
+    /// An answer that added `added` blocks; nil when the peer sent nothing in time or a
+    /// block that failed its checks.
+    public mutating func answered(added: Int?, ledger: JoiningLedger) -> Step {
+        guard let added else {
+            attempt += 1
+            return .ask
+        }
+        guard added == 0 else { return .ask }
+        if let id = ledger.governance.config.replicaID(of: key) { return .done(id) }
+        attempt += 1
+        return .wait
+    }
+}

@@ -81,6 +81,14 @@ final class SimClient {
             send(current.request.operation, invokedMs: current.invokedMs, simulation)
             return
         }
+        // An admin's approval for an epoch not in force yet: approve again a little later.
+        if !script.isEmpty, case let .configRefused(.wrongEpoch(inForce))? = try? OperationResult(decoding: reply.result),
+           case let .approveConfig(approval) = current.request.operation, inForce < approval.epoch {
+            self.current = nil
+            issued -= 1
+            simulation.schedule(at: simulation.now + simulation.rng.between(200, 600), .clientIssue(index))
+            return
+        }
         completed.append(CompletedOperation(request: current.request, result: reply.result, invokedMs: current.invokedMs,
                                             completedMs: simulation.now))
         if let result = try? OperationResult(decoding: reply.result), let key = current.request.operation.singleKey {

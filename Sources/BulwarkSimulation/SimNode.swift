@@ -18,6 +18,10 @@ final class SimNode {
     var key: PrivateKey { keys[0] }
     /// Removed from the cluster by a configuration change: it is never started again.
     var removed = false
+    /// A replica outside cluster.json that has not joined yet: it is not started until its
+    /// join (fetching and checking the ledger as a client) finishes.
+    var join: (ledger: JoiningLedger, progress: JoinProgress, asked: Int, waiting: Bool)?
+    var awaitingJoin = false
     /// The last frames it sent to other replicas; what it sent before it retired, which its
     /// ghost (the old process, or a thief of its old key) keeps re-sending.
     var recentFrames: [(replica: Int, frame: [UInt8])] = []
@@ -113,7 +117,7 @@ final class SimIO: ShellNetwork, ShellClock, ShellWorkers {
 extension Simulation {
     /// Starts node `node`'s process from its disk, as a supervisor would.
     func boot(_ node: SimNode) {
-        guard node.shell == nil, !node.removed else { return }
+        guard node.shell == nil, !node.removed, !node.awaitingJoin else { return }
         node.incarnation += 1
         let io = SimIO(simulation: self, node: node.id, incarnation: node.incarnation)
         var started: ReplicaShell?
@@ -184,6 +188,79 @@ extension Simulation {
         }
         trace?("\(now)ms r\(node.id) stopped: \(reason)")
         node.pendingCrashDownMs = node.pendingCrashDownMs ?? 300
+    }
+
+    // MARK: Joining
+
+    /// A replica outside cluster.json starts joining: it fetches the ledger as a client and
+    /// checks it from genesis (`JoiningLedger`, `JoinProgress`, the steps `bulwark node --join`
+    /// takes), and starts as a validator once an epoch lists it.
+    func startJoin(_ node: SimNode) {
+        guard node.awaitingJoin, node.join == nil else { return }
+        do {
+            let ledger = try JoiningLedger(genesis: config, dataDirectory: SimNode.dataDirectory, fileSystem: node.fileSystem,
+                                           logger: Self.logger)
+            node.join = (ledger, JoinProgress(key: node.key.publicKey), 0, false)
+        } catch {
+            return report.failures.append("replica \(node.id) cannot start joining: \(error)")
+        }
+        trace?("\(now)ms r\(node.id) starts joining")
+        askToJoin(node)
+    }
+
+    func askToJoin(_ node: SimNode) {
+        guard var join = node.join else { return }
+        let governance = join.ledger.governance
+        // Added and removed again before it finished joining: it never starts.
+        if governance.config.replicaID(of: node.key.publicKey) == nil, governance.epochEnds.count >= 2 {
+            node.join = nil
+            node.awaitingJoin = false
+            node.removed = true
+            return
+        }
+        let (peer, from, to) = join.progress.request(join.ledger)
+        join.asked += 1
+        join.waiting = true
+        node.join = join
+        let frame = ClientFrame.fetchBlocks(from: from, to: to).encoded()
+        for target in nodes where target.replica == Int(peer) {
+            guard let at = transit() else { continue }
+            schedule(at: at, .clientFrame(to: target.id, client: node.key.publicKey, frame))
+        }
+        schedule(at: now + 300, .joinTimeout(node.id, asked: join.asked))
+    }
+
+    /// Blocks for a joiner: whatever extends its ledger is checked and kept; only the answer
+    /// to its newest question moves it on.
+    func receiveAtJoiner(_ node: SimNode, _ bytes: [UInt8]) {
+        guard let join = node.join, case let .blocks(entries)? = try? ClientFrame(decoding: bytes) else { return }
+        var added: Int?
+        do { added = try join.ledger.append(entries) } catch is LedgerError {
+            added = nil
+        } catch {
+            return report.failures.append("replica \(node.id) cannot store fetched blocks: \(error)")
+        }
+        // Duplicated or late answers add what they can but do not multiply the questions.
+        guard join.waiting else { return }
+        joinAnswered(node, added: added)
+    }
+
+    func joinAnswered(_ node: SimNode, added: Int?) {
+        guard var join = node.join else { return }
+        let step = join.progress.answered(added: added, ledger: join.ledger)
+        join.asked += 1 // the pending timeout is void
+        join.waiting = false
+        node.join = join
+        switch step {
+        case .ask: askToJoin(node)
+        case .wait: schedule(at: now + 200, .joinAsk(node.id))
+        case let .done(id):
+            trace?("\(now)ms r\(node.id) joined as replica \(id) at height \(join.ledger.height)")
+            node.join = nil
+            node.awaitingJoin = false
+            report.replicasJoined += 1
+            boot(node)
+        }
     }
 
     /// A configuration change no longer lists this replica with its key. A replaced key: the

@@ -33,6 +33,8 @@ public final class Simulation {
     let clientIndex: [PublicKey: Int]
     /// New keys a configuration change gives replicas, by public key (looked up only).
     var rotationKeys: [PublicKey: PrivateKey] = [:]
+    /// Joining replicas by key, to route their fetched blocks (looked up only).
+    var joinerIndex: [PublicKey: Int] = [:]
 
     struct Scheduled: Comparable {
         let time: UInt64
@@ -60,6 +62,10 @@ public final class Simulation {
         case diskFault(Int, DiskFault)
         case diskFreed(Int)
         case ghost(Int)
+        case joinStart(Int)
+        case joinAsk(Int)
+        case joinTimeout(Int, asked: Int)
+        case toJoiner(Int, [UInt8])
         case finish
     }
 
@@ -83,7 +89,7 @@ public final class Simulation {
         parameters.timestampSkewMsMax = 2_000
         parameters.stateTransferTimeoutMs = 200
         let clusterID = ClusterID(raw: Bytes32((0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })!)
-        let admins = options.reconfigure
+        let admins = options.reconfigure || options.grow
             ? (0..<3).map { _ in PrivateKey(seed: (0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })! } : []
         let config = try! ClusterConfig.layout(keys: keys.map(\.publicKey), host: "sim", basePort: 1000, clusterID: clusterID,
                                                parameters: parameters, admins: admins.map(\.publicKey),
@@ -102,7 +108,32 @@ public final class Simulation {
             // A second process with the same validator key and id, with its own state.
             nodes.append(SimNode(id: nodes.count, key: keys[twin], replica: twin))
         }
-        if options.reconfigure {
+        if options.grow {
+            // 4→7→4: three replicas outside cluster.json join, are added, then removed. Two
+            // of the three admins approve each change; the removal is approved for epoch 1
+            // and retried until epoch 1 is in force.
+            let joinerKeys = (0..<3).map { _ in PrivateKey(seed: (0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })! }
+            let first = ReplicaID(config.n)
+            let added = config.validators + joinerKeys.enumerated().map { i, key in
+                let port = UInt16(2000 + 3 * i)
+                return Validator(id: first + ReplicaID(i), publicKey: key.publicKey, replicaAddress: Address(host: "sim", port: port),
+                                 clientAddress: Address(host: "sim", port: port + 1), httpAddress: Address(host: "sim", port: port + 2))
+            }
+            let grown = try! ClusterConfig(clusterID: config.clusterID, validators: added, parameters: config.parameters,
+                                           admins: config.admins, adminThreshold: config.adminThreshold)
+            for (i, key) in joinerKeys.enumerated() {
+                let node = SimNode(id: nodes.count, key: key, replica: Int(first) + i)
+                node.awaitingJoin = true
+                joinerIndex[key.publicKey] = node.id
+                nodes.append(node)
+            }
+            for admin in admins.prefix(2) {
+                let client = SimClient(index: clients.count, key: admin)
+                client.script = [.approveConfig(.init(epoch: 0, config: grown, adminKey: admin)),
+                                 .approveConfig(.init(epoch: 1, config: config, adminKey: admin))]
+                clients.append(client)
+            }
+        } else if options.reconfigure {
             let rotated = PrivateKey(seed: (0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })!
             rotationKeys[rotated.publicKey] = rotated
             let (x, y) = Self.competingChanges(config, rotated: rotated.publicKey)
@@ -137,6 +168,8 @@ public final class Simulation {
             schedule(at: start, .clientIssue(client.index))
         }
         for client in maliciousClients { schedule(at: rng.between(0, 300), .maliciousClient(client.index)) }
+        // Joiners start anywhere in the fault window: the late ones join from far behind.
+        for node in nodes where node.awaitingJoin { schedule(at: rng.between(200, options.faultWindowMs), .joinStart(node.id)) }
         var steps: UInt64 = 0
         let stepsMax: UInt64 = 20_000_000
         while !finished, let next = queue.popMin() {
@@ -180,6 +213,12 @@ public final class Simulation {
             done()
             settle(nodes[node])
         case let .toClient(client, from, bytes): receiveAtClient(client, from: from, bytes)
+        case let .joinStart(node): startJoin(nodes[node])
+        case let .joinAsk(node): askToJoin(nodes[node])
+        case let .joinTimeout(node, asked):
+            guard let join = nodes[node].join, join.asked == asked else { return }
+            joinAnswered(nodes[node], added: nil)
+        case let .toJoiner(node, bytes): receiveAtJoiner(nodes[node], bytes)
         case let .clientIssue(client): clients[client].issueNext(simulation: self)
         case let .clientRetry(client, requestID): clients[client].retry(requestID: requestID, simulation: self)
         case let .crash(node, midStep, downMs): crash(nodes[node], midStep: midStep, downMs: downMs)
@@ -286,7 +325,12 @@ public final class Simulation {
     // MARK: - Network
 
     /// Whether nodes `a` and `b` (indices; a twin sits where its replica does) can talk.
-    func connected(_ a: Int, _ b: Int) -> Bool { groups == nil || groups![nodes[a].replica] == groups![nodes[b].replica] }
+    func connected(_ a: Int, _ b: Int) -> Bool {
+        guard let groups else { return true }
+        // A replica that joined later sits in group 0.
+        func group(_ node: Int) -> Int { nodes[node].replica < groups.count ? groups[nodes[node].replica] : 0 }
+        return group(a) == group(b)
+    }
 
     var faultsActive: Bool { now < options.faultWindowMs }
 
@@ -330,6 +374,10 @@ public final class Simulation {
 
     /// A frame from node `from` for a client: only workload clients read theirs.
     func sendToClient(_ frame: [UInt8], from: Int, client: PublicKey) {
+        if let joiner = joinerIndex[client] {
+            guard let at = transit() else { return }
+            return schedule(at: at, .toJoiner(joiner, frame))
+        }
         guard let index = clientIndex[client], let at = transit() else { return }
         schedule(at: at, .toClient(client: index, from: nodes[from].replica, frame))
     }

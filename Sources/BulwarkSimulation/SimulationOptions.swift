@@ -57,6 +57,9 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
     /// replicas, removing the last one, which then keeps sending its old messages), the other
     /// changing parameters; whichever reaches the threshold first wins.
     public var reconfigure = false
+    /// 4→7→4: three replicas outside cluster.json join with `--join` (some from far behind,
+    /// starting late in the run), an admin adds them, then removes them again.
+    public var grow = false
 
     public init(seed: UInt64) { self.seed = seed }
 
@@ -85,7 +88,7 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
             + (maliciousClients == 0 ? "" : " malicious-clients=\(maliciousClients)")
             + (twins.map { " twins=\($0)" } ?? "")
             + (diskFaults ? " disk-faults" : "")
-            + (reconfigure ? " reconfigure" : "")
+            + (reconfigure ? " reconfigure" : "") + (grow ? " grow" : "")
     }
 
     /// The `bulwark-sim` command that reproduces this run exactly.
@@ -97,7 +100,7 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
             + (maliciousClients == 0 ? "" : " --malicious-clients \(maliciousClients)")
             + (twins.map { " --twins \($0)" } ?? "")
             + (diskFaults ? " --disk-faults" : "")
-            + (reconfigure ? " --reconfigure" : "")
+            + (reconfigure ? " --reconfigure" : "") + (grow ? " --grow" : "")
     }
 
     /// `REPLICA:BEHAVIOUR[+BEHAVIOUR...]` per Byzantine replica, comma-separated.
@@ -164,6 +167,7 @@ public struct SimulationReport: Sendable {
     public var epochsEntered: UInt64 = 0
     public var replicasRemoved = 0
     public var keysReplaced = 0
+    public var replicasJoined = 0
     /// Operations checked for linearizability, per-key histories searched.
     public var linearizableOperations: Int = 0
     public var failures: [String] = []
@@ -181,7 +185,8 @@ public struct SimulationReport: Sendable {
             + (transfersOvertaken > 0 ? " transfers-overtaken=\(transfersOvertaken)" : "")
             + (diskFaultsInjected > 0 ? " disk-faults=\(diskFaultsInjected)" : "")
             + (refusedStarts > 0 ? " refused-starts=\(refusedStarts)" : "")
-            + (options.reconfigure ? " epochs=\(epochsEntered) removed=\(replicasRemoved) keys-replaced=\(keysReplaced)" : "")
+            + (options.reconfigure || options.grow
+                ? " epochs=\(epochsEntered) removed=\(replicasRemoved) keys-replaced=\(keysReplaced) joined=\(replicasJoined)" : "")
     }
 }
 

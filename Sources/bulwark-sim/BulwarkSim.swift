@@ -42,6 +42,8 @@ struct BulwarkSim: ParsableCommand {
     var diskFaults = false
     @Flag(help: "Change the configuration during the faults in every seed: competing admin proposals, a replaced key, and with 5 or more replicas a removed replica that keeps sending.")
     var reconfigure = false
+    @Flag(help: "Grow and shrink in every seed: three replicas outside cluster.json join with --join (some from far behind), are added, then removed (4→7→4).")
+    var grow = false
     @Flag(help: "Print only failures and the final line.") var quiet = false
     @Flag(help: "Print view changes, crashes, partitions and state transfers as they happen.") var trace = false
     @Option(name: .customLong("write-ledgers"),
@@ -80,6 +82,7 @@ struct BulwarkSim: ParsableCommand {
         if let twins { options.twins = twins }
         if diskFaults { options.diskFaults = true }
         if reconfigure { options.reconfigure = true }
+        if grow { options.grow = true }
         guard self.seed != nil else { return options }
         if let clients { options.clients = clients }
         if let requests { options.requestsPerClient = requests }

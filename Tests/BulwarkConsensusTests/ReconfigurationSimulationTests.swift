@@ -68,4 +68,37 @@ import Testing
         #expect(failed.isEmpty, "\(failed.joined(separator: "\n"))")
         #expect(viewChanges > 0)
     }
+
+    /// 4→7→4: three replicas outside cluster.json join as `bulwark node --join` does (fetching
+    /// and checking the ledger as clients, some starting late: from far behind), are added,
+    /// then removed again; a joiner whose epoch came and went never starts.
+    @Test func growAndShrinkWithJoiners() {
+        var failed: [String] = []
+        var joined = 0, shrunk = 0
+        for seed in UInt64(1)...10 {
+            var options = SimulationOptions.mixed(seed: seed)
+            options.grow = true
+            let (report, failure) = run(options)
+            if let failure { failed.append(failure) }
+            joined += report.replicasJoined
+            if report.epochsEntered >= 2 { shrunk += 1 }
+        }
+        #expect(failed.isEmpty, "\(failed.joined(separator: "\n"))")
+        #expect(joined >= 10, "only \(joined) replicas joined in 10 runs")
+        #expect(shrunk >= 8, "only \(shrunk) of 10 runs shrank back to four replicas")
+    }
+
+    /// A run where a scheduled change met view changes with a replica down for good (its
+    /// write-ahead log corrupted): each new primary must get a full timeout to drive the epoch
+    /// to its end, or the backups change view again at once, forever.
+    @Test func aNewPrimaryGetsAFullTimeoutToReachTheEpochsEnd() {
+        var options = SimulationOptions(seed: 9)
+        (options.clients, options.requestsPerClient, options.dropPerMille, options.duplicatePerMille) = (5, 15, 153, 75)
+        (options.jitterMsMax, options.partitions, options.crashes) = (29, 0, 1)
+        options.diskFaults = true
+        options.grow = true
+        let (report, failure) = run(options)
+        #expect(failure == nil, "\(failure ?? "")")
+        #expect(report.epochsEntered >= 1)
+    }
 }
