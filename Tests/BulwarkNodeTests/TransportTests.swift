@@ -345,6 +345,30 @@ import Testing
         await t0.shutdown()
     }
 
+    /// A replica this transport cannot reach at its configured address (it moved in an epoch
+    /// the sender is not in yet, or the other way round) is answered on the connection it
+    /// opened itself.
+    @Test func aReplicaThatCannotBeReachedIsAnsweredOnItsOwnConnection() async throws {
+        let ports = try await freePorts()
+        let (config, keys) = config(ports: ports)
+        // Replica 0 believes replica 1 listens where nobody does.
+        var validators = config.validators
+        validators[1].replicaAddress = Address(host: "127.0.0.1", port: 1)
+        let stale = try ClusterConfig(clusterID: config.clusterID, validators: validators)
+        let inbox0 = Inbox(), inbox1 = Inbox()
+        let t0 = transport(stale, keys, 0, inbox0, settings: quickSettings())
+        let t1 = transport(config, keys, 1, inbox1, settings: quickSettings())
+        _ = try await t0.listen(host: "127.0.0.1", port: ports[0])
+        _ = try await t1.listen(host: "127.0.0.1", port: ports[1])
+        t1.send([1], to: 0)
+        #expect(await inbox0.wait(for: 1), "replica 1 reaches replica 0")
+        t0.send([2], to: 1)
+        #expect(await inbox1.wait(for: 1), "replica 0 answers on replica 1's connection")
+        #expect(inbox1.frames.withLockedValue { $0.first?.1 } == [2])
+        await t0.shutdown()
+        await t1.shutdown()
+    }
+
     /// A peer that accepts the connection and then never answers the handshake: the link gives
     /// up at the deadline, backs off and tries again, and reaches the real replica once it is there.
     @Test func aPeerThatAcceptsAndStallsIsRetried() async throws {
