@@ -223,11 +223,12 @@ extension Governance {
     /// After block `height` executed: ends the epoch when it was the scheduled last block.
     /// True when a new epoch begins.
     mutating func endOfBlock(_ height: Height) -> Bool {
-        guard let scheduled, scheduled.lastHeight == height, epochEnds.count < Self.epochsMax else { return false }
+        // A decoded schedule is not trusted to leave room for the next epoch's first height.
+        guard let scheduled, scheduled.lastHeight == height, height < .max, epochEnds.count < Self.epochsMax else { return false }
         epochEnds.append(height)
         epoch += 1
         config = scheduled.config
-        firstHeight = height + 1
+        firstHeight = height &+ 1
         proposals = []
         self.scheduled = nil
         return true
