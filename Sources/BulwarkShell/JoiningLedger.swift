@@ -30,7 +30,8 @@ public final class JoiningLedger {
     @discardableResult
     public func append(_ entries: [LedgerEntry]) throws -> Int {
         var added = 0
-        for entry in entries where entry.block.height == height + 1 {
+        // The next block only; the comparison comes first, so the difference cannot underflow.
+        for entry in entries where entry.block.height > height && entry.block.height - height == 1 {
             _ = try ledger.appendVerified(entry, verifier: verifier)
             added += 1
         }
