@@ -44,6 +44,8 @@ public final class LedgerClient: Sendable {
     let nextID: NIOLockedValueBox<UInt64>
 
     let proofs = NIOLockedValueBox<[UInt64: PendingProof]>([:])
+    /// Answers to one request for epoch proofs, by replica (empty: it proved nothing).
+    let epochAnswers = NIOLockedValueBox<[UInt64: [ReplicaID: [EpochProof]]]>([:])
 
     /// Answers to one prove request: only proofs that verified are kept.
     struct PendingProof {
@@ -79,9 +81,20 @@ public final class LedgerClient: Sendable {
         switch frame {
         case let .reply(reply): received(reply, from: replica)
         case let .proof(nonce, bundle): receivedProof(nonce: nonce, .proof(bundle), from: replica)
-        case let .proofUnavailable(nonce, reason): receivedProof(nonce: nonce, .refused(reason), from: replica)
+        case let .proofUnavailable(nonce, reason):
+            receivedEpochProofs(nonce: nonce, [], from: replica)
+            receivedProof(nonce: nonce, .refused(reason), from: replica)
         case let .refused(requestID, refusal): received(refusal, of: requestID, from: replica)
-        case .request, .proveRequest, .fetchBlocks, .blocks: return
+        case let .epochProofs(nonce, steps): receivedEpochProofs(nonce: nonce, steps, from: replica)
+        case .request, .proveRequest, .fetchBlocks, .blocks, .epochProofsRequest: return
+        }
+    }
+
+    /// Kept as received (checked by `learnEpochs`, off the event loop), first answer only.
+    func receivedEpochProofs(nonce: UInt64, _ steps: [EpochProof], from replica: ReplicaID) {
+        epochAnswers.withLockedValue { answers in
+            guard answers[nonce] != nil, answers[nonce]![replica] == nil else { return }
+            answers[nonce]![replica] = steps
         }
     }
 
@@ -252,27 +265,86 @@ public final class LedgerClient: Sendable {
         }
     }
 
-    /// Learns the configuration in force and follows it (SPEC.md §18): an ordered
-    /// `governance` read, accepted (like any result) once f+1 replicas of the epoch this client
-    /// knows agree on it, so at least one honest replica of that epoch vouches for it. A later
-    /// epoch's configuration replaces the known one — the transport then reaches its
-    /// validators at their addresses, with their keys — and the read is repeated there until
-    /// the epoch stops moving. A client whose known epoch has no f+1 replicas left must be
-    /// given a newer configuration file.
+    /// Learns the configuration in force and follows it (SPEC.md §18.5). From the epoch it
+    /// knows (cluster.json's at first), the client asks the replicas how the configuration
+    /// changed since, and checks every step itself: the execution certificate of the epoch's
+    /// last block, signed by a quorum of that epoch's validators, and the governance the
+    /// certified state holds. So it trusts no replica, only the epoch before. It then reaches
+    /// the newest proven epoch's validators at their addresses, with their keys, and orders a
+    /// `governance` read there, whose answer (with open proposals) it returns once it names
+    /// the configuration it proved; a newer epoch in it means a change landed meanwhile, and
+    /// the client follows that too. A client whose known epoch has no replica left to answer
+    /// must be given a newer configuration file.
     @discardableResult
     public func follow(timeout: Duration = .seconds(15)) async throws -> Governance {
-        for _ in 0..<16 {
-            let (result, _) = try await execute(.governance, timeout: timeout)
+        let deadline = ContinuousClock.now + timeout
+        for _ in 0..<32 {
+            try await learnEpochs(until: deadline)
+            let (result, _) = try await execute(.governance, timeout: deadline - ContinuousClock.now)
             guard case let .governance(governance) = result else { throw ClientError.undecodableResult }
-            let newer = known.withLockedValue { known -> Bool in
-                guard governance.epoch > known.epoch, governance.config.clusterID == known.config.clusterID else { return false }
-                known = (governance.epoch, governance.config)
-                return true
+            let (epoch, config) = known.withLockedValue { ($0.epoch, $0.config) }
+            if governance.epoch == epoch {
+                guard governance.config == config else {
+                    throw ClientError.noProof("the replicas' configuration of epoch \(epoch) is not the one its predecessor certified")
+                }
+                return governance
             }
-            guard newer else { return governance }
-            transport.withLockedValue { $0 }?.update(config: governance.config)
+            guard governance.epoch > epoch, ContinuousClock.now < deadline else {
+                throw ClientError.noProof("the replicas report epoch \(governance.epoch), but this client proved epoch \(epoch)")
+            }
+            // The new epoch's first checkpoint certificate may still be on its way.
+            try await Task.sleep(for: .milliseconds(200))
         }
         throw ClientError.noProof("the configuration kept changing while it was being read")
+    }
+
+    /// Advances the known configuration as far as any replica proves, epoch by epoch.
+    func learnEpochs(until deadline: ContinuousClock.Instant, settle: Duration = .milliseconds(300),
+                     retryEvery: Duration = .seconds(1)) async throws {
+        for _ in 0..<1024 {
+            let (epoch, config) = known.withLockedValue { ($0.epoch, $0.config) }
+            let nonce = nextID.withLockedValue { id -> UInt64 in
+                id += 1
+                return id
+            }
+            let frame = ClientFrame.epochProofsRequest(from: epoch, nonce: nonce).encoded()
+            let transport = self.transport.withLockedValue { $0! }
+            let replicas = config.validators.map(\.id)
+            epochAnswers.withLockedValue { $0[nonce] = [:] }
+            defer { _ = epochAnswers.withLockedValue { $0.removeValue(forKey: nonce) } }
+            var nextSend = ContinuousClock.now, firstAnswer: ContinuousClock.Instant?
+            var answers: [ReplicaID: [EpochProof]] = [:]
+            while true {
+                let now = ContinuousClock.now
+                answers = epochAnswers.withLockedValue { $0[nonce] ?? [:] }
+                if firstAnswer == nil, !answers.isEmpty { firstAnswer = now }
+                if answers.count == replicas.count || firstAnswer.map({ now >= $0 + settle }) == true { break }
+                guard now < deadline else {
+                    throw ClientError.noProof("no replica of epoch \(epoch) answered; is the cluster running?")
+                }
+                if now >= nextSend {
+                    for replica in replicas where answers[replica] == nil { transport.send(frame, to: replica) }
+                    nextSend = now + retryEvery
+                }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            // The longest chain of steps that verifies, from the known epoch.
+            var best: [(epoch: UInt64, config: ClusterConfig)] = []
+            for steps in answers.sorted(by: { $0.key < $1.key }).map(\.value) where steps.count > best.count {
+                var chain: [(epoch: UInt64, config: ClusterConfig)] = []
+                var current = (epoch: epoch, config: config)
+                for step in steps {
+                    guard let next = try? step.verify(from: current.config, epoch: current.epoch) else { break }
+                    // `verify` checked the step ends `current.epoch` and begins the epoch it names.
+                    current = (step.governance.governance.epoch, next)
+                    chain.append(current)
+                }
+                if chain.count > best.count { best = chain }
+            }
+            guard let newest = best.last else { return }
+            known.withLockedValue { $0 = newest }
+            transport.update(config: newest.config)
+        }
     }
 
     public func shutdown() async {

@@ -88,6 +88,11 @@ public enum ClientFrame: Hashable, Sendable {
     /// Committed blocks with their commit certificates, which the receiver checks itself
     /// from genesis, as state transfer does.
     case blocks([LedgerEntry])
+    /// A client following the cluster asks how the configuration changed after epoch `from`.
+    case epochProofsRequest(from: UInt64, nonce: UInt64)
+    /// The steps from epoch `from` on that the replica holds, in order (at most
+    /// `EpochProof.perFrameMax`; none when it knows no later epoch); the client checks each.
+    case epochProofs(nonce: UInt64, [EpochProof])
 
     /// At most this many blocks in one `blocks` answer.
     public static let blocksMax = 128
@@ -119,6 +124,8 @@ extension ClientFrame: CanonicalCodable {
         case let .refused(requestID, refusal): w.write(UInt8(6)); w.write(requestID); w.write(refusal)
         case let .fetchBlocks(from, to): w.write(UInt8(7)); w.write(from); w.write(to)
         case let .blocks(entries): w.write(UInt8(8)); w.write(entries)
+        case let .epochProofsRequest(from, nonce): w.write(UInt8(9)); w.write(from); w.write(nonce)
+        case let .epochProofs(nonce, proofs): w.write(UInt8(10)); w.write(nonce); w.write(proofs)
         }
     }
 
@@ -134,6 +141,10 @@ extension ClientFrame: CanonicalCodable {
         case 6: self = .refused(requestID: try r.readUInt64("request id"), try r.read(RequestRefusal.self))
         case 7: self = .fetchBlocks(from: try r.readUInt64("from"), to: try r.readUInt64("to"))
         case 8: self = .blocks(try r.readArray(LedgerEntry.self, "blocks", max: Self.blocksMax))
+        case 9: self = .epochProofsRequest(from: try r.readUInt64("from"), nonce: try r.readUInt64("nonce"))
+        case 10:
+            self = .epochProofs(nonce: try r.readUInt64("nonce"),
+                                try r.readArray(EpochProof.self, "epoch proofs", max: EpochProof.perFrameMax))
         default: throw .unknownTag(type: "client frame", tag: tag)
         }
     }

@@ -42,6 +42,9 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
                 canonical(result.encoded(), reply.result, "operation result")
             }
             if case let .proof(_, bundle) = frame { _ = try? bundle.verify(config: Self.fixture.config) }
+            if case let .epochProofs(_, steps) = frame {
+                for (i, step) in steps.enumerated() { _ = try? step.verify(from: Self.fixture.config, epoch: UInt64(i)) }
+            }
         case .message:
             guard let message = try? Message(decoding: data) else { return }
             canonical(message.encoded(), data, "message")
@@ -109,7 +112,10 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
                     ClientFrame.request(Request.signed(by: fixture.clients[0], cluster: fixture.config.clusterID, requestID: 7,
                                                        operation: .approveConfig(Self.approval))).encoded(),
                     ClientFrame.fetchBlocks(from: 1, to: 128).encoded(),
-                    ClientFrame.blocks(Array(fixture.entries.prefix(2))).encoded()]
+                    ClientFrame.blocks(Array(fixture.entries.prefix(2))).encoded(),
+                    ClientFrame.epochProofsRequest(from: 0, nonce: 3).encoded(),
+                    ClientFrame.epochProofs(nonce: 3, [EpochProof(certificate: fixture.executionCertificates[0],
+                                                                  governance: fixture.proveGovernance())]).encoded()]
         case .message:
             return scenario.sent.prefix(24).map { $0.encoded() } + ReplicaScenario.changingView.sent.suffix(6).map { $0.encoded() }
         case .handshake:

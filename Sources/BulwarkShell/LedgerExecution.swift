@@ -21,6 +21,10 @@ struct LedgerExecution {
     /// The newest certified checkpoint with its execution certificate: what `prove` reads.
     var certified: (state: ProvableState, certificate: ExecutionCertificate)?
     var snapshots: StateSnapshots
+    /// The governance proven right after each epoch boundary executed (`epochs.log`).
+    let epochProofs: EpochProofLog
+    /// Writes to `epochs.log` that failed (the proofs are kept in memory all the same).
+    var epochProofWriteFailures = 0
 
     /// Executes `entry`, the next block, which the block log already holds. Returns the
     /// outcome of each request and, at a checkpoint height, the executed checkpoint.
@@ -29,12 +33,35 @@ struct LedgerExecution {
         tip = tip.appending(entry.block.header, hash: entry.block.hash)
         // The block's epoch decides whether it is a checkpoint; executing it may end the epoch.
         let interval = state.limits.checkpointInterval
+        let epoch = state.governance.epoch
         let outcomes = try state.execute(entry.block)
+        if state.governance.epoch != epoch { noteBoundary() }
         snapshots.noteExecuted(requests: entry.block.requests.count, state: state, tipBefore: before)
         let height = entry.block.height
         guard height % interval == 0 else { return (outcomes, nil) }
         checkpointStates[height] = state.provable
         return (outcomes, ExecutedCheckpoint(header: entry.block.header, historyBefore: before.history, stateRoot: state.stateRoot))
+    }
+
+    /// The block just executed ended an epoch: the map as it is now is what the boundary's
+    /// execution certificate will certify, so the governance proof is taken now or never.
+    mutating func noteBoundary() {
+        do { try epochProofs.record(state.proveGovernance()) } catch { epochProofWriteFailures += 1 }
+    }
+
+    /// The proof that epoch `from` ended and how the next began, for each epoch from `from`
+    /// on whose boundary this replica executed and whose checkpoint is certified in its log,
+    /// in order, stopping at the first it cannot prove.
+    func epochProofs(from: UInt64, max: Int) -> [EpochProof] {
+        let ends = state.governance.epochEnds
+        guard from < UInt64(ends.count) else { return [] }
+        var found: [EpochProof] = []
+        for index in Int(from)..<ends.count {
+            guard found.count < max, let governance = epochProofs.proofs[UInt64(index) + 1],
+                  let certificate = blockLog.executionCertificate(at: ends[index]) else { break }
+            found.append(EpochProof(certificate: certificate, governance: governance))
+        }
+        return found
     }
 
     /// A block fetched from elsewhere (state transfer, a joining replica): checked against the
@@ -114,7 +141,7 @@ extension LedgerExecution {
 
     static func recoverOnce(directory: String, fileSystem: any FileSystem, genesis: ClusterConfig,
                             snapshotInterval: Height, segmentBytesMax: UInt64, logger: Logger) throws -> RecoveredLedger {
-        let blockLog: BlockLog, history: FileKeyHistory
+        let blockLog: BlockLog, history: FileKeyHistory, epochProofs: EpochProofLog
         do {
             try fileSystem.createDirectory(directory)
             blockLog = try BlockLog(directory: directory + "/blocks", fileSystem: fileSystem, segmentBytesMax: segmentBytesMax)
@@ -126,6 +153,7 @@ extension LedgerExecution {
             // Any epoch may raise the value limit, up to the codec's.
             history = try FileKeyHistory(path: directory + "/key-history.log", valueBytesMax: CodecLimits.valueBytesMax,
                                          fileSystem: fileSystem)
+            epochProofs = try EpochProofLog(path: directory + "/epochs.log", fileSystem: fileSystem)
         } catch {
             throw NodeStartupError("cannot open the data directory \(directory): \(error)")
         }
@@ -142,7 +170,8 @@ extension LedgerExecution {
             blockLog: blockLog, history: history,
             state: restored?.state ?? KeyValueState(genesis: genesis, history: history), tip: restored?.tip ?? .genesis,
             snapshots: StateSnapshots(directory: snapshotDirectory, requested: snapshotInterval,
-                                      checkpointInterval: genesis.parameters.checkpointInterval, lastBytes: restored?.bytes ?? 0))
+                                      checkpointInterval: genesis.parameters.checkpointInterval, lastBytes: restored?.bytes ?? 0),
+            epochProofs: epochProofs)
         let latest = blockLog.latestExecutionCertificate
         var checkpoint: CheckpointProof?
         if let restored {

@@ -202,6 +202,8 @@ public final class ReplicaShell {
                 answerProof(key: key, nonce: nonce, to: client)
             case let .fetchBlocks(from, to, client):
                 serveBlocks(from: from, to: to, toClient: client)
+            case let .epochProofsRequest(from, nonce, client):
+                answerEpochProofs(from: from, nonce: nonce, to: client)
             }
         }
         process(actions)

@@ -144,7 +144,7 @@ extension ReplicaShell {
     /// holds it; cached, since every laggard asks for the same few.
     func boundaryProof(at height: Height) -> CheckpointProof? {
         if let cached = boundaryProofs[height] { return cached }
-        guard let certificate = ledger.blockLog.executionCertificates.last(where: { $0.height == height }),
+        guard let certificate = ledger.blockLog.executionCertificate(at: height),
               let header = try? ledger.blockLog.entry(at: height).block.header,
               let before = try? tip(after: height - 1) else { return nil }
         let proof = CheckpointProof(certificate: certificate, header: header, historyBefore: before.history)

@@ -49,6 +49,7 @@ public final class ShellIntake: @unchecked Sendable {
         case let .request(r)?: request = r
         case let .proveRequest(key, nonce)?: return .accepted(.proveRequest(key: key, nonce: nonce, client: client))
         case let .fetchBlocks(from, to)?: return .accepted(.fetchBlocks(from: from, to: to, client: client))
+        case let .epochProofsRequest(from, nonce)?: return .accepted(.epochProofsRequest(from: from, nonce: nonce, client: client))
         default: return .dropped(.undecodableClientFrame, answer: ClientFrame.refused(requestID: 0, .malformed).encoded())
         }
         guard verifier.isValid(request.signature, by: request.client, for: request.signedBytes(cluster: cluster)) else {

@@ -74,6 +74,8 @@ public enum ShellInput: Sendable {
     case proveRequest(key: [UInt8], nonce: UInt64, client: PublicKey)
     /// A joining replica, connected as a client, asks for committed blocks.
     case fetchBlocks(from: Height, to: Height, client: PublicKey)
+    /// A client following the cluster asks how the configuration changed after epoch `from`.
+    case epochProofsRequest(from: UInt64, nonce: UInt64, client: PublicKey)
 }
 
 /// Input dropped before it reached the core, counted by reason.

@@ -32,3 +32,25 @@ extension ReplicaShell {
         if !admitted { notify(.dropped(.rateLimited)) }
     }
 }
+
+extension ReplicaShell {
+    /// Tells a client how the configuration changed after epoch `from` (SPEC.md §18.5): the
+    /// proofs this replica holds, in order, as many as fit one frame. The client checks each
+    /// against the configuration before it, so nothing here needs to be trusted.
+    func answerEpochProofs(from: UInt64, nonce: UInt64, to client: PublicKey) {
+        guard proofRequests.allow(client, nowMs: clock.nowMs) else {
+            notify(.dropped(.rateLimited))
+            let reason = "replica \(id) is rate-limiting proof requests from this client; try again shortly"
+            return network.send(ClientFrame.proofUnavailable(nonce: nonce, reason: reason).encoded(), toClient: client)
+        }
+        var proofs = ledger.epochProofs(from: from, max: EpochProof.perFrameMax)
+        var frame = ClientFrame.epochProofs(nonce: nonce, proofs).encoded()
+        // Each step is a configuration and a certificate; a frame holds what fits, and the
+        // client asks again from where it got to.
+        while frame.count > config.parameters.frameBytesMax, !proofs.isEmpty {
+            proofs.removeLast()
+            frame = ClientFrame.epochProofs(nonce: nonce, proofs).encoded()
+        }
+        network.send(frame, toClient: client)
+    }
+}

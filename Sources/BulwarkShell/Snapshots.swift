@@ -95,7 +95,7 @@ struct StateSnapshots {
         guard state.height == height, tipBefore.height + 1 == height, tipBefore.isLinked(to: entry.block.header) else {
             throw Mismatch(description: "it does not follow the block log at height \(height)")
         }
-        guard let certificate = blockLog.executionCertificates.last(where: { $0.height == height }),
+        guard let certificate = blockLog.executionCertificate(at: height),
               certificate.blockHash == entry.block.hash, certificate.stateRoot == state.stateRoot else {
             throw Mismatch(description: "no execution certificate in the block log certifies its state root")
         }

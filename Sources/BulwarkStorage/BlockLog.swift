@@ -267,6 +267,19 @@ public final class BlockLog {
     public var height: Height { reader.height }
     public var damage: LogDamage? { reader.damage }
     public var executionCertificates: [ExecutionCertificate] { reader.executionCertificates }
+
+    /// The stored execution certificate for `height`, if any. Certificates are stored in
+    /// increasing height order (a stable checkpoint only moves forward), so this is a binary
+    /// search.
+    public func executionCertificate(at height: Height) -> ExecutionCertificate? {
+        let certificates = reader.executionCertificates
+        var low = 0, high = certificates.count
+        while low < high {
+            let middle = low + (high - low) / 2
+            if certificates[middle].height < height { low = middle + 1 } else { high = middle }
+        }
+        return low < certificates.count && certificates[low].height == height ? certificates[low] : nil
+    }
     public var latestExecutionCertificate: ExecutionCertificate? { reader.executionCertificates.last }
 
     public func entry(at height: Height) throws(StorageError) -> LedgerEntry { try reader.entry(at: height) }

@@ -39,8 +39,7 @@ public final class FileKeyHistory: KeyHistoryStore, @unchecked Sendable {
         file = try fileSystem.open(path, create: true)
         if created {
             // A snapshot may name positions in this file: its directory entry must survive a crash too.
-            let slash = path.lastIndex(of: "/")
-            try fileSystem.syncDirectory(slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? ".")
+            try fileSystem.syncDirectory(parentDirectory(of: path))
         }
         fileEnd = try file.size()
         payloadBytesMax = 17 + 4 + valueBytesMax

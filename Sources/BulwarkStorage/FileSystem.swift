@@ -2,6 +2,12 @@
 import Glibc
 #endif
 
+/// The directory `path` is in ("." for a bare name, "/" for a file at the root).
+func parentDirectory(of path: String) -> String {
+    guard let slash = path.lastIndex(of: "/") else { return "." }
+    return slash == path.startIndex ? "/" : String(path[..<slash])
+}
+
 /// The few file operations storage needs. Two implementations: `PosixFileSystem` for real
 /// disks and `SimulatedFileSystem`, which injects crashes and torn writes for tests.
 public protocol FileSystem: AnyObject {

@@ -26,8 +26,14 @@ public struct LedgerFixture: Sendable {
         return copy.prove(key)
     }
 
+    /// The replicated configuration after the last block, with its path in the map.
+    public func proveGovernance() -> GovernanceProof {
+        var copy = state
+        return copy.proveGovernance()
+    }
+
     public init(n: Int = 4, clients clientCount: Int = 3, checkpointInterval: UInt64 = 4,
-                parameters base: ProtocolParameters = ProtocolParameters()) {
+                parameters base: ProtocolParameters = ProtocolParameters(), admins: [PublicKey] = []) {
         keys = (0..<n).map { PrivateKey(seed: [UInt8($0 + 1), 0xb0] + Array(repeating: 0, count: 30))! }
         clients = (0..<clientCount).map { PrivateKey(seed: [UInt8($0 + 1), 0xc1] + Array(repeating: 0, count: 30))! }
         var parameters = base
@@ -35,7 +41,7 @@ public struct LedgerFixture: Sendable {
         parameters.watermarkWindow = max(parameters.watermarkWindow, 2 * checkpointInterval)
         config = try! ClusterConfig.layout(keys: keys.map(\.publicKey), host: "127.0.0.1", basePort: 7000,
                                            clusterID: ClusterID(raw: Bytes32(Array(repeating: 0x5c, count: 32))!),
-                                           parameters: parameters)
+                                           parameters: parameters, admins: admins)
         state = KeyValueState(genesis: config)
     }
 

@@ -79,6 +79,10 @@ import Testing
         try cluster.start(2, key: dir + "/replica-2-new.key")
 
         for i in 0..<8 { #expect(try put("after-\(i)"), "a write failed in the new epoch") }
+        // A client holding only cluster.json proves its way to epoch 1 (SPEC.md §18.5).
+        let later = try admin(["status", "--json", "--key", dir + "/client.key"])
+        #expect(later.status == 0 && later.stdout.contains("\"epoch\" : 1") && later.stdout.contains(next.hash.hex),
+                "\(later.stdout) \(later.stderr)")
         // Replica 1 serves at its new address: its /status answers there.
         var moved = false
         for _ in 0..<200 where !moved {

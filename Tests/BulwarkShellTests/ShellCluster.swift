@@ -22,6 +22,8 @@ final class ShellCluster {
     var timers: [(at: UInt64, shell: Int, timer: ShellTimer, incarnation: Int)] = []
     /// What clients received, by replica.
     var replies: [Int: [ClientReply]] = [:]
+    /// Every other frame clients received, by replica.
+    var clientFrames: [Int: [ClientFrame]] = [:]
     var notices: [Int: [ShellNotice]] = [:]
     var requestID: UInt64 = 0
 
@@ -39,7 +41,8 @@ final class ShellCluster {
 
     let segmentBytesMax: UInt64
 
-    init(checkpointInterval: Height = 4, watermarkWindow: Height = 16, segmentBytesMax: UInt64 = BlockLog.segmentBytesDefault) {
+    init(checkpointInterval: Height = 4, watermarkWindow: Height = 16, segmentBytesMax: UInt64 = BlockLog.segmentBytesDefault,
+         admins: [PublicKey] = []) {
         self.segmentBytesMax = segmentBytesMax
         keys = (0..<4).map { PrivateKey(seed: [UInt8($0 + 1), 0x5e] + Array(repeating: 0, count: 30))! }
         var parameters = ProtocolParameters()
@@ -51,7 +54,7 @@ final class ShellCluster {
         parameters.stateTransferTimeoutMs = 500
         config = try! ClusterConfig.layout(keys: keys.map(\.publicKey), host: "127.0.0.1", basePort: 7100,
                                            clusterID: ClusterID(raw: Bytes32(Array(repeating: 0x5e, count: 32))!),
-                                           parameters: parameters)
+                                           parameters: parameters, admins: admins)
         intake = ShellIntake(config: config, verifier: verifier)
         disks = (0..<4).map { _ in SimulatedFileSystem() }
         shells = Array(repeating: nil, count: 4)
@@ -77,9 +80,14 @@ final class ShellCluster {
     /// A signed put from the test's client, sent to `replicas`.
     @discardableResult
     func request(to replicas: [Int]) -> Request {
+        request(.put(key: Array("k\((requestID + 1) % 5)".utf8), value: Array("v\(requestID + 1)".utf8)), to: replicas)
+    }
+
+    /// `operation`, signed by the test's client, sent to `replicas`.
+    @discardableResult
+    func request(_ operation: LedgerOperation, to replicas: [Int]) -> Request {
         requestID += 1
-        let request = Request.signed(by: client, cluster: config.clusterID, requestID: requestID,
-                                     operation: .put(key: Array("k\(requestID % 5)".utf8), value: Array("v\(requestID)".utf8)))
+        let request = Request.signed(by: client, cluster: config.clusterID, requestID: requestID, operation: operation)
         for i in replicas { frames.append(Frame(from: -1, to: .replica(i), bytes: ClientFrame.request(request).encoded())) }
         return request
     }
@@ -114,7 +122,11 @@ final class ShellCluster {
                 : intake.peer(frame.bytes, from: ReplicaID(frame.from))
             if case let .accepted(input) = outcome { shell.handle([input]) }
         case .client:
-            if case let .reply(reply)? = try? ClientFrame(decoding: frame.bytes) { replies[frame.from, default: []].append(reply) }
+            switch try? ClientFrame(decoding: frame.bytes) {
+            case let .reply(reply)?: replies[frame.from, default: []].append(reply)
+            case let other?: clientFrames[frame.from, default: []].append(other)
+            case nil: break
+            }
         }
     }
 }

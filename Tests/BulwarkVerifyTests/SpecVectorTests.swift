@@ -114,6 +114,10 @@ import Testing
                 }
             case "key proof":
                 passed = (try? KeyProofBundle(fileText: String(decoding: bytes, as: UTF8.self)).verify(config: config)) != nil
+            case "epoch proof":
+                let genesis = try ClusterConfig(decoding: Hex.decode(item["config"] as! String)!)
+                let epoch = UInt64(item["epoch"] as! Int)
+                passed = (try? EpochProof(decoding: bytes).verify(from: genesis, epoch: epoch)) != nil
             case "decode block header": passed = (try? BlockHeader(decoding: bytes)) != nil
             case "decode request": passed = (try? Request(decoding: bytes)) != nil
             case "decode result": passed = (try? OperationResult(decoding: bytes)) != nil

@@ -209,6 +209,8 @@ enum SpecVectors {
         hidden.proof.version = 0
         add("proof claiming key 'a' is absent", "key proof", Array(hidden.fileText.utf8), pass: false, "§9.5")
 
+        out += epochCases()
+
         var oldHeader = three.block.header.encoded()
         oldHeader[0] = 1
         add("block header of ledger format 1", "decode block header", oldHeader, pass: false, "§7.1 version")
@@ -224,6 +226,40 @@ enum SpecVectors {
         w.write(UInt32(unordered.votes.count))
         for vote in unordered.votes { w.write(vote) }
         add("execution certificate with votes out of order", "decode execution certificate", w.bytes, pass: false, "§10.1")
+        return out
+    }
+
+    /// Epoch proofs (§18.5), each checked against its own genesis configuration (`config`, in
+    /// the §18.1 encoding) as the end of epoch `epoch`: a ledger whose admin replaces
+    /// validator 3's key in block 1, so that epoch 0 ends at the first checkpoint a watermark
+    /// window later (height 12).
+    static func epochCases() -> [[String: Any]] {
+        let admin = PrivateKey(seed: [0xad, 0xb0] + Array(repeating: 0, count: 30))!
+        var parameters = ProtocolParameters()
+        parameters.watermarkWindow = 8
+        var f = LedgerFixture(clients: 1, checkpointInterval: 4, parameters: parameters, admins: [admin.publicKey])
+        var next = f.config
+        next.validators[3].publicKey = PrivateKey(seed: [4, 0xb1] + Array(repeating: 0, count: 30))!.publicKey
+        f.addBlock([.approveConfig(ConfigApprovalRequest(epoch: 0, config: next, adminKey: admin))])
+        while f.state.governance.epoch == 0 { f.addBlock([]) }
+        let step = EpochProof(certificate: f.executionCertificates.last!, governance: f.proveGovernance())
+        precondition(step.certificate.height == 12 && (try? step.verify(from: f.config, epoch: 0)) == next)
+        var out: [[String: Any]] = []
+        func add(_ name: String, _ proof: EpochProof, epoch: UInt64 = 0, pass: Bool, _ rule: String) {
+            out.append(["name": name, "kind": "epoch proof", "config": hex(f.config.encoded()), "epoch": epoch,
+                        "hex": hex(proof.encoded()), "expect": pass ? "pass" : "fail", "rule": rule])
+        }
+        add("epoch proof: epoch 0 ends at height 12, epoch 1 replaces validator 3's key", step, pass: true, "§18.5")
+        var substituted = step
+        substituted.governance.governance.config.validators[3].publicKey = admin.publicKey
+        add("epoch proof naming a configuration the certified state does not hold", substituted, pass: false, "§18.5 rule 3")
+        add("epoch proof offered as the end of epoch 1", step, epoch: 1, pass: false, "§18.5 rule 4")
+        var badVote = step
+        badVote.certificate.votes[0].signature = flipped(badVote.certificate.votes[0].signature)
+        add("epoch proof whose certificate has a bad vote", badVote, pass: false, "§18.5 rule 1")
+        var early = step
+        early.governance.height = 8
+        add("epoch proof whose governance is of another height than its certificate", early, pass: false, "§18.5 rule 2")
         return out
     }
 }
