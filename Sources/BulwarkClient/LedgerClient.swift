@@ -61,6 +61,14 @@ public final class LedgerClient: Sendable {
         var continuation: CheckedContinuation<ClientReply, any Error>?
     }
 
+    /// The next request id or nonce: ids only grow.
+    func takeID() -> UInt64 {
+        nextID.withLockedValue { id -> UInt64 in
+            id += 1
+            return id
+        }
+    }
+
     /// `group` lets many clients in one process share event loops (the caller shuts it down).
     public init(config: ClusterConfig, key: PrivateKey, group: MultiThreadedEventLoopGroup? = nil,
                 logger: Logger = Logger(label: "bulwark.client")) {
@@ -174,10 +182,7 @@ public final class LedgerClient: Sendable {
     func executeOnce(_ operation: LedgerOperation, timeout: Duration, retryEvery: Duration) async throws
         -> (OperationResult, Height)
     {
-        let requestID = nextID.withLockedValue { id -> UInt64 in
-            id += 1
-            return id
-        }
+        let requestID = takeID()
         let request = Request.signed(by: key, cluster: config.clusterID, requestID: requestID, operation: operation)
         // Every replica would refuse it: say so now rather than after a round trip.
         let bytes = request.encoded().count
@@ -232,10 +237,7 @@ public final class LedgerClient: Sendable {
     /// verified one once all replicas answered or `settle` after the first verified answer.
     public func prove(_ key: [UInt8], timeout: Duration = .seconds(10), settle: Duration = .milliseconds(300),
                       retryEvery: Duration = .seconds(1)) async throws -> KeyProofBundle {
-        let nonce = nextID.withLockedValue { id -> UInt64 in
-            id += 1
-            return id
-        }
+        let nonce = takeID()
         let frame = ClientFrame.proveRequest(key: key, nonce: nonce).encoded()
         let transport = self.transport.withLockedValue { $0! }
         let replicas = config.validators.map(\.id)
@@ -303,10 +305,7 @@ public final class LedgerClient: Sendable {
                      retryEvery: Duration = .seconds(1)) async throws {
         for _ in 0..<1024 {
             let (epoch, config) = known.withLockedValue { ($0.epoch, $0.config) }
-            let nonce = nextID.withLockedValue { id -> UInt64 in
-                id += 1
-                return id
-            }
+            let nonce = takeID()
             let frame = ClientFrame.epochProofsRequest(from: epoch, nonce: nonce).encoded()
             let transport = self.transport.withLockedValue { $0! }
             let replicas = config.validators.map(\.id)
