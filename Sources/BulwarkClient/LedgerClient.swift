@@ -155,7 +155,13 @@ public final class LedgerClient: Sendable {
             guard var entry = pending[reply.requestID] else { return nil }
             entry.replies[replica] = reply
             var continuation: CheckedContinuation<ClientReply, any Error>?
-            if entry.replies.values.count(where: { $0.result == reply.result && $0.height == reply.height }) >= config.replyQuorum {
+            // Only validators of the epoch this client knows count: a replica removed since
+            // is no longer vouched for.
+            let config = self.config
+            let agreeing = entry.replies.count { replica, other in
+                other.result == reply.result && other.height == reply.height && config.validator(replica) != nil
+            }
+            if agreeing >= config.replyQuorum {
                 continuation = entry.continuation
                 entry.continuation = nil
             }
@@ -191,7 +197,6 @@ public final class LedgerClient: Sendable {
         }
         let frame = ClientFrame.request(request).encoded()
         let transport = self.transport.withLockedValue { $0! }
-        let replicas = config.validators.map(\.id)
         pending.withLockedValue { $0[requestID] = Pending() }
         defer { _ = pending.withLockedValue { $0.removeValue(forKey: requestID) } }
         let reply: ClientReply = try await withThrowingTaskGroup(of: ClientReply?.self) { tasks in
@@ -204,12 +209,19 @@ public final class LedgerClient: Sendable {
                     if early { continuation.resume(throwing: CancellationError()) }
                 }
             }
-            tasks.addTask {
-                // Send, then re-send to every replica until answered or out of time.
+            tasks.addTask { [self] in
+                // Send, then re-send to every validator until answered or out of time. A
+                // request unanswered for two rounds may be waiting on validators this client
+                // does not know yet: it checks for a newer epoch, by proofs, and from then on
+                // sends to that epoch's validators (the same signed request, so it executes
+                // at most once).
                 let deadline = ContinuousClock.now + timeout
+                var round = 0
                 while ContinuousClock.now < deadline {
-                    for replica in replicas { transport.send(frame, to: replica) }
+                    for replica in config.validators.map(\.id) { transport.send(frame, to: replica) }
                     try await Task.sleep(for: retryEvery)
+                    round += 1
+                    if round % 2 == 0 { try? await learnEpochs(until: min(deadline, .now + retryEvery)) }
                 }
                 return nil
             }
