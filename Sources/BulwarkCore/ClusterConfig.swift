@@ -210,20 +210,24 @@ public struct ClusterConfig: Hashable, Sendable, Codable {
     public var admins: [PublicKey]
     /// How many distinct admins must approve a change: 1...admins.count, or 0 with no admins.
     public var adminThreshold: Int
+    /// What a client key with no binding in the policy may do (SPEC.md §19): `open`,
+    /// everything; `closed`, nothing.
+    public var policy: ClientPolicy
 
     /// The most admins one configuration may name.
     public static let adminsMax = 64
 
-    enum CodingKeys: String, CodingKey { case clusterID, validators, parameters, admins, adminThreshold }
+    enum CodingKeys: String, CodingKey { case clusterID, validators, parameters, admins, adminThreshold, policy }
 
     /// Validates as it builds: an invalid configuration cannot be constructed.
     public init(clusterID: ClusterID, validators: [Validator], parameters: ProtocolParameters = .init(),
-                admins: [PublicKey] = [], adminThreshold: Int? = nil) throws(ConfigError) {
+                admins: [PublicKey] = [], adminThreshold: Int? = nil, policy: ClientPolicy = .open) throws(ConfigError) {
         self.clusterID = clusterID
         self.validators = validators.sorted { $0.id < $1.id }
         self.parameters = parameters
         self.admins = admins
         self.adminThreshold = adminThreshold ?? (admins.isEmpty ? 0 : 1)
+        self.policy = policy
         try validate()
     }
 
@@ -242,11 +246,16 @@ public struct ClusterConfig: Hashable, Sendable, Codable {
             }
             admins.append(key)
         }
+        let policyName = try c.decodeIfPresent(String.self, forKey: .policy) ?? "open"
+        guard let policy = [ClientPolicy.open, .closed].first(where: { $0.description == policyName }) else {
+            throw DecodingError.dataCorruptedError(forKey: .policy, in: c, debugDescription: "policy must be \"open\" or \"closed\"")
+        }
         try self.init(clusterID: id,
                       validators: try c.decode([Validator].self, forKey: .validators),
                       parameters: try c.decodeIfPresent(ProtocolParameters.self, forKey: .parameters) ?? .init(),
                       admins: admins,
-                      adminThreshold: try c.decodeIfPresent(Int.self, forKey: .adminThreshold))
+                      adminThreshold: try c.decodeIfPresent(Int.self, forKey: .adminThreshold),
+                      policy: policy)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -256,6 +265,7 @@ public struct ClusterConfig: Hashable, Sendable, Codable {
         try c.encode(parameters, forKey: .parameters)
         try c.encode(admins.map(\.hex), forKey: .admins)
         try c.encode(adminThreshold, forKey: .adminThreshold)
+        try c.encode(policy.description, forKey: .policy)
     }
 
     /// n: the number of replicas.
@@ -332,14 +342,14 @@ public struct ClusterConfig: Hashable, Sendable, Codable {
     /// `basePort + 3i` for replicas, `+1` for clients and `+2` for HTTP.
     public static func layout(keys: [PublicKey], host: String, basePort: Int, clusterID: ClusterID,
                               parameters: ProtocolParameters = .init(), admins: [PublicKey] = [],
-                              adminThreshold: Int? = nil) throws(ConfigError) -> ClusterConfig {
+                              adminThreshold: Int? = nil, policy: ClientPolicy = .open) throws(ConfigError) -> ClusterConfig {
         let validators = keys.enumerated().map { i, key in
             let port = UInt16(basePort + 3 * i)
             return Validator(id: ReplicaID(i), publicKey: key, replicaAddress: Address(host: host, port: port),
                              clientAddress: Address(host: host, port: port + 1), httpAddress: Address(host: host, port: port + 2))
         }
         return try ClusterConfig(clusterID: clusterID, validators: validators, parameters: parameters,
-                                 admins: admins, adminThreshold: adminThreshold)
+                                 admins: admins, adminThreshold: adminThreshold, policy: policy)
     }
 
     /// Reads and validates `cluster.json`.

@@ -42,7 +42,7 @@ public enum ClusterInit {
     @discardableResult
     public static func run(nodes: Int, host: String, basePort: Int, directory: String, force: Bool,
                            parameters: ProtocolParameters = .init(), admins: Int = 1,
-                           adminThreshold: Int = 1) throws(Failure) -> ClusterConfig {
+                           adminThreshold: Int = 1, policy: ClientPolicy = .open) throws(Failure) -> ClusterConfig {
         guard nodes >= 4 else { throw .tooFewNodes(nodes) }
         guard (1...ClusterConfig.adminsMax).contains(admins), (1...admins).contains(adminThreshold) else {
             throw .badAdmins(admins: admins, threshold: adminThreshold)
@@ -85,7 +85,8 @@ public enum ClusterInit {
         let config: ClusterConfig
         do {
             config = try ClusterConfig.layout(keys: keys, host: host, basePort: basePort, clusterID: .random(),
-                                              parameters: parameters, admins: adminKeys, adminThreshold: adminThreshold)
+                                              parameters: parameters, admins: adminKeys, adminThreshold: adminThreshold,
+                                              policy: policy)
         } catch {
             throw .config(error)
         }

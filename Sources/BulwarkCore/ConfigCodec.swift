@@ -72,21 +72,29 @@ extension ProtocolParameters: CanonicalCodable {
 }
 
 extension ClusterConfig: CanonicalCodable {
-    static let formatVersion: UInt8 = 1
+    /// Version 1: an open cluster, as every configuration was before policies. Version 2 adds
+    /// the policy byte, which must be `closed`: one configuration, one encoding, and an open
+    /// configuration's encoding (and hash) did not change when policies came.
+    static let openVersion: UInt8 = 1
+    static let policyVersion: UInt8 = 2
 
     public func encode(to w: inout CanonicalWriter) {
-        w.write(Self.formatVersion)
+        w.write(policy == .open ? Self.openVersion : Self.policyVersion)
         w.write(clusterID)
         w.write(validators)
         w.write(parameters)
         w.write(UInt32(admins.count))
         for admin in admins { w.write(admin) }
         w.write(UInt16(adminThreshold))
+        if policy != .open { w.write(policy.rawValue) }
     }
 
     /// Decodes and validates: bytes that decode are a configuration `init` accepts.
     public init(from r: inout CanonicalReader) throws(CodecError) {
-        try r.readVersion("cluster configuration", supported: Self.formatVersion)
+        let version = try r.readUInt8("cluster configuration version")
+        guard version == Self.openVersion || version == Self.policyVersion else {
+            throw .unsupportedVersion(type: "cluster configuration", version: version)
+        }
         let cluster = try r.readClusterID("cluster id")
         let validators = try r.readArray(Validator.self, "validators", max: CodecLimits.votesMax)
         let parameters = try r.read(ProtocolParameters.self)
@@ -97,13 +105,21 @@ extension ClusterConfig: CanonicalCodable {
         var admins: [PublicKey] = []
         for _ in 0..<adminCount { admins.append(try r.readPublicKey("admin key")) }
         let threshold = Int(try r.readUInt16("admin threshold"))
+        var policy = ClientPolicy.open
+        if version == Self.policyVersion {
+            let code = try r.readUInt8("client policy")
+            guard code == ClientPolicy.closed.rawValue else {
+                throw .invalidValue(field: "client policy", reason: "version 2 carries a closed policy; an open one is version 1")
+            }
+            policy = .closed
+        }
         // Validators must arrive already sorted: one configuration, one encoding.
         for (a, b) in zip(validators, validators.dropFirst()) where a.id >= b.id {
             throw .invalidValue(field: "validators", reason: "ids not strictly increasing")
         }
         do {
             try self.init(clusterID: cluster, validators: validators, parameters: parameters,
-                          admins: admins, adminThreshold: threshold)
+                          admins: admins, adminThreshold: threshold, policy: policy)
         } catch {
             throw .invalidValue(field: "cluster configuration", reason: error.description)
         }

@@ -28,6 +28,8 @@ public struct Domain: Hashable, Sendable {
     public static let config = Domain("bulwark/v1/config")
     public static let configApproval = Domain("bulwark/v1/config-approval")
     public static let governance = Domain("bulwark/v1/governance")
+    public static let policy = Domain("bulwark/v1/policy")
+    public static let policyApproval = Domain("bulwark/v1/policy-approval")
 
     /// The bytes a signature covers: `prefix || clusterID || body`.
     public func message(cluster: ClusterID, body: (inout CanonicalWriter) -> Void) -> [UInt8] {

@@ -45,6 +45,11 @@ public struct KeyValueState: Sendable {
     public private(set) var height: Height = 0
     /// The replicated configuration (SPEC.md §18), an entry of the authenticated map.
     public private(set) var governance: Governance
+    /// Who may read and write what (SPEC.md §19), an entry of the authenticated map once it
+    /// is not the empty policy.
+    public private(set) var policy: Policy = .empty
+    /// The policy and the configuration's admins and mode, indexed by client key.
+    public private(set) var policyIndex: PolicyIndex
     /// The ledger limits in force: the current configuration's parameters.
     public private(set) var limits: ProtocolParameters
     /// The cluster this state belongs to; its id is part of the state root.
@@ -71,6 +76,7 @@ public struct KeyValueState: Sendable {
     public init(genesis: ClusterConfig, history: any KeyHistoryStore = MemoryKeyHistory()) {
         cluster = genesis.clusterID
         governance = Governance(genesis: genesis)
+        policyIndex = Policy.empty.index(admins: genesis.admins, mode: genesis.policy)
         limits = genesis.parameters
         historyStore = history
         historyEnd = history.end
@@ -99,6 +105,9 @@ public struct KeyValueState: Sendable {
         if governance.endOfBlock(height) {
             limits = governance.config.parameters
             stageGovernance()
+            // Policy approvals were signed for the epoch that ended; its admins may be gone.
+            if !policy.proposals.isEmpty { policy.proposals = [] }
+            stagePolicy()
         }
         return outcomes
     }
@@ -111,6 +120,26 @@ public struct KeyValueState: Sendable {
         governance = restored
         limits = restored.config.parameters
         stageGovernance()
+        stagePolicy()
+    }
+
+    /// The policy's map entry (absent while it is the empty policy, so a ledger that never
+    /// had one has the state roots it always had), and its index.
+    private mutating func stagePolicy() {
+        stage(Self.policyKeyHash, policy == .empty ? nil : Self.policyValueHash(policy, cluster: cluster))
+        policyIndex = policy.index(admins: governance.config.admins, mode: governance.config.policy)
+    }
+
+    mutating func restorePolicy(_ restored: Policy) {
+        policy = restored
+        stagePolicy()
+    }
+
+    /// Whether this state's policy lets `client` read `key` (a verified read is answered only then).
+    public func mayRead(_ key: [UInt8], client: PublicKey) -> PermissionDenial? {
+        let caller = policyIndex.caller(client)
+        guard !caller.may(.read, key) else { return nil }
+        return PermissionDenial(operation: .get, key: key, permission: .read, prefix: policy.suggestedPrefix(.read, for: key))
     }
 
     mutating func execute(_ request: Request) throws(KeyHistoryError) -> Outcome {
@@ -118,7 +147,7 @@ public struct KeyValueState: Sendable {
             if request.requestID == last.requestID { return .duplicate(last.result) }
             if request.requestID < last.requestID { return .stale }
         }
-        let result = try apply(request.operation)
+        let result = try apply(request.operation, caller: policyIndex.caller(request.client))
         let kept = request.operation.isReadOnly ? OperationResult.notKept : result
         let record = ClientRecord(requestID: request.requestID, result: kept, height: height)
         clients[request.client] = record
@@ -176,8 +205,9 @@ public struct KeyValueState: Sendable {
 
     // MARK: - Operations
 
-    private mutating func apply(_ operation: LedgerOperation) throws(KeyHistoryError) -> OperationResult {
+    private mutating func apply(_ operation: LedgerOperation, caller: Policy.Caller) throws(KeyHistoryError) -> OperationResult {
         if let rejection = limitViolation(operation) { return .rejected(rejection) }
+        if let denial = authorize(operation, caller: caller) { return .permissionDenied(denial) }
         switch operation {
         case let .put(key, value):
             write(key, Record(value: value, version: height))
@@ -264,6 +294,55 @@ public struct KeyValueState: Sendable {
             return result
         case .governance:
             return .governance(governance)
+        case let .approvePolicy(request):
+            let result = policy.apply(request, epoch: governance.epoch, config: governance.config, keyBytesMax: limits.keyBytesMax)
+            stagePolicy()
+            return result
+        case .policy:
+            return .policy(policy)
+        }
+    }
+
+    /// The first part of `operation` the caller's rights do not cover (SPEC.md §19.2), in
+    /// order: a transaction's guards, then its writes.
+    func authorize(_ operation: LedgerOperation, caller: Policy.Caller) -> PermissionDenial? {
+        if caller.unrestricted { return nil }
+        func need(_ permission: Permission, _ key: [UInt8], _ what: DeniedOperation) -> PermissionDenial? {
+            caller.may(permission, key) ? nil
+                : PermissionDenial(operation: what, key: key, permission: permission, prefix: policy.suggestedPrefix(permission, for: key))
+        }
+        func adding(_ delta: Int64) -> Permission { delta >= 0 ? .credit : .write }
+        switch operation {
+        case let .put(key, _): return need(.write, key, .put)
+        case let .delete(key): return need(.write, key, .delete)
+        case let .cas(key, _, _): return need(.write, key, .cas)
+        case let .add(key, delta, _, _): return need(adding(delta), key, .add)
+        case let .get(key): return need(.read, key, .get)
+        case let .history(key, _): return need(.read, key, .history)
+        case let .range(start, end, _):
+            return caller.mayRead(from: start, to: end) ? nil
+                : PermissionDenial(operation: .range, key: start, permission: .read, prefix: policy.suggestedPrefix(.read, for: start))
+        case let .txn(guards, writes):
+            for check in guards {
+                if let denial = need(.read, check.key, .guardRead) { return denial }
+            }
+            for write in writes {
+                let denial: PermissionDenial?
+                switch write {
+                case let .put(key, _): denial = need(.write, key, .put)
+                case let .delete(key): denial = need(.write, key, .delete)
+                case let .add(key, delta, _, _): denial = need(adding(delta), key, .add)
+                }
+                if let denial { return denial }
+            }
+            return nil
+        case .approveConfig, .approvePolicy:
+            guard !caller.mayAdminister else { return nil }
+            let what: DeniedOperation = if case .approveConfig = operation { .approveConfig } else { .approvePolicy }
+            return PermissionDenial(operation: what, key: [], permission: .admin, prefix: [])
+        case .governance, .policy:
+            guard !caller.isKnown else { return nil }
+            return PermissionDenial(operation: operation == .governance ? .governance : .policy, key: [], permission: .read, prefix: [])
         }
     }
 
@@ -321,7 +400,7 @@ public struct KeyValueState: Sendable {
         case let .delete(k), let .add(k, _, _, _), let .get(k), let .history(k, _): return key(k)
         case let .range(s, e, _): return key(s) ?? key(e)
         // Bounded by the request size; the configuration carried is validated when decoded.
-        case .approveConfig, .governance: return nil
+        case .approveConfig, .governance, .approvePolicy, .policy: return nil
         case let .txn(guards, writes):
             if guards.count + writes.count > limits.txnOperationsMax {
                 return .tooManyOperations(count: UInt64(guards.count + writes.count), max: UInt64(limits.txnOperationsMax))
@@ -375,6 +454,11 @@ public struct KeyValueState: Sendable {
 
     /// The map entry that holds the replicated configuration: key hash SHA-256(0x03).
     static let governanceKeyHash = Digest.sha256([3])
+    static let policyKeyHash = Digest.sha256([4])
+
+    static func policyValueHash(_ policy: Policy, cluster: ClusterID) -> Digest {
+        Digest.tagged(.policy, cluster: cluster, policy.encoded())
+    }
 
     static func governanceValueHash(_ governance: Governance) -> Digest {
         Digest.tagged(.governance, cluster: governance.config.clusterID, governance.encoded())

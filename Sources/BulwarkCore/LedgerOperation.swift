@@ -23,11 +23,16 @@ public enum LedgerOperation: Hashable, Sendable {
     case approveConfig(ConfigApprovalRequest)
     /// The replicated configuration: epoch, configuration, proposals, scheduled change.
     case governance
+    /// One admin's approval of policy edits (SPEC.md §19.3); the approval that reaches the
+    /// threshold applies them.
+    case approvePolicy(PolicyApprovalRequest)
+    /// The policy: roles, bindings, open proposals.
+    case policy
 
     /// True for operations that never change state.
     public var isReadOnly: Bool {
         switch self {
-        case .get, .range, .history, .governance: return true
+        case .get, .range, .history, .governance, .policy: return true
         default: return false
         }
     }
@@ -71,6 +76,10 @@ extension LedgerOperation: CanonicalCodable {
             w.write(UInt8(9)); w.write(request)
         case .governance:
             w.write(UInt8(10))
+        case let .approvePolicy(request):
+            w.write(UInt8(11)); w.write(request)
+        case .policy:
+            w.write(UInt8(12))
         }
     }
 
@@ -99,8 +108,21 @@ extension LedgerOperation: CanonicalCodable {
             self = .approveConfig(try r.read(ConfigApprovalRequest.self))
         case 10:
             self = .governance
+        case 11:
+            self = .approvePolicy(try r.read(PolicyApprovalRequest.self))
+        case 12:
+            self = .policy
         default:
             throw .unknownTag(type: "operation", tag: tag)
+        }
+    }
+}
+
+extension LedgerOperation.Guard {
+    /// The key the guard reads.
+    public var key: [UInt8] {
+        switch self {
+        case let .versionEquals(key, _), let .valueEquals(key, _), let .exists(key), let .absent(key): return key
         }
     }
 }

@@ -26,6 +26,14 @@ public enum OperationResult: Hashable, Sendable {
     case configRefused(ConfigRefusal)
     /// The replicated configuration.
     case governance(Governance)
+    /// The policy does not allow the request (SPEC.md §19.2); nothing changed.
+    case permissionDenied(PermissionDenial)
+    /// A policy approval counted; `applied` is set when it applied the edits.
+    case policyApproved(PolicyProgress)
+    /// A policy approval that changed nothing.
+    case policyRefused(PolicyRefusal)
+    /// The policy.
+    case policy(Policy)
 
     public struct Entry: Hashable, Sendable, CanonicalCodable {
         public var key: [UInt8]
@@ -52,7 +60,7 @@ public enum OperationResult: Hashable, Sendable {
     /// True when the request changed nothing because a condition failed or it was refused.
     public var isFailure: Bool {
         switch self {
-        case .conditionFailed, .rejected, .configRefused: return true
+        case .conditionFailed, .rejected, .configRefused, .permissionDenied, .policyRefused: return true
         default: return false
         }
     }
@@ -77,6 +85,10 @@ extension OperationResult: CanonicalCodable {
         case let .configApproved(progress): w.write(UInt8(10)); w.write(progress)
         case let .configRefused(refusal): w.write(UInt8(11)); w.write(refusal)
         case let .governance(governance): w.write(UInt8(12)); w.write(governance)
+        case let .permissionDenied(denial): w.write(UInt8(13)); w.write(denial)
+        case let .policyApproved(progress): w.write(UInt8(14)); w.write(progress)
+        case let .policyRefused(refusal): w.write(UInt8(15)); w.write(refusal)
+        case let .policy(policy): w.write(UInt8(16)); w.write(policy)
         }
     }
 
@@ -98,6 +110,10 @@ extension OperationResult: CanonicalCodable {
         case 10: self = .configApproved(try r.read(ConfigProgress.self))
         case 11: self = .configRefused(try r.read(ConfigRefusal.self))
         case 12: self = .governance(try r.read(Governance.self))
+        case 13: self = .permissionDenied(try r.read(PermissionDenial.self))
+        case 14: self = .policyApproved(try r.read(PolicyProgress.self))
+        case 15: self = .policyRefused(try r.read(PolicyRefusal.self))
+        case 16: self = .policy(try r.read(Policy.self))
         default: throw .unknownTag(type: "result", tag: tag)
         }
     }

@@ -3,7 +3,7 @@
 /// the history store; a snapshot holds each key's newest position in it and the store's end,
 /// so it is usable only with a store that holds at least that much of the same history.
 extension KeyValueState {
-    static let snapshotVersion: UInt8 = 4
+    static let snapshotVersion: UInt8 = 5
 
     public func snapshot() -> [UInt8] {
         var settled = self
@@ -12,6 +12,7 @@ extension KeyValueState {
         w.write(Self.snapshotVersion)
         w.write(height)
         w.write(governance)
+        w.write(policy)
         let keys = records.keys.sorted { $0.lexicographicallyPrecedes($1) }
         w.write(UInt64(keys.count))
         for key in keys {
@@ -61,6 +62,7 @@ extension KeyValueState {
         }
         self.init(genesis: governance.config, history: history)
         restoreGovernance(governance)
+        restorePolicy(try r.read(Policy.self))
         // Every entry takes more than one byte, so counts above the input size are corrupt.
         func count(_ field: String) throws(CodecError) -> Int {
             let n = try r.readUInt64(field)

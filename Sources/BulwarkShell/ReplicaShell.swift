@@ -184,7 +184,17 @@ public final class ReplicaShell {
             guard !stopped, faulted == nil else { return }
             switch input {
             case let .event(event):
-                if case let .clientRequest(request) = event { noteArrival(request) }
+                if case let .clientRequest(request) = event {
+                    // A closed cluster orders nothing for a key its policy does not know
+                    // (SPEC.md §19.4): strangers cannot fill blocks.
+                    guard ledger.state.policyIndex.admits(request.client) else {
+                        notify(.dropped(.unboundClient))
+                        network.send(ClientFrame.refused(requestID: request.requestID, .unknownClient).encoded(),
+                                     toClient: request.client)
+                        continue
+                    }
+                    noteArrival(request)
+                }
                 actions += core.step(event, nowMs: clock.nowMs)
             case let .consensus(message, epoch, peer):
                 if epoch == core.epoch {

@@ -94,6 +94,8 @@ public enum DropReason: String, CaseIterable, Sendable {
     case rateLimited = "rate_limited"
     /// A consensus message of another epoch than this replica's.
     case otherEpoch = "other_epoch"
+    /// A request from a key a closed cluster's policy does not bind (nor an admin's).
+    case unboundClient = "unbound_client"
 }
 
 /// What the shell did, for metrics, logs and the simulator's report.

@@ -17,6 +17,10 @@ extension ReplicaShell {
             let reason = "replica \(id) has no certified checkpoint yet (the first is at height \(config.parameters.checkpointInterval))"
             return network.send(ClientFrame.proofUnavailable(nonce: nonce, reason: reason).encoded(), toClient: client)
         }
+        // Only a client the policy lets read the key gets its value, proven or not.
+        if let denial = ledger.state.mayRead(key, client: client) {
+            return network.send(ClientFrame.proofUnavailable(nonce: nonce, reason: denial.description).encoded(), toClient: client)
+        }
         let source = ledger.state.proofSource(for: key)
         let network = Unchecked(network), logger = self.logger, id = self.id
         let admitted = workers.serve {

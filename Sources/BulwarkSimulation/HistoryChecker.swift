@@ -50,7 +50,7 @@ struct HistoryChecker {
                         }
                     }
                 case let .add(key, _, _, _): multiKey.insert(key)
-                case .range, .history, .approveConfig, .governance: continue
+                case .range, .history, .approveConfig, .governance, .approvePolicy, .policy: continue
                 case let .put(key, _), let .delete(key), let .cas(key, _, _), let .get(key):
                     histories[key, default: []].append(Operation(operation: done.request.operation, result: result,
                                                                  invokedMs: done.invokedMs, completedMs: done.completedMs))
@@ -72,6 +72,7 @@ struct HistoryChecker {
     /// as long as versions never go backwards.
     static func apply(_ operation: LedgerOperation, _ result: OperationResult, to state: KeyState) -> KeyState? {
         if case .rejected = result { return state }
+        if case .permissionDenied = result { return state }
         switch (operation, result) {
         case let (.put(_, value), .written(version)):
             return version >= state.version ? KeyState(value: value, version: version) : nil

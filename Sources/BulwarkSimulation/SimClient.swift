@@ -136,7 +136,7 @@ extension LedgerOperation {
         switch self {
         case let .put(key, _), let .delete(key), let .cas(key, _, _), let .add(key, _, _, _), let .get(key),
              let .history(key, _): return key
-        case .txn, .range, .approveConfig, .governance: return nil
+        case .txn, .range, .approveConfig, .governance, .approvePolicy, .policy: return nil
         }
     }
 }

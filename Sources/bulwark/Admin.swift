@@ -9,13 +9,15 @@ import Foundation
 /// connection as a client.
 struct Admin: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Change the cluster's configuration: propose, approve, and show the epoch and proposals.",
+        abstract: "Change the cluster's configuration and client policy: propose, approve, grant, bind; show both.",
         discussion: """
             A change takes effect at the first checkpoint height a watermark window after the \
             approval that reaches the threshold; the cluster then runs the new configuration \
-            (its validators, keys, addresses, parameters and admins) from view 0 of the next epoch.
+            (its validators, keys, addresses, parameters and admins) from view 0 of the next epoch. \
+            A policy change (grant, revoke, bind, unbind) applies as soon as the threshold is reached.
             """,
-        subcommands: [Propose.self, Approve.self, Show.self, Derive.self])
+        subcommands: [Propose.self, Approve.self, Show.self, Derive.self, ShowPolicy.self, GrantPermission.self,
+                      RevokePermission.self, BindClient.self, UnbindClient.self])
 
     /// Options every admin command shares.
     struct Connection: ParsableArguments {
@@ -113,6 +115,13 @@ struct Admin: ParsableCommand {
             let (client, adminKey) = try connection.connect(key: key)
             let governance = try await connection.governance(client)
             guard let proposal = governance.proposals.first(where: { $0.id == wanted }) else {
+                // A policy proposal, then.
+                let policy = try await Admin.policy(client, connection)
+                if let proposal = policy.proposals.first(where: { $0.id == wanted }) {
+                    return try await Admin.approve(client, connection, PolicyApprovalRequest(
+                        cluster: governance.config.clusterID, epoch: governance.epoch, sequence: policy.sequence,
+                        edits: proposal.edits, adminKey: adminKey))
+                }
                 await client.shutdown()
                 let scheduled = governance.scheduled.map { " (proposal \($0.id.short)… is already approved)" } ?? ""
                 throw Self.fail(Failure("no open proposal \(wanted.hex) in epoch \(governance.epoch)\(scheduled)"))

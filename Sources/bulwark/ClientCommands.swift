@@ -51,8 +51,15 @@ struct ClientOptions: ParsableArguments {
             throw Put.fail(error)
         }
         await client.shutdown()
+        try Self.refuseDenied(outcome.0, height: outcome.1)
         print(Self.describe(outcome.0, height: outcome.1))
         if outcome.0.isFailure { throw ExitCode.failure }
+    }
+
+    /// A request the policy denied ends the command with the denial, as an error.
+    static func refuseDenied(_ result: OperationResult, height: Height) throws {
+        guard case let .permissionDenied(denial) = result else { return }
+        throw Put.fail(Failure("\(denial) (recorded at height \(height))"))
     }
 
     /// Printable UTF-8 as itself; anything else (balances, binary values) as hex.
@@ -85,6 +92,11 @@ struct ClientOptions: ParsableArguments {
         case let .configApproved(progress): return "\(progress) (height \(height))"
         case let .configRefused(refusal): return "not applied: \(refusal) (height \(height))"
         case let .governance(governance): return "epoch \(governance.epoch), configuration \(governance.config.hash.hex) (height \(height))"
+        case let .permissionDenied(denial): return "\(denial) (height \(height))"
+        case let .policyApproved(progress): return "\(progress) (height \(height))"
+        case let .policyRefused(refusal): return "not applied: \(refusal) (height \(height))"
+        case let .policy(policy):
+            return "policy at change \(policy.sequence): \(policy.roles.count) roles, \(policy.bindings.count) bindings (height \(height))"
         }
     }
 }
@@ -237,6 +249,7 @@ struct Balance: AsyncParsableCommand {
         do { (result, height) = try await client.execute(.get(key: try options.bytes(key)), timeout: .seconds(options.timeout)) } catch {
             throw Self.fail(error)
         }
+        try ClientOptions.refuseDenied(result, height: height)
         guard case let .value(value, version) = result else { throw Self.fail(Failure("unexpected result \(result)")) }
         guard let bytes = value else { return print("0 (absent, height \(height))") }
         guard let balance = KeyValueState.decodeBalance(bytes) else {

@@ -37,14 +37,24 @@ struct Cluster: ParsableCommand {
         @Option(name: .customLong("admin-threshold"), help: ArgumentHelp("How many distinct admins must approve a change.", valueName: "T"))
         var adminThreshold: Int = 1
 
+        @Option(name: .long, help: ArgumentHelp(
+            "open: a client key with no binding may do everything; closed: nothing, and replicas refuse its requests (bind clients with `bulwark admin bind`).",
+            valueName: "open|closed"))
+        var policy: String = "open"
+
         @Flag(name: .long, help: "Overwrite an existing cluster.json and key files.")
         var force = false
+
+        func validate() throws {
+            guard ["open", "closed"].contains(policy) else { throw ValidationError("--policy must be open or closed, not '\(policy)'") }
+        }
 
         func run() throws {
             let config: ClusterConfig
             do {
                 config = try ClusterInit.run(nodes: nodes, host: host, basePort: basePort, directory: out, force: force,
-                                             admins: admins, adminThreshold: adminThreshold)
+                                             admins: admins, adminThreshold: adminThreshold,
+                                             policy: policy == "closed" ? .closed : .open)
             } catch {
                 throw Self.fail(error)
             }
@@ -53,7 +63,8 @@ struct Cluster: ParsableCommand {
             for v in config.validators {
                 print("  replica \(v.id)  \(v.publicKey.short)…  replicas \(v.replicaAddress)  clients \(v.clientAddress)  http \(v.httpAddress)")
             }
-            print("\(config.admins.count) admin\(config.admins.count == 1 ? "" : "s"), \(config.adminThreshold) of whom approve a configuration change")
+            print("\(config.admins.count) admin\(config.admins.count == 1 ? "" : "s"), \(config.adminThreshold) of whom approve a configuration or policy change")
+            print("client policy \(config.policy): a key with no binding may do \(config.policy == .open ? "everything" : "nothing")")
             print("wrote \((out as NSString).appendingPathComponent(ClusterInit.configFileName)), \(config.n) replica key files and \(config.admins.count) admin key files")
         }
     }

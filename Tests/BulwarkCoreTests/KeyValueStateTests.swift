@@ -22,7 +22,7 @@ import Testing
 
         mutating func apply(_ op: LedgerOperation) -> OperationResult {
             switch op {
-            case .approveConfig, .governance:
+            case .approveConfig, .governance, .approvePolicy, .policy:
                 // The model covers the key-value operations; configuration changes have tests of their own.
                 preconditionFailure("the property tests generate key-value operations only")
             case let .put(k, v): write(k, v); return .written(version: height)
