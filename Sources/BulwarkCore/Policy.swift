@@ -381,12 +381,15 @@ extension Policy {
         }
 
         /// Whether the caller may read every key in `[start, end)` (an empty `end`: no upper
-        /// bound): one read grant's prefix P must cover them all, i.e. P ≤ start and end ≤ the
-        /// first string after every string starting with P.
+        /// bound): one read grant's prefix P must cover them all, i.e. the range is empty, or
+        /// P ≤ start and end ≤ the first string after every string starting with P.
         public func mayRead(from start: [UInt8], to end: [UInt8]) -> Bool {
             if unrestricted { return true }
+            let empty = !end.isEmpty && !start.lexicographicallyPrecedes(end)
             return grants.contains { grant in
-                guard grant.permission == .read, !start.lexicographicallyPrecedes(grant.prefix) else { return false }
+                guard grant.permission == .read else { return false }
+                if empty { return true }
+                guard !start.lexicographicallyPrecedes(grant.prefix) else { return false }
                 guard let after = Policy.successor(of: grant.prefix) else { return true }
                 return !end.isEmpty && !after.lexicographicallyPrecedes(end)
             }

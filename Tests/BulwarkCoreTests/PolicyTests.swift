@@ -1,0 +1,352 @@
+import BulwarkCore
+import BulwarkTestSupport
+import Testing
+
+/// Client permissions (SPEC.md §19): the ledger's decisions against a plain reference, over
+/// generated policies and operations, and the rules of changing a policy.
+@Suite struct PolicyTests {
+    static let admin = PrivateKey(seed: [0xad, 0x19] + Array(repeating: 0, count: 30))!
+    /// Names that are prefixes of one another, and names inside keys of others.
+    static let names = ["al", "alice", "alice2", "b", "bob"]
+    static let clients = names.indices.map { PrivateKey(seed: [UInt8($0 + 1), 0x19] + Array(repeating: 0, count: 30))! }
+    static let stranger = PrivateKey(seed: [0x5f, 0x19] + Array(repeating: 0, count: 30))!
+
+    /// A state driven one request per block, as a replica executes them.
+    struct Ledger {
+        var state: KeyValueState
+        var ids: [PublicKey: UInt64] = [:]
+        let cluster: ClusterID
+
+        init(mode: ClientPolicy, threshold: Int = 1, admins: [PrivateKey] = [PolicyTests.admin]) {
+            var parameters = ProtocolParameters()
+            parameters.keyBytesMax = 64
+            let genesis = ClusterConfig.testGenesis(cluster: ClusterID(raw: Bytes32(Array(repeating: 0x19, count: 32))!),
+                                                    parameters: parameters)
+            let config = try! ClusterConfig(clusterID: genesis.clusterID, validators: genesis.validators, parameters: parameters,
+                                            admins: admins.map(\.publicKey), adminThreshold: threshold, policy: mode)
+            state = KeyValueState(genesis: config)
+            cluster = config.clusterID
+        }
+
+        mutating func run(_ operation: LedgerOperation, by key: PrivateKey) -> OperationResult {
+            ids[key.publicKey, default: 0] += 1
+            let request = Request.signed(by: key, cluster: cluster, requestID: ids[key.publicKey]!, operation: operation)
+            let height = state.height + 1
+            let header = BlockHeader(clusterID: cluster, height: height, view: 0, timestampMs: height, proposer: 0,
+                                     prevBlockHash: .zero, txRoot: Block.txRoot(of: [request], cluster: cluster), historyRoot: .zero)
+            guard case let .executed(result) = try! state.execute(Block(header: header, requests: [request])).first! else {
+                preconditionFailure("a fresh request id executes")
+            }
+            return result
+        }
+
+        /// Applies `edits` with the admin's approval (threshold 1).
+        mutating func edit(_ edits: [PolicyEdit], by admin: PrivateKey = PolicyTests.admin) -> OperationResult {
+            let request = PolicyApprovalRequest(cluster: cluster, epoch: state.governance.epoch, sequence: state.policy.sequence,
+                                                edits: edits, adminKey: admin)
+            return run(.approvePolicy(request), by: admin)
+        }
+    }
+
+    /// The plain reference: dictionaries of what was granted and bound, prefixes expanded by
+    /// string replacement, ranges checked against every key of a small universe.
+    struct Reference {
+        var mode: ClientPolicy
+        var admins: Set<PublicKey> = [PolicyTests.admin.publicKey]
+        var roles: [String: [Grant]] = [:]
+        var bindings: [PublicKey: (name: String, roles: [String])] = [:]
+
+        /// Whether the edit applies, applying it if so.
+        mutating func apply(_ edit: PolicyEdit) -> Bool {
+            switch edit {
+            case let .grant(role, grant):
+                if roles[role, default: []].contains(grant) { return false }
+                roles[role, default: []].append(grant)
+            case let .revoke(role, grant):
+                guard let index = roles[role]?.firstIndex(of: grant) else { return false }
+                roles[role]!.remove(at: index)
+                if roles[role]!.isEmpty { roles[role] = nil }
+            case let .bind(binding):
+                if bindings[binding.client] != nil || bindings.values.contains(where: { $0.name == binding.name }) { return false }
+                bindings[binding.client] = (binding.name, binding.roles)
+            case let .unbind(name):
+                guard let client = bindings.first(where: { $0.value.name == name })?.key else { return false }
+                bindings[client] = nil
+            }
+            return true
+        }
+
+        /// The caller's expanded grants, or nil when it may do everything.
+        func grants(of client: PublicKey) -> [(Permission, [UInt8])]? {
+            guard let (name, roleNames) = bindings[client] else { return mode == .open ? nil : [] }
+            return roleNames.flatMap { roles[$0] ?? [] }.map { grant in (grant.permission, Self.replace(grant.prefix, name)) }
+        }
+
+        /// Every `{client}` in `pattern` replaced by `name`, byte by byte.
+        static func replace(_ pattern: [UInt8], _ name: String) -> [UInt8] {
+            let placeholder = Array("{client}".utf8)
+            var out: [UInt8] = []
+            var i = 0
+            while i < pattern.count {
+                if Array(pattern[i...].prefix(placeholder.count)) == placeholder {
+                    out += Array(name.utf8)
+                    i += placeholder.count
+                } else {
+                    out.append(pattern[i])
+                    i += 1
+                }
+            }
+            return out
+        }
+
+        func known(_ client: PublicKey) -> Bool { bindings[client] != nil || mode == .open || admins.contains(client) }
+
+        func may(_ client: PublicKey, _ permission: Permission, _ key: [UInt8]) -> Bool {
+            guard let grants = grants(of: client) else { return true }
+            return grants.contains { granted, prefix in
+                (granted == permission || (permission == .credit && granted == .write)) && key.starts(with: prefix)
+            }
+        }
+
+        /// Every key of `universe` in `[start, end)` starts with one read grant's prefix.
+        func mayRange(_ client: PublicKey, _ start: [UInt8], _ end: [UInt8], universe: [[UInt8]]) -> Bool {
+            guard let grants = grants(of: client) else { return true }
+            let inRange = universe.filter { k in
+                !k.lexicographicallyPrecedes(start) && (end.isEmpty || k.lexicographicallyPrecedes(end))
+            }
+            return grants.contains { permission, prefix in
+                permission == .read && inRange.allSatisfy { $0.starts(with: prefix) }
+            }
+        }
+
+        /// The first denied part of `operation`: its key and the permission it needed.
+        func firstDenied(_ operation: LedgerOperation, by client: PublicKey) -> (key: [UInt8], permission: Permission)? {
+            func check(_ permission: Permission, _ key: [UInt8]) -> (key: [UInt8], permission: Permission)? {
+                may(client, permission, key) ? nil : (key, permission)
+            }
+            switch operation {
+            case let .put(k, _), let .delete(k), let .cas(k, _, _): return check(.write, k)
+            case let .add(k, delta, _, _): return check(delta >= 0 ? .credit : .write, k)
+            case let .get(k), let .history(k, _): return check(.read, k)
+            case let .txn(guards, writes):
+                for g in guards { if let denied = check(.read, g.key) { return denied } }
+                for w in writes {
+                    switch w {
+                    case let .put(k, _), let .delete(k): if let denied = check(.write, k) { return denied }
+                    case let .add(k, delta, _, _): if let denied = check(delta >= 0 ? .credit : .write, k) { return denied }
+                    }
+                }
+                return nil
+            case .governance, .policy: return known(client) ? nil : ([], .read)
+            case .range, .approveConfig, .approvePolicy: preconditionFailure("checked elsewhere")
+            }
+        }
+    }
+
+    static let prefixes = ["", "acct/", "acct/{client}/", "acct/{client}", "{client}", "x/{client}/y/", "acct/alice/balance",
+                           "acct/al", "k", "{client}/{client}/"]
+    static let keys = ["acct/alice/balance", "acct/al/balance", "acct/alice2/x", "acct/bob/b", "acct/b/bob", "alice", "al/al/x",
+                       "bob/bob/", "x/alice/y/z", "x/al/y/", "k1", "kk", "", "acct/", "acct/alice", "zzz"].map { Array($0.utf8) }
+
+    static func randomEdit(_ rng: inout SeededRandom) -> PolicyEdit {
+        let roles = ["owner", "reader", "payer", "all"]
+        switch rng.next(upTo: 10) {
+        case 0..<5:
+            let grant = Grant(permission: [.read, .write, .credit][rng.next(upTo: 3)], prefix: Array(prefixes[rng.next(upTo: prefixes.count)].utf8))
+            return .grant(role: roles[rng.next(upTo: roles.count)], grant)
+        case 5..<8:
+            let i = rng.next(upTo: names.count)
+            let chosen = Set((0..<(1 + rng.next(upTo: 3))).map { _ in roles[rng.next(upTo: roles.count)] } + (rng.next(upTo: 4) == 0 ? ["ghost"] : []))
+            return .bind(Binding.sorted(name: names[i], client: clients[i].publicKey, roles: Array(chosen)))
+        case 8:
+            let grant = Grant(permission: [.read, .write, .credit][rng.next(upTo: 3)], prefix: Array(prefixes[rng.next(upTo: prefixes.count)].utf8))
+            return .revoke(role: roles[rng.next(upTo: roles.count)], grant)
+        default:
+            return .unbind(name: names[rng.next(upTo: names.count)])
+        }
+    }
+
+    static func randomOperation(_ rng: inout SeededRandom) -> LedgerOperation {
+        func key() -> [UInt8] { keys[rng.next(upTo: keys.count)] }
+        let delta: Int64 = rng.next(upTo: 2) == 0 ? 5 : -5
+        switch rng.next(upTo: 10) {
+        case 0: return .put(key: key(), value: [1])
+        case 1: return .delete(key: key())
+        case 2: return .cas(key: key(), expectedVersion: 0, value: [2])
+        case 3: return .add(key: key(), delta: delta, min: -1000, max: 1000)
+        case 4: return .get(key: key())
+        case 5: return .history(key: key(), limit: 3)
+        case 6: return rng.next(upTo: 2) == 0 ? .governance : .policy
+        default:
+            // A transfer, as `bulwark transfer` sends it, or a guarded write.
+            if rng.next(upTo: 2) == 0 {
+                return .txn(guards: [], writes: [.add(key: key(), delta: -3, min: -1000, max: 1000), .add(key: key(), delta: 3, min: -1000, max: 1000)])
+            }
+            return .txn(guards: [.exists(key: key())], writes: [.put(key: key(), value: [3])])
+        }
+    }
+
+    @Test(arguments: 1...12)
+    func theLedgerDecidesAsTheReference(seed: UInt64) {
+        var rng = SeededRandom(seed: seed)
+        let mode: ClientPolicy = seed % 2 == 0 ? .open : .closed
+        var ledger = Ledger(mode: mode)
+        var reference = Reference(mode: mode)
+        let callers = Self.clients + [Self.stranger, Self.admin]
+        for round in 0..<40 {
+            if round % 4 == 0 {
+                let edit = Self.randomEdit(&rng)
+                let result = ledger.edit([edit])
+                let applies = reference.apply(edit)
+                if case .policyApproved(let progress) = result, progress.applied != nil {
+                    #expect(applies, "seed \(seed): the ledger applied \(edit), the reference refuses it")
+                } else {
+                    #expect(!applies, "seed \(seed): the ledger refused \(edit) (\(result)), the reference applies it")
+                }
+            }
+            for _ in 0..<8 {
+                let operation = Self.randomOperation(&rng)
+                let caller = callers[rng.next(upTo: callers.count)]
+                let result = ledger.run(operation, by: caller)
+                let denied = reference.firstDenied(operation, by: caller.publicKey)
+                if case let .permissionDenied(denial) = result {
+                    #expect(denied?.key == denial.key && denied?.permission == denial.permission,
+                            "seed \(seed): \(operation) was denied as \(denial), the reference says \(String(describing: denied))")
+                } else {
+                    #expect(denied == nil, "seed \(seed): \(operation) by a caller the reference denies gave \(result)")
+                }
+            }
+        }
+    }
+
+    /// Ranges: alphabets chosen so that the first string after a prefix is in the universe.
+    @Test(arguments: 1...6)
+    func aRangeIsAllowedOnlyWhenOneReadGrantCoversEveryKeyInIt(seed: UInt64) {
+        let letters: [UInt8] = [0x00, 0x01, 0x61, 0x62, 0xfe, 0xff]
+        let prefixLetters: [UInt8] = [0x00, 0x61, 0xfe, 0xff]
+        var universe: [[UInt8]] = [[]]
+        var layer: [[UInt8]] = [[]]
+        for _ in 0..<4 {
+            layer = layer.flatMap { word in letters.map { word + [$0] } }
+            universe += layer
+        }
+        var rng = SeededRandom(seed: seed)
+        func word(_ alphabet: [UInt8], _ maxLength: Int) -> [UInt8] {
+            (0..<rng.next(upTo: maxLength + 1)).map { _ in alphabet[rng.next(upTo: alphabet.count)] }
+        }
+        for _ in 0..<6 {
+            var ledger = Ledger(mode: .closed)
+            var reference = Reference(mode: .closed)
+            var edits: [PolicyEdit] = [.bind(Binding(name: "r", client: Self.clients[0].publicKey, roles: ["reader"]))]
+            for _ in 0..<(1 + rng.next(upTo: 3)) {
+                let edit = PolicyEdit.grant(role: "reader", Grant(permission: .read, prefix: word(prefixLetters, 3)))
+                if !edits.contains(edit) { edits.append(edit) }
+            }
+            guard case .policyApproved = ledger.edit(edits) else { Issue.record("the policy was refused"); return }
+            for edit in edits { _ = reference.apply(edit) }
+            for _ in 0..<40 {
+                let start = word(letters, 3), end = rng.next(upTo: 5) == 0 ? [] : word(letters, 3)
+                let result = ledger.run(.range(start: start, end: end, limit: 10), by: Self.clients[0])
+                let allowed = reference.mayRange(Self.clients[0].publicKey, start, end, universe: universe)
+                var denied = false
+                if case .permissionDenied = result { denied = true }
+                #expect(denied == !allowed, "seed \(seed): range \(start)..<\(end) under \(edits): ledger \(result), reference allows: \(allowed)")
+            }
+        }
+    }
+
+    /// The demo's rule: every client owns `acct/{client}/`, anyone may pay into it.
+    @Test func aClientMayPayAnotherButNotTakeFromIt() {
+        var ledger = Ledger(mode: .closed)
+        let alice = Self.clients[1], bob = Self.clients[4]
+        let result = ledger.edit([
+            .grant(role: "owner", Grant(permission: .write, prefix: Array("acct/{client}/".utf8))),
+            .grant(role: "owner", Grant(permission: .read, prefix: Array("acct/{client}/".utf8))),
+            .grant(role: "owner", Grant(permission: .credit, prefix: Array("acct/".utf8))),
+            .bind(Binding(name: "alice", client: alice.publicKey, roles: ["owner"])),
+            .bind(Binding(name: "bob", client: bob.publicKey, roles: ["owner"])),
+        ])
+        #expect(result == .policyApproved(PolicyProgress(id: result.proposalID!, approvals: 1, threshold: 1, applied: 1)))
+        func transfer(_ from: String, _ to: String, _ amount: Int64) -> LedgerOperation {
+            .txn(guards: [], writes: [.add(key: Array(from.utf8), delta: -amount, min: 0, max: .max),
+                                      .add(key: Array(to.utf8), delta: amount, min: 0, max: .max)])
+        }
+        #expect(ledger.run(.add(key: Array("acct/alice/balance".utf8), delta: 100, min: 0, max: .max), by: alice)
+            == .balance(100, version: 2))
+        #expect(ledger.run(transfer("acct/alice/balance", "acct/bob/balance", 30), by: alice) == .written(version: 3))
+        let stolen = ledger.run(transfer("acct/alice/balance", "acct/bob/balance", 50), by: bob)
+        let denial = PermissionDenial(operation: .add, key: Array("acct/alice/balance".utf8), permission: .write,
+                                      prefix: Array("acct/alice/".utf8))
+        #expect(stolen == .permissionDenied(denial))
+        #expect("\(denial)" == "permission denied: add on acct/alice/balance needs write on acct/alice/")
+        #expect(ledger.state.read(Array("acct/alice/balance".utf8))?.value == KeyValueState.encodeBalance(70))
+        // A stranger may not even read the governance; an admin may, unbound.
+        #expect(ledger.run(.governance, by: Self.stranger).isFailure)
+        #expect(!ledger.run(.governance, by: Self.admin).isFailure)
+        // Nor may a bound client submit approvals without an admin grant.
+        let sneaky = PolicyApprovalRequest(cluster: ledger.cluster, epoch: 0, sequence: 1, edits: [.unbind(name: "alice")], adminKey: Self.admin)
+        #expect(ledger.run(.approvePolicy(sneaky), by: bob) == .permissionDenied(
+            PermissionDenial(operation: .approvePolicy, key: [], permission: .admin, prefix: [])))
+    }
+
+    @Test func anApprovalCountsOnceAndOnlyForItsEpochAndSequence() {
+        let second = PrivateKey(seed: [0xad, 0x20] + Array(repeating: 0, count: 30))!
+        var ledger = Ledger(mode: .open, threshold: 2, admins: [Self.admin, second])
+        let grant = PolicyEdit.grant(role: "r", Grant(permission: .read, prefix: Array("k".utf8)))
+        let first = ledger.edit([grant])
+        guard case let .policyApproved(progress) = first else { Issue.record("\(first)"); return }
+        #expect(progress.applied == nil && progress.approvals == 1)
+        // The same admin again counts once.
+        #expect(ledger.edit([grant]) == first)
+        #expect(ledger.state.policy.proposals.count == 1)
+        let applied = ledger.edit([grant], by: second)
+        guard case let .policyApproved(done) = applied else { Issue.record("\(applied)"); return }
+        #expect(done.applied == 1 && done.approvals == 2)
+        #expect(ledger.state.policy.role(named: "r")?.grants == [Grant(permission: .read, prefix: Array("k".utf8))])
+        // An approval signed for the sequence before is worthless now.
+        let replay = PolicyApprovalRequest(cluster: ledger.cluster, epoch: 0, sequence: 0, edits: [.revoke(role: "r", Grant(permission: .read, prefix: Array("k".utf8)))], adminKey: Self.admin)
+        #expect(ledger.run(.approvePolicy(replay), by: Self.admin) == .policyRefused(.wrongSequence(current: 1)))
+        let otherEpoch = PolicyApprovalRequest(cluster: ledger.cluster, epoch: 1, sequence: 1, edits: [.unbind(name: "x")], adminKey: Self.admin)
+        #expect(ledger.run(.approvePolicy(otherEpoch), by: Self.admin) == .policyRefused(.wrongEpoch(current: 0)))
+        // Edits that cannot apply are refused whole, with the first one's reason.
+        let bad = ledger.edit([.grant(role: "r", Grant(permission: .write, prefix: [])), .unbind(name: "nobody")])
+        #expect(bad == .policyRefused(.badEdit(index: 1, .notBound)))
+        #expect(ledger.edit([.grant(role: "r", Grant(permission: .admin, prefix: Array("k".utf8)))])
+            == .policyRefused(.badEdit(index: 0, .invalidGrant)))
+        #expect(ledger.edit([.grant(role: "no/slash", Grant(permission: .read, prefix: []))]) == .policyRefused(.badEdit(index: 0, .invalidName)))
+        var forged = PolicyApprovalRequest(cluster: ledger.cluster, epoch: 0, sequence: 1, edits: [grant], adminKey: Self.admin)
+        forged.edits = [.unbind(name: "x")]
+        #expect(ledger.run(.approvePolicy(forged), by: Self.admin) == .policyRefused(.badSignature))
+    }
+
+    @Test func aPolicyChangesTheStateRootOnlyOnceItIsNotEmpty() throws {
+        var open = Ledger(mode: .open)
+        var plain = KeyValueState(genesis: open.state.governance.config)
+        // With no policy, the state is what it was before policies existed.
+        #expect(open.state.stateRoot == plain.stateRoot)
+        _ = open.edit([.grant(role: "r", Grant(permission: .read, prefix: []))])
+        #expect(open.state.stateRoot != plain.stateRoot)
+        // The policy survives a snapshot.
+        let restored = try? KeyValueState(snapshot: open.state.snapshot(), cluster: open.cluster, history: MemoryKeyHistory())
+        #expect(restored?.policy == open.state.policy)
+        // And the encodings decode to what was encoded.
+        let bytes = open.state.policy.encoded()
+        #expect(try Policy(decoding: bytes) == open.state.policy)
+        var closed = open.state.governance.config
+        closed.policy = .closed
+        #expect(try ClusterConfig(decoding: closed.encoded()) == closed)
+        #expect(closed.encoded()[0] == 2 && open.state.governance.config.encoded()[0] == 1)
+    }
+}
+
+extension OperationResult {
+    var proposalID: Digest? {
+        if case let .policyApproved(progress) = self { return progress.id }
+        return nil
+    }
+}
+
+extension SeededRandom {
+    /// A number in 0..<bound.
+    mutating func next(upTo bound: Int) -> Int { Int(next() % UInt64(bound)) }
+}
