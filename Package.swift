@@ -116,6 +116,7 @@ let package = Package(
             name: "BulwarkSimulation",
             dependencies: [
                 "BulwarkCore", "BulwarkConsensus", "BulwarkStorage", "BulwarkAdversary", "BulwarkShell", "BulwarkVerify",
+                "BulwarkTestSupport",
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
             ],

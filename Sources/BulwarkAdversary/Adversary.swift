@@ -10,6 +10,11 @@ public enum Behaviour: String, CaseIterable, Sendable, Comparable {
     case equivocate = "equivocate"
     /// A batch holding a client request whose signature does not verify.
     case forgedRequest = "forged-request"
+    /// In a closed cluster, every batch also holds a validly signed request, from this
+    /// replica's own key used as a client's, that takes a million from the workload's first
+    /// account (`acct0`): the policy grants that key nothing, so the ledger must deny it. (In
+    /// an open cluster any key may do this, so it is no lie and nothing is added.)
+    case unauthorizedRequest = "unauthorized-request"
     case wrongTxRoot = "wrong-tx-root"
     case wrongHistoryRoot = "wrong-history-root"
     case wrongPrevHash = "wrong-prev-hash"
@@ -64,7 +69,7 @@ public enum Behaviour: String, CaseIterable, Sendable, Comparable {
     /// Behaviours that only matter while this replica is primary.
     public var isPrimaryBehaviour: Bool {
         switch self {
-        case .equivocate, .slowPrimary, .forgedRequest, .wrongTxRoot, .wrongHistoryRoot, .wrongPrevHash, .timestampAhead,
+        case .equivocate, .slowPrimary, .forgedRequest, .unauthorizedRequest, .wrongTxRoot, .wrongHistoryRoot, .wrongPrevHash, .timestampAhead,
              .timestampBehind, .withholdPrePrepares, .skipHeights, .reuseHeights, .newViewDropsPrepared,
              .newViewInventsRequest:
             return true
@@ -172,6 +177,7 @@ public struct Adversary: Sendable {
                 pp = resign(pp) { $0.timestampMs += 1 }
             }
             if behaviours.contains(.forgedRequest) { pp = forgeRequest(in: pp) }
+            if behaviours.contains(.unauthorizedRequest), config.policy == .closed { pp = addUnauthorizedRequest(to: pp) }
             if behaviours.contains(.wrongTxRoot) { pp = resign(pp) { $0.txRoot = Digest.sha256($0.txRoot.bytes) } }
             if behaviours.contains(.wrongHistoryRoot) { pp = resign(pp) { $0.historyRoot = Digest.sha256($0.historyRoot.bytes) } }
             if behaviours.contains(.wrongPrevHash) { pp = resign(pp) { $0.prevBlockHash = Digest.sha256($0.prevBlockHash.bytes) } }
@@ -240,6 +246,18 @@ public struct Adversary: Sendable {
         } else {
             requests[0].operation = .put(key: Array("forged".utf8), value: Array("by replica \(id)".utf8))
         }
+        var header = pp.block.header
+        header.txRoot = Block.txRoot(of: requests, cluster: cluster)
+        return .signed(view: pp.view, block: Block(header: header, requests: requests), by: key, replica: pp.replica,
+                       cluster: cluster)
+    }
+
+    /// The pre-prepare with one more request, signed by this replica's key as a client's. Its
+    /// id is the height, so every backup gets the same block, and a later block's is newer.
+    func addUnauthorizedRequest(to pp: PrePrepare) -> PrePrepare {
+        let theft = Request.signed(by: key, cluster: cluster, requestID: pp.height,
+                                   operation: .add(key: Array("acct0".utf8), delta: -1_000_000, min: .min, max: .max))
+        let requests = pp.block.requests + [theft]
         var header = pp.block.header
         header.txRoot = Block.txRoot(of: requests, cluster: cluster)
         return .signed(view: pp.view, block: Block(header: header, requests: requests), by: key, replica: pp.replica,

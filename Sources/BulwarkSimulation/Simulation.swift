@@ -90,10 +90,12 @@ public final class Simulation {
         parameters.stateTransferTimeoutMs = 200
         let clusterID = ClusterID(raw: Bytes32((0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })!)
         let admins = options.reconfigure || options.grow
-            ? (0..<3).map { _ in PrivateKey(seed: (0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })! } : []
+            ? (0..<3).map { _ in PrivateKey(seed: (0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })! }
+            : options.policy ? [PrivateKey(seed: (0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })!] : []
         let config = try! ClusterConfig.layout(keys: keys.map(\.publicKey), host: "sim", basePort: 1000, clusterID: clusterID,
                                                parameters: parameters, admins: admins.map(\.publicKey),
-                                               adminThreshold: admins.isEmpty ? 0 : 2)
+                                               adminThreshold: admins.isEmpty ? 0 : min(2, admins.count),
+                                               policy: options.policy ? .closed : .open)
         self.config = config
         intake = ShellIntake(config: config, verifier: verifier)
         nodes = keys.enumerated().map { i, key in SimNode(id: i, key: key) }
@@ -150,9 +152,42 @@ public final class Simulation {
                 clients.append(admin)
             }
         }
+        if options.policy, let admin = admins.first {
+            let client = SimClient(index: clients.count, key: admin)
+            client.script = Self.policyChanges(config, clients: clients.map(\.key.publicKey), admin: admin)
+            clients.append(client)
+        }
         clientIndex = Dictionary(uniqueKeysWithValues: clients.map { ($0.key.publicKey, $0.index) })
         for (replica, behaviours) in options.byzantine where replica < nodes.count {
             nodes[replica].adversary = Adversary(behaviours: behaviours, config: config, id: ReplicaID(replica), key: keys[replica])
+        }
+    }
+
+    /// The policy run's admin script (see `SimulationOptions.policy`): each approval applies at
+    /// once (threshold 1), so each signs the sequence the ones before it leave.
+    static func policyChanges(_ config: ClusterConfig, clients: [PublicKey], admin: PrivateKey) -> [LedgerOperation] {
+        func grant(_ role: String, _ permission: Permission, _ prefix: String) -> Grant {
+            Grant(permission: permission, prefix: Array(prefix.utf8))
+        }
+        let roles = ["kv", "owner", "payer"]
+        let owns = PolicyEdit.grant(role: "owner", grant("owner", .write, "acct{client}"))
+        let readsAccounts = PolicyEdit.grant(role: "owner", grant("owner", .read, "acct"))
+        let pays = PolicyEdit.grant(role: "payer", grant("payer", .credit, "acct"))
+        let writesK = PolicyEdit.grant(role: "kv", grant("kv", .write, "k"))
+        let readsK = PolicyEdit.grant(role: "kv", grant("kv", .read, "k"))
+        let binds = clients.enumerated().map { i, key in PolicyEdit.bind(Binding.sorted(name: "\(i)", client: key, roles: roles)) }
+        let last = clients.count - 1
+        let changes: [[PolicyEdit]] = [
+            [owns, readsAccounts, pays, writesK, readsK] + binds,
+            [.revoke(role: "kv", grant("kv", .write, "k"))],
+            [writesK],
+            [.revoke(role: "payer", grant("payer", .credit, "acct"))],
+            [.unbind(name: "\(last)"), binds[last]],
+            [pays],
+        ]
+        return changes.enumerated().map { sequence, edits in
+            .approvePolicy(PolicyApprovalRequest(cluster: config.clusterID, epoch: 0, sequence: UInt64(sequence), edits: edits,
+                                                 adminKey: admin))
         }
     }
 

@@ -1,5 +1,6 @@
 import BulwarkConsensus
 import BulwarkCore
+import BulwarkTestSupport
 import BulwarkVerify
 
 /// The properties every simulated run must have (DESIGN.md §7, PITFALLS "Properties to check").
@@ -30,6 +31,7 @@ struct SimulationChecker {
         checkExecution()
         checkLiveness()
         checkRepairedLedgers()
+        checkPermissions()
         HistoryChecker(simulation: simulation, longest: longest).check()
     }
 
@@ -83,8 +85,12 @@ struct SimulationChecker {
     /// workload client, each executes once, and each result a client accepted is the result
     /// the ledger gives.
     func checkExecution() {
-        let issued = Dictionary(uniqueKeysWithValues: simulation.clients.map { ($0.key.publicKey, $0.lastRequestID) }
-                                + simulation.maliciousClients.map { ($0.attack.client, $0.attack.lastID) })
+        // A Byzantine primary may order requests of its own key as a client's (any id).
+        let byzantineClients = simulation.options.byzantine.filter { $0.value.contains(.unauthorizedRequest) }.keys
+            .filter { $0 < simulation.nodes.count }.map { (simulation.nodes[$0].key.publicKey, UInt64.max) }
+        let issued = Dictionary(simulation.clients.map { ($0.key.publicKey, $0.lastRequestID) }
+                                + simulation.maliciousClients.map { ($0.attack.client, $0.attack.lastID) } + byzantineClients,
+                                uniquingKeysWith: { first, _ in first })
         var state = KeyValueState(genesis: config)
         var executions: [RequestIdentity: Int] = [:]
         var results: [RequestIdentity: [UInt8]] = [:]
@@ -112,6 +118,44 @@ struct SimulationChecker {
                 }
                 guard results[id] == op.result else {
                     return fail("results: client \(client.index) request \(op.request.requestID) accepted a result the ledger does not give")
+                }
+            }
+        }
+    }
+
+    /// Permissions (SPEC.md §19): replaying the longest ledger, every request the ledger let
+    /// through is one a plain model of the policy in force allows, and every one it denied the
+    /// model denies too; the model follows each policy change the ledger applied.
+    func checkPermissions() {
+        guard config.policy == .closed else { return }
+        var state = KeyValueState(genesis: config)
+        var model = PolicyModel(mode: config.policy, admins: Set(config.admins))
+        let replicaKeys = Set(simulation.nodes.flatMap { $0.keys.map(\.publicKey) })
+        for entry in longest {
+            let outcomes = try! state.execute(entry.block)
+            for (request, outcome) in zip(entry.block.requests, outcomes) {
+                guard case let .executed(result) = outcome else { continue }
+                let place = "height \(entry.block.height), request \(request.requestID) of \(request.client.short)…"
+                if case .permissionDenied = result {
+                    simulation.report.permissionDenials += 1
+                    if replicaKeys.contains(request.client) { simulation.report.replicaRequestsDenied += 1 }
+                }
+                switch request.operation {
+                case let .approvePolicy(approval):
+                    guard case let .policyApproved(progress) = result, progress.applied != nil else { continue }
+                    simulation.report.policyChanges += 1
+                    for edit in approval.edits where !model.apply(edit) {
+                        return fail("permissions: at \(place) the ledger applied '\(edit)', which the model refuses")
+                    }
+                case .approveConfig, .range:
+                    continue
+                default:
+                    let denied = model.firstDenied(request.operation, by: request.client)
+                    if case .permissionDenied = result {
+                        if denied == nil { return fail("permissions: at \(place) the ledger denied \(request.operation), which the policy allows") }
+                    } else if let denied {
+                        return fail("permissions: at \(place) \(request.operation) executed (\(result)) although the policy denies \(denied.permission) on \(String(decoding: denied.key, as: UTF8.self))")
+                    }
                 }
             }
         }

@@ -60,6 +60,11 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
     /// 4→7→4: three replicas outside cluster.json join with `--join` (some from far behind,
     /// starting late in the run), an admin adds them, then removes them again.
     public var grow = false
+    /// Client permissions (SPEC.md §19): a closed cluster whose admin binds the clients, each
+    /// owning its account (`acct{client}`), any may pay into any, and all share the `k` keys;
+    /// then takes writes on `k` away and gives them back, takes payments away and gives them
+    /// back, and rebinds a client, while the load runs.
+    public var policy = false
 
     public init(seed: UInt64) { self.seed = seed }
 
@@ -88,7 +93,7 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
             + (maliciousClients == 0 ? "" : " malicious-clients=\(maliciousClients)")
             + (twins.map { " twins=\($0)" } ?? "")
             + (diskFaults ? " disk-faults" : "")
-            + (reconfigure ? " reconfigure" : "") + (grow ? " grow" : "")
+            + (reconfigure ? " reconfigure" : "") + (grow ? " grow" : "") + (policy ? " policy" : "")
     }
 
     /// The `bulwark-sim` command that reproduces this run exactly.
@@ -100,7 +105,7 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
             + (maliciousClients == 0 ? "" : " --malicious-clients \(maliciousClients)")
             + (twins.map { " --twins \($0)" } ?? "")
             + (diskFaults ? " --disk-faults" : "")
-            + (reconfigure ? " --reconfigure" : "") + (grow ? " --grow" : "")
+            + (reconfigure ? " --reconfigure" : "") + (grow ? " --grow" : "") + (policy ? " --policy" : "")
     }
 
     /// `REPLICA:BEHAVIOUR[+BEHAVIOUR...]` per Byzantine replica, comma-separated.
@@ -170,6 +175,10 @@ public struct SimulationReport: Sendable {
     public var replicasJoined = 0
     /// Operations checked for linearizability, per-key histories searched.
     public var linearizableOperations: Int = 0
+    /// Requests the ledger denied under the client policy, and policy changes applied.
+    public var permissionDenials = 0, policyChanges = 0
+    /// Denied requests signed by a replica's key (a Byzantine primary's own requests).
+    public var replicaRequestsDenied = 0
     public var failures: [String] = []
 
     public var passed: Bool { failures.isEmpty }
@@ -187,6 +196,8 @@ public struct SimulationReport: Sendable {
             + (refusedStarts > 0 ? " refused-starts=\(refusedStarts)" : "")
             + (options.reconfigure || options.grow
                 ? " epochs=\(epochsEntered) removed=\(replicasRemoved) keys-replaced=\(keysReplaced) joined=\(replicasJoined)" : "")
+            + (options.policy ? " policy-changes=\(policyChanges) denied=\(permissionDenials)" : "")
+            + (replicaRequestsDenied > 0 ? " replica-requests-denied=\(replicaRequestsDenied)" : "")
     }
 }
 

@@ -44,6 +44,8 @@ struct BulwarkSim: ParsableCommand {
     var reconfigure = false
     @Flag(help: "Grow and shrink in every seed: three replicas outside cluster.json join with --join (some from far behind), are added, then removed (4→7→4).")
     var grow = false
+    @Flag(help: "Run a closed cluster with a client policy in every seed: the admin binds the clients (each owns its account, any may pay into any) and changes the policy during the load; a checker replays the ledger against a plain model of the policy.")
+    var policy = false
     @Flag(help: "Print only failures and the final line.") var quiet = false
     @Flag(help: "Print view changes, crashes, partitions and state transfers as they happen.") var trace = false
     @Option(name: .customLong("write-ledgers"),
@@ -57,6 +59,7 @@ struct BulwarkSim: ParsableCommand {
         if let drop, drop > 1000 { throw ValidationError("--drop is per mille: 0...1000") }
         if writeLedgers != nil, seed == nil { throw ValidationError("--write-ledgers needs --seed") }
         if let twins, twins < 0 || twins >= replicas { throw ValidationError("--twins must name a replica below \(replicas)") }
+        if policy, reconfigure || grow { throw ValidationError("--policy runs with one admin; it does not combine with --reconfigure or --grow") }
         if let byzantine {
             do {
                 let parsed = try SimulationOptions.parseByzantine(byzantine)
@@ -83,6 +86,7 @@ struct BulwarkSim: ParsableCommand {
         if diskFaults { options.diskFaults = true }
         if reconfigure { options.reconfigure = true }
         if grow { options.grow = true }
+        if policy { options.policy = true }
         guard self.seed != nil else { return options }
         if let clients { options.clients = clients }
         if let requests { options.requestsPerClient = requests }

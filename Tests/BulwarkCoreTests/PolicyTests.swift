@@ -48,101 +48,6 @@ import Testing
         }
     }
 
-    /// The plain reference: dictionaries of what was granted and bound, prefixes expanded by
-    /// string replacement, ranges checked against every key of a small universe.
-    struct Reference {
-        var mode: ClientPolicy
-        var admins: Set<PublicKey> = [PolicyTests.admin.publicKey]
-        var roles: [String: [Grant]] = [:]
-        var bindings: [PublicKey: (name: String, roles: [String])] = [:]
-
-        /// Whether the edit applies, applying it if so.
-        mutating func apply(_ edit: PolicyEdit) -> Bool {
-            switch edit {
-            case let .grant(role, grant):
-                if roles[role, default: []].contains(grant) { return false }
-                roles[role, default: []].append(grant)
-            case let .revoke(role, grant):
-                guard let index = roles[role]?.firstIndex(of: grant) else { return false }
-                roles[role]!.remove(at: index)
-                if roles[role]!.isEmpty { roles[role] = nil }
-            case let .bind(binding):
-                if bindings[binding.client] != nil || bindings.values.contains(where: { $0.name == binding.name }) { return false }
-                bindings[binding.client] = (binding.name, binding.roles)
-            case let .unbind(name):
-                guard let client = bindings.first(where: { $0.value.name == name })?.key else { return false }
-                bindings[client] = nil
-            }
-            return true
-        }
-
-        /// The caller's expanded grants, or nil when it may do everything.
-        func grants(of client: PublicKey) -> [(Permission, [UInt8])]? {
-            guard let (name, roleNames) = bindings[client] else { return mode == .open ? nil : [] }
-            return roleNames.flatMap { roles[$0] ?? [] }.map { grant in (grant.permission, Self.replace(grant.prefix, name)) }
-        }
-
-        /// Every `{client}` in `pattern` replaced by `name`, byte by byte.
-        static func replace(_ pattern: [UInt8], _ name: String) -> [UInt8] {
-            let placeholder = Array("{client}".utf8)
-            var out: [UInt8] = []
-            var i = 0
-            while i < pattern.count {
-                if Array(pattern[i...].prefix(placeholder.count)) == placeholder {
-                    out += Array(name.utf8)
-                    i += placeholder.count
-                } else {
-                    out.append(pattern[i])
-                    i += 1
-                }
-            }
-            return out
-        }
-
-        func known(_ client: PublicKey) -> Bool { bindings[client] != nil || mode == .open || admins.contains(client) }
-
-        func may(_ client: PublicKey, _ permission: Permission, _ key: [UInt8]) -> Bool {
-            guard let grants = grants(of: client) else { return true }
-            return grants.contains { granted, prefix in
-                (granted == permission || (permission == .credit && granted == .write)) && key.starts(with: prefix)
-            }
-        }
-
-        /// Every key of `universe` in `[start, end)` starts with one read grant's prefix.
-        func mayRange(_ client: PublicKey, _ start: [UInt8], _ end: [UInt8], universe: [[UInt8]]) -> Bool {
-            guard let grants = grants(of: client) else { return true }
-            let inRange = universe.filter { k in
-                !k.lexicographicallyPrecedes(start) && (end.isEmpty || k.lexicographicallyPrecedes(end))
-            }
-            return grants.contains { permission, prefix in
-                permission == .read && inRange.allSatisfy { $0.starts(with: prefix) }
-            }
-        }
-
-        /// The first denied part of `operation`: its key and the permission it needed.
-        func firstDenied(_ operation: LedgerOperation, by client: PublicKey) -> (key: [UInt8], permission: Permission)? {
-            func check(_ permission: Permission, _ key: [UInt8]) -> (key: [UInt8], permission: Permission)? {
-                may(client, permission, key) ? nil : (key, permission)
-            }
-            switch operation {
-            case let .put(k, _), let .delete(k), let .cas(k, _, _): return check(.write, k)
-            case let .add(k, delta, _, _): return check(delta >= 0 ? .credit : .write, k)
-            case let .get(k), let .history(k, _): return check(.read, k)
-            case let .txn(guards, writes):
-                for g in guards { if let denied = check(.read, g.key) { return denied } }
-                for w in writes {
-                    switch w {
-                    case let .put(k, _), let .delete(k): if let denied = check(.write, k) { return denied }
-                    case let .add(k, delta, _, _): if let denied = check(delta >= 0 ? .credit : .write, k) { return denied }
-                    }
-                }
-                return nil
-            case .governance, .policy: return known(client) ? nil : ([], .read)
-            case .range, .approveConfig, .approvePolicy: preconditionFailure("checked elsewhere")
-            }
-        }
-    }
-
     static let prefixes = ["", "acct/", "acct/{client}/", "acct/{client}", "{client}", "x/{client}/y/", "acct/alice/balance",
                            "acct/al", "k", "{client}/{client}/"]
     static let keys = ["acct/alice/balance", "acct/al/balance", "acct/alice2/x", "acct/bob/b", "acct/b/bob", "alice", "al/al/x",
@@ -191,7 +96,7 @@ import Testing
         var rng = SeededRandom(seed: seed)
         let mode: ClientPolicy = seed % 2 == 0 ? .open : .closed
         var ledger = Ledger(mode: mode)
-        var reference = Reference(mode: mode)
+        var reference = PolicyModel(mode: mode, admins: [Self.admin.publicKey])
         let callers = Self.clients + [Self.stranger, Self.admin]
         for round in 0..<40 {
             if round % 4 == 0 {
@@ -236,7 +141,7 @@ import Testing
         }
         for _ in 0..<6 {
             var ledger = Ledger(mode: .closed)
-            var reference = Reference(mode: .closed)
+            var reference = PolicyModel(mode: .closed, admins: [Self.admin.publicKey])
             var edits: [PolicyEdit] = [.bind(Binding(name: "r", client: Self.clients[0].publicKey, roles: ["reader"]))]
             for _ in 0..<(1 + rng.next(upTo: 3)) {
                 let edit = PolicyEdit.grant(role: "reader", Grant(permission: .read, prefix: word(prefixLetters, 3)))

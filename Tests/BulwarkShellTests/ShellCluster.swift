@@ -24,6 +24,8 @@ final class ShellCluster {
     var replies: [Int: [ClientReply]] = [:]
     /// Every other frame clients received, by replica.
     var clientFrames: [Int: [ClientFrame]] = [:]
+    /// Every frame each client received.
+    var framesTo: [PublicKey: [ClientFrame]] = [:]
     var notices: [Int: [ShellNotice]] = [:]
     var requestID: UInt64 = 0
 
@@ -31,6 +33,8 @@ final class ShellCluster {
         var from: Int
         var to: Destination
         var bytes: [UInt8]
+        /// The client a frame from a client (`from` < 0) comes from: the test's by default.
+        var client: PublicKey?
         var peerFrame: PeerFrame? { try? PeerFrame(decoding: bytes) }
     }
 
@@ -42,7 +46,7 @@ final class ShellCluster {
     let segmentBytesMax: UInt64
 
     init(checkpointInterval: Height = 4, watermarkWindow: Height = 16, segmentBytesMax: UInt64 = BlockLog.segmentBytesDefault,
-         admins: [PublicKey] = []) {
+         admins: [PublicKey] = [], policy: ClientPolicy = .open) {
         self.segmentBytesMax = segmentBytesMax
         keys = (0..<4).map { PrivateKey(seed: [UInt8($0 + 1), 0x5e] + Array(repeating: 0, count: 30))! }
         var parameters = ProtocolParameters()
@@ -54,7 +58,7 @@ final class ShellCluster {
         parameters.stateTransferTimeoutMs = 500
         config = try! ClusterConfig.layout(keys: keys.map(\.publicKey), host: "127.0.0.1", basePort: 7100,
                                            clusterID: ClusterID(raw: Bytes32(Array(repeating: 0x5e, count: 32))!),
-                                           parameters: parameters, admins: admins)
+                                           parameters: parameters, admins: admins, policy: policy)
         intake = ShellIntake(config: config, verifier: verifier)
         disks = (0..<4).map { _ in SimulatedFileSystem() }
         shells = Array(repeating: nil, count: 4)
@@ -83,12 +87,15 @@ final class ShellCluster {
         request(.put(key: Array("k\((requestID + 1) % 5)".utf8), value: Array("v\(requestID + 1)".utf8)), to: replicas)
     }
 
-    /// `operation`, signed by the test's client, sent to `replicas`.
+    /// `operation`, signed by `key` (the test's client by default), sent to `replicas`.
     @discardableResult
-    func request(_ operation: LedgerOperation, to replicas: [Int]) -> Request {
+    func request(_ operation: LedgerOperation, to replicas: [Int], by key: PrivateKey? = nil) -> Request {
         requestID += 1
-        let request = Request.signed(by: client, cluster: config.clusterID, requestID: requestID, operation: operation)
-        for i in replicas { frames.append(Frame(from: -1, to: .replica(i), bytes: ClientFrame.request(request).encoded())) }
+        let signer = key ?? client
+        let request = Request.signed(by: signer, cluster: config.clusterID, requestID: requestID, operation: operation)
+        for i in replicas {
+            frames.append(Frame(from: -1, to: .replica(i), bytes: ClientFrame.request(request).encoded(), client: signer.publicKey))
+        }
         return request
     }
 
@@ -118,14 +125,16 @@ final class ShellCluster {
         switch frame.to {
         case let .replica(i):
             guard let shell = shells[i] else { return }
-            let outcome = frame.from < 0 ? intake.client(frame.bytes, from: client.publicKey)
+            let outcome = frame.from < 0 ? intake.client(frame.bytes, from: frame.client ?? client.publicKey)
                 : intake.peer(frame.bytes, from: ReplicaID(frame.from))
             if case let .accepted(input) = outcome { shell.handle([input]) }
-        case .client:
-            switch try? ClientFrame(decoding: frame.bytes) {
-            case let .reply(reply)?: replies[frame.from, default: []].append(reply)
-            case let other?: clientFrames[frame.from, default: []].append(other)
-            case nil: break
+        case let .client(key):
+            guard let decoded = try? ClientFrame(decoding: frame.bytes) else { return }
+            framesTo[key, default: []].append(decoded)
+            if case let .reply(reply) = decoded, key == client.publicKey {
+                replies[frame.from, default: []].append(reply)
+            } else {
+                clientFrames[frame.from, default: []].append(decoded)
             }
         }
     }
