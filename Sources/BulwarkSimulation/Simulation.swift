@@ -35,6 +35,8 @@ public final class Simulation {
     var rotationKeys: [PublicKey: PrivateKey] = [:]
     /// Joining replicas by key, to route their fetched blocks (looked up only).
     var joinerIndex: [PublicKey: Int] = [:]
+    /// The client that changes the policy (`SimulationOptions.policy`).
+    var policyAdmin: Int?
 
     struct Scheduled: Comparable {
         let time: UInt64
@@ -153,6 +155,7 @@ public final class Simulation {
             }
         }
         if options.policy, let admin = admins.first {
+            policyAdmin = clients.count
             let client = SimClient(index: clients.count, key: admin)
             client.script = Self.policyChanges(config, clients: clients.map(\.key.publicKey), admin: admin)
             clients.append(client)
@@ -308,8 +311,10 @@ public final class Simulation {
     /// in a view change (partitioned, or Byzantine) does not make its view's primary the one.
     func crashPrimary(downMs: UInt64) {
         // In the middle of the load: while some request waits (else a little later, within the
-        // fault window), so that the crash must lead to a view change.
-        if !clients.contains(where: { $0.current != nil }), now + 20 < options.faultWindowMs {
+        // fault window), so that the crash must lead to a view change. In a closed cluster the
+        // workload's requests wait unordered until the admin's first policy change binds them.
+        let bound = policyAdmin.map { !clients[$0].completed.isEmpty } ?? true
+        if !bound || !clients.contains(where: { $0.current != nil }), now + 20 < options.faultWindowMs {
             return schedule(at: now + 20, .crashPrimary(downMs: downMs))
         }
         let settled = nodes.compactMap { node in node.shell.flatMap { $0.core.isChangingView ? nil : $0.core.view } }
