@@ -146,6 +146,8 @@ public final class ReplicaShell {
     public var height: Height { ledger.tip.height }
     /// The replicated configuration after the executed ledger.
     public var governance: Governance { ledger.state.governance }
+    /// The client policy in the executed state.
+    public var ledgerPolicy: Policy { ledger.state.policy }
     /// The ledger on disk, for checkers and status (read only).
     public var blockLog: BlockLog { ledger.blockLog }
     /// The state root after the last executed block. Settles the state's authenticated map,
