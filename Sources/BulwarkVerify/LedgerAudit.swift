@@ -35,6 +35,14 @@ public struct AuditProblem: Error, Equatable, Sendable, CustomStringConvertible 
 }
 
 /// What an audit covered.
+/// A request the client policy denied, as the replay found it in the ledger.
+public struct DeniedRequest: Sendable {
+    public var height: Height
+    public var client: PublicKey
+    public var requestID: UInt64
+    public var denial: PermissionDenial
+}
+
 public struct AuditReport: Sendable {
     public var heights: Height = 0
     public var requests = 0
@@ -52,6 +60,12 @@ public struct AuditReport: Sendable {
     public var tip: ChainTip = .genesis
     /// Every epoch the ledger reached, from epoch 0 (cluster.json) on (SPEC.md §18).
     public var epochs: [EpochRecord] = []
+    /// Client policy changes applied, and requests the policy denied (the first
+    /// `deniedListedMax` of them listed): the replay enforced the policy in force at each height.
+    public var policyChanges = 0
+    public var deniedRequests = 0
+    public var denied: [DeniedRequest] = []
+    public static let deniedListedMax = 100
     public var problem: AuditProblem?
     /// Damage after the blocks checked, passed over because the caller asked to audit the
     /// intact prefix (`acceptsDamagedTail`).
@@ -471,8 +485,19 @@ final class AuditReplay {
         tip = tip.appending(entry.block.header, hash: entry.block.hash)
         let scheduledBefore = state.governance.scheduled
         do {
-            _ = try state.execute(entry.block)
+            let outcomes = try state.execute(entry.block)
             try history.flush()
+            for (request, outcome) in zip(entry.block.requests, outcomes) {
+                guard case let .executed(result) = outcome else { continue }
+                if case let .permissionDenied(denial) = result {
+                    report.deniedRequests += 1
+                    if report.denied.count < AuditReport.deniedListedMax {
+                        report.denied.append(DeniedRequest(height: height, client: request.client, requestID: request.requestID,
+                                                           denial: denial))
+                    }
+                }
+                if case let .policyApproved(progress) = result, progress.applied != nil { report.policyChanges += 1 }
+            }
         } catch {
             return AuditProblem(height: height, record: "state", reason: "cannot replay the block: \(error)")
         }

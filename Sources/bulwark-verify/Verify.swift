@@ -176,6 +176,11 @@ struct LogCommand: ParsableCommand {
                 "uncertifiedBlocks": report.uncertifiedBlocks, "replayedStateRoot": report.finalStateRoot?.hex ?? NSNull(),
                 "damageIgnored": report.damageIgnored.map { problemJSON($0) } ?? NSNull(),
                 "problem": problemJSON(report.problem), "epochs": report.epochs.map(epochJSON),
+                "policyChanges": report.policyChanges, "deniedRequests": report.deniedRequests,
+                "denied": report.denied.map { denied -> [String: Any] in
+                    ["height": denied.height, "client": denied.client.hex, "requestId": denied.requestID,
+                     "denial": denied.denial.description]
+                },
             ])
         } else if let problem = report.problem {
             print("FAILED at height \(problem.height), \(problem.record): \(problem.reason)")
@@ -188,6 +193,15 @@ struct LogCommand: ParsableCommand {
             print("ledger digest \(report.digest)")
             if let current = report.epochs.last, current.epoch > 0 {
                 print("\(report.epochs.count) epochs, each change checked against its approvals; epoch \(current.epoch) since height \(current.firstHeight) (\(current.config.n) validators, configuration \(current.config.hash.short)…)")
+            }
+            if report.policyChanges > 0 || report.deniedRequests > 0 {
+                print("client policy: \(report.policyChanges) changes applied; \(report.deniedRequests) requests denied, each re-executed under the policy in force at its height")
+                if !quiet {
+                    for denied in report.denied.prefix(10) {
+                        print("  height \(denied.height): client \(denied.client.short)… request \(denied.requestID): \(denied.denial)")
+                    }
+                    if report.deniedRequests > 10 { print("  … (--json lists the first \(AuditReport.deniedListedMax))") }
+                }
             }
             print(certifiedSentence(report))
             if let root = report.certifiedStateRoot { print("certified state root \(root.hex) (height \(report.certifiedHeight))") }

@@ -18,7 +18,7 @@ final class LocalCluster: @unchecked Sendable {
     let config: ClusterConfig
     var processes: [Int: Process] = [:]
 
-    init(admins: Int = 1, adminThreshold: Int = 1, viewChangeTimeoutMs: UInt64 = 1000) throws {
+    init(admins: Int = 1, adminThreshold: Int = 1, viewChangeTimeoutMs: UInt64 = 1000, policy: ClientPolicy = .open) throws {
         directory = NSTemporaryDirectory() + "bulwark-cluster-\(UUID().uuidString)"
         var parameters = ProtocolParameters()
         parameters.viewChangeTimeoutMs = viewChangeTimeoutMs
@@ -30,7 +30,8 @@ final class LocalCluster: @unchecked Sendable {
             let base = Int.random(in: 10_000...32_000)
             guard Self.portsAreFree(base..<(base + 12)) else { continue }
             created = try ClusterInit.run(nodes: 4, host: "127.0.0.1", basePort: base, directory: directory, force: true,
-                                          parameters: parameters, admins: admins, adminThreshold: adminThreshold)
+                                          parameters: parameters, admins: admins, adminThreshold: adminThreshold,
+                                          policy: policy)
         }
         guard let created else { throw NodeTestError("no free ports found") }
         config = created
