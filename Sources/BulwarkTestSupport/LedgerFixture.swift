@@ -33,7 +33,8 @@ public struct LedgerFixture: Sendable {
     }
 
     public init(n: Int = 4, clients clientCount: Int = 3, checkpointInterval: UInt64 = 4,
-                parameters base: ProtocolParameters = ProtocolParameters(), admins: [PublicKey] = []) {
+                parameters base: ProtocolParameters = ProtocolParameters(), admins: [PublicKey] = [],
+                policy: ClientPolicy = .open) {
         keys = (0..<n).map { PrivateKey(seed: [UInt8($0 + 1), 0xb0] + Array(repeating: 0, count: 30))! }
         clients = (0..<clientCount).map { PrivateKey(seed: [UInt8($0 + 1), 0xc1] + Array(repeating: 0, count: 30))! }
         var parameters = base
@@ -41,7 +42,7 @@ public struct LedgerFixture: Sendable {
         parameters.watermarkWindow = max(parameters.watermarkWindow, 2 * checkpointInterval)
         config = try! ClusterConfig.layout(keys: keys.map(\.publicKey), host: "127.0.0.1", basePort: 7000,
                                            clusterID: ClusterID(raw: Bytes32(Array(repeating: 0x5c, count: 32))!),
-                                           parameters: parameters, admins: admins)
+                                           parameters: parameters, admins: admins, policy: policy)
         state = KeyValueState(genesis: config)
     }
 

@@ -19,13 +19,13 @@ import Testing
         try JSONSerialization.jsonObject(with: Data(try committed(path))) as! [String: Any]
     }
 
-    /// The committed vector ledger's configuration, and its segment in `/blocks`.
-    static func vectorLedger() throws -> (ClusterConfig, SimulatedFileSystem) {
-        let config = try JSONDecoder().decode(ClusterConfig.self, from: Data(try committed("ledger/cluster.json")))
+    /// A committed vector ledger's configuration, and its segment in `/blocks`.
+    static func vectorLedger(_ directory: String = "ledger") throws -> (ClusterConfig, SimulatedFileSystem) {
+        let config = try JSONDecoder().decode(ClusterConfig.self, from: Data(try committed("\(directory)/cluster.json")))
         let fs = SimulatedFileSystem()
         try fs.createDirectory("/blocks")
         let file = try fs.open("/blocks/segment-00000001.log", create: true)
-        try file.append(try committed("ledger/blocks/segment-00000001.log"))
+        try file.append(try committed("\(directory)/blocks/segment-00000001.log"))
         try file.sync()
         return (config, fs)
     }
@@ -49,11 +49,26 @@ import Testing
     /// expected block hash and digest; replaying its requests through a fresh state machine
     /// gives every expected result and state root.
     @Test func theVectorLedgerReplaysToItsRoots() throws {
-        let (config, fs) = try Self.vectorLedger()
+        let kinds = try Self.replay("ledger", heights: 12)
+        // The ledger exercises every result kind, a duplicate and a stale request.
+        for tag in 1...8 { #expect(kinds.contains("executed \(tag)"), "no result of kind \(tag)") }
+        #expect(kinds.isSuperset(of: ["stale", "duplicate 1", "duplicate 9"]), "\(kinds)")
+    }
+
+    /// The policy ledger (SPEC.md §19) likewise: denials, refused and applied approvals, the policy read.
+    @Test func thePolicyVectorLedgerReplaysToItsRoots() throws {
+        let kinds = try Self.replay("ledger-policy", heights: 8)
+        for tag in 13...16 { #expect(kinds.contains("executed \(tag)"), "no result of kind \(tag)") }
+    }
+
+    /// Audits and replays a committed vector ledger against its expected.json; the kinds of
+    /// outcome it holds.
+    static func replay(_ directory: String, heights count: Int) throws -> Set<String> {
+        let (config, fs) = try Self.vectorLedger(directory)
         let report = LedgerAudit(config: config, threads: 1).audit(directory: "/blocks", fileSystem: fs)
         #expect(report.passed, "\(String(describing: report.problem))")
-        let heights = try Self.json("ledger/expected.json")["heights"] as! [[String: Any]]
-        #expect(report.heights == 12 && heights.count == 12 && report.certifiedHeight == 12)
+        let heights = try Self.json("\(directory)/expected.json")["heights"] as! [[String: Any]]
+        #expect(report.heights == count && heights.count == count && report.certifiedHeight == count)
         let reader = try BlockLogReader(directory: "/blocks", fileSystem: fs)
         var state = KeyValueState(genesis: config)
         var kinds = Set<String>()
@@ -77,9 +92,7 @@ import Testing
                 }
             }
         }
-        // The ledger exercises every result kind, a duplicate and a stale request.
-        for tag in 1...8 { #expect(kinds.contains("executed \(tag)"), "no result of kind \(tag)") }
-        #expect(kinds.isSuperset(of: ["stale", "duplicate 1", "duplicate 9"]), "\(kinds)")
+        return kinds
     }
 
     /// Every single-item case passes or fails as the vectors say.
@@ -142,6 +155,9 @@ import Testing
         let honest = try python.run([script, ledger])
         #expect(honest.status == 0 && honest.stdout.hasPrefix("ok: 12 blocks, state certified through height 12"),
                 "\(honest.stdout)\(honest.stderr)")
+        let policy = try python.run([script, Self.root.appendingPathComponent("ledger-policy").path])
+        #expect(policy.status == 0 && policy.stdout.hasPrefix("ok: 8 blocks, state certified through height 8"),
+                "\(policy.stdout)\(policy.stderr)")
         let copy = NSTemporaryDirectory() + "bulwark-vectors-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: copy) }
         try FileManager.default.copyItem(atPath: ledger, toPath: copy)

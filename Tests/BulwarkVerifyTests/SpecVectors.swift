@@ -47,30 +47,87 @@ enum SpecVectors {
         return f
     }()
 
+    /// The policy vector ledger (SPEC.md §19): a closed cluster whose admin sets up roles and
+    /// binds alice and bob; every kind of denial, refused and applied policy approvals, a
+    /// change that takes rights away, and a stranger's requests a primary ordered anyway.
+    static let policyAdmin = PrivateKey(seed: [0xad, 0xb0] + Array(repeating: 0x19, count: 30))!
+    static let policyLedger: LedgerFixture = {
+        var parameters = ProtocolParameters()
+        parameters.keyBytesMax = 32
+        var f = LedgerFixture(clients: 3, checkpointInterval: 4, parameters: parameters, admins: [policyAdmin.publicKey],
+                              policy: .closed)
+        let (alice, bob, mallory, admin) = (f.clients[0], f.clients[1], f.clients[2], policyAdmin)
+        var ids: [PublicKey: UInt64] = [:]
+        func by(_ key: PrivateKey, _ operation: LedgerOperation) -> Request {
+            ids[key.publicKey, default: 0] += 1
+            return Request.signed(by: key, cluster: f.config.clusterID, requestID: ids[key.publicKey]!, operation: operation)
+        }
+        func k(_ text: String) -> [UInt8] { Array(text.utf8) }
+        func grant(_ role: String, _ permission: Permission, _ prefix: String) -> PolicyEdit {
+            .grant(role: role, Grant(permission: permission, prefix: k(prefix)))
+        }
+        func approval(_ sequence: UInt64, _ edits: [PolicyEdit]) -> LedgerOperation {
+            .approvePolicy(PolicyApprovalRequest(cluster: f.config.clusterID, epoch: 0, sequence: sequence, edits: edits, adminKey: admin))
+        }
+        func transfer(_ from: String, _ to: String, _ amount: Int64) -> LedgerOperation {
+            .txn(guards: [], writes: [.add(key: k(from), delta: -amount, min: 0, max: .max), .add(key: k(to), delta: amount, min: 0, max: .max)])
+        }
+        f.addBlock(requests: [by(admin, approval(0, [
+            grant("owner", .write, "acct/{client}/"), grant("owner", .read, "acct/{client}/"), grant("payer", .credit, "acct/"),
+            grant("kv", .read, "k"), grant("kv", .write, "k"),
+            .bind(Binding(name: "alice", client: alice.publicKey, roles: ["kv", "owner", "payer"])),
+            .bind(Binding(name: "bob", client: bob.publicKey, roles: ["owner", "payer"])),
+        ]))])
+        f.addBlock(requests: [by(alice, .add(key: k("acct/alice/balance"), delta: 100, min: 0, max: .max)),
+                              by(alice, transfer("acct/alice/balance", "acct/bob/balance", 30)),
+                              by(bob, transfer("acct/alice/balance", "acct/bob/balance", 50)),
+                              by(bob, .get(key: k("acct/alice/balance"))),
+                              by(mallory, .put(key: k("acct/alice/balance"), value: k("0"))),
+                              by(mallory, .governance)])
+        f.addBlock(requests: [by(alice, .range(start: k("acct/alice/"), end: k("acct/alice0"), limit: 10)),
+                              by(bob, .range(start: [], end: [], limit: 10)),
+                              by(bob, .txn(guards: [.exists(key: k("acct/alice/balance"))], writes: [.put(key: k("acct/bob/x"), value: k("1"))])),
+                              by(alice, .put(key: k("k1"), value: k("one"))),
+                              by(bob, .put(key: k("k1"), value: k("two"))),
+                              by(bob, approval(1, [.unbind(name: "alice")]))])
+        f.addBlock(requests: [by(admin, approval(0, [.unbind(name: "bob")])),
+                              by(admin, approval(1, [grant("kv", .admin, "k")])),
+                              by(admin, approval(1, [.revoke(role: "kv", Grant(permission: .write, prefix: k("k"))), .unbind(name: "nobody")])),
+                              by(admin, approval(1, [.revoke(role: "kv", Grant(permission: .write, prefix: k("k"))), .unbind(name: "bob")])),
+                              by(admin, .policy)])
+        f.addBlock(requests: [by(alice, .put(key: k("k2"), value: k("two"))),
+                              by(bob, .get(key: k("acct/bob/balance"))),
+                              by(alice, .add(key: k("acct/bob/balance"), delta: 5, min: 0, max: .max)),
+                              by(alice, .add(key: k("acct/bob/balance"), delta: -5, min: 0, max: .max))])
+        for _ in 0..<3 { f.addBlock(requests: []) }
+        return f
+    }()
+
     static func hex(_ bytes: [UInt8]) -> String { Hex.encode(bytes) }
 
     /// Every vector file, by path under `spec/vectors/`.
     static func files() throws -> [String: [UInt8]] {
-        let fs = SimulatedFileSystem()
-        let log = try BlockLog(directory: "/blocks", fileSystem: fs)
-        for entry in ledger.entries {
-            try log.append(entry)
-            for cert in ledger.executionCertificates where cert.height == entry.block.height { try log.append(cert) }
+        var files = ["cases.json": json(["cases": cases()])]
+        for (directory, fixture) in [("ledger", ledger), ("ledger-policy", policyLedger)] {
+            let fs = SimulatedFileSystem()
+            let log = try BlockLog(directory: "/blocks", fileSystem: fs)
+            for entry in fixture.entries {
+                try log.append(entry)
+                for cert in fixture.executionCertificates where cert.height == entry.block.height { try log.append(cert) }
+            }
+            try log.sync()
+            files["\(directory)/cluster.json"] = Array(fixture.config.jsonData()) + [0x0a]
+            files["\(directory)/blocks/segment-00000001.log"] = fs.bytes("/blocks/segment-00000001.log")!
+            files["\(directory)/expected.json"] = json(expected(fixture))
         }
-        try log.sync()
-        return [
-            "ledger/cluster.json": Array(ledger.config.jsonData()) + [0x0a],
-            "ledger/blocks/segment-00000001.log": fs.bytes("/blocks/segment-00000001.log")!,
-            "ledger/expected.json": json(expected()),
-            "cases.json": json(["cases": cases()]),
-        ]
+        return files
     }
 
     static func json(_ object: Any) -> [UInt8] {
         Array(try! JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) + [0x0a]
     }
 
-    static func expected() -> [String: Any] {
+    static func expected(_ ledger: LedgerFixture) -> [String: Any] {
         var heights: [[String: Any]] = []
         for (i, entry) in ledger.entries.enumerated() {
             let h = entry.block.height
@@ -89,7 +146,7 @@ enum SpecVectors {
             ])
         }
         return [
-            "description": "The vector ledger of SPEC.md §17: for each height, the block hash, the ledger digest of blocks 1…height, the state root after it, and what each request did (result: its encoding, SPEC.md §8.4).",
+            "description": "A vector ledger of SPEC.md §17: for each height, the block hash, the ledger digest of blocks 1…height, the state root after it, and what each request did (result: its encoding, SPEC.md §8.4).",
             "cluster": "cluster.json", "segment": "blocks/segment-00000001.log", "heights": heights,
         ]
     }

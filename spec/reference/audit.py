@@ -11,6 +11,7 @@ reads DIR/cluster.json and DIR/blocks/segment-*.log, checks every height as SPEC
 says, replays the state machine (§8, §9), and, when DIR/expected.json exists, compares every
 block hash, ledger digest, state root and result with it. Exit status 0 only if all holds.
 """
+import copy
 import hashlib
 import json
 import os
@@ -159,7 +160,60 @@ def read_operation(r):
         encoding = r.since(start)
         return ("approveConfig", epoch, config, encoding, r.raw(32), r.raw(64))
     if tag == 10: return ("governance",)
+    if tag == 11:
+        epoch, sequence = r.u64(), r.u64()
+        start = r.start()
+        edits = [read_edit(r) for _ in range(r.u32())]
+        return ("approvePolicy", epoch, sequence, edits, r.since(start), r.raw(32), r.raw(64))
+    if tag == 12: return ("policy",)
     raise ValueError("unknown operation tag %d" % tag)
+
+# --- §19 client permissions -----------------------------------------------------------------
+
+READ, WRITE, CREDIT, ADMIN = 1, 2, 3, 4
+PLACEHOLDER = b"{client}"
+NAME_BYTES = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+
+def valid_name(name):
+    return 1 <= len(name) <= 64 and all(b in NAME_BYTES for b in name)
+
+def read_grant(r):
+    permission = r.u8()
+    if permission not in (READ, WRITE, CREDIT, ADMIN):
+        raise ValueError("unknown permission %d" % permission)
+    return (permission, r.bytes_())
+
+def read_edit(r):
+    tag = r.u8()
+    if tag in (1, 2): return ("grant" if tag == 1 else "revoke", r.bytes_(), read_grant(r))
+    if tag == 3:
+        name, client = r.bytes_(), r.raw(32)
+        return ("bind", name, client, [r.bytes_() for _ in range(r.u32())])
+    if tag == 4: return ("unbind", r.bytes_())
+    raise ValueError("unknown policy edit %d" % tag)
+
+def expand(prefix, name):
+    return prefix.replace(PLACEHOLDER, name)
+
+def covering(prefix, key):
+    """The expansion of prefix, each {client} standing for some name (shortest first), that key starts with."""
+    segments = prefix.split(PLACEHOLDER)
+    def match(index, at, built):
+        segment = segments[index]
+        if key[at:at + len(segment)] != segment: return None
+        after = at + len(segment)
+        if index == len(segments) - 1: return built + segment
+        end = after
+        while end < len(key) and end - after < 64 and key[end] in NAME_BYTES:
+            end += 1
+            found = match(index + 1, end, built + segment + key[after:end])
+            if found is not None: return found
+        return None
+    return match(0, 0, b"")
+
+def successor(prefix):
+    stripped = prefix.rstrip(b"\xff")
+    return None if not stripped else stripped[:-1] + bytes([stripped[-1] + 1])
 
 # --- §18 configurations ------------------------------------------------------------------
 
@@ -179,7 +233,8 @@ def read_address(r):
 
 def read_config(r):
     """A configuration (§18.1), as the dictionary the audit uses; refuses what §16 refuses."""
-    if r.u8() != 1:
+    version = r.u8()
+    if version not in (1, 2):
         raise ValueError("configuration version")
     cluster = r.raw(32)
     validators = []
@@ -195,6 +250,8 @@ def read_config(r):
         params[name] = value
     admins = [r.raw(32) for _ in range(r.u32())]
     threshold = r.u16()
+    if version == 2 and r.u8() != 1:
+        raise ValueError("a version-2 configuration is a closed one")
     ids = [v[0] for v in validators]
     if len(validators) < 4 or any(a >= b for a, b in zip(ids, ids[1:])):
         raise ValueError("validators: fewer than 4, or ids not strictly increasing")
@@ -203,7 +260,7 @@ def read_config(r):
     if not (threshold == 0 if not admins else 1 <= threshold <= len(admins)):
         raise ValueError("admin threshold out of range")
     return {"cluster": cluster, "validators": {v[0]: v[1] for v in validators}, "order": ids, "params": params,
-            "admins": admins, "threshold": threshold}
+            "admins": admins, "threshold": threshold, "closed": version == 2}
 
 def config_from_json(j):
     """cluster.json (§16) as its canonical encoding (§18.1)."""
@@ -212,7 +269,8 @@ def config_from_json(j):
         host = host.encode()
         return lenbytes(host) + u16(int(port))
     validators = sorted(j["validators"], key=lambda v: v["id"])
-    out = b"\x01" + bytes.fromhex(j["clusterID"]) + u32(len(validators))
+    closed = j.get("policy", "open") == "closed"
+    out = (b"\x02" if closed else b"\x01") + bytes.fromhex(j["clusterID"]) + u32(len(validators))
     for v in validators:
         out += u16(v["id"]) + bytes.fromhex(v["publicKey"]) + address(v["replicaAddress"]) + \
             address(v["clientAddress"]) + address(v["httpAddress"])
@@ -221,7 +279,7 @@ def config_from_json(j):
     admins = j.get("admins", [])
     out += u32(len(admins)) + b"".join(bytes.fromhex(a) for a in admins)
     out += u16(j.get("adminThreshold", 1 if admins else 0))
-    return out
+    return out + (b"\x01" if closed else b"")
 
 def read_guard(r):
     tag = r.u8()
@@ -323,6 +381,147 @@ class State:
         # §18.2 governance: epoch, first height, proposals {id: (config encoding, {admin index: signature})},
         # the scheduled change (id, last height, config encoding, approvals) and the epochs' ends.
         self.epoch, self.first_height, self.proposals, self.scheduled, self.epoch_ends = 0, 1, {}, None, []
+        # §19.1 policy: roles {name: sorted [(permission, prefix)]}, bindings {name: (client, [roles])},
+        # proposals {id: (edits encoding, edits, {admin index: signature})}.
+        self.sequence, self.roles, self.bindings, self.policy_proposals = 0, {}, {}, {}
+
+    def policy_empty(self):
+        return self.sequence == 0 and not self.roles and not self.bindings and not self.policy_proposals
+
+    def policy(self):
+        def approvals(a): return u32(len(a)) + b"".join(u16(i) + a[i] for i in sorted(a))
+        out = b"\x01" + u64(self.sequence) + u32(len(self.roles))
+        for name in sorted(self.roles):
+            grants = self.roles[name]
+            out += lenbytes(name) + u32(len(grants)) + b"".join(bytes([p]) + lenbytes(x) for p, x in grants)
+        out += u32(len(self.bindings))
+        for name in sorted(self.bindings):
+            client, roles = self.bindings[name]
+            out += lenbytes(name) + client + u32(len(roles)) + b"".join(lenbytes(role) for role in roles)
+        out += u32(len(self.policy_proposals))
+        for pid in sorted(self.policy_proposals):
+            encoding, _, approved = self.policy_proposals[pid]
+            out += pid + encoding + approvals(approved)
+        return out
+
+    def caller(self, client):
+        """(grants, admin, known), grants None for every right (§19.2)."""
+        admin = client in self.config["admins"]
+        for name, (bound, roles) in self.bindings.items():
+            if bound == client:
+                grants = [(p, expand(x, name)) for role in roles for p, x in self.roles.get(role, [])]
+                return grants, admin, True
+        if not self.config["closed"]: return None, admin, True
+        return [], admin, admin
+
+    def suggested(self, permission, key):
+        for name in sorted(self.roles):
+            for p, prefix in self.roles[name]:
+                if p == permission or (permission == CREDIT and p == WRITE):
+                    found = covering(prefix, key)
+                    if found is not None: return found
+        return key
+
+    def authorize(self, client, op):
+        grants, admin, known = self.caller(client)
+        if grants is None: return None
+        def may(permission, key):
+            return any((p == permission or (permission == CREDIT and p == WRITE)) and key.startswith(x) for p, x in grants)
+        def need(permission, key, code):
+            if may(permission, key): return None
+            return b"\x0d" + bytes([code]) + lenbytes(key) + bytes([permission]) + lenbytes(self.suggested(permission, key))
+        def adding(delta): return CREDIT if delta >= 0 else WRITE
+        kind = op[0]
+        if kind in ("put", "delete", "cas"): return need(WRITE, op[1], {"put": 1, "delete": 2, "cas": 3}[kind])
+        if kind == "add": return need(adding(op[2]), op[1], 4)
+        if kind == "get": return need(READ, op[1], 6)
+        if kind == "history": return need(READ, op[1], 8)
+        if kind == "range":
+            start, end = op[1], op[2]
+            empty = bool(end) and end <= start
+            for p, x in grants:
+                if p != READ: continue
+                after = successor(x)
+                if empty or (start >= x and (after is None or (bool(end) and end <= after))): return None
+            return b"\x0d\x07" + lenbytes(start) + bytes([READ]) + lenbytes(self.suggested(READ, start))
+        if kind == "txn":
+            for g in op[1]:
+                denied = need(READ, g[1], 13)
+                if denied: return denied
+            for w in op[2]:
+                denied = need(WRITE, w[1], {"put": 1, "delete": 2}[w[0]]) if w[0] != "add" else need(adding(w[2]), w[1], 4)
+                if denied: return denied
+            return None
+        if kind in ("approveConfig", "approvePolicy"):
+            if admin or any(p == ADMIN for p, _ in grants): return None
+            return b"\x0d" + bytes([9 if kind == "approveConfig" else 11]) + lenbytes(b"") + bytes([ADMIN]) + lenbytes(b"")
+        if kind in ("governance", "policy"):
+            if known: return None
+            return b"\x0d" + bytes([10 if kind == "governance" else 12]) + lenbytes(b"") + bytes([READ]) + lenbytes(b"")
+        raise ValueError(kind)
+
+    def edit(self, e):
+        """Applies one edit (§19.3) or returns its problem code."""
+        kind = e[0]
+        if kind == "grant":
+            _, role, (permission, prefix) = e
+            if not valid_name(role): return 1
+            if permission == ADMIN and prefix: return 8
+            if permission != ADMIN and (len(prefix) > self.params["keyBytesMax"] or prefix.count(PLACEHOLDER) > 4): return 8
+            if role not in self.roles and len(self.roles) >= 64: return 7
+            grants = self.roles.setdefault(role, [])
+            if (permission, prefix) in grants: return 2
+            if len(grants) >= 32: return 7
+            grants.append((permission, prefix))
+            grants.sort()
+        elif kind == "revoke":
+            _, role, grant = e
+            if grant not in self.roles.get(role, []): return 3
+            self.roles[role].remove(grant)
+            if not self.roles[role]: del self.roles[role]
+        elif kind == "bind":
+            _, name, client, roles = e
+            if not valid_name(name): return 1
+            if not 1 <= len(roles) <= 16 or not all(valid_name(x) for x in roles) or \
+               any(a >= b for a, b in zip(roles, roles[1:])): return 9
+            if name in self.bindings: return 4
+            if any(c == client for c, _ in self.bindings.values()): return 5
+            if len(self.bindings) >= 1024: return 7
+            self.bindings[name] = (client, roles)
+        else:
+            if e[1] not in self.bindings: return 6
+            del self.bindings[e[1]]
+        return None
+
+    def approve_policy(self, op):
+        _, epoch, sequence, edits, encoding, admin, signature = op
+        if epoch != self.epoch: return b"\x0f\x01" + u64(self.epoch)
+        if sequence != self.sequence or self.sequence == 2**64 - 1: return b"\x0f\x02" + u64(self.sequence)
+        if admin not in self.config["admins"]: return b"\x0f\x03"
+        message = domain("bulwark/v1/policy-approval", self.cluster, u64(epoch) + u64(sequence) + encoding)
+        if not ed25519_verify(admin, message, signature): return b"\x0f\x04"
+        if not 1 <= len(edits) <= 16: return b"\x0f\x06" + u64(len(edits))
+        saved = (copy.deepcopy(self.roles), dict(self.bindings))
+        for index, e in enumerate(edits):
+            problem = self.edit(e)
+            if problem is not None:
+                self.roles, self.bindings = saved
+                return b"\x0f\x07" + u32(index) + bytes([problem])
+        applied = (self.roles, self.bindings)
+        self.roles, self.bindings = saved
+        pid = H(message)
+        if pid not in self.policy_proposals:
+            if len(self.policy_proposals) >= 16: return b"\x0f\x05" + u64(16)
+            self.policy_proposals[pid] = (encoding, edits, {})
+        approved = self.policy_proposals[pid][2]
+        approved.setdefault(self.config["admins"].index(admin), signature)
+        count, threshold = len(approved), self.config["threshold"]
+        if count < threshold:
+            return b"\x0e" + pid + u16(count) + u16(threshold) + b"\x00"
+        self.roles, self.bindings = applied
+        self.sequence += 1
+        self.policy_proposals = {}
+        return b"\x0e" + pid + u16(count) + u16(threshold) + b"\x01" + u64(self.sequence)
 
     def governance(self):
         def approvals(a): return u32(len(a)) + b"".join(u16(i) + a[i] for i in sorted(a))
@@ -369,6 +568,7 @@ class State:
             self.config = read_config(Reader(self.config_encoding))
             self.params = self.config["params"]
             self.proposals, self.scheduled = {}, None
+            self.policy_proposals = {}
 
     def write(self, key, value):
         if value is None:
@@ -382,7 +582,7 @@ class State:
         def key(k): return b"\x07\x01" + u64(len(k)) + u64(kmax) if len(k) > kmax else None
         def value(v): return b"\x07\x02" + u64(len(v)) + u64(vmax) if len(v) > vmax else None
         kind = op[0]
-        if kind in ("approveConfig", "governance"): return None
+        if kind in ("approveConfig", "governance", "approvePolicy", "policy"): return None
         if kind in ("put", "cas"): return key(op[1]) or value(op[-1])
         if kind in ("delete", "add", "get", "history"): return key(op[1])
         if kind == "range": return key(op[1]) or key(op[2])
@@ -412,12 +612,16 @@ class State:
         if total > hi: return b"\x05" + i64(total) + i64(hi)
         return total
 
-    def apply(self, op):
+    def apply(self, op, client):
         rejected = self.limit_violation(op)
         if rejected: return rejected
+        denied = self.authorize(client, op)
+        if denied: return denied
         h, kind = self.height, op[0]
         if kind == "approveConfig": return self.approve(op)
         if kind == "governance": return b"\x0c" + self.governance()
+        if kind == "approvePolicy": return self.approve_policy(op)
+        if kind == "policy": return b"\x10" + self.policy()
         if kind == "put":
             self.write(op[1], op[2])
             return b"\x01" + u64(h)
@@ -493,8 +697,8 @@ class State:
             if last and request["id"] < last[0]:
                 outcomes.append(("stale", None))
                 continue
-            result = self.apply(request["op"])
-            kept = b"\x09" if request["op"][0] in ("get", "range", "history", "governance") else result
+            result = self.apply(request["op"], request["client"])
+            kept = b"\x09" if request["op"][0] in ("get", "range", "history", "governance", "policy") else result
             self.clients[request["client"]] = (request["id"], kept, height)
             outcomes.append(("executed", result))
         self.end_of_block()
@@ -507,6 +711,8 @@ class State:
         for client, (request_id, result, height) in self.clients.items():
             entries[H(b"\x02" + client)] = H(u64(request_id) + result + u64(height))
         entries[H(b"\x03")] = tagged("bulwark/v1/governance", self.cluster, self.governance())
+        if not self.policy_empty():
+            entries[H(b"\x04")] = tagged("bulwark/v1/policy", self.cluster, self.policy())
         map_root = subtree(sorted(entries.items()), 0)
         return tagged("bulwark/v1/state", self.cluster, u64(self.height) + map_root)
 
