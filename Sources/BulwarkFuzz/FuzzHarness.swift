@@ -113,6 +113,11 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
                                                        operation: .approveConfig(Self.approval))).encoded(),
                     ClientFrame.fetchBlocks(from: 1, to: 128).encoded(),
                     ClientFrame.blocks(Array(fixture.entries.prefix(2))).encoded(),
+                    ClientFrame.request(Request.signed(by: fixture.clients[0], cluster: fixture.config.clusterID, requestID: 8,
+                                                       operation: .approvePolicy(Self.policyApproval))).encoded(),
+                    ClientFrame.reply(ClientReply(requestID: 8, height: 3, result: OperationResult.permissionDenied(
+                        PermissionDenial(operation: .add, key: Array("acct/alice/x".utf8), permission: .write,
+                                         prefix: Array("acct/alice/".utf8))).encoded())).encoded(),
                     ClientFrame.epochProofsRequest(from: 0, nonce: 3).encoded(),
                     ClientFrame.epochProofs(nonce: 3, [EpochProof(certificate: fixture.executionCertificates[0],
                                                                   governance: fixture.proveGovernance())]).encoded()]
@@ -245,6 +250,14 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
     static let adminKey = PrivateKey(seed: Array(repeating: 0xad, count: 32))!
     static let governed = try! ClusterConfig(clusterID: fixture.config.clusterID, validators: fixture.config.validators,
                                              parameters: fixture.config.parameters, admins: [adminKey.publicKey])
+    /// A policy change with one edit of each kind, approved by an admin.
+    static let policyApproval = PolicyApprovalRequest(
+        cluster: fixture.config.clusterID, epoch: 0, sequence: 0,
+        edits: [.grant(role: "owner", Grant(permission: .write, prefix: Array("acct/{client}/".utf8))),
+                .revoke(role: "owner", Grant(permission: .credit, prefix: [])),
+                .bind(Binding(name: "alice", client: fixture.clients[0].publicKey, roles: ["owner"])), .unbind(name: "bob")],
+        adminKey: adminKey)
+
     static let approval: ConfigApprovalRequest = {
         var validators = fixture.config.validators
         validators[3].publicKey = PrivateKey(seed: Array(repeating: 0x3e, count: 32))!.publicKey
