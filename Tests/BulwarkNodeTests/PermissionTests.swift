@@ -7,19 +7,28 @@ import Testing
 
 /// The permissions demo with real processes and the real CLI (SPEC.md §19): a closed cluster
 /// where alice and bob each own `acct/{client}/`; alice pays bob; bob's attempt to take from
-/// alice's account is refused, and the refusal is in the audited ledger.
+/// alice's account is refused, and the refusal is in the audited ledger. Two admins must
+/// approve each policy change: the second approves by the proposal's id.
 @Suite(.serialized, .enabled(if: bulwarkBinary.isBuilt, "skipped: the bulwark executable was not built"))
 struct PermissionTests {
     @Test func alicePaysBobAndBobCannotTakeFromAlice() async throws {
-        let cluster = try LocalCluster(policy: .closed)
+        let cluster = try LocalCluster(admins: 2, adminThreshold: 2, policy: .closed)
         let dir = cluster.directory
         defer { cluster.stopAll() }
         let alice = PrivateKey.generate(), bob = PrivateKey.generate(), mallory = PrivateKey.generate()
         for (name, key) in [("alice", alice), ("bob", bob), ("mallory", mallory)] { try KeyFile.write(key, to: "\(dir)/\(name).key") }
         for i in 0..<4 { try cluster.start(i) }
-        func admin(_ arguments: [String]) throws -> ProductBinary.Result {
-            try bulwarkBinary.run(["admin"] + arguments + ["--cluster", dir + "/cluster.json", "--key", dir + "/admin-0.key"],
+        func admin(_ arguments: [String], by index: Int = 0) throws -> ProductBinary.Result {
+            try bulwarkBinary.run(["admin"] + arguments + ["--cluster", dir + "/cluster.json", "--key", "\(dir)/admin-\(index).key"],
                                   timeout: .seconds(60))
+        }
+        /// Proposes with admin 0 and approves by id with admin 1: the change applies then.
+        func change(_ arguments: [String]) throws {
+            let proposed = try admin(arguments)
+            #expect(proposed.status == 0 && proposed.stdout.contains("approvals: 1 of 2"), "\(proposed.stdout) \(proposed.stderr)")
+            let id = proposed.stdout.split(separator: "\n").first.map { String($0.dropFirst("proposal ".count)) } ?? ""
+            let approved = try admin(["approve", id], by: 1)
+            #expect(approved.status == 0 && approved.stdout.contains("applied: 2 of 2"), "\(approved.stdout) \(approved.stderr)")
         }
         func run(_ who: String, _ arguments: [String]) throws -> ProductBinary.Result {
             try bulwarkBinary.run(arguments + ["--config", dir + "/cluster.json", "--key", "\(dir)/\(who).key", "--timeout", "20"],
@@ -31,13 +40,9 @@ struct PermissionTests {
         try #require(serving, "the closed cluster never answered its admin")
 
         for grant in [["owner", "write", "acct/{client}/"], ["owner", "read", "acct/{client}/"], ["owner", "credit", "acct/"]] {
-            let result = try admin(["grant"] + grant)
-            #expect(result.status == 0 && result.stdout.contains("applied"), "\(result.stdout) \(result.stderr)")
+            try change(["grant"] + grant)
         }
-        for (name, key) in [("alice", alice), ("bob", bob)] {
-            let result = try admin(["bind", key.publicKey.hex, name, "owner"])
-            #expect(result.status == 0 && result.stdout.contains("applied"), "\(result.stdout) \(result.stderr)")
-        }
+        for (name, key) in [("alice", alice), ("bob", bob)] { try change(["bind", key.publicKey.hex, name, "owner"]) }
         let shown = try admin(["policy", "--json"])
         let policy = try JSONSerialization.jsonObject(with: Data(shown.stdout.utf8)) as? [String: Any]
         #expect(policy?["mode"] as? String == "closed" && (policy?["bindings"] as? [Any])?.count == 2, "\(shown.stdout)")
