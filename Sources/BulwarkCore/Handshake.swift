@@ -40,8 +40,8 @@ extension PeerRole: CanonicalCodable {
 ///
 /// Signatures are domain-separated and bind both nonces, both exchange keys and the cluster,
 /// so none can be replayed in another session, another cluster, or the other direction. The
-/// exchange leaves both sides `SessionKeys`, with which every later frame is authenticated
-/// (`FrameAuthenticator`): replies to clients need no signature of their own.
+/// exchange leaves both sides `SessionKeys`, with which every later frame is encrypted and
+/// authenticated (`FrameCipher`): replies to clients need no signature of their own.
 public enum HandshakeMessage: Hashable, Sendable {
     case hello(cluster: ClusterID, role: PeerRole, nonce: Digest, exchange: Bytes32)
     case challenge(replica: ReplicaID, nonce: Digest, exchange: Bytes32, signature: Signature)

@@ -55,62 +55,69 @@ public struct ExchangeKeyPair: Sendable {
     }
 }
 
-/// The two keys a handshake leaves each side: one authenticates the frames it sends, the
-/// other the frames it receives (the peer's `send` is this side's `receive`).
+/// The two keys a handshake leaves each side: one encrypts the frames it sends, the other
+/// opens the frames it receives (the peer's `send` is this side's `receive`).
 public struct SessionKeys: Hashable, Sendable {
     public let send: Bytes32
     public let receive: Bytes32
 }
 
-/// Authenticates the frames of one direction of a connection: a keyed BLAKE2b tag over the
-/// frame's position in the stream and its bytes. The position makes a replayed, dropped or
-/// reordered frame fail, and the per-direction key a frame reflected back to its sender.
-public struct FrameAuthenticator: Sendable {
-    public static let tagBytes = 16
+/// Encrypts and authenticates the frames of one direction of a connection (SPEC.md §15):
+/// ChaCha20-Poly1305 (IETF) with the direction's key, the frame's position in the stream as
+/// the nonce, and a 16-byte tag. The position makes a replayed, dropped or reordered frame
+/// fail, and the per-direction key a frame reflected back to its sender; no position is ever
+/// used twice with one key, since each connection's handshake makes fresh keys.
+public struct FrameCipher: Sendable {
+    public static let tagBytes = Int(crypto_aead_chacha20poly1305_ietf_ABYTES)
     let key: Bytes32
-    /// Frames authenticated so far in this direction.
+    /// Frames sealed or opened so far in this direction.
     public private(set) var position: UInt64 = 0
 
     public init(key: Bytes32) { self.key = key }
 
-    /// The tag for the next frame, written to `out` (`tagBytes` long).
-    public mutating func tag(_ frame: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) {
-        precondition(out.count == Self.tagBytes)
-        compute(frame, into: out)
-        position += 1
-    }
+    /// The 12-byte IETF nonce for the current position: position (little-endian) ∥ 4 zero bytes.
+    private var nonce: (UInt64, UInt32) { (position.littleEndian, 0) }
 
-    /// True when `tag` is the next frame's tag; a failure leaves the stream unusable (the
-    /// caller closes the connection).
-    public mutating func verify(_ frame: UnsafeRawBufferPointer, tag: UnsafeRawBufferPointer) -> Bool {
-        guard tag.count == Self.tagBytes else { return false }
-        var expected = (UInt64(0), UInt64(0))
-        let equal = withUnsafeMutableBytes(of: &expected) { out in
-            compute(frame, into: out)
-            return sodium_memcmp(out.baseAddress!, tag.baseAddress!, Self.tagBytes) == 0
-        }
-        position += 1
-        return equal
-    }
-
-    private func compute(_ frame: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) {
+    /// Encrypts the next frame in place and writes its tag to `tag` (`tagBytes` long).
+    public mutating func seal(_ frame: UnsafeMutableRawBufferPointer, tag: UnsafeMutableRawBufferPointer) {
+        precondition(tag.count == Self.tagBytes)
         Sodium.ensureReady()
-        // The state is 64-byte aligned in C, so Swift sees it only as an opaque pointer.
-        withUnsafeTemporaryAllocation(byteCount: crypto_generichash_statebytes(), alignment: 64) { memory in
-            compute(frame, into: out, state: OpaquePointer(memory.baseAddress!))
+        var nonce = self.nonce
+        Self.withBytes(frame) { bytes in
+            withUnsafeBytes(of: &nonce) { n in
+                key.withUnsafeBytes { k in
+                    _ = crypto_aead_chacha20poly1305_ietf_encrypt_detached(
+                        bytes, tag.baseAddress!.assumingMemoryBound(to: UInt8.self), nil, bytes, UInt64(frame.count), nil, 0, nil,
+                        n.baseAddress!.assumingMemoryBound(to: UInt8.self), k.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                }
+            }
         }
+        position += 1
     }
 
-    private func compute(_ frame: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer, state: OpaquePointer) {
-        key.withUnsafeBytes { k in
-            _ = crypto_generichash_init(state, k.baseAddress!.assumingMemoryBound(to: UInt8.self), k.count, Self.tagBytes)
+    /// `frame`'s bytes as libsodium takes them (a valid pointer even for an empty frame).
+    private static func withBytes<R>(_ frame: UnsafeMutableRawBufferPointer, _ body: (UnsafeMutablePointer<UInt8>) -> R) -> R {
+        if let base = frame.baseAddress { return body(base.assumingMemoryBound(to: UInt8.self)) }
+        var empty: UInt8 = 0
+        return withUnsafeMutablePointer(to: &empty, body)
+    }
+
+    /// Decrypts the next frame in place if `tag` authenticates it; false otherwise (the frame
+    /// is then left as it was, and the stream unusable: the caller closes the connection).
+    public mutating func open(_ frame: UnsafeMutableRawBufferPointer, tag: UnsafeRawBufferPointer) -> Bool {
+        guard tag.count == Self.tagBytes else { return false }
+        Sodium.ensureReady()
+        var nonce = self.nonce
+        let status = Self.withBytes(frame) { bytes in
+            withUnsafeBytes(of: &nonce) { n in
+                key.withUnsafeBytes { k in
+                    crypto_aead_chacha20poly1305_ietf_decrypt_detached(
+                        bytes, nil, bytes, UInt64(frame.count), tag.baseAddress!.assumingMemoryBound(to: UInt8.self), nil, 0,
+                        n.baseAddress!.assumingMemoryBound(to: UInt8.self), k.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                }
+            }
         }
-        withUnsafeBytes(of: position.littleEndian) { p in
-            _ = crypto_generichash_update(state, p.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(p.count))
-        }
-        if frame.count > 0 {
-            _ = crypto_generichash_update(state, frame.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(frame.count))
-        }
-        _ = crypto_generichash_final(state, out.baseAddress!.assumingMemoryBound(to: UInt8.self), Self.tagBytes)
+        position += 1
+        return status == 0
     }
 }

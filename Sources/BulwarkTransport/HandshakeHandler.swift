@@ -28,8 +28,8 @@ final class HandshakeHandler: ChannelDuplexHandler {
     /// Set once the handshake succeeded: who the peer is, and each direction's authenticator.
     private struct Session {
         let peer: PeerRole
-        var sender: FrameAuthenticator
-        var receiver: FrameAuthenticator
+        var sender: FrameCipher
+        var receiver: FrameCipher
     }
     private var session: Session?
     /// Why the connection is being closed, and the detail for the log.
@@ -71,10 +71,10 @@ final class HandshakeHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var frame = unwrapInboundIn(data)
         if session != nil {
-            let length = frame.readableBytes - FrameAuthenticator.tagBytes
-            let authentic = length >= 0 && frame.withUnsafeReadableBytes { bytes in
-                session!.receiver.verify(UnsafeRawBufferPointer(rebasing: bytes[..<length]),
-                                         tag: UnsafeRawBufferPointer(rebasing: bytes[length...]))
+            let length = frame.readableBytes - FrameCipher.tagBytes
+            let authentic = length >= 0 && frame.withUnsafeMutableReadableBytes { bytes in
+                session!.receiver.open(UnsafeMutableRawBufferPointer(rebasing: bytes[..<length]),
+                                       tag: UnsafeRawBufferPointer(rebasing: bytes[length...]))
             }
             guard authentic else {
                 onFailure(.badFrameTag, "a frame from \(session!.peer) failed authentication")
@@ -110,8 +110,8 @@ final class HandshakeHandler: ChannelDuplexHandler {
     private func authenticated(_ outcome: HandshakeOutcome, context: ChannelHandlerContext) {
         deadlineTask?.cancel()
         decoder.authenticated()
-        session = Session(peer: outcome.peer, sender: FrameAuthenticator(key: outcome.keys.send),
-                          receiver: FrameAuthenticator(key: outcome.keys.receive))
+        session = Session(peer: outcome.peer, sender: FrameCipher(key: outcome.keys.send),
+                          receiver: FrameCipher(key: outcome.keys.receive))
         context.fireUserInboundEventTriggered(PeerAuthenticated(role: outcome.peer))
     }
 
@@ -123,7 +123,7 @@ final class HandshakeHandler: ChannelDuplexHandler {
         var frame = unwrapOutboundIn(data)
         var tag = (UInt64(0), UInt64(0))
         withUnsafeMutableBytes(of: &tag) { out in
-            frame.withUnsafeReadableBytes { session!.sender.tag($0, into: out) }
+            frame.withUnsafeMutableReadableBytes { session!.sender.seal($0, tag: out) }
         }
         withUnsafeBytes(of: tag) { _ = frame.writeBytes($0) }
         context.write(wrapOutboundOut(frame), promise: promise)

@@ -196,9 +196,9 @@ public final class Transport: Sendable {
         let deadline = TimeAmount.milliseconds(settings.handshakeTimeoutMs)
         return channel.eventLoop.makeCompletedFuture {
             // Frames carry an authentication tag beyond the payload limit.
-            let decoder = FrameDecoder(maximum: maximum + FrameAuthenticator.tagBytes)
+            let decoder = FrameDecoder(maximum: maximum + FrameCipher.tagBytes)
             try channel.pipeline.syncOperations.addHandlers([
-                ByteToMessageHandler(decoder, maximumBufferSize: maximum + FrameAuthenticator.tagBytes + 8),
+                ByteToMessageHandler(decoder, maximumBufferSize: maximum + FrameCipher.tagBytes + 8),
                 MessageToByteHandler(FrameEncoder()),
                 HandshakeHandler(side, decoder: decoder, deadline: deadline, onFailure: { [weak self] reason, detail in
                     self?.refuse(reason, detail)

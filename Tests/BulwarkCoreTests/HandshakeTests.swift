@@ -107,34 +107,41 @@ import Testing
         #expect(throws: HandshakeError.badSignature) { _ = try client.receive(challenge: forgedChallenge) }
     }
 
-    /// Frames are authenticated in order: a frame altered, replayed, reordered or sent back to
-    /// its sender fails.
-    @Test func framesAreAuthenticatedInOrder() throws {
+    /// Frames are encrypted and authenticated in order: what travels is not the frame, and a
+    /// frame altered, replayed, reordered or sent back to its sender fails.
+    @Test func framesAreEncryptedAndAuthenticatedInOrder() throws {
         let keys = (send: Bytes32(Array(repeating: 1, count: 32))!, receive: Bytes32(Array(repeating: 2, count: 32))!)
-        func tags(_ frames: [[UInt8]], key: Bytes32) -> [[UInt8]] {
-            var sender = FrameAuthenticator(key: key)
+        /// Each frame sealed in turn: its ciphertext and tag.
+        func seal(_ frames: [[UInt8]], key: Bytes32) -> [(ciphertext: [UInt8], tag: [UInt8])] {
+            var sender = FrameCipher(key: key)
             return frames.map { frame in
-                var tag = [UInt8](repeating: 0, count: FrameAuthenticator.tagBytes)
-                frame.withUnsafeBytes { f in tag.withUnsafeMutableBytes { sender.tag(f, into: $0) } }
-                return tag
+                var bytes = frame
+                var tag = [UInt8](repeating: 0, count: FrameCipher.tagBytes)
+                bytes.withUnsafeMutableBytes { f in tag.withUnsafeMutableBytes { sender.seal(f, tag: $0) } }
+                return (bytes, tag)
             }
         }
-        func accepts(_ frames: [[UInt8]], _ tags: [[UInt8]], key: Bytes32) -> [Bool] {
-            var receiver = FrameAuthenticator(key: key)
-            return zip(frames, tags).map { frame, tag in
-                frame.withUnsafeBytes { f in tag.withUnsafeBytes { receiver.verify(f, tag: $0) } }
+        /// Each sealed frame opened in turn: its plaintext, or nil when it fails.
+        func open(_ sealed: [(ciphertext: [UInt8], tag: [UInt8])], key: Bytes32) -> [[UInt8]?] {
+            var receiver = FrameCipher(key: key)
+            return sealed.map { frame in
+                var bytes = frame.ciphertext
+                let ok = bytes.withUnsafeMutableBytes { f in frame.tag.withUnsafeBytes { receiver.open(f, tag: $0) } }
+                return ok ? bytes : nil
             }
         }
         let frames: [[UInt8]] = [[1, 2, 3], [], [1, 2, 3], Array(repeating: 7, count: 5000)]
-        let sent = tags(frames, key: keys.send)
-        #expect(accepts(frames, sent, key: keys.send) == [true, true, true, true])
-        #expect(sent[0] != sent[2], "the same bytes at another position get another tag")
-        var altered = frames
-        altered[3][4999] ^= 1
-        #expect(accepts(altered, sent, key: keys.send) == [true, true, true, false])
-        #expect(accepts([frames[0], frames[0]], [sent[0], sent[0]], key: keys.send) == [true, false], "a replay fails")
-        #expect(accepts([frames[2], frames[0]], [sent[2], sent[0]], key: keys.send) == [false, false], "a reordering fails")
-        #expect(accepts(frames, sent, key: keys.receive) == [false, false, false, false], "a reflection fails")
-        #expect(accepts([[1, 2, 3]], [Array(sent[0].prefix(8))], key: keys.send) == [false], "a short tag fails")
+        let sent = seal(frames, key: keys.send)
+        #expect(open(sent, key: keys.send) == frames.map { Optional($0) })
+        #expect(sent[0].ciphertext != frames[0] && sent[3].ciphertext != frames[3], "a frame travels encrypted")
+        #expect(sent[0].ciphertext != sent[2].ciphertext && sent[0].tag != sent[2].tag,
+                "the same bytes at another position encrypt otherwise")
+        var altered = sent
+        altered[3].ciphertext[4999] ^= 1
+        #expect(open(altered, key: keys.send).map { $0 != nil } == [true, true, true, false])
+        #expect(open([sent[0], sent[0]], key: keys.send).map { $0 != nil } == [true, false], "a replay fails")
+        #expect(open([sent[2], sent[0]], key: keys.send).map { $0 != nil } == [false, false], "a reordering fails")
+        #expect(open(sent, key: keys.receive).allSatisfy { $0 == nil }, "a reflection fails")
+        #expect(open([(sent[0].ciphertext, Array(sent[0].tag.prefix(8)))], key: keys.send) == [nil], "a short tag fails")
     }
 }
