@@ -98,9 +98,10 @@ func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t) throws(Key
         unlink(temporary)
         throw .unwritable(path: path, reason: failure)
     }
+    // The rename is durable only once the directory is: without this a crash could bring the
+    // old file back.
     let dirfd = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    if dirfd >= 0 {
-        fsync(dirfd)
-        close(dirfd)
-    }
+    guard dirfd >= 0 else { throw .unwritable(path: path, reason: "cannot open its directory: \(String(cString: strerror(errno)))") }
+    defer { close(dirfd) }
+    guard fsync(dirfd) == 0 else { throw .unwritable(path: path, reason: "cannot sync its directory: \(String(cString: strerror(errno)))") }
 }

@@ -3,19 +3,63 @@ import BulwarkCore
 import BulwarkStorage
 
 /// The consensus write-ahead log with its records decoded once: one list of records, each
-/// with the bytes stored for it, so compaction keeps exactly the records it decided on.
+/// with the bytes stored for it, so compaction keeps exactly the records it decided on. Its
+/// first record names the cluster and the replica key it belongs to, and the stable
+/// checkpoint it was last compacted at (SPEC.md §14.3): a log of another key or cluster,
+/// swapped in beside this replica's ledger, stops start-up.
 struct ConsensusJournal {
     let wal: WriteAheadLog
     private(set) var entries: [(record: WALRecord, bytes: [UInt8])]
+    let cluster: ClusterID
+    let key: PublicKey
+    /// The stable checkpoint of the last compaction: no record at or below it is kept.
+    private(set) var compactedThrough: Height
 
     var records: [WALRecord] { entries.map(\.record) }
 
-    init(path: String, fileSystem: any FileSystem) throws {
+    /// The identity record's tag, beside the tags of `WALRecord` (1…3).
+    static let identityTag: UInt8 = 4
+
+    static func identity(cluster: ClusterID, key: PublicKey, compactedThrough: Height) -> [UInt8] {
+        var w = CanonicalWriter()
+        w.write(identityTag)
+        w.write(cluster)
+        w.write(key)
+        w.write(compactedThrough)
+        return w.bytes
+    }
+
+    var identity: [UInt8] { Self.identity(cluster: cluster, key: key, compactedThrough: compactedThrough) }
+
+    /// tag, cluster and key: what must match.
+    static let ownerBytes = 1 + ClusterID.byteCount + 32
+
+    init(path: String, fileSystem: any FileSystem, cluster: ClusterID, key: PublicKey) throws {
         do { wal = try WriteAheadLog(path: path, fileSystem: fileSystem) } catch {
             throw NodeStartupError("the write-ahead log \(path) is unreadable (\(error)); refusing to start rather than risk signing twice")
         }
-        do { entries = try wal.records.map { (try WALRecord(decoding: $0), $0) } } catch {
+        self.cluster = cluster
+        self.key = key
+        compactedThrough = 0
+        let owner = Array(Self.identity(cluster: cluster, key: key, compactedThrough: 0).prefix(Self.ownerBytes))
+        var stored = wal.records
+        if let first = stored.first, first.first == Self.identityTag {
+            guard first.count == Self.ownerBytes + 8, Array(first.prefix(Self.ownerBytes)) == owner else {
+                let named = first.count >= Self.ownerBytes ? " (it names key \(Hex.encode(Array(first[(1 + ClusterID.byteCount)..<Self.ownerBytes])).prefix(8))…)" : ""
+                throw NodeStartupError("the write-ahead log \(path) belongs to another replica key or cluster\(named), not key \(key.short)… of cluster \(cluster.hex.prefix(8))…; refusing to start rather than risk signing twice")
+            }
+            var r = CanonicalReader(Array(first.suffix(8)))
+            compactedThrough = (try? r.readUInt64("compacted through")) ?? 0
+            stored.removeFirst()
+        }
+        do { entries = try stored.map { (try WALRecord(decoding: $0), $0) } } catch {
             throw NodeStartupError("the write-ahead log \(path) holds an undecodable record (\(error)); refusing to start rather than risk signing twice")
+        }
+        // A new log (or one written before logs named their owner) starts with the identity.
+        if wal.records.first != identity {
+            do { try wal.rewrite(keeping: [identity] + entries.map(\.bytes)) } catch {
+                throw NodeStartupError("cannot write the write-ahead log \(path): \(error)")
+            }
         }
     }
 
@@ -33,7 +77,9 @@ struct ConsensusJournal {
         let keep = Self.kept(records, stable: stable)
         guard keep.count < entries.count else { return }
         let kept = keep.map { entries[$0] }
-        try wal.rewrite(keeping: kept.map(\.bytes))
+        let through = max(compactedThrough, stable)
+        try wal.rewrite(keeping: [Self.identity(cluster: cluster, key: key, compactedThrough: through)] + kept.map(\.bytes))
+        compactedThrough = through
         entries = kept
     }
 
@@ -51,5 +97,28 @@ struct ConsensusJournal {
             if let height = records[index].height { return height > stable }
             return index == lastViewChange || index == lastNewView
         }
+    }
+}
+
+extension ConsensusJournal {
+    /// Why this log is older than the ledger beside it, if it is: a commit certificate in the
+    /// ledger above both its newest stable checkpoint and the log's last compaction carries
+    /// this replica's vote (`id`) at a height the log has no record of having signed. Such a
+    /// log was restored from an old copy, or belongs to an earlier life of this replica:
+    /// signing on from it could sign twice.
+    func olderThan(_ blockLog: BlockLog, id: ReplicaID, epochBase: Height) -> String? {
+        let stable = max(blockLog.latestExecutionCertificate?.height ?? 0, epochBase, compactedThrough)
+        guard blockLog.height > stable else { return nil }
+        var signed = Set<Height>()
+        for record in records {
+            if case let .sent(.commit(commit)) = record { signed.insert(commit.height) }
+        }
+        for height in stride(from: stable + 1, through: blockLog.height, by: 1) {
+            guard let entry = try? blockLog.entry(at: height) else { continue }
+            if entry.certificate.votes.contains(where: { $0.replica == id }), !signed.contains(height) {
+                return "the ledger holds this replica's commit vote at height \(height), which its write-ahead log has no record of: the log is older than the ledger (restored from a copy?); refusing to start rather than risk signing twice. Restore the log that belongs with this ledger, or empty the data directory and let the replica rejoin"
+            }
+        }
+        return nil
     }
 }

@@ -128,7 +128,8 @@ public final class ReplicaShell {
         self.logger = logger
         // The WAL before consensus starts: a replica that cannot tell what it signed refuses.
         journal = try ConsensusJournal(path: Self.journalPath(dataDirectory: dataDirectory, epoch: governance.epoch),
-                                       fileSystem: fileSystem)
+                                       fileSystem: fileSystem, cluster: config.clusterID, key: key.publicKey)
+        if let problem = journal.olderThan(ledger.blockLog, id: id, epochBase: base) { throw NodeStartupError(problem) }
         Self.removeOldJournals(dataDirectory: dataDirectory, epoch: governance.epoch, fileSystem: fileSystem)
         let epochBase = try Self.tip(after: base, in: ledger)
         core = Replica(config: governance.config, id: id, key: key, verifier: verifier, executedRequests: executedRequests,

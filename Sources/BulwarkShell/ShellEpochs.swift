@@ -99,7 +99,7 @@ extension ReplicaShell {
         let previous = core
         do {
             let path = Self.journalPath(dataDirectory: dataDirectory, epoch: governance.epoch)
-            journal = try ConsensusJournal(path: path, fileSystem: fileSystem)
+            journal = try ConsensusJournal(path: path, fileSystem: fileSystem, cluster: config.clusterID, key: key.publicKey)
             Self.removeOldJournals(dataDirectory: dataDirectory, epoch: governance.epoch, fileSystem: fileSystem)
         } catch {
             return fault("cannot start the write-ahead log of epoch \(governance.epoch): \(error)")

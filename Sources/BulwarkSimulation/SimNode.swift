@@ -155,14 +155,16 @@ extension Simulation {
 
     /// A start-up that failed: with disk faults injected, a supervisor tries again, backing off
     /// up to 5 s (a transient error must not keep a replica down; damage that persists does).
-    /// Without disk faults, a replica that cannot restart is a failure.
+    /// Without disk faults, an honest replica that cannot restart is a failure. (A twin finds
+    /// its key's votes in its ledger that its own log never signed — the other twin's — and
+    /// refuses to start: the guard against signing twice, working.)
     func failedStart(_ node: SimNode, _ error: any Error) {
         node.failedStarts += 1
         node.refusedToStart = "\(error)"
         if node.fileSystem.hasCrashed {
             // Crashed while starting: lose what was unsynced and start again.
             node.fileSystem.crash(tornBytes: tornBytes)
-        } else if !options.diskFaults {
+        } else if !options.diskFaults, honestNodes.contains(where: { $0 === node }) {
             report.failures.append("replica \(node.id) cannot restart at \(now)ms: \(error)")
             return
         }

@@ -1,0 +1,62 @@
+import BulwarkConsensus
+import BulwarkCore
+@testable import BulwarkShell
+import BulwarkStorage
+import Testing
+
+/// Signing state cannot roll back silently (SPEC.md §14.3): a write-ahead log of another key
+/// or cluster, or one older than the ledger beside it, stops start-up.
+@Suite struct SigningStateTests {
+    /// Replaces `path` on `disk` with `bytes`, durably.
+    static func put(_ bytes: [UInt8], at path: String, on disk: SimulatedFileSystem) throws {
+        let file = try disk.open(path, create: true)
+        try file.truncate(to: 0)
+        try file.append(bytes)
+        try file.sync()
+        file.close()
+    }
+
+    static func startupError(_ cluster: ShellCluster, _ i: Int) -> String? {
+        do {
+            try cluster.start(i)
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    @Test func aWriteAheadLogOfAnotherKeyStopsStartUp() throws {
+        let cluster = ShellCluster()
+        for _ in 0..<3 {
+            cluster.request(to: [0, 1, 2, 3])
+            cluster.run(rounds: 5)
+        }
+        let theirs = try #require(cluster.disks[2].bytes("/data/consensus.wal"))
+        cluster.shells[1] = nil
+        try Self.put(theirs, at: "/data/consensus.wal", on: cluster.disks[1])
+        let error = try #require(Self.startupError(cluster, 1), "replica 1 started with replica 2's write-ahead log")
+        #expect(error.contains("belongs to another replica key or cluster"), "\(error)")
+    }
+
+    /// The tendermint#3418 case: an old copy of the log restored beside a newer ledger.
+    @Test func anOldCopyOfTheWriteAheadLogStopsStartUp() throws {
+        let cluster = ShellCluster()
+        cluster.request(to: [0, 1, 2, 3])
+        cluster.run(rounds: 5)
+        let old = try #require(cluster.disks[1].bytes("/data/consensus.wal"))
+        // On to a height above the stable checkpoint (interval 4), with replica 1 voting.
+        for _ in 0..<5 {
+            cluster.request(to: [0, 1, 2, 3])
+            cluster.run(rounds: 5)
+        }
+        let height = cluster.shell(1).height
+        #expect(height % 4 != 0 && height > 4, "height \(height)")
+        cluster.shells[1] = nil
+        // Its own log restarts it fine.
+        try cluster.start(1)
+        cluster.shells[1] = nil
+        try Self.put(old, at: "/data/consensus.wal", on: cluster.disks[1])
+        let error = try #require(Self.startupError(cluster, 1), "replica 1 started with an old copy of its write-ahead log")
+        #expect(error.contains("older than the ledger"), "\(error)")
+    }
+}
