@@ -74,8 +74,32 @@ public struct Governance: Hashable, Sendable {
     }
 }
 
+/// A proposal collecting admin approvals: a configuration change or policy edits.
+protocol CollectsApprovals {
+    var id: Digest { get }
+    var approvals: [ConfigApproval] { get set }
+}
+
+extension Array where Element: CollectsApprovals {
+    /// Records `approval` in the proposal with `id` (kept in increasing id order), made by
+    /// `make` if there is none yet; an admin counts once. The proposal's index, or nil when a
+    /// new proposal would take the list past `max`.
+    mutating func record(_ approval: ConfigApproval, in id: Digest, max: Int, make: () -> Element) -> Int? {
+        let position = firstIndex { $0.id >= id } ?? count
+        if position == count || self[position].id != id {
+            guard count < max else { return nil }
+            insert(make(), at: position)
+        }
+        if !self[position].approvals.contains(where: { $0.admin == approval.admin }) {
+            self[position].approvals.append(approval)
+            self[position].approvals.sort { $0.admin < $1.admin }
+        }
+        return position
+    }
+}
+
 /// A configuration collecting approvals.
-public struct ConfigProposal: Hashable, Sendable {
+public struct ConfigProposal: Hashable, Sendable, CollectsApprovals {
     public var id: Digest
     public var config: ClusterConfig
     /// By increasing admin index in the current configuration's `admins`.
@@ -196,17 +220,10 @@ extension Governance {
         guard request.admin.isValidSignature(request.signature, for: message) else { return .configRefused(.badSignature) }
         let id = Digest.sha256(message)
         let approval = ConfigApproval(admin: UInt16(adminIndex), signature: request.signature)
-        let position = proposals.firstIndex { $0.id >= id } ?? proposals.count
-        if position == proposals.count || proposals[position].id != id {
-            guard proposals.count < Self.proposalsMax else { return .configRefused(.tooManyProposals(max: UInt64(Self.proposalsMax))) }
-            proposals.insert(ConfigProposal(id: id, config: request.config, approvals: []), at: position)
-        }
-        var approvals = proposals[position].approvals
-        if !approvals.contains(where: { $0.admin == approval.admin }) {
-            approvals.append(approval)
-            approvals.sort { $0.admin < $1.admin }
-        }
-        proposals[position].approvals = approvals
+        guard let position = proposals.record(approval, in: id, max: Self.proposalsMax, make: {
+            ConfigProposal(id: id, config: request.config, approvals: [])
+        }) else { return .configRefused(.tooManyProposals(max: UInt64(Self.proposalsMax))) }
+        let approvals = proposals[position].approvals
         let threshold = UInt16(config.adminThreshold)
         let count = UInt16(approvals.count)
         guard count >= threshold else { return .configApproved(ConfigProgress(id: id, approvals: count, threshold: threshold)) }

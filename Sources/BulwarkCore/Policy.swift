@@ -160,7 +160,7 @@ public enum PolicyEdit: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-public struct PolicyProposal: Hashable, Sendable {
+public struct PolicyProposal: Hashable, Sendable, CollectsApprovals {
     public var id: Digest
     public var edits: [PolicyEdit]
     /// By increasing admin index in the current configuration's `admins`.
@@ -549,18 +549,11 @@ extension Policy {
         case let .failure(refusal): return .policyRefused(refusal)
         }
         let id = Digest.sha256(message)
-        let position = proposals.firstIndex { $0.id >= id } ?? proposals.count
-        if position == proposals.count || proposals[position].id != id {
-            guard proposals.count < Self.proposalsMax else { return .policyRefused(.tooManyProposals(max: UInt64(Self.proposalsMax))) }
-            proposals.insert(PolicyProposal(id: id, edits: request.edits, approvals: []), at: position)
-        }
-        var approvals = proposals[position].approvals
-        let admin = UInt16(adminIndex)
-        if !approvals.contains(where: { $0.admin == admin }) {
-            approvals.append(ConfigApproval(admin: admin, signature: request.signature))
-            approvals.sort { $0.admin < $1.admin }
-        }
-        proposals[position].approvals = approvals
+        let approval = ConfigApproval(admin: UInt16(adminIndex), signature: request.signature)
+        guard let position = proposals.record(approval, in: id, max: Self.proposalsMax, make: {
+            PolicyProposal(id: id, edits: request.edits, approvals: [])
+        }) else { return .policyRefused(.tooManyProposals(max: UInt64(Self.proposalsMax))) }
+        let approvals = proposals[position].approvals
         let threshold = UInt16(config.adminThreshold), count = UInt16(approvals.count)
         guard count >= threshold else { return .policyApproved(PolicyProgress(id: id, approvals: count, threshold: threshold)) }
         // Every other proposal was signed against the sequence this change ends.

@@ -112,13 +112,10 @@ extension Admin {
         }
     }
 
-    struct GrantPermission: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            commandName: "grant",
-            abstract: "Grant ROLE a PERMISSION (read, write, credit, admin) on keys starting with PREFIX.",
-            discussion: "{client} in PREFIX stands for the caller's bound name: 'acct/{client}/' gives every client of the role its own accounts. An admin grant takes the empty prefix ''.")
+    /// What grant and revoke take: a role, a permission and a prefix, signed by an admin.
+    struct GrantArguments: ParsableArguments {
         @Argument var role: String
-        @Argument var permission: String
+        @Argument(help: "read, write, credit or admin.") var permission: String
         @Argument var prefix: String
         @Option(help: ArgumentHelp("An admin's private key file (admin-<i>.key).", valueName: "ADMIN.key")) var key: String
         @OptionGroup var connection: Connection
@@ -128,29 +125,28 @@ extension Admin {
             _ = try Admin.permission(permission)
         }
 
+        func grant() throws -> Grant { Grant(permission: try Admin.permission(permission), prefix: Array(prefix.utf8)) }
+    }
+
+    struct GrantPermission: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "grant",
+            abstract: "Grant ROLE a PERMISSION (read, write, credit, admin) on keys starting with PREFIX.",
+            discussion: "{client} in PREFIX stands for the caller's bound name: 'acct/{client}/' gives every client of the role its own accounts. An admin grant takes the empty prefix ''.")
+        @OptionGroup var arguments: GrantArguments
+
         func run() async throws {
-            let grant = Grant(permission: try Admin.permission(permission), prefix: Array(prefix.utf8))
-            try await Admin.submit([.grant(role: role, grant)], key: key, connection)
+            try await Admin.submit([.grant(role: arguments.role, try arguments.grant())], key: arguments.key, arguments.connection)
         }
     }
 
     struct RevokePermission: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "revoke", abstract: "Take from ROLE its grant of PERMISSION on PREFIX.")
-        @Argument var role: String
-        @Argument var permission: String
-        @Argument var prefix: String
-        @Option(help: ArgumentHelp("An admin's private key file (admin-<i>.key).", valueName: "ADMIN.key")) var key: String
-        @OptionGroup var connection: Connection
-
-        func validate() throws {
-            try Admin.checkName(role, "ROLE")
-            _ = try Admin.permission(permission)
-        }
+        @OptionGroup var arguments: GrantArguments
 
         func run() async throws {
-            let grant = Grant(permission: try Admin.permission(permission), prefix: Array(prefix.utf8))
-            try await Admin.submit([.revoke(role: role, grant)], key: key, connection)
+            try await Admin.submit([.revoke(role: arguments.role, try arguments.grant())], key: arguments.key, arguments.connection)
         }
     }
 
