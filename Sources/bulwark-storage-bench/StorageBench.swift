@@ -20,6 +20,9 @@ struct StorageBench: ParsableCommand {
 
     @Option(help: "Key counts to measure, comma-separated.") var keys = "10000,100000,1000000"
     @Option(help: "Operations timed per measurement.") var operations = 20_000
+    @Option(name: .customLong("policy-grants"),
+            help: "With N > 0, the state is a closed cluster's and the client is bound to a role of N write grants, the one covering its keys last (every request is checked against them).")
+    var policyGrants = 0
     @Option(help: "Blocks appended per log measurement.") var blocks = 2000
     @Option(help: "Requests per block.") var requestsPerBlock = 64
     @Option(help: "Blocks per fsync, comma-separated.") var groups = "1,8,64"
@@ -112,12 +115,26 @@ struct StorageBench: ParsableCommand {
         defer { try? FileManager.default.removeItem(atPath: path) }
         let history = try FileKeyHistory(path: path, valueBytesMax: ProtocolParameters().valueBytesMax)
         let validators = (0..<4).map { PrivateKey(seed: [UInt8($0 + 1)] + Array(repeating: 0xbe, count: 31))!.publicKey }
+        let admin = PrivateKey(seed: Array(repeating: 0xad, count: 32))!
         let genesis = try ClusterConfig.layout(keys: validators, host: "127.0.0.1", basePort: 7000,
-                                               clusterID: ClusterID(raw: Bytes32(Array(repeating: 0xbe, count: 32))!))
+                                               clusterID: ClusterID(raw: Bytes32(Array(repeating: 0xbe, count: 32))!),
+                                               admins: [admin.publicKey], policy: policyGrants > 0 ? .closed : .open)
         var state = KeyValueState(genesis: genesis, history: history)
         let client = PrivateKey(seed: Array(repeating: 1, count: 32))!.publicKey
         var requestID: UInt64 = 0
         var height: Height = 0
+        if policyGrants > 0 {
+            // Grants that do not cover the keys come first, so each request scans them all.
+            let grants = (0..<policyGrants).map { i in
+                PolicyEdit.grant(role: "owner", Grant(permission: .write, prefix: Array((i == policyGrants - 1 ? "account-" : "other-\(i)/").utf8)))
+            }
+            let edits = Array(grants.prefix(Policy.editsMax - 1)) + [.bind(Binding(name: "bench", client: client, roles: ["owner"]))]
+            let approval = PolicyApprovalRequest(cluster: genesis.clusterID, epoch: 0, sequence: 0, edits: edits, adminKey: admin)
+            height += 1
+            _ = try state.execute(block(height, [Request(client: admin.publicKey, requestID: 1, operation: .approvePolicy(approval),
+                                                         signature: .zero)]))
+            guard state.policy.bindings.count == 1 else { throw ValidationError("the bench's policy did not apply") }
+        }
         let fill = try Self.seconds {
             var i = 0
             while i < count {
@@ -154,9 +171,10 @@ struct StorageBench: ParsableCommand {
             for proof in proofs where (try? proof.verify(stateRoot: root, cluster: state.cluster)) == nil { failures += 1 }
         }
         let depth = proofs.map(\.proof.siblings.count).reduce(0, +) / max(1, proofs.count)
-        print(String(format: "state  %8d keys: fill %9.0f puts/s | update %9.0f puts/s | prove %9.0f/s | verify %9.0f/s | mean proof depth %d%@",
+        let policy = policyGrants > 0 ? " | closed policy, \(min(policyGrants, Policy.editsMax - 1)) grants" : ""
+        print(String(format: "state  %8d keys: fill %9.0f puts/s | update %9.0f puts/s | prove %9.0f/s | verify %9.0f/s | mean proof depth %d%@%@",
                      count, Double(count) / fill, Double(targets.count) / update, Double(proofs.count) / prove,
-                     Double(proofs.count) / verify, depth, failures == 0 ? "" : " | \(failures) FAILED"))
+                     Double(proofs.count) / verify, depth, policy, failures == 0 ? "" : " | \(failures) FAILED"))
     }
 
     func benchmarkLog(group: Int) throws {
