@@ -25,6 +25,8 @@ final class NodeMetrics: Sendable {
     let slowPrimarySuspicions: CoreMetrics.Counter
     let blocksExecuted: CoreMetrics.Counter
     let requestsExecuted: CoreMetrics.Counter
+    /// Requests the client policy denied at execution.
+    let requestsDenied: CoreMetrics.Counter
     let clientRequests: CoreMetrics.Counter
     let repliesSent: CoreMetrics.Counter
     let inboxDepth: CoreMetrics.Recorder
@@ -85,6 +87,7 @@ final class NodeMetrics: Sendable {
                                                     factory: factory)
         blocksExecuted = CoreMetrics.Counter(label: "bulwark_blocks_executed_total", dimensions: labels, factory: factory)
         requestsExecuted = CoreMetrics.Counter(label: "bulwark_requests_executed_total", dimensions: labels, factory: factory)
+        requestsDenied = CoreMetrics.Counter(label: "bulwark_requests_denied_total", dimensions: labels, factory: factory)
         clientRequests = CoreMetrics.Counter(label: "bulwark_client_requests_total", dimensions: labels, factory: factory)
         repliesSent = CoreMetrics.Counter(label: "bulwark_replies_sent_total", dimensions: labels, factory: factory)
         inboxDepth = CoreMetrics.Recorder(label: "bulwark_inbox_depth", dimensions: labels, factory: factory)
@@ -131,9 +134,10 @@ final class NodeMetrics: Sendable {
             walFsyncs.increment()
             walFsyncTime.recordNanoseconds(Int64(clamping: nanoseconds))
         case let .blockLogSynced(nanoseconds): blockFsyncTime.recordNanoseconds(Int64(clamping: nanoseconds))
-        case let .executed(_, requests):
+        case let .executed(_, requests, denied):
             blocksExecuted.increment()
             requestsExecuted.increment(by: requests)
+            if denied > 0 { requestsDenied.increment(by: denied) }
         case let .replied(latency):
             repliesSent.increment()
             if let latency { requestLatency.recordNanoseconds(Int64(clamping: latency)) }

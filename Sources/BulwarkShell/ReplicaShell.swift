@@ -374,7 +374,8 @@ public final class ReplicaShell {
         try ledger.blockLog.append(entry)
         let (outcomes, checkpoint) = try ledger.apply(entry)
         try ledger.history.flush()
-        notify(.executed(height: height, requests: entry.block.requests.count))
+        let denied = outcomes.count { if case .executed(.permissionDenied) = $0 { true } else { false } }
+        notify(.executed(height: height, requests: entry.block.requests.count, denied: denied))
         return .executed(height: height, stateRoot: checkpoint?.stateRoot,
                          replies: Reply.replies(to: entry.block, outcomes: outcomes))
     }

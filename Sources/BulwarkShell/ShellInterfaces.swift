@@ -106,7 +106,8 @@ public enum ShellNotice: Sendable {
     case walSynced(nanoseconds: UInt64)
     case blockLogSynced(nanoseconds: UInt64)
     /// A block was executed (delivered by consensus, fetched, or replayed at start-up).
-    case executed(height: Height, requests: Int)
+    /// `denied` of the block's requests executed as permission denied (SPEC.md §19.2).
+    case executed(height: Height, requests: Int, denied: Int)
     /// A reply left for a client; the latency from the request's arrival here, if known.
     case replied(latencyNanoseconds: UInt64?)
     case refused(RequestRefusal)

@@ -325,7 +325,7 @@ extension Simulation {
 
     func observe(_ notice: ShellNotice, at node: SimNode) {
         switch notice {
-        case let .executed(height, _), let .transferredBlock(height):
+        case let .executed(height, _, _), let .transferredBlock(height):
             if let shell = node.shell { stateRoots[height, default: [:]][node.id] = shell.currentStateRoot() }
         case .refused: report.requestsRefused += 1
         case .deliveredAfterTransfer: report.deliveredAfterTransfer += 1

@@ -1,3 +1,4 @@
+import BulwarkClient
 import BulwarkCore
 import BulwarkStorage
 import BulwarkTestSupport
@@ -59,6 +60,11 @@ struct PermissionTests {
         #expect(stranger.status != 0 && stranger.stderr.contains("does not serve the client's key"), "\(stranger.stderr)")
         #expect(try run("alice", ["balance", "acct/alice/balance"]).stdout.hasPrefix("70 "))
         #expect(try run("bob", ["balance", "acct/bob/balance"]).stdout.hasPrefix("30 "))
+        // Every replica counted the denials it executed and the stranger it refused.
+        let metrics = String(decoding: ReplicaHTTP.get(cluster.config.validators[2].httpAddress, path: "/metrics") ?? Data(), as: UTF8.self)
+        let counter = metrics.split(separator: "\n").first { $0.hasPrefix("bulwark_requests_denied_total") }
+        #expect(counter.map { Int($0.split(separator: " ").last ?? "") ?? 0 } ?? 0 >= 2, "\(counter ?? "no denied counter")")
+        #expect(metrics.contains("unbound_client"), "no count of refused strangers")
 
         cluster.stopAll()
         _ = try cluster.expectLedgersAgreeAndAudit(replicas: [0, 1, 2, 3])
