@@ -312,6 +312,14 @@ public final class LedgerClient: Sendable {
         throw ClientError.noProof("the configuration kept changing while it was being read")
     }
 
+    /// The configuration in force as far as any replica proves it from the one this client
+    /// knows (SPEC.md §18.5), without an ordered read, so it needs no binding in a closed
+    /// cluster: the known epoch and configuration when no replica answers in time.
+    public func learnConfiguration(timeout: Duration = .seconds(5)) async -> (epoch: UInt64, config: ClusterConfig) {
+        try? await learnEpochs(until: .now + timeout)
+        return known.withLockedValue { $0 }
+    }
+
     /// Advances the known configuration as far as any replica proves, epoch by epoch.
     func learnEpochs(until deadline: ContinuousClock.Instant, settle: Duration = .milliseconds(300),
                      retryEvery: Duration = .seconds(1)) async throws {

@@ -3,19 +3,24 @@ import BulwarkClient
 import BulwarkCore
 import Foundation
 
-struct Status: ParsableCommand {
+struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show every replica: reachable or not, view, primary, committed height, stable checkpoint, lag.")
+        abstract: "Show every replica: reachable or not, view, primary, committed height, stable checkpoint, lag.",
+        discussion: "The replicas are those of the configuration in force, which the command proves from cluster.json (SPEC.md §18.5) before asking them; with no replica answering, those of cluster.json.")
 
     @Option(help: ArgumentHelp("The cluster's configuration (default: $BULWARK_CONFIG, else keys/local/cluster.json).",
                                valueName: "FILE"))
     var config: String?
     @Flag(help: "Print JSON.") var json = false
 
-    func run() throws {
+    func run() async throws {
         let path = config ?? ProcessInfo.processInfo.environment["BULWARK_CONFIG"] ?? "keys/local/cluster.json"
-        let cluster: ClusterConfig
-        do { cluster = try ClusterConfig.load(from: path) } catch { throw Self.fail(error) }
+        let genesis: ClusterConfig
+        do { genesis = try ClusterConfig.load(from: path) } catch { throw Self.fail(error) }
+        // Any key will do: epoch proofs are answered to every client.
+        let client = LedgerClient(config: genesis, key: PrivateKey.generate())
+        let (epoch, cluster) = await client.learnConfiguration(timeout: .seconds(3))
+        await client.shutdown()
         let statuses = cluster.validators.map { validator -> [String: Any]? in
             guard let body = ReplicaHTTP.get(validator.httpAddress, path: "/status"),
                   let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any] else { return nil }
@@ -33,6 +38,7 @@ struct Status: ParsableCommand {
             let data = try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
+            if epoch > 0 { print("epoch \(epoch): \(cluster.n) validators, configuration \(cluster.hash.short)…") }
             for (validator, status) in zip(cluster.validators, statuses) {
                 guard let status else {
                     print("replica \(validator.id)  \(validator.httpAddress)  unreachable")

@@ -90,6 +90,10 @@ import Testing
             if !moved { try await Task.sleep(for: .milliseconds(50)) }
         }
         #expect(moved, "replica 1 does not serve /status at its new address")
+        // `bulwark status` with only cluster.json proves epoch 1 and finds replica 1 where it moved.
+        let shown = try bulwarkBinary.run(["status", "--config", dir + "/cluster.json"], timeout: .seconds(30))
+        let line1 = shown.stdout.split(separator: "\n").first { $0.hasPrefix("replica 1 ") } ?? ""
+        #expect(shown.stdout.hasPrefix("epoch 1:") && !line1.contains("unreachable") && line1.contains("view"), "\(shown.stdout)")
         var caughtUp = false
         for _ in 0..<300 where !caughtUp {
             caughtUp = (0..<4).allSatisfy { cluster.height($0) >= cluster.height(0) } && cluster.height(2) > 0
