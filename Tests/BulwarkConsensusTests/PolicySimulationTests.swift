@@ -10,21 +10,13 @@ import Testing
 /// invariant, a checker replays the ledger against a plain model of the policy: nothing the
 /// policy denies ever executed successfully, and nothing it allows was denied.
 @Suite struct PolicySimulationTests {
-    func run(_ options: SimulationOptions) -> (SimulationReport, String?) {
-        let report = Simulation(options: options).run()
-        guard report.passed else {
-            return (report, "\(report.summary)\n  \(report.failures.joined(separator: "\n  "))\n  replay: \(options.replayCommand)")
-        }
-        return (report, nil)
-    }
-
     @Test func policyChangesUnderLoadHoldEveryProperty() {
         var failed: [String] = []
         var changes = 0, denials = 0
         for seed in UInt64(1)...12 {
             var options = SimulationOptions.mixed(seed: seed)
             options.policy = true
-            let (report, failure) = run(options)
+            let (report, failure) = options.runReporting()
             if let failure { failed.append(failure) }
             changes += report.policyChanges
             denials += report.permissionDenials
@@ -44,7 +36,7 @@ import Testing
             var options = SimulationOptions.mixed(seed: seed)
             options.policy = true
             options.byzantine = [0: [.unauthorizedRequest]]
-            let (report, failure) = run(options)
+            let (report, failure) = options.runReporting()
             if let failure { failed.append(failure) }
             denied += report.replicaRequestsDenied
         }

@@ -11,14 +11,6 @@ import Testing
 /// agreement, chains checked against each epoch's validators, validity, exactly-once,
 /// durability, liveness, linearizability and the bank invariant.
 @Suite struct ReconfigurationSimulationTests {
-    func run(_ options: SimulationOptions) -> (SimulationReport, String?) {
-        let report = Simulation(options: options).run()
-        guard report.passed else {
-            return (report, "\(report.summary)\n  \(report.failures.joined(separator: "\n  "))\n  replay: \(options.replayCommand)")
-        }
-        return (report, nil)
-    }
-
     @Test(arguments: [4, 5])
     func changesHoldEveryProperty(replicas: Int) {
         var failed: [String] = []
@@ -26,7 +18,7 @@ import Testing
         for seed in UInt64(1)...10 {
             var options = SimulationOptions.mixed(seed: seed, replicas: replicas)
             options.reconfigure = true
-            let (report, failure) = run(options)
+            let (report, failure) = options.runReporting()
             if let failure { failed.append(failure) }
             if report.epochsEntered >= 1 { changed += 1 }
             removed += report.replicasRemoved
@@ -46,7 +38,7 @@ import Testing
             var options = SimulationOptions.mixed(seed: seed, replicas: 5)
             options.reconfigure = true
             options.byzantine = [1: Set(behaviours)]
-            if let failure = run(options).1 { failed.append(failure) }
+            if let failure = options.runReporting().1 { failed.append(failure) }
         }
         #expect(failed.isEmpty, "\(failed.joined(separator: "\n"))")
     }
@@ -61,7 +53,7 @@ import Testing
             options.reconfigure = true
             options.crashPrimary = true
             options.partitions = 1
-            let (report, failure) = run(options)
+            let (report, failure) = options.runReporting()
             if let failure { failed.append(failure) }
             viewChanges += report.viewChanges
         }
@@ -78,7 +70,7 @@ import Testing
         for seed in UInt64(1)...10 {
             var options = SimulationOptions.mixed(seed: seed)
             options.grow = true
-            let (report, failure) = run(options)
+            let (report, failure) = options.runReporting()
             if let failure { failed.append(failure) }
             joined += report.replicasJoined
             if report.epochsEntered >= 2 { shrunk += 1 }
@@ -97,8 +89,20 @@ import Testing
         (options.jitterMsMax, options.partitions, options.crashes) = (29, 0, 1)
         options.diskFaults = true
         options.grow = true
-        let (report, failure) = run(options)
+        let (report, failure) = options.runReporting()
         #expect(failure == nil, "\(failure ?? "")")
         #expect(report.epochsEntered >= 1)
+    }
+}
+
+extension SimulationOptions {
+    /// Runs the simulation these options describe: its report, and on failure a message with
+    /// every failure and the command that replays the run.
+    func runReporting() -> (SimulationReport, String?) {
+        let report = Simulation(options: self).run()
+        guard report.passed else {
+            return (report, "\(report.summary)\n  \(report.failures.joined(separator: "\n  "))\n  replay: \(replayCommand)")
+        }
+        return (report, nil)
     }
 }
