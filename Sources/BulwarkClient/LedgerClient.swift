@@ -361,8 +361,13 @@ public final class LedgerClient: Sendable {
                 if chain.count > best.count { best = chain }
             }
             guard let newest = best.last else { return }
-            known.withLockedValue { $0 = newest }
-            transport.update(config: newest.config)
+            // Learners may run side by side (stalled requests each look): the epoch only moves up.
+            let advanced = known.withLockedValue { known -> Bool in
+                guard newest.epoch > known.epoch else { return false }
+                known = newest
+                return true
+            }
+            if advanced { transport.update(config: newest.config) }
         }
     }
 
