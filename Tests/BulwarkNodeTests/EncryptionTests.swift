@@ -5,16 +5,20 @@ import Glibc
 import NIOConcurrencyHelpers
 import Testing
 
-/// Everything a raw socket sees on the machine's interfaces (loopback included) while it runs:
-/// the bytes of every packet, bounded. Needs CAP_NET_RAW (root); nil without it.
+/// What a raw socket sees on the machine's interfaces (loopback included) while it runs: the
+/// bytes of every IPv4 TCP packet to or from one of `ports`, bounded (other tests' traffic is
+/// left out). Needs CAP_NET_RAW (root); nil without it.
 final class PacketCapture: @unchecked Sendable {
     let fd: Int32
+    let ports: Set<UInt16>
     let bytes = NIOLockedValueBox<[UInt8]>([])
+    let overflowed = NIOLockedValueBox(false)
     let stopped = NIOLockedValueBox(false)
     let done = DispatchSemaphore(value: 0)
     static let bytesMax = 256 << 20
 
-    init?() {
+    init?(ports: Set<UInt16>) {
+        self.ports = ports
         // AF_PACKET, SOCK_RAW, ETH_P_ALL (3) in network byte order: every packet, every interface.
         fd = socket(AF_PACKET, Int32(SOCK_RAW.rawValue), Int32(UInt16(3).bigEndian))
         guard fd >= 0 else { return nil }
@@ -24,13 +28,22 @@ final class PacketCapture: @unchecked Sendable {
             var buffer = [UInt8](repeating: 0, count: 1 << 16)
             while !stopped.withLockedValue({ $0 }) {
                 let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-                guard n > 0 else { continue }
+                guard n > 0, Self.isTCP(buffer, count: n, between: ports) else { continue }
                 bytes.withLockedValue { captured in
-                    if captured.count < Self.bytesMax { captured += buffer[0..<n] }
+                    if captured.count < Self.bytesMax { captured += buffer[0..<n] } else { overflowed.withLockedValue { $0 = true } }
                 }
             }
             done.signal()
         }
+    }
+
+    /// An Ethernet frame holding an IPv4 TCP segment with one of `ports` at either end.
+    static func isTCP(_ frame: [UInt8], count: Int, between ports: Set<UInt16>) -> Bool {
+        guard count >= 14 + 20, frame[12] == 0x08, frame[13] == 0x00, frame[14] >> 4 == 4, frame[23] == 6 else { return false }
+        let ip = 14 + Int(frame[14] & 0x0f) * 4
+        guard count >= ip + 4 else { return false }
+        let source = UInt16(frame[ip]) << 8 | UInt16(frame[ip + 1]), destination = UInt16(frame[ip + 2]) << 8 | UInt16(frame[ip + 3])
+        return ports.contains(source) || ports.contains(destination)
     }
 
     /// Stops capturing and returns everything captured.
@@ -43,9 +56,10 @@ final class PacketCapture: @unchecked Sendable {
 }
 
 extension [UInt8] {
+    /// Whether `needle` occurs in these bytes (Foundation's search, compiled optimized).
     func contains(_ needle: [UInt8]) -> Bool {
         guard !needle.isEmpty, needle.count <= count else { return false }
-        return indices.dropLast(needle.count - 1).contains { self[$0..<($0 + needle.count)].elementsEqual(needle) }
+        return Data(self).range(of: Data(needle)) != nil
     }
 }
 
@@ -59,7 +73,8 @@ struct EncryptionTests {
         let cluster = try LocalCluster()
         let dir = cluster.directory
         defer { cluster.stopAll() }
-        let capture = try #require(PacketCapture())
+        let ports = Set(cluster.config.validators.flatMap { [$0.replicaAddress.port, $0.clientAddress.port] })
+        let capture = try #require(PacketCapture(ports: ports))
         for i in 0..<3 { try cluster.start(i) }
         let value = "secret-\(UUID().uuidString)"
         func client(_ arguments: [String]) throws -> ProductBinary.Result {
@@ -80,6 +95,7 @@ struct EncryptionTests {
         #expect(written.status == 0 && read.status == 0 && read.stdout.contains(value), "\(read.stdout) \(read.stderr)")
         #expect(caughtUp, "replica 3 did not catch up by state transfer")
         let clusterID = cluster.config.clusterID.raw.withUnsafeBytes { Array($0) }
+        #expect(!capture.overflowed.withLockedValue { $0 }, "the capture filled up: it cannot tell")
         let sawHandshakes = captured.contains(clusterID)
         let sawValue = captured.contains(Array(value.utf8)), sawKey = captured.contains(Array("capture-key".utf8))
         #expect(sawHandshakes, "the capture (\(captured.count) bytes) saw none of the cluster's handshakes")
