@@ -64,19 +64,32 @@ struct Admin: ParsableCommand {
         func approve(_ client: LedgerClient, _ request: ConfigApprovalRequest) async throws {
             let (result, height) = try await execute(client, .approveConfig(request))
             await client.shutdown()
-            switch result {
-            case let .configApproved(progress):
-                print("proposal \(progress.id.hex)")
-                if let last = progress.lastHeight {
-                    print("approved: \(progress.approvals) of \(progress.threshold); epoch \(request.epoch + 1) begins after height \(last) (approved at height \(height))")
-                } else {
-                    print("approvals: \(progress.approvals) of \(progress.threshold) (height \(height))")
-                }
-            case let .configRefused(refusal):
-                throw Admin.fail(Failure("not applied: \(refusal) (height \(height))"))
-            default:
-                throw Admin.fail(Failure("the replicas answered the approval with another kind of result"))
+            try Admin.reportApproval(result, height: height, epoch: request.epoch)
+        }
+    }
+
+    /// Prints what became of an approval of a configuration or policy change made in `epoch`;
+    /// throws (non-zero exit, one sentence) when it was refused or denied.
+    static func reportApproval(_ result: OperationResult, height: Height, epoch: UInt64) throws {
+        switch result {
+        case let .configApproved(progress):
+            print("proposal \(progress.id.hex)")
+            if let last = progress.lastHeight {
+                print("approved: \(progress.approvals) of \(progress.threshold); epoch \(epoch + 1) begins after height \(last) (approved at height \(height))")
+            } else {
+                print("approvals: \(progress.approvals) of \(progress.threshold) (height \(height))")
             }
+        case let .policyApproved(progress):
+            print("proposal \(progress.id.hex)")
+            if let applied = progress.applied {
+                print("applied: \(progress.approvals) of \(progress.threshold) approvals; policy change \(applied) (height \(height))")
+            } else {
+                print("approvals: \(progress.approvals) of \(progress.threshold) (height \(height))")
+            }
+        case let .configRefused(refusal): throw Admin.fail(Failure("not applied: \(refusal) (height \(height))"))
+        case let .policyRefused(refusal): throw Admin.fail(Failure("not applied: \(refusal) (height \(height))"))
+        case let .permissionDenied(denial): throw Admin.fail(Failure("\(denial) (recorded at height \(height))"))
+        default: throw Admin.fail(Failure("the replicas answered the approval with another kind of result"))
         }
     }
 

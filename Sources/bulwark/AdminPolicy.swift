@@ -33,18 +33,7 @@ extension Admin {
     static func approve(_ client: LedgerClient, _ connection: Connection, _ request: PolicyApprovalRequest) async throws {
         let (result, height) = try await connection.execute(client, .approvePolicy(request))
         await client.shutdown()
-        switch result {
-        case let .policyApproved(progress):
-            print("proposal \(progress.id.hex)")
-            if let applied = progress.applied {
-                print("applied: \(progress.approvals) of \(progress.threshold) approvals; policy change \(applied) (height \(height))")
-            } else {
-                print("approvals: \(progress.approvals) of \(progress.threshold) (height \(height))")
-            }
-        case let .policyRefused(refusal): throw Admin.fail(Failure("not applied: \(refusal) (height \(height))"))
-        case let .permissionDenied(denial): throw Admin.fail(Failure("\(denial) (recorded at height \(height))"))
-        default: throw Admin.fail(Failure("the replicas answered the approval with another kind of result"))
-        }
+        try reportApproval(result, height: height, epoch: request.epoch)
     }
 
     static func permission(_ name: String) throws -> Permission {
