@@ -40,8 +40,10 @@ extension Replica {
                 votes: matching.map { Vote(replica: $0.replica, signature: $0.signature) })
             // Not yet executed here: decided again when `executed` arrives, or, for a replica
             // that fell behind, by the checkpoint proofs other replicas re-announce.
-            guard height <= lastExecuted, let own = ownCheckpoints[height], let block = delivered[height] else { return }
-            guard own.blockHash == reference.blockHash && own.stateRoot == reference.stateRoot else {
+            guard height <= lastExecuted, let block = delivered[height],
+                  let own = ownCheckpoints[height].map({ ($0.blockHash, $0.stateRoot) }) ?? unsignedCheckpoints[height]
+            else { return }
+            guard own.0 == reference.blockHash && own.1 == reference.stateRoot else {
                 emit(.fault("at height \(height) this replica's state root \(own.stateRoot.short) disagrees with a quorum's \(reference.stateRoot.short)"))
                 return
             }
@@ -61,6 +63,8 @@ extension Replica {
         for height in preparedCertificates.keys where height <= low { preparedCertificates[height] = nil }
         for height in checkpointVotes.keys where height <= low { checkpointVotes[height] = nil }
         for height in ownCheckpoints.keys where height <= low { ownCheckpoints[height] = nil }
+        for height in unsignedCheckpoints.keys where height <= low { unsignedCheckpoints[height] = nil }
+        for height in votedInView.keys where height <= low { votedInView[height] = nil }
         for height in delivered.keys where height <= low { delivered[height] = nil }
         if nextProposal <= low { nextProposal = low + 1 }
         emit(.checkpointStable(proof))
@@ -74,8 +78,8 @@ extension Replica {
         guard isValid(proof) else { return reject(.invalidCheckpoint) }
         if proof.height <= lastExecuted {
             // We executed it ourselves: where we still know our own result, it must agree.
-            if let own = ownCheckpoints[proof.height], own.stateRoot != proof.certificate.stateRoot
-                || own.blockHash != proof.certificate.blockHash {
+            if let own = ownCheckpoints[proof.height].map({ ($0.blockHash, $0.stateRoot) }) ?? unsignedCheckpoints[proof.height],
+               own.1 != proof.certificate.stateRoot || own.0 != proof.certificate.blockHash {
                 emit(.fault("at height \(proof.height) this replica's state disagrees with a certified checkpoint"))
                 return
             }

@@ -80,8 +80,8 @@ extension Replica {
     /// Before a scheduled epoch end the primary fills idle time with null blocks, so the
     /// boundary arrives whether or not clients write.
     mutating func proposeBatches(flush: Bool) {
-        guard isPrimary, !isChangingView, stateTransferTarget == nil else { return }
-        while nextProposal <= highWatermark, pool.unproposedCount > 0 || nextProposal <= epochLastHeight ?? 0 {
+        guard isPrimary, !isChangingView, stateTransferTarget == nil, !restoring else { return }
+        while nextProposal <= highWatermark, maySign(height: nextProposal), votedInView[nextProposal] == nil, pool.unproposedCount > 0 || nextProposal <= epochLastHeight ?? 0 {
             let batch = pool.unproposed(maxCount: parameters.batchRequestsMax, maxBytes: parameters.batchBytesMax)
             let full = batch.count >= parameters.batchRequestsMax
                 || batch.reduce(0, { $0 + $1.bytes }) >= parameters.batchBytesMax
@@ -212,6 +212,10 @@ extension Replica {
 
     mutating func sendPrepare(for height: Height) {
         guard !isPrimary, let pp = slots[height]?.prePrepare else { return }
+        // Below the signing floor a rejoining replica follows without voting; and it never
+        // votes for a block other than the one its log says it voted for here.
+        guard slots[height]?.ownPrepare != nil || maySign(height: height) else { return }
+        guard votedInView[height].map({ $0 == pp.blockHash }) ?? true else { return }
         let prepare: Prepare
         if let own = slots[height]?.ownPrepare {
             prepare = own  // restored after a restart: send exactly what was sent before
@@ -273,7 +277,9 @@ extension Replica {
         sendCommitIfReady(height)
         guard var current = slots[height], !current.committed else { return }
         let matching = current.commits.values.filter { $0.blockHash == pp.blockHash }
-        guard current.ownCommit != nil, matching.count >= quorum else { return }
+        // Commits are counted with this replica's own, unless it may not sign one here (a
+        // rejoining replica then needs a quorum of the others).
+        guard current.ownCommit != nil || !maySign(height: height), matching.count >= quorum else { return }
         current.committed = true
         slots[height] = current
         deliverCommitted()
@@ -292,6 +298,7 @@ extension Replica {
             if slot.commits[id] != nil { return }  // already sent in this life
             commit = own
         } else {
+            guard maySign(height: height), votedInView[height].map({ $0 == pp.blockHash }) ?? true else { return }
             commit = Commit.signed(view: view, height: height, blockHash: pp.blockHash, by: key, replica: id, cluster: cluster)
             emit(.persist(.sent(.commit(commit))))
         }
@@ -359,6 +366,11 @@ extension Replica {
     /// signing it again after a restart cannot equivocate.
     mutating func signCheckpoint(height: Height, blockHash: Digest, stateRoot: Digest) {
         guard height % parameters.checkpointInterval == 0, height > lowWatermark, height <= highWatermark else { return }
+        guard maySignCheckpoint(height: height) else {
+            unsignedCheckpoints[height] = (blockHash, stateRoot)
+            checkStable(height)
+            return
+        }
         let checkpoint = Checkpoint.signed(height: height, blockHash: blockHash, stateRoot: stateRoot, by: key,
                                            replica: id, cluster: cluster)
         ownCheckpoints[height] = checkpoint

@@ -45,6 +45,16 @@ extension Replica {
             }
         }
         view = highestView
+        // Every block this replica voted for in this view, whether or not its slot can be
+        // restored (a ledger cut back by damage leaves it below them, or the window moved):
+        // it never votes for another at those heights in this view. Known before reinstalling
+        // the NEW-VIEW, which proposes nothing while restoring (what it signed would be
+        // neither logged nor sent) but must not think a logged height free either.
+        for pp in prePrepares where pp.view == view { votedInView[pp.height] = pp.blockHash }
+        for p in prepares where p.view == view { votedInView[p.height] = p.blockHash }
+        for c in commits where c.view == view { votedInView[c.height] = c.blockHash }
+        restoring = true
+        defer { restoring = false }
         if let nv = newView, nv.view == highestView {
             // We entered this view by its NEW-VIEW, as its primary or by accepting it: reinstall
             // it, so the view's proposals are known again and nothing conflicting is accepted.
@@ -67,9 +77,13 @@ extension Replica {
         guard !isChangingView else { return }
         for pp in prePrepares.sorted(by: { $0.height < $1.height })
         where pp.view == view && pp.height > chain.height && slots[pp.height]?.prePrepare == nil {
-            guard let predecessor = predecessorTip(of: pp.height) else { continue }
-            install(pp, tipAfter: predecessor.appending(pp.block.header, hash: pp.blockHash))
             nextProposal = max(nextProposal, pp.height + 1)
+            guard let predecessor = predecessorTip(of: pp.height) else {
+                // Linked once the blocks below arrive (state transfer hands them on).
+                if pp.height <= highWatermark { waitingPrePrepares[pp.height] = pp }
+                continue
+            }
+            install(pp, tipAfter: predecessor.appending(pp.block.header, hash: pp.blockHash))
             pool.markProposed(pp.block.requests, nowMs: nowMs)
         }
         for p in prepares where p.view == view && p.height > chain.height && p.height <= highWatermark {

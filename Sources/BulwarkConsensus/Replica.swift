@@ -93,6 +93,19 @@ public struct Replica: Sendable {
     /// Checkpoint votes inside the window, one per sender per height.
     var checkpointVotes: [Height: [ReplicaID: Checkpoint]] = [:]
     var ownCheckpoints: [Height: Checkpoint] = [:]
+    /// Checkpoint heights this replica executed but may not sign (below its signing floor):
+    /// the block hash and state root it got, so a quorum's certificate can still be checked
+    /// against its own execution before it becomes stable here.
+    var unsignedCheckpoints: [Height: (blockHash: Digest, stateRoot: Digest)] = [:]
+
+    /// After a restart: the block this replica voted for (pre-prepared, prepared or
+    /// committed) at each height of the current view, as its write-ahead log says, including
+    /// heights whose slot could not be restored. It signs nothing else there.
+    var votedInView: [Height: Digest] = [:]
+    /// Set while `restore` runs: nothing is proposed then.
+    var restoring = false
+    /// Set while rejoining after a lost disk: what this replica must not sign.
+    public internal(set) var signingFloor: SigningFloor?
 
     // MARK: Clients
 
@@ -124,7 +137,7 @@ public struct Replica: Sendable {
 
     public init(config: ClusterConfig, id: ReplicaID, key: PrivateKey, verifier: SignatureVerifier,
                 executedRequests: any ExecutedRequests, epoch: UInt64 = 0, epochBase: ChainTip = .genesis,
-                epochLastHeight: Height? = nil, recovery: Recovery? = nil) {
+                epochLastHeight: Height? = nil, recovery: Recovery? = nil, signingFloor: SigningFloor? = nil) {
         precondition(config.validator(id)?.publicKey == key.publicKey, "key does not belong to replica \(id)")
         self.config = config
         self.epoch = epoch
@@ -134,6 +147,7 @@ public struct Replica: Sendable {
         self.key = key
         self.verifier = verifier
         self.executedRequests = executedRequests
+        self.signingFloor = signingFloor
         let tip = recovery?.tip ?? epochBase
         chain = tip
         lastExecuted = tip.height

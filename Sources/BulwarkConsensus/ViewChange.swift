@@ -4,8 +4,11 @@ import BulwarkCore
 extension Replica {
     /// Stops accepting normal-case messages of the current view and asks to move to `target`.
     mutating func startViewChange(to target: View) {
-        guard target > view else { return }
+        // A rejoining replica below its floor does not ask: it follows the NEW-VIEW the others
+        // make (`receiveNewView` takes one for any higher view).
+        guard target > view, maySignViewChange(to: target) else { return }
         view = target
+        votedInView = [:]
         isChangingView = true
         consecutiveViewChanges += 1
         slots = [:]
@@ -104,6 +107,7 @@ extension Replica {
     }
 
     mutating func installNewView(_ nv: NewView, plan: NewViewPlan) {
+        if nv.view > view { votedInView = [:] }
         view = nv.view
         isChangingView = false
         newViewTimerArmed = false
@@ -113,6 +117,10 @@ extension Replica {
         slots = [:]
         waitingPrePrepares = [:]
         batchTimerArmed = false
+        // Past the plan's heights before anything below can propose: adopting the checkpoint
+        // may make it stable, which proposes, and a proposal at a height the plan re-proposes
+        // would be a second PRE-PREPARE for it in this view.
+        nextProposal = max(chain.height, plan.maxHeight, lowWatermark) + 1
         if let checkpoint = plan.checkpoint, checkpoint.height > lowWatermark {
             if checkpoint.height > chain.height {
                 // Behind the cluster's stable checkpoint: adopt it and fetch what is missing.

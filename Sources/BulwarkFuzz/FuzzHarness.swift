@@ -34,6 +34,10 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
             case let .consensus(_, message): _ = message.isInProtocolRange
             case let .fetchBlocks(from, to): _ = PeerFrame.transferRange(from: from, to: to, ledgerHeight: Self.fixture.tip.height)
             case let .blocks(entries): Self.verifyTransferred(entries)
+            case .progressQuery: break
+            case let .progress(_, report):
+                _ = report.isEmptyCluster
+                _ = try? report.latest?.certificate.verify(config: Self.fixture.config, verifier: Self.verifier)
             }
         case .clientFrame:
             guard let frame = try? ClientFrame(decoding: data) else { return }
@@ -101,7 +105,11 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
         switch self {
         case .peerFrame:
             return scenario.sent.prefix(12).map { PeerFrame.consensus(epoch: 0, $0).encoded() }
-                + [PeerFrame.fetchBlocks(from: 1, to: 8).encoded(), PeerFrame.blocks(Array(fixture.entries.prefix(3))).encoded()]
+                + [PeerFrame.fetchBlocks(from: 1, to: 8).encoded(), PeerFrame.blocks(Array(fixture.entries.prefix(3))).encoded(),
+                   PeerFrame.progressQuery(nonce: 9).encoded(),
+                   PeerFrame.progress(nonce: 9, ProgressReport(
+                       status: .running, epoch: 0, view: 1,
+                       latest: CommitProof(header: fixture.entries[2].block.header, certificate: fixture.entries[2].certificate))).encoded()]
         case .clientFrame:
             let request = scenario.requests[0]
             return [ClientFrame.request(request).encoded(),

@@ -54,6 +54,7 @@ final class ShellScenario: ShellNetwork, ShellClock {
             (2, PeerFrame.blocks(Array(fixture.entries[Int(recoveredHeight)...])).encoded()),
             (1, PeerFrame.blocks(Array(fixture.entries[Int(recoveredHeight)..<8])).encoded()),
             (0, PeerFrame.fetchBlocks(from: 1, to: 4).encoded()),
+            (3, PeerFrame.progressQuery(nonce: 5).encoded()),
             (nil, ClientFrame.request(request).encoded()),
             (nil, ClientFrame.proveRequest(key: Array("key-1".utf8), nonce: 7).encoded()),
         ]
@@ -76,7 +77,7 @@ final class ShellScenario: ShellNetwork, ShellClock {
         let fixture = FuzzHarness.fixture
         let fs = disk()
         let shell = try! ReplicaShell(config: fixture.config, id: replica, key: fixture.keys[Int(replica)], dataDirectory: "/data",
-                                      fileSystem: fs, network: io, clock: io, workers: InlineWorkers(),
+                                      startup: .probe, fileSystem: fs, network: io, clock: io, workers: InlineWorkers(),
                                       logger: Logger(label: "fuzz", factory: { _ in SwiftLogNoOpLogHandler() }),
                                       snapshotInterval: 4, scrubIntervalMs: 1000, verifier: FuzzHarness.verifier)
         let intake = ShellIntake(config: fixture.config, verifier: FuzzHarness.verifier)

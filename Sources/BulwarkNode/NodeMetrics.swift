@@ -20,6 +20,11 @@ final class NodeMetrics: Sendable {
     let epoch: CoreMetrics.Gauge
     let stableCheckpoint: CoreMetrics.Gauge
     let changingView: CoreMetrics.Gauge
+    /// 1 while the replica rejoins after a lost disk (or asks the peers before its first
+    /// start), with the floor it signs nothing at or below (SPEC.md §14.4).
+    let rejoining: CoreMetrics.Gauge
+    let rejoinFloorHeight: CoreMetrics.Gauge
+    let rejoinFloorView: CoreMetrics.Gauge
     let viewChanges: CoreMetrics.Counter
     /// View changes this replica asked for because the primary's turnaround was too long.
     let slowPrimarySuspicions: CoreMetrics.Counter
@@ -97,6 +102,9 @@ final class NodeMetrics: Sendable {
         requestLatency = CoreMetrics.Timer(label: "bulwark_request_latency_seconds", dimensions: labels, factory: factory)
         stateTransfers = CoreMetrics.Counter(label: "bulwark_state_transfers_total", dimensions: labels, factory: factory)
         transferredBlocks = CoreMetrics.Counter(label: "bulwark_transferred_blocks_total", dimensions: labels, factory: factory)
+        rejoining = CoreMetrics.Gauge(label: "bulwark_rejoining", dimensions: labels, factory: factory)
+        rejoinFloorHeight = CoreMetrics.Gauge(label: "bulwark_rejoin_floor_height", dimensions: labels, factory: factory)
+        rejoinFloorView = CoreMetrics.Gauge(label: "bulwark_rejoin_floor_view", dimensions: labels, factory: factory)
         snapshotsWritten = CoreMetrics.Counter(label: "bulwark_snapshots_written_total", dimensions: labels, factory: factory)
         peerQueueDrops = CoreMetrics.Gauge(label: "bulwark_peer_queue_dropped_frames", dimensions: labels, factory: factory)
         refusedConnections = CoreMetrics.Gauge(label: "bulwark_refused_connections", dimensions: labels, factory: factory)
@@ -146,7 +154,9 @@ final class NodeMetrics: Sendable {
         case .stateTransferStarted: stateTransfers.increment()
         case .transferredBlock: transferredBlocks.increment()
         case .snapshotWritten: snapshotsWritten.increment()
-        case .refused, .sentViewChange, .stateTransferDone, .transferRejected, .damageFound, .deliveredAfterTransfer, .transferOvertaken:
+        case .rejoining, .rejoined:
+            break  // gauges, from the core's floor (`ReplicaNode.updateGauges`)
+        case .refused, .sentViewChange, .sent, .stateTransferDone, .transferRejected, .damageFound, .deliveredAfterTransfer, .transferOvertaken:
             break
         }
     }

@@ -77,7 +77,7 @@ public final class ReplicaNode: @unchecked Sendable {
     /// `config` is cluster.json (epoch 0); the replica serves the epoch its ledger reached, as
     /// the validator that epoch lists with `key` (`id`, when given, must be that validator).
     public init(config genesis: ClusterConfig, id expectedID: ReplicaID? = nil, key: PrivateKey, dataDirectory: String,
-                logger: Logger, snapshotInterval: Height = 1024) throws {
+                startup: ShellStartup = .probe, logger: Logger, snapshotInterval: Height = 1024) throws {
         self.key = key
         verifier = SignatureVerifier()
         ioGroup = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
@@ -85,7 +85,8 @@ public final class ReplicaNode: @unchecked Sendable {
         loop = coreGroup.next()
         io = NodeIO(loop: loop)
         do {
-            shell = try ReplicaShell(config: genesis, id: expectedID, key: key, dataDirectory: dataDirectory, network: io,
+            shell = try ReplicaShell(config: genesis, id: expectedID, key: key, dataDirectory: dataDirectory,
+                                     startup: startup, network: io,
                                      clock: io, workers: io, logger: logger, snapshotInterval: snapshotInterval,
                                      verifier: verifier)
         } catch {
@@ -237,6 +238,11 @@ public final class ReplicaNode: @unchecked Sendable {
         metrics.view.record(core.view)
         metrics.stableCheckpoint.record(core.lowWatermark)
         metrics.changingView.record(core.isChangingView ? 1 : 0)
+        metrics.rejoining.record(core.rejoining != nil || shell.isProbing ? 1 : 0)
+        // The unknown floor (still asking) is all ones: reported as 0 beside `rejoining` 1.
+        let floor = core.signingFloor.flatMap { $0.isUnknown ? nil : $0 }
+        metrics.rejoinFloorHeight.record(floor?.height ?? 0)
+        metrics.rejoinFloorView.record(Int64(clamping: floor?.view ?? 0))
         for (peer, gauge) in metrics.peerHeight {
             let height = core.peerHeights[peer] ?? 0
             gauge.record(height)

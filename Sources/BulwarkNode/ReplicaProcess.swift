@@ -1,4 +1,5 @@
 import BulwarkCore
+import BulwarkShell
 import Dispatch
 import Foundation
 import Logging
@@ -9,9 +10,10 @@ public enum ReplicaProcess {
     /// `configure` runs before the replica starts. Throws `NodeStartupError` in one sentence.
     ///
     /// With `join`, first fetches and checks the ledger from the cluster until an epoch lists
-    /// this key (`ReplicaJoin`).
+    /// this key (`ReplicaJoin`). `startup` says what an empty data directory means and
+    /// whether the replica rejoins after a lost disk (SPEC.md §14.4).
     public static func start(configPath: String, keyPath: String, dataDirectory: String, logLevel: String,
-                             snapshotInterval: UInt64 = 1024, join: Bool = false,
+                             snapshotInterval: UInt64 = 1024, join: Bool = false, startup: ShellStartup = .probe,
                              configure: (ReplicaNode, ClusterConfig, ReplicaID, PrivateKey) -> Void = { _, _, _, _ in })
         async throws -> ReplicaNode
     {
@@ -32,7 +34,7 @@ public enum ReplicaProcess {
             try await ReplicaJoin.run(genesis: cluster, key: key, dataDirectory: dataDirectory, logger: logger)
         }
         // The id is the one the epoch the ledger reached lists with this key.
-        let node = try ReplicaNode(config: cluster, key: key, dataDirectory: dataDirectory, logger: logger,
+        let node = try ReplicaNode(config: cluster, key: key, dataDirectory: dataDirectory, startup: startup, logger: logger,
                                    snapshotInterval: snapshotInterval)
         let id = node.id
         // A faulted replica does nothing else: the process ends with one sentence and a non-zero

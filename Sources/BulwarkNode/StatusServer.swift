@@ -77,6 +77,13 @@ extension ReplicaNode {
                 "primary": Int(shell.core.primary), "height": shell.height, "epoch": shell.epoch,
                 "retired": shell.retired ?? NSNull(),
                 "stableCheckpoint": shell.core.lowWatermark, "faulted": faulted ?? NSNull(),
+                // While rejoining: the floor it signs nothing at or below, and what it waits for.
+                "starting": shell.isProbing,
+                "rejoining": shell.core.rejoining.map { floor -> [String: Any] in
+                    floor.isUnknown ? ["floorKnown": false]
+                        : ["floorKnown": true, "untilHeight": floor.height, "untilView": floor.view, "epoch": floor.epoch,
+                           "waitsForViewChange": shell.core.epoch == floor.epoch && shell.core.view <= floor.view]
+                } ?? NSNull(),
                 "rejected": Dictionary(uniqueKeysWithValues: shell.core.rejections.map { ($0.key.rawValue, $0.value) }),
                 "peerHeights": Dictionary(uniqueKeysWithValues: shell.core.peerHeights.map { ("\($0.key)", $0.value) }),
             ]

@@ -14,22 +14,36 @@ struct ConsensusJournal {
     let key: PublicKey
     /// The stable checkpoint of the last compaction: no record at or below it is kept.
     private(set) var compactedThrough: Height
+    /// Set once the replica rejoined after losing its disk (SPEC.md §14.4): what it must never
+    /// sign. Kept in the owner record, so compaction cannot drop it.
+    private(set) var signingFloor: SigningFloor?
 
     var records: [WALRecord] { entries.map(\.record) }
+    /// The log held no record when opened, not even its owner's: this replica never ran
+    /// from it (one that ran has claimed it, `claim`, before signing anything, since every
+    /// message it signs is written here before it is sent).
+    let isNew: Bool
 
     /// The identity record's tag, beside the tags of `WALRecord` (1…3).
     static let identityTag: UInt8 = 4
 
-    static func identity(cluster: ClusterID, key: PublicKey, compactedThrough: Height) -> [UInt8] {
+    static func identity(cluster: ClusterID, key: PublicKey, compactedThrough: Height, floor: SigningFloor?) -> [UInt8] {
         var w = CanonicalWriter()
         w.write(identityTag)
         w.write(cluster)
         w.write(key)
         w.write(compactedThrough)
+        if let floor {
+            w.write(floor.epoch)
+            w.write(floor.view)
+            w.write(floor.height)
+        }
         return w.bytes
     }
 
-    var identity: [UInt8] { Self.identity(cluster: cluster, key: key, compactedThrough: compactedThrough) }
+    var identity: [UInt8] {
+        Self.identity(cluster: cluster, key: key, compactedThrough: compactedThrough, floor: signingFloor)
+    }
 
     /// tag, cluster and key: what must match.
     static let ownerBytes = 1 + ClusterID.byteCount + 32
@@ -40,26 +54,43 @@ struct ConsensusJournal {
         }
         self.cluster = cluster
         self.key = key
+        isNew = wal.records.isEmpty
         compactedThrough = 0
-        let owner = Array(Self.identity(cluster: cluster, key: key, compactedThrough: 0).prefix(Self.ownerBytes))
+        let owner = Array(Self.identity(cluster: cluster, key: key, compactedThrough: 0, floor: nil).prefix(Self.ownerBytes))
         var stored = wal.records
         if let first = stored.first, first.first == Self.identityTag {
-            guard first.count == Self.ownerBytes + 8, Array(first.prefix(Self.ownerBytes)) == owner else {
+            guard first.count == Self.ownerBytes + 8 || first.count == Self.ownerBytes + 32,
+                  Array(first.prefix(Self.ownerBytes)) == owner else {
                 let named = first.count >= Self.ownerBytes ? " (it names key \(Hex.encode(Array(first[(1 + ClusterID.byteCount)..<Self.ownerBytes])).prefix(8))…)" : ""
                 throw NodeStartupError("the write-ahead log \(path) belongs to another replica key or cluster\(named), not key \(key.short)… of cluster \(cluster.hex.prefix(8))…; refusing to start rather than risk signing twice")
             }
-            var r = CanonicalReader(Array(first.suffix(8)))
+            var r = CanonicalReader(Array(first.dropFirst(Self.ownerBytes)))
             compactedThrough = (try? r.readUInt64("compacted through")) ?? 0
+            if first.count == Self.ownerBytes + 32 {
+                do {
+                    signingFloor = SigningFloor(epoch: try r.readUInt64("floor epoch"), view: try r.readUInt64("floor view"),
+                                                height: try r.readUInt64("floor height"))
+                } catch {
+                    throw NodeStartupError("the write-ahead log \(path) holds an unreadable signing floor (\(error)); refusing to start rather than risk signing twice")
+                }
+            }
             stored.removeFirst()
         }
         do { entries = try stored.map { (try WALRecord(decoding: $0), $0) } } catch {
             throw NodeStartupError("the write-ahead log \(path) holds an undecodable record (\(error)); refusing to start rather than risk signing twice")
         }
-        // A new log (or one written before logs named their owner) starts with the identity.
-        if wal.records.first != identity {
-            do { try wal.rewrite(keeping: [identity] + entries.map(\.bytes)) } catch {
-                throw NodeStartupError("cannot write the write-ahead log \(path): \(error)")
-            }
+        // One written before logs named their owner gets the owner record now; a new one
+        // once the replica claims it.
+        if !isNew { try claim() }
+    }
+
+    /// Writes the owner record if the log lacks it: from then on the log says this replica
+    /// ran from it. A replica that asks its peers before starting a new cluster claims its
+    /// log only once it starts (a refused start leaves the directory as empty as it found it).
+    mutating func claim() throws {
+        guard wal.records.first != identity else { return }
+        do { try wal.rewrite(keeping: [identity] + entries.map(\.bytes)) } catch {
+            throw NodeStartupError("cannot write the write-ahead log \(wal.path): \(error)")
         }
     }
 
@@ -78,9 +109,18 @@ struct ConsensusJournal {
         guard keep.count < entries.count else { return }
         let kept = keep.map { entries[$0] }
         let through = max(compactedThrough, stable)
-        try wal.rewrite(keeping: [Self.identity(cluster: cluster, key: key, compactedThrough: through)] + kept.map(\.bytes))
+        try wal.rewrite(keeping: [Self.identity(cluster: cluster, key: key, compactedThrough: through, floor: signingFloor)]
+            + kept.map(\.bytes))
         compactedThrough = through
         entries = kept
+    }
+
+    /// Records `floor` in the owner record, durably (the log is rewritten atomically and its
+    /// directory synced), before the replica signs anything under it.
+    mutating func setFloor(_ floor: SigningFloor) throws(StorageError) {
+        try wal.rewrite(keeping: [Self.identity(cluster: cluster, key: key, compactedThrough: compactedThrough, floor: floor)]
+            + entries.map(\.bytes))
+        signingFloor = floor
     }
 
     /// The compaction rule: records at or below a stable checkpoint are never needed again; of
@@ -107,7 +147,9 @@ extension ConsensusJournal {
     /// log was restored from an old copy, or belongs to an earlier life of this replica:
     /// signing on from it could sign twice.
     func olderThan(_ blockLog: BlockLog, id: ReplicaID, epochBase: Height) -> String? {
-        let stable = max(blockLog.latestExecutionCertificate?.height ?? 0, epochBase, compactedThrough)
+        // Votes at or below a signing floor are the earlier life's, which the floor covers.
+        let stable = max(blockLog.latestExecutionCertificate?.height ?? 0, epochBase, compactedThrough,
+                         signingFloor?.height ?? 0)
         guard blockLog.height > stable else { return nil }
         var signed = Set<Height>()
         for record in records {
@@ -116,7 +158,7 @@ extension ConsensusJournal {
         for height in stride(from: stable + 1, through: blockLog.height, by: 1) {
             guard let entry = try? blockLog.entry(at: height) else { continue }
             if entry.certificate.votes.contains(where: { $0.replica == id }), !signed.contains(height) {
-                return "the ledger holds this replica's commit vote at height \(height), which its write-ahead log has no record of: the log is older than the ledger (restored from a copy?); refusing to start rather than risk signing twice. Restore the log that belongs with this ledger, or empty the data directory and let the replica rejoin"
+                return "the ledger holds this replica's commit vote at height \(height), which its write-ahead log has no record of: the log is older than the ledger (restored from a copy?); refusing to start rather than risk signing twice. Restore the log that belongs with this ledger, or start the replica with --rejoin"
             }
         }
         return nil

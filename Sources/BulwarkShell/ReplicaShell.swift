@@ -60,6 +60,11 @@ public final class ReplicaShell {
     /// (0: never); `scrubCursor` is the next one's place in the rotation.
     let scrubIntervalMs: UInt64
     var scrubCursor = 0
+    /// Set while a start-up waits for the peers' answers (`ShellStartup`).
+    var probe: StartupProbe?
+    /// Progress queries per peer (each costs a read of the ledger's newest block).
+    var progressQueries = RateLimiter<ReplicaID>(perSecond: 10, burst: 20, totalPerSecond: 200)
+    var rejoinAnnounced = false
     /// When each pending client request first arrived (monotonic ns), for request latency.
     var arrivals: [RequestKey: UInt64] = [:]
     static let arrivalsTrackedMax = 1 << 16
@@ -96,8 +101,10 @@ public final class ReplicaShell {
     /// `config` is the genesis configuration (`cluster.json`); the replica serves the epoch its
     /// ledger reached, as the validator that epoch lists with `key` (which must be `id` when
     /// given), and refuses to start when there is none, saying whether it was removed or its
-    /// key replaced.
+    /// key replaced. `startup` says what an empty data directory means and whether the
+    /// replica rejoins (SPEC.md §14.4).
     public init(config: ClusterConfig, id expectedID: ReplicaID?, key: PrivateKey, dataDirectory: String,
+                startup: ShellStartup,
                 fileSystem: any FileSystem = PosixFileSystem(), network: any ShellNetwork, clock: any ShellClock,
                 workers: any ShellWorkers, logger: Logger, snapshotInterval: Height = 1024,
                 segmentBytesMax: UInt64 = BlockLog.segmentBytesDefault, scrubIntervalMs: UInt64 = 10_000,
@@ -129,13 +136,31 @@ public final class ReplicaShell {
         // The WAL before consensus starts: a replica that cannot tell what it signed refuses.
         journal = try ConsensusJournal(path: Self.journalPath(dataDirectory: dataDirectory, epoch: governance.epoch),
                                        fileSystem: fileSystem, cluster: config.clusterID, key: key.publicKey)
-        if let problem = journal.olderThan(ledger.blockLog, id: id, epochBase: base) { throw NodeStartupError(problem) }
+        // Rejoining sets a floor above whatever the ledger shows this replica signed.
+        if startup != .rejoin, let problem = journal.olderThan(ledger.blockLog, id: id, epochBase: base) {
+            throw NodeStartupError(problem)
+        }
+        let empty = ledger.tip.height == 0 && recovered.snapshotHeight == nil && journal.isNew
+        // A rejoin is durable from its first step: until a quorum's answers set the floor, the
+        // log holds one that bars everything, and a restart (with or without --rejoin) asks again.
+        let rejoin = startup == .rejoin || journal.signingFloor?.isUnknown == true
+        if rejoin, journal.signingFloor?.isUnknown != true {
+            do { try journal.setFloor(.unknown) } catch { throw NodeStartupError("cannot write the write-ahead log: \(error)") }
+        }
         Self.removeOldJournals(dataDirectory: dataDirectory, epoch: governance.epoch, fileSystem: fileSystem)
         let epochBase = try Self.tip(after: base, in: ledger)
         core = Replica(config: governance.config, id: id, key: key, verifier: verifier, executedRequests: executedRequests,
                        epoch: governance.epoch, epochBase: epochBase, epochLastHeight: governance.scheduled?.lastHeight,
                        recovery: Recovery(tip: ledger.tip, checkpoint: recovered.checkpoint.flatMap { $0.height > base ? $0 : nil },
-                                          wal: journal.records, executed: recovered.executed.filter { $0.header.height > base }))
+                                          wal: journal.records, executed: recovered.executed.filter { $0.header.height > base }),
+                       signingFloor: journal.signingFloor)
+        if rejoin {
+            probe = StartupProbe(goal: .rejoin, nonce: clock.monotonicNs | 1)
+        } else if startup == .probe, empty {
+            probe = StartupProbe(goal: .genesis, nonce: clock.monotonicNs | 1)
+        } else {
+            try journal.claim()
+        }
         executedRequests.shell = self
         if let latest = ledger.blockLog.latestExecutionCertificate { certify(latest) }
         logger.info("recovered", metadata: ["height": "\(ledger.tip.height)", "view": "\(core.view)",
@@ -155,12 +180,21 @@ public final class ReplicaShell {
     /// which the shell otherwise does only at checkpoint heights: for checkers.
     public func currentStateRoot() -> Digest { ledger.state.stateRoot }
 
-    /// Starts consensus (arms the core's timers, re-sends what the WAL says was sent).
+    /// Starts consensus (arms the core's timers, re-sends what the WAL says was sent), or
+    /// first asks the peers where the cluster stands when the start-up calls for it.
     public func start() {
         guard !stopped, faulted == nil else { return }
-        process(core.start(nowMs: clock.nowMs))
+        if probe != nil { askPeers() } else { startCore() }
         if scrubIntervalMs > 0 { clock.schedule(.scrub, afterMs: scrubIntervalMs) }
     }
+
+    func startCore() {
+        if let floor = core.rejoining { notify(.rejoining(floor)) }
+        process(core.start(nowMs: clock.nowMs))
+    }
+
+    /// Whether the replica is still asking its peers before it starts.
+    public var isProbing: Bool { probe != nil }
 
     /// Stops for good, making what was written durable. Nothing is sent or executed after.
     public func stop() {
@@ -185,6 +219,15 @@ public final class ReplicaShell {
         var actions: [Action] = []
         for input in inputs {
             guard !stopped, faulted == nil else { return }
+            switch input {
+            case .event, .consensus:
+                // Nothing reaches the core before it starts.
+                guard probe == nil else {
+                    notify(.dropped(.notStarted))
+                    continue
+                }
+            default: break
+            }
             switch input {
             case let .event(event):
                 if case let .clientRequest(request) = event {
@@ -228,15 +271,19 @@ public final class ReplicaShell {
         case let .core(timer): step(.timerFired(timer))
         case let .transferRetry(attempt): retryTransfer(attempt: attempt)
         case .scrub: scrubNextSegment()
+        case .probeRetry: askPeers()
         }
     }
 
     func handle(_ frame: PeerFrame, from peer: ReplicaID) {
         switch frame {
         case let .consensus(epoch, message):
+            guard probe == nil else { return notify(.dropped(.notStarted)) }
             if epoch == core.epoch { step(.message(message)) } else { otherEpoch(message, epoch: epoch, from: peer) }
         case let .fetchBlocks(from, to): serveBlocks(from: from, to: to, to: peer)
         case let .blocks(entries): receiveTransferred(entries, from: peer)
+        case let .progressQuery(nonce): answerProgress(nonce: nonce, to: peer)
+        case let .progress(nonce, report): receiveProgress(nonce: nonce, report, from: peer)
         }
     }
 
@@ -277,6 +324,7 @@ public final class ReplicaShell {
         }
         for event in followUps { step(event) }
         followEpochs()
+        noteRejoined()
     }
 
     /// Step one: the records are durable before any message that depends on them leaves.
@@ -292,10 +340,12 @@ public final class ReplicaShell {
         switch action {
         case .persist: break
         case let .send(message, to):
+            notify(.sent(message, epoch: core.epoch))
             network.send(PeerFrame.consensus(epoch: core.epoch, message).encoded(), to: to,
                          afterMs: interceptor?.delayMs(message) ?? 0)
         case let .broadcast(message):
             if case let .viewChange(viewChange) = message, viewChange.replica == id { notify(.sentViewChange(viewChange)) }
+            notify(.sent(message, epoch: core.epoch))
             let frame = PeerFrame.consensus(epoch: core.epoch, message).encoded()
             for other in config.validators where other.id != id { network.send(frame, to: other.id, afterMs: 0) }
         case let .setTimer(timer, afterMs):

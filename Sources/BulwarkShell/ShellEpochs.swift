@@ -97,15 +97,20 @@ extension ReplicaShell {
             return retire(problem)
         }
         let previous = core
+        let floor = journal.signingFloor
         do {
             let path = Self.journalPath(dataDirectory: dataDirectory, epoch: governance.epoch)
             journal = try ConsensusJournal(path: path, fileSystem: fileSystem, cluster: config.clusterID, key: key.publicKey)
+            try journal.claim()
+            // A signing floor above the boundary still binds the new epoch's heights.
+            if let floor, floor.height > ledger.tip.height { try journal.setFloor(floor) }
             Self.removeOldJournals(dataDirectory: dataDirectory, epoch: governance.epoch, fileSystem: fileSystem)
         } catch {
             return fault("cannot start the write-ahead log of epoch \(governance.epoch): \(error)")
         }
         core = Replica(config: config, id: id, key: key, verifier: verifier, executedRequests: executedRequests,
-                       epoch: governance.epoch, epochBase: ledger.tip, epochLastHeight: governance.scheduled?.lastHeight)
+                       epoch: governance.epoch, epochBase: ledger.tip, epochLastHeight: governance.scheduled?.lastHeight,
+                       signingFloor: journal.signingFloor)
         network.configure(config)
         logger.info("entered epoch", metadata: [
             "epoch": "\(governance.epoch)", "height": "\(ledger.tip.height)", "replicas": "\(config.n)",

@@ -15,6 +15,8 @@ public enum ShellTimer: Hashable, Sendable {
     case transferRetry(attempt: Int)
     /// Time to check the next sealed block-log segment for latent damage.
     case scrub
+    /// Ask the peers that have not answered a start-up probe again.
+    case probeRetry
 }
 
 /// How a shell reaches other replicas and clients. Frames are encoded; delivery is best
@@ -96,6 +98,11 @@ public enum DropReason: String, CaseIterable, Sendable {
     case otherEpoch = "other_epoch"
     /// A request from a key a closed cluster's policy does not bind (nor an admin's).
     case unboundClient = "unbound_client"
+    /// A progress report whose commit certificate does not hold, or whose numbers are out of range.
+    case badProgressReport = "bad_progress_report"
+    /// Consensus input or a request that arrived before the replica started (while it asks
+    /// the peers whether the cluster is new, or how far it got).
+    case notStarted = "not_started"
 }
 
 /// What the shell did, for metrics, logs and the simulator's report.
@@ -114,6 +121,9 @@ public enum ShellNotice: Sendable {
     case enteredView(View, primary: ReplicaID)
     case suspectedPrimary(view: View, primary: ReplicaID, meanTurnaroundMs: UInt64, allowedMs: UInt64)
     case sentViewChange(ViewChange)
+    /// A consensus message left for the peers (once per broadcast), in `epoch`: what the
+    /// replica signed, for the simulator's check that it never signs two different ones.
+    case sent(Message, epoch: UInt64)
     case stateTransferStarted(from: Height, target: Height)
     case stateTransferDone(height: Height)
     /// A state-transfer answer failed its checks (forged, truncated, out of order).
@@ -128,6 +138,10 @@ public enum ShellNotice: Sendable {
     /// Scrubbing found damage in the block log: the log was cut there and the replica stops,
     /// to restart and repair the rest from peers.
     case damageFound(LogDamage)
+    /// Rejoining after a lost disk: nothing at or below this floor is signed.
+    case rejoining(SigningFloor)
+    /// Past the floor: the replica signs normally again.
+    case rejoined(SigningFloor)
 }
 
 /// A value handed to work a driver may run on another thread. The shell hands over only what

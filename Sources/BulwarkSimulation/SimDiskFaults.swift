@@ -23,8 +23,9 @@ extension Simulation {
     func scheduleDiskFaults() {
         let window = options.faultWindowMs
         // A corrupted write-ahead log takes its replica out for good: only where no other
-        // replica is faulty by design, so that the run stays within f.
-        var walCorruptible = options.byzantine.isEmpty && options.twins == nil
+        // replica is faulty by design (a wiped replica is, until it rejoins), so that the run
+        // stays within f.
+        var walCorruptible = options.byzantine.isEmpty && options.twins == nil && !options.wipe
         for _ in 0..<rng.between(1, 3) {
             let node = Int(rng.between(0, UInt64(options.replicas - 1)))
             let at = rng.between(1000, window - 3000)

@@ -48,6 +48,9 @@ final class SimNode {
     var diskCorrupted = false
     /// Its shell found the damage (scrubbing) and stopped to repair it.
     var damageFound = false
+    /// How its next start treats an empty disk: a new cluster's at first; after its disk was
+    /// wiped, rejoining (or, in the negative control, as if new).
+    var startup: ShellStartup = .genesis
 
     static let dataDirectory = "/data"
 
@@ -126,7 +129,8 @@ extension Simulation {
         for key in node.keys where started == nil {
             do {
                 started = try ReplicaShell(config: config, id: ReplicaID(node.replica), key: key,
-                                           dataDirectory: SimNode.dataDirectory, fileSystem: node.fileSystem, network: io,
+                                           dataDirectory: SimNode.dataDirectory, startup: node.startup,
+                                           fileSystem: node.fileSystem, network: io,
                                            clock: io, workers: io, logger: Self.logger, snapshotInterval: Self.snapshotInterval,
                                            segmentBytesMax: Self.segmentBytesMax,
                                            scrubIntervalMs: options.diskFaults ? 250 : 2000,
@@ -343,6 +347,7 @@ extension Simulation {
         case let .suspectedPrimary(view, primary, mean, allowed):
             report.slowPrimarySuspicions += 1
             trace?("\(now)ms r\(node.id) suspects primary \(primary) of view \(view): turnaround \(mean)ms > \(allowed)ms")
+        case let .sent(message, epoch): noteSigned(message, epoch: epoch, by: node)
         case let .sentViewChange(vc):
             trace?("\(now)ms r\(node.id) view-change to \(vc.newView) (checkpoint \(vc.checkpointHeight), \(vc.prepared.count) prepared)")
         case let .stateTransferStarted(from, target):

@@ -37,6 +37,11 @@ public final class Simulation {
     var joinerIndex: [PublicKey: Int] = [:]
     /// The client that changes the policy (`SimulationOptions.policy`).
     var policyAdmin: Int?
+    /// What each honest replica signed where (looked up only).
+    var signedPlaces: [SignedPlace: Digest] = [:]
+    var signingConflictReported = false
+    /// The node whose disk was wiped (`SimulationOptions.wipe`).
+    var wipedNode: Int?
 
     struct Scheduled: Comparable {
         let time: UInt64
@@ -57,6 +62,7 @@ public final class Simulation {
         case crash(Int, midStep: Bool, downMs: UInt64)
         case crashPrimary(downMs: UInt64)
         case restart(Int)
+        case wipe(Int, downMs: UInt64)
         case partition([Int])
         case heal
         case endOfFaults
@@ -221,6 +227,7 @@ public final class Simulation {
             }
         }
         report.virtualTimeMs = now
+        if let wiped = wipedNode { report.rejoined = nodes[wiped].shell.map { !$0.isProbing && $0.core.rejoining == nil } ?? false }
         SimulationChecker(simulation: self).check()
         return report
     }
@@ -262,6 +269,7 @@ public final class Simulation {
         case let .crash(node, midStep, downMs): crash(nodes[node], midStep: midStep, downMs: downMs)
         case let .crashPrimary(downMs): crashPrimary(downMs: downMs)
         case let .restart(node): boot(nodes[node])
+        case let .wipe(node, downMs): wipe(nodes[node], downMs: downMs)
         case let .partition(groups):
             trace?("\(now)ms partition \(groups)")
             self.groups = groups
@@ -358,6 +366,7 @@ public final class Simulation {
         if options.crashPrimary {
             schedule(at: rng.between(1000, window / 2), .crashPrimary(downMs: rng.between(2000, 5000)))
         }
+        scheduleWipe()
         if options.diskFaults { scheduleDiskFaults() }
         schedule(at: window, .endOfFaults)
     }

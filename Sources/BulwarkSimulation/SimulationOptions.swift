@@ -65,6 +65,12 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
     /// then takes writes on `k` away and gives them back, takes payments away and gives them
     /// back, and rebinds a client, while the load runs.
     public var policy = false
+    /// Wipe one honest replica's disk in the middle of the load and restart it with
+    /// `--rejoin` (SPEC.md §14.4).
+    public var wipe = false
+    /// The negative control of `wipe`: restart the wiped replica as a new cluster's
+    /// (`--genesis`), without the signing floor, so the checkers can show what it guards.
+    public var unguardedRejoin = false
 
     public init(seed: UInt64) { self.seed = seed }
 
@@ -94,6 +100,7 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
             + (twins.map { " twins=\($0)" } ?? "")
             + (diskFaults ? " disk-faults" : "")
             + (reconfigure ? " reconfigure" : "") + (grow ? " grow" : "") + (policy ? " policy" : "")
+            + (wipe ? " wipe" : "") + (unguardedRejoin ? " unguarded-rejoin" : "")
     }
 
     /// The `bulwark-sim` command that reproduces this run exactly.
@@ -106,6 +113,7 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
             + (twins.map { " --twins \($0)" } ?? "")
             + (diskFaults ? " --disk-faults" : "")
             + (reconfigure ? " --reconfigure" : "") + (grow ? " --grow" : "") + (policy ? " --policy" : "")
+            + (wipe ? " --wipe" : "") + (unguardedRejoin ? " --unguarded-rejoin" : "")
     }
 
     /// `REPLICA:BEHAVIOUR[+BEHAVIOUR...]` per Byzantine replica, comma-separated.
@@ -179,6 +187,12 @@ public struct SimulationReport: Sendable {
     public var permissionDenials = 0, policyChanges = 0
     /// Denied requests signed by a replica's key (a Byzantine primary's own requests).
     public var replicaRequestsDenied = 0
+    /// The height the wiped replica's cluster had reached when its disk was wiped, and whether
+    /// it was past its signing floor (signing normally again) at the end.
+    public var wipedAtHeight: Height?
+    public var rejoined = false
+    /// Messages honest replicas signed, checked for two different ones in one place.
+    public var signedMessagesChecked = 0
     public var failures: [String] = []
 
     public var passed: Bool { failures.isEmpty }
@@ -198,6 +212,7 @@ public struct SimulationReport: Sendable {
                 ? " epochs=\(epochsEntered) removed=\(replicasRemoved) keys-replaced=\(keysReplaced) joined=\(replicasJoined)" : "")
             + (options.policy ? " policy-changes=\(policyChanges) denied=\(permissionDenials)" : "")
             + (replicaRequestsDenied > 0 ? " replica-requests-denied=\(replicaRequestsDenied)" : "")
+            + (wipedAtHeight.map { " wiped@\($0) rejoined=\(rejoined)" } ?? "")
     }
 }
 

@@ -55,6 +55,15 @@ public final class SimulatedFileSystem: FileSystem {
         crashAfterOperations = nil
     }
 
+    /// The disk is wiped or replaced: every file and directory is gone, durable or not.
+    public func wipe() {
+        directories = []
+        current = [:]
+        durable = [:]
+        hasCrashed = false
+        crashAfterOperations = nil
+    }
+
     /// Flips one bit of a file's contents, durable or not, as a latent sector error would.
     public func corrupt(_ path: String, at offset: Int) {
         guard let content = current[path], offset >= 0, offset < content.bytes.count else { return }

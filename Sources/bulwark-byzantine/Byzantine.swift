@@ -38,9 +38,14 @@ struct ByzantineReplica: AsyncParsableCommand {
     @Flag(name: .customLong("list-behaviours"), help: "Print every behaviour's name, one per line, and exit.")
     var listBehaviours = false
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
+    @Flag(help: "As for `bulwark node`: start a new cluster from an empty data directory without asking.")
+    var genesis = false
+    @Flag(help: "As for `bulwark node`: rejoin after a lost data directory.")
+    var rejoin = false
 
     func validate() throws {
         if listBehaviours { return }
+        if genesis && rejoin { throw ValidationError("--genesis and --rejoin exclude each other") }
         guard config != nil, key != nil, data != nil else { throw ValidationError("--config, --key and --data are required") }
         guard !behaviours.isEmpty else { throw ValidationError("name at least one --behaviour") }
         for name in behaviours where Behaviour(rawValue: name) == nil {
@@ -57,7 +62,8 @@ struct ByzantineReplica: AsyncParsableCommand {
         let chosen = Set(behaviours.compactMap(Behaviour.init(rawValue:)))
         let node: ReplicaNode
         do {
-            node = try await ReplicaProcess.start(configPath: config, keyPath: key, dataDirectory: data, logLevel: logLevel) {
+            node = try await ReplicaProcess.start(configPath: config, keyPath: key, dataDirectory: data, logLevel: logLevel,
+                                                  startup: genesis ? .genesis : rejoin ? .rejoin : .probe) {
                 node, cluster, id, key in
                 // The adversary lives on the replica's serial loop, like the core.
                 let adversary = NIOLockedValueBox(Adversary(behaviours: chosen, config: cluster, id: id, key: key))

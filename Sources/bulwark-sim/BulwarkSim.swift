@@ -46,6 +46,11 @@ struct BulwarkSim: ParsableCommand {
     var grow = false
     @Flag(help: "Run a closed cluster with a client policy in every seed: the admin binds the clients (each owns its account, any may pay into any) and changes the policy during the load; a checker replays the ledger against a plain model of the policy.")
     var policy = false
+    @Flag(help: "Wipe one honest replica's disk in the middle of the load in every seed and restart it with --rejoin.")
+    var wipe = false
+    @Flag(name: .customLong("unguarded-rejoin"),
+          help: "With --wipe: restart the wiped replica as a new cluster's, without a signing floor (a negative control: the checkers should fail).")
+    var unguardedRejoin = false
     @Flag(help: "Print only failures and the final line.") var quiet = false
     @Flag(help: "Print view changes, crashes, partitions and state transfers as they happen.") var trace = false
     @Option(name: .customLong("write-ledgers"),
@@ -59,6 +64,7 @@ struct BulwarkSim: ParsableCommand {
         if let drop, drop > 1000 { throw ValidationError("--drop is per mille: 0...1000") }
         if writeLedgers != nil, seed == nil { throw ValidationError("--write-ledgers needs --seed") }
         if let twins, twins < 0 || twins >= replicas { throw ValidationError("--twins must name a replica below \(replicas)") }
+        if unguardedRejoin, !wipe { throw ValidationError("--unguarded-rejoin needs --wipe") }
         if policy, reconfigure || grow { throw ValidationError("--policy runs with one admin; it does not combine with --reconfigure or --grow") }
         if let byzantine {
             do {
@@ -87,6 +93,8 @@ struct BulwarkSim: ParsableCommand {
         if reconfigure { options.reconfigure = true }
         if grow { options.grow = true }
         if policy { options.policy = true }
+        if wipe { options.wipe = true }
+        if unguardedRejoin { options.unguardedRejoin = true }
         guard self.seed != nil else { return options }
         if let clients { options.clients = clients }
         if let requests { options.requestsPerClient = requests }

@@ -14,6 +14,15 @@ struct Node: AsyncParsableCommand {
             A replica added by a configuration change starts with --join: it fetches the \
             ledger from the cluster, checking every block and every epoch change from \
             cluster.json on, until an epoch lists its key, and then runs as that validator.
+
+            An empty DIR first asks the other replicas where the cluster stands: the replica \
+            starts a new cluster only if a quorum of them has seen nothing happen, and \
+            otherwise refuses, since it may have signed before its disk was lost. Start every \
+            replica of a new cluster together (or with --genesis). A replica whose DIR was \
+            wiped, replaced, or restored from an old copy starts with --rejoin: it learns from \
+            a quorum how far the cluster got, catches up, and signs nothing at or below that \
+            height (plus the watermark window) or in that view until it is past them; /status \
+            says until when.
             """
     )
 
@@ -26,12 +35,21 @@ struct Node: AsyncParsableCommand {
         valueName: "N")) var snapshotInterval: UInt64 = 1024
     @Flag(help: "Join a running cluster: fetch and check its ledger until an epoch lists this key, then run.")
     var join = false
+    @Flag(help: "Start a new cluster from an empty DIR without asking the other replicas first.")
+    var genesis = false
+    @Flag(help: "Rejoin after DIR was lost, wiped or restored from a copy: sign nothing the lost copy may have signed.")
+    var rejoin = false
+
+    func validate() throws {
+        if genesis && rejoin { throw ValidationError("--genesis and --rejoin exclude each other") }
+    }
 
     func run() async throws {
         let node: ReplicaNode
         do {
             node = try await ReplicaProcess.start(configPath: config, keyPath: key, dataDirectory: data, logLevel: logLevel,
-                                                  snapshotInterval: snapshotInterval, join: join)
+                                                  snapshotInterval: snapshotInterval, join: join,
+                                                  startup: genesis ? .genesis : rejoin ? .rejoin : .probe)
         } catch {
             throw Self.fail(error)
         }

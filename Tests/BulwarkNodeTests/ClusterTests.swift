@@ -69,8 +69,16 @@ final class LocalCluster: @unchecked Sendable {
 
     /// Starts replica `i`: honest, or `bulwark-byzantine` with `behaviours`.
     /// `prefix` runs it behind another command (a network namespace).
-    /// `options` go to `bulwark node` after the usual ones.
-    func start(_ i: Int, behaviours: [String] = [], prefix: [String] = [], options: [String] = [], key: String? = nil) throws {
+    /// `options` go to `bulwark node` after the usual ones. A replica's first start is a new
+    /// cluster's (`--genesis`: tests start replicas one by one), unless `probe` leaves it to ask
+    /// its peers as `bulwark node` does by default, or it joins or rejoins.
+    func start(_ i: Int, behaviours: [String] = [], prefix: [String] = [], options: [String] = [], key: String? = nil,
+               probe: Bool = false) throws {
+        var options = options
+        if !probe, !options.contains("--rejoin"), !options.contains("--join"),
+           !FileManager.default.fileExists(atPath: dataDirectory(i)) {
+            options.append("--genesis")
+        }
         let process = Process()
         let binary = behaviours.isEmpty ? bulwarkBinary : byzantineBinary
         (process.executableURL, process.arguments) = binary.command(

@@ -1,3 +1,4 @@
+import BulwarkClient
 import BulwarkCore
 import BulwarkTestSupport
 import Foundation
@@ -40,5 +41,77 @@ struct SigningStateProcessTests {
         for _ in 0..<100 where servings() < 2 { try await Task.sleep(for: .milliseconds(50)) }
         #expect(servings() >= 2 && cluster.processes[1]?.isRunning == true, "replica 1 did not start with its own write-ahead log")
         #expect(try put("after-restore"))
+    }
+}
+
+/// A replica's data directory wiped in the middle of the load while a Byzantine primary
+/// equivocates (SPEC.md §14.4): started again as it was, it refuses and names `--rejoin`;
+/// with `--rejoin` it catches up, reports its floor, and the ledgers agree and pass the audit.
+@Suite(.serialized, .enabled(if: bulwarkBinary.isBuilt && byzantineBinary.isBuilt, "skipped: the executables were not built"))
+struct RejoinProcessTests {
+    @Test func aWipedReplicaRejoinsWhileAByzantinePrimaryEquivocates() async throws {
+        let cluster = try LocalCluster()
+        let dir = cluster.directory
+        defer { cluster.stopAll() }
+        try cluster.start(0, behaviours: ["equivocate"])
+        for i in 1..<4 { try cluster.start(i) }
+        func put(_ key: String, timeout: Int = 20) throws -> Bool {
+            try bulwarkBinary.run(["put", key, "v", "--config", dir + "/cluster.json", "--key", dir + "/client.key",
+                                   "--timeout", "\(timeout)"], timeout: .seconds(40)).status == 0
+        }
+        var served = false
+        for attempt in 0..<20 where !served { served = try put("warm-up-\(attempt)") }
+        try #require(served, "the cluster never served")
+        for i in 0..<3 { #expect(try put("before-\(i)")) }
+        /// Load from one process: `seconds` of 8 closed-loop clients.
+        func load(seconds: Int) throws -> Bool {
+            try bulwarkBinary.run(["bench", "--clients", "8", "--duration", "\(seconds)", "--config", dir + "/cluster.json"],
+                                  timeout: .seconds(seconds + 60)).status == 0
+        }
+        // Wiped mid-load: the load goes on while replica 2 loses its disk.
+        let writer = Task.detached { () -> Bool in (try? load(seconds: 6)) == true }
+        cluster.kill9(2)
+        try FileManager.default.removeItem(atPath: cluster.dataDirectory(2))
+        let refused = try bulwarkBinary.run(["node", "--config", dir + "/cluster.json", "--key", dir + "/replica-2.key",
+                                             "--data", cluster.dataDirectory(2)], timeout: .seconds(30))
+        #expect(refused.status != 0 && refused.stderr.contains("--rejoin"), "\(refused.stderr)")
+        try cluster.start(2, options: ["--rejoin"])
+        #expect(await writer.value, "the load failed while replica 2 rejoined")
+        // It reports the floor a quorum gave it, and catches up past it.
+        var status = ""
+        for _ in 0..<200 where !status.contains("untilHeight") {
+            status = ReplicaHTTPProbe.status(cluster.config.validators[2].httpAddress) ?? ""
+            if !status.contains("untilHeight") { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(status.contains("\"rejoining\":{"), "\(status)")
+        let metrics = String(decoding: ReplicaHTTP.get(cluster.config.validators[2].httpAddress, path: "/metrics") ?? Data(), as: UTF8.self)
+        let gauge = metrics.split(separator: "\n").first { $0.hasPrefix("bulwark_rejoining") }
+        #expect(gauge.flatMap { Double($0.split(separator: " ").last ?? "") } == 1, "\(gauge ?? "no bulwark_rejoining gauge")")
+        // Well past the floor's height (a quorum's height plus the window of 32).
+        #expect(try load(seconds: 4))
+        let top = (0..<4).map { cluster.height($0) }.max() ?? 0
+        for _ in 0..<200 where cluster.height(2) < top { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(cluster.height(2) >= top, "replica 2 did not catch up: \((0..<4).map { cluster.height($0) })")
+        var log2 = (try? String(contentsOfFile: dir + "/node-2.log", encoding: .utf8)) ?? ""
+        #expect(log2.contains("rejoining: signing nothing at or below"), "\(log2.suffix(2000))")
+        // Past the floor's height it waits for a view above the floor's: the primary of the
+        // current view goes away for a while, the others change view (replica 2 may not ask
+        // for the next one, but joins the one after), and replica 2 votes again.
+        let view = Int(status.components(separatedBy: "\"view\":").last?.prefix { $0.isNumber } ?? "0") ?? 0
+        let primary = view % 4
+        if primary != 2 {
+            cluster.kill9(primary)
+            _ = try put("no-primary", timeout: 3)
+            try cluster.start(primary)
+        }
+        var rejoined = false
+        for i in 0..<30 where !rejoined {
+            _ = try put("rejoin-\(i)", timeout: 5)
+            rejoined = ReplicaHTTPProbe.status(cluster.config.validators[2].httpAddress)?.contains("\"rejoining\":null") == true
+        }
+        log2 = (try? String(contentsOfFile: dir + "/node-2.log", encoding: .utf8)) ?? ""
+        #expect(rejoined && log2.contains("rejoined: past the signing floor"), "\(log2.suffix(3000))")
+        cluster.stopAll()
+        try cluster.expectLedgersAgreeAndAudit(replicas: [1, 2, 3])
     }
 }

@@ -46,7 +46,7 @@ final class ShellCluster {
     let segmentBytesMax: UInt64
 
     init(checkpointInterval: Height = 4, watermarkWindow: Height = 16, segmentBytesMax: UInt64 = BlockLog.segmentBytesDefault,
-         admins: [PublicKey] = [], policy: ClientPolicy = .open) {
+         admins: [PublicKey] = [], policy: ClientPolicy = .open, startup: ShellStartup = .genesis) {
         self.segmentBytesMax = segmentBytesMax
         keys = (0..<4).map { PrivateKey(seed: [UInt8($0 + 1), 0x5e] + Array(repeating: 0, count: 30))! }
         var parameters = ProtocolParameters()
@@ -62,15 +62,15 @@ final class ShellCluster {
         intake = ShellIntake(config: config, verifier: verifier)
         disks = (0..<4).map { _ in SimulatedFileSystem() }
         shells = Array(repeating: nil, count: 4)
-        for i in 0..<4 { try! start(i) }
+        for i in 0..<4 { try! start(i, startup: startup) }
     }
 
     /// Starts (or restarts) replica `i` from its disk.
-    func start(_ i: Int) throws {
+    func start(_ i: Int, startup: ShellStartup = .genesis) throws {
         let io = TestIO(cluster: self, replica: i, incarnation: (ios.count > i ? ios[i].incarnation : 0) + 1)
         if ios.count > i { ios[i] = io } else { ios.append(io) }
         let shell = try ReplicaShell(config: config, id: ReplicaID(i), key: keys[i], dataDirectory: "/data",
-                                      fileSystem: disks[i], network: io, clock: io, workers: InlineWorkers(),
+                                      startup: startup, fileSystem: disks[i], network: io, clock: io, workers: InlineWorkers(),
                                       logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
                                       snapshotInterval: 0, segmentBytesMax: segmentBytesMax, scrubIntervalMs: 0,
                                       verifier: verifier)

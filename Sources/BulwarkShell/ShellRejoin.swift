@@ -1,0 +1,131 @@
+import BulwarkConsensus
+import BulwarkCore
+
+/// How a replica starts (SPEC.md §14.4).
+public enum ShellStartup: Sendable {
+    /// From the data directory. An empty one first asks the peers: the replica starts as a new
+    /// cluster's only if a quorum of them has seen nothing happen yet, and otherwise refuses
+    /// (it may have signed before its disk was lost: `rejoin` is the way back).
+    case probe
+    /// A new cluster: an empty data directory starts at genesis without asking.
+    case genesis
+    /// After a lost or restored disk: learn from a quorum of peers how far the cluster got,
+    /// and sign nothing at or below that (plus the watermark window) until past it.
+    case rejoin
+}
+
+/// A start-up waiting for the peers' answers: the core is not started until it ends.
+struct StartupProbe {
+    enum Goal { case genesis, rejoin }
+    let goal: Goal
+    let nonce: UInt64
+    var answers: [ReplicaID: ProgressReport] = [:]
+    var rounds = 0
+}
+
+extension ReplicaShell {
+    /// What an answer to `progressQuery` says about this replica.
+    func progressReport() -> ProgressReport {
+        let status: ProgressReport.Status = switch probe?.goal {
+        case .genesis?: .awaitingGenesis
+        case .rejoin?: .rejoining
+        case nil: core.rejoining == nil ? .running : .rejoining
+        }
+        var latest: CommitProof?
+        if ledger.blockLog.height > 0, let entry = try? ledger.blockLog.entry(at: ledger.blockLog.height) {
+            latest = CommitProof(header: entry.block.header, certificate: entry.certificate)
+        }
+        return ProgressReport(status: status, epoch: core.epoch, view: core.view, latest: latest)
+    }
+
+    func answerProgress(nonce: UInt64, to peer: ReplicaID) {
+        guard progressQueries.allow(peer, nowMs: clock.nowMs) else { return notify(.dropped(.rateLimited)) }
+        network.send(PeerFrame.progress(nonce: nonce, progressReport()).encoded(), to: peer, afterMs: 0)
+    }
+
+    /// Starts asking the peers (from `start`), and again every retry interval for those that
+    /// have not answered.
+    func askPeers() {
+        guard var probe = self.probe, !stopped, faulted == nil else { return }
+        probe.rounds += 1
+        self.probe = probe
+        let missing = config.validators.map(\.id).filter { $0 != id && probe.answers[$0] == nil }
+        let query = PeerFrame.progressQuery(nonce: probe.nonce).encoded()
+        for peer in missing { network.send(query, to: peer, afterMs: 0) }
+        if probe.rounds % 20 == 1 {
+            logger.info(probe.goal == .rejoin ? "rejoining: asking the peers how far the cluster got"
+                : "empty data directory: asking the peers whether the cluster is new",
+                metadata: ["answered": "\(probe.answers.count)", "needed": "\(config.quorum)",
+                           "waiting-for": "\(missing.map(String.init).joined(separator: ","))"])
+        }
+        clock.schedule(.probeRetry, afterMs: max(50, config.parameters.viewChangeTimeoutMs / 4))
+    }
+
+    /// A peer's answer. Checked before it counts: the height must come with its block's commit
+    /// certificate, verified when it is of this replica's epoch (the only configuration an
+    /// empty data directory knows besides cluster.json).
+    func receiveProgress(nonce: UInt64, _ report: ProgressReport, from peer: ReplicaID) {
+        guard var probe = self.probe, nonce == probe.nonce, peer != id, config.validator(peer) != nil else { return }
+        guard isCredible(report) else { return notify(.dropped(.badProgressReport)) }
+        probe.answers[peer] = report
+        self.probe = probe
+        switch probe.goal {
+        case .genesis: decideGenesis(probe)
+        case .rejoin: decideRejoin(probe)
+        }
+    }
+
+    func isCredible(_ report: ProgressReport) -> Bool {
+        guard ProtocolBounds.isView(report.view) else { return false }
+        guard let proof = report.latest else { return true }
+        let header = proof.header
+        guard ProtocolBounds.isHeight(proof.height), header.height == proof.height, header.clusterID == config.clusterID,
+              header.hash == proof.certificate.blockHash, header.epoch <= report.epoch else { return false }
+        guard header.epoch == core.epoch else { return true }
+        return (try? proof.certificate.verify(config: config, verifier: verifier)) != nil
+    }
+
+    func decideGenesis(_ probe: StartupProbe) {
+        if let (peer, report) = probe.answers.sorted(by: { $0.key < $1.key }).first(where: { !$0.value.isEmptyCluster }) {
+            let seen = report.status == .rejoining ? "is rejoining"
+                : "reports height \(report.height), view \(report.view) of epoch \(report.epoch)"
+            return fault("the data directory \(dataDirectory) is empty but replica \(peer) \(seen), so the cluster has history this replica may have signed in; start it with --rejoin (or with --genesis only if this is a new cluster)")
+        }
+        guard probe.answers.count >= config.quorum else { return }
+        logger.info("a quorum of peers has seen nothing happen: starting a new cluster", metadata: [
+            "answered": "\(probe.answers.count)"])
+        do { try journal.claim() } catch { return fault("\(error)") }
+        self.probe = nil
+        startCore()
+    }
+
+    /// Once a quorum answered: the floor is the highest epoch and view any of them reported,
+    /// and the highest height (or this replica's own ledger, if higher) plus the watermark
+    /// window. It replaces any earlier floor: whatever this replica signed, before this loss
+    /// or an earlier one, lies below what a quorum reports now. Durable before anything is
+    /// signed.
+    func decideRejoin(_ probe: StartupProbe) {
+        guard probe.answers.count >= config.quorum else { return }
+        var floor = SigningFloor(epoch: core.epoch, view: 0, height: ledger.tip.height)
+        for report in probe.answers.values {
+            floor = floor.raised(to: SigningFloor(epoch: report.epoch, view: report.view, height: report.height))
+        }
+        // Heights are at most `heightMax` (checked), so adding the window cannot overflow.
+        floor.height = min(floor.height + config.parameters.watermarkWindow, ProtocolBounds.heightMax)
+        do { try journal.setFloor(floor) } catch { return fault("cannot record the signing floor: \(error)") }
+        core.setSigningFloor(floor)
+        logger.notice("rejoining: signing nothing at or below the floor a quorum of peers reported", metadata: [
+            "height": "\(floor.height)", "view": "\(floor.view)", "epoch": "\(floor.epoch)"])
+        self.probe = nil
+        startCore()
+    }
+
+    /// Logs (once) that the floor is behind this replica: it signs normally again.
+    func noteRejoined() {
+        guard rejoinAnnounced == false, let floor = core.signingFloor, core.rejoining == nil else { return }
+        rejoinAnnounced = true
+        logger.notice("rejoined: past the signing floor", metadata: [
+            "height": "\(height)", "view": "\(core.view)", "floor": "\(floor)"])
+        notify(.rejoined(floor))
+    }
+}

@@ -1,0 +1,145 @@
+import BulwarkConsensus
+import BulwarkCore
+@testable import BulwarkShell
+import BulwarkStorage
+import Testing
+
+/// A replica that lost its disk (SPEC.md §14.4): an empty data directory starts a new cluster
+/// only if a quorum of peers has seen nothing happen, and `rejoin` learns a floor from a
+/// quorum and signs nothing at or below it until past it.
+@Suite struct RejoinTests {
+    /// What replica `i` signed itself, among the frames it sent (view, height of each vote).
+    static func signedVotes(in frames: [ShellCluster.Frame], by i: Int) -> [(kind: String, view: View, height: Height)] {
+        frames.compactMap { frame in
+            guard frame.from == i, case let .consensus(_, message)? = frame.peerFrame, message.sender == ReplicaID(i) else {
+                return nil
+            }
+            switch message {
+            case let .prePrepare(m): return ("pre-prepare", m.view, m.height)
+            case let .prepare(m): return ("prepare", m.view, m.height)
+            case let .commit(m): return ("commit", m.view, m.height)
+            case let .checkpoint(m): return ("checkpoint", 0, m.height)
+            case let .viewChange(m): return ("view-change", m.newView, 0)
+            case let .newView(m): return ("new-view", m.view, 0)
+            default: return nil
+            }
+        }
+    }
+
+    /// Commits `count` requests, one at a time.
+    static func commit(_ count: Int, in cluster: ShellCluster, rounds: Int = 5,
+                       accept: (ShellCluster.Frame) -> Bool = { _ in true }) {
+        for _ in 0..<count {
+            cluster.request(to: [0, 1, 2, 3])
+            cluster.run(rounds: rounds, accept: accept)
+        }
+    }
+
+    @Test func aNewClusterStartsOnlyOnceAQuorumOfPeersHasSeenNothing() {
+        let cluster = ShellCluster(startup: .probe)
+        // Replica 3 does not answer: the others each hear from two peers only, and wait.
+        cluster.run(rounds: 20, stepMs: 500) { frame in frame.from != 3 && frame.to != .replica(3) }
+        #expect((0..<3).allSatisfy { cluster.shell($0).isProbing })
+        #expect(cluster.shell(0).height == 0)
+        // With every peer answering, all four start and serve.
+        cluster.run(rounds: 20, stepMs: 500)
+        #expect((0..<4).allSatisfy { !cluster.shell($0).isProbing })
+        Self.commit(2, in: cluster)
+        #expect((0..<4).allSatisfy { cluster.shell($0).height == 2 }, "\((0..<4).map { cluster.shell($0).height })")
+    }
+
+    @Test func anEmptyReplicaOfAClusterWithHistoryRefusesAndNamesRejoin() throws {
+        let cluster = ShellCluster()
+        Self.commit(3, in: cluster)
+        cluster.shells[2] = nil
+        cluster.disks[2].wipe()
+        try cluster.start(2, startup: .probe)
+        #expect(cluster.shell(2).isProbing)
+        cluster.run(rounds: 5, stepMs: 500)
+        let fault = try #require(cluster.shell(2).faulted, "replica 2 started on an empty disk in a cluster with history")
+        #expect(fault.contains("--rejoin") && fault.contains("reports height 3"), "\(fault)")
+        // It signed nothing meanwhile, and left its log unclaimed: started again the same way,
+        // it asks again (and refuses again) rather than take its own earlier try for a past.
+        #expect(cluster.shell(2).core.view == 0 && cluster.shell(2).height == 0)
+        cluster.shells[2] = nil
+        try cluster.start(2, startup: .probe)
+        #expect(cluster.shell(2).isProbing)
+    }
+
+    /// The whole way back: the floor a quorum reported, silence below it while following the
+    /// cluster, a view change, and normal voting above it; the floor survives a restart.
+    @Test func aWipedReplicaRejoinsAndSignsNothingBelowItsFloor() throws {
+        let cluster = ShellCluster()
+        Self.commit(6, in: cluster)
+        let reached = cluster.shell(0).height
+        cluster.shells[2] = nil
+        cluster.disks[2].wipe()
+        try cluster.start(2, startup: .rejoin)
+        var sent: [ShellCluster.Frame] = []
+        let record: (ShellCluster.Frame) -> Bool = { sent.append($0); return true }
+        cluster.run(rounds: 3, stepMs: 100, accept: record)
+        let floor = try #require(cluster.shell(2).core.signingFloor)
+        // Window 16 above the highest height reported; view 0 of epoch 0.
+        #expect(floor == SigningFloor(epoch: 0, view: 0, height: reached + 16), "\(floor)")
+        #expect(cluster.shell(2).core.rejoining == floor)
+        // Past the floor's height, in the floor's view: it follows and executes, silently.
+        Self.commit(Int(floor.height - reached) + 4, in: cluster, accept: record)
+        #expect(cluster.shell(2).height == cluster.shell(0).height && cluster.shell(2).height > floor.height)
+        // (A checkpoint carries no view: one above the floor's height may be signed.)
+        let silent = Self.signedVotes(in: sent, by: 2)
+        #expect(silent.allSatisfy { $0.kind == "checkpoint" && $0.height > floor.height }, "\(silent)")
+        #expect(cluster.shell(2).core.rejoining != nil, "still in the floor's view")
+        // The primary goes quiet: the others change view without replica 2 (it may not ask for
+        // view 1) and it follows their NEW-VIEW.
+        cluster.request(to: [0, 1, 2, 3])
+        cluster.run(rounds: 40, stepMs: 500) { frame in record(frame) && frame.from != 0 }
+        cluster.run(rounds: 10, stepMs: 100, accept: record)
+        #expect(cluster.shell(2).core.view == 1 && cluster.shell(2).core.rejoining == nil)
+        #expect(cluster.notices[2, default: []].contains { if case .rejoined = $0 { true } else { false } })
+        let before = Self.signedVotes(in: sent, by: 2).filter { $0.kind != "checkpoint" }.count
+        Self.commit(3, in: cluster, accept: record)
+        let votes = Self.signedVotes(in: sent, by: 2)
+        #expect(votes.filter { $0.kind != "checkpoint" }.count > before, "replica 2 never voted after its floor")
+        for vote in votes {
+            #expect(vote.height > floor.height || vote.kind == "view-change", "\(vote)")
+            #expect(vote.view > floor.view || vote.kind == "checkpoint", "\(vote)")
+        }
+        // The floor is in its write-ahead log: a restart keeps it.
+        cluster.shells[2] = nil
+        try cluster.start(2)
+        #expect(cluster.shell(2).core.signingFloor == floor)
+    }
+
+    @Test func aRejoinInterruptedBeforeTheAnswersResumesOnRestart() throws {
+        let cluster = ShellCluster()
+        Self.commit(2, in: cluster)
+        cluster.shells[2] = nil
+        cluster.disks[2].wipe()
+        try cluster.start(2, startup: .rejoin)
+        cluster.run(rounds: 3, stepMs: 100) { $0.to != .replica(2) }
+        #expect(cluster.shell(2).isProbing && cluster.shell(2).core.signingFloor == .unknown)
+        // Restarted without --rejoin: its log says a rejoin is under way, so it asks again.
+        cluster.shells[2] = nil
+        try cluster.start(2, startup: .genesis)
+        #expect(cluster.shell(2).isProbing)
+        cluster.run(rounds: 3, stepMs: 100)
+        #expect(!cluster.shell(2).isProbing && cluster.shell(2).core.signingFloor?.height == 2 + 16)
+    }
+
+    @Test func aProgressReportWithAForgedCertificateIsNotCounted() throws {
+        let cluster = ShellCluster()
+        Self.commit(2, in: cluster)
+        cluster.shells[2] = nil
+        cluster.disks[2].wipe()
+        try cluster.start(2, startup: .rejoin)
+        let nonce = try #require(cluster.shell(2).probe?.nonce)
+        var report = cluster.shell(1).progressReport()
+        var proof = try #require(report.latest)
+        proof.certificate.votes[0].signature = Signature(raw: Bytes64(Array(repeating: 7, count: 64))!)
+        report.latest = proof
+        cluster.frames = [ShellCluster.Frame(from: 1, to: .replica(2), bytes: PeerFrame.progress(nonce: nonce, report).encoded())]
+        cluster.run()
+        #expect(cluster.shell(2).probe?.answers.isEmpty == true)
+        #expect(cluster.notices[2, default: []].contains { if case .dropped(.badProgressReport) = $0 { true } else { false } })
+    }
+}
