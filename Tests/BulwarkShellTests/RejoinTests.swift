@@ -51,9 +51,7 @@ import Testing
     @Test func anEmptyReplicaOfAClusterWithHistoryRefusesAndNamesRejoin() throws {
         let cluster = ShellCluster()
         Self.commit(3, in: cluster)
-        cluster.shells[2] = nil
-        cluster.disks[2].wipe()
-        try cluster.start(2, startup: .probe)
+        try cluster.wipe(2, startup: .probe)
         #expect(cluster.shell(2).isProbing)
         cluster.run(rounds: 5, stepMs: 500)
         let fault = try #require(cluster.shell(2).faulted, "replica 2 started on an empty disk in a cluster with history")
@@ -72,9 +70,7 @@ import Testing
         let cluster = ShellCluster()
         Self.commit(6, in: cluster)
         let reached = cluster.shell(0).height
-        cluster.shells[2] = nil
-        cluster.disks[2].wipe()
-        try cluster.start(2, startup: .rejoin)
+        try cluster.wipe(2, startup: .rejoin)
         var sent: [ShellCluster.Frame] = []
         let record: (ShellCluster.Frame) -> Bool = { sent.append($0); return true }
         cluster.run(rounds: 3, stepMs: 100, accept: record)
@@ -113,9 +109,7 @@ import Testing
     @Test func aRejoinInterruptedBeforeTheAnswersResumesOnRestart() throws {
         let cluster = ShellCluster()
         Self.commit(2, in: cluster)
-        cluster.shells[2] = nil
-        cluster.disks[2].wipe()
-        try cluster.start(2, startup: .rejoin)
+        try cluster.wipe(2, startup: .rejoin)
         cluster.run(rounds: 3, stepMs: 100) { $0.to != .replica(2) }
         #expect(cluster.shell(2).isProbing && cluster.shell(2).core.signingFloor == .unknown)
         // Restarted without --rejoin: its log says a rejoin is under way, so it asks again.
@@ -129,9 +123,7 @@ import Testing
     @Test func aProgressReportWithAForgedCertificateIsNotCounted() throws {
         let cluster = ShellCluster()
         Self.commit(2, in: cluster)
-        cluster.shells[2] = nil
-        cluster.disks[2].wipe()
-        try cluster.start(2, startup: .rejoin)
+        try cluster.wipe(2, startup: .rejoin)
         let nonce = try #require(cluster.shell(2).probe?.nonce)
         var report = cluster.shell(1).progressReport()
         var proof = try #require(report.latest)

@@ -81,6 +81,13 @@ final class ShellCluster {
 
     func shell(_ i: Int) -> ReplicaShell { shells[i]! }
 
+    /// Replica `i` loses its disk (wiped or replaced) and starts again from nothing.
+    func wipe(_ i: Int, startup: ShellStartup) throws {
+        shells[i] = nil
+        disks[i].wipe()
+        try start(i, startup: startup)
+    }
+
     /// A signed put from the test's client, sent to `replicas`.
     @discardableResult
     func request(to replicas: [Int]) -> Request {
