@@ -28,7 +28,7 @@ final class LocalCluster: @unchecked Sendable {
         for _ in 0..<20 where created == nil {
             // Below Linux's ephemeral range (32768 up), so no outgoing connection takes one meanwhile.
             let base = Int.random(in: 10_000...32_000)
-            guard Self.portsAreFree(base..<(base + 12)) else { continue }
+            guard Self.reserve(base..<(base + 12)) else { continue }
             created = try ClusterInit.run(nodes: 4, host: "127.0.0.1", basePort: base, directory: directory, force: true,
                                           parameters: parameters, admins: admins, adminThreshold: adminThreshold,
                                           policy: policy)
@@ -44,9 +44,23 @@ final class LocalCluster: @unchecked Sendable {
     static func freePorts() -> Int {
         for _ in 0..<100 {
             let base = Int.random(in: 10_000...32_000)
-            if portsAreFree(base..<(base + 3)) { return base }
+            if reserve(base..<(base + 3)) { return base }
         }
         return 32_100
+    }
+
+    /// Ports a cluster of this test process took, free or not at the moment: a replica that
+    /// starts late leaves its ports unbound for a while, and another cluster must not take
+    /// them meanwhile (a packet capture of one cluster's ports would see the other's traffic).
+    static let reserved = NIOLockedValueBox<Set<Int>>([])
+
+    /// Takes `ports` for this process if they are free and no cluster of it took them.
+    static func reserve(_ ports: Range<Int>) -> Bool {
+        reserved.withLockedValue { taken in
+            guard ports.allSatisfy({ !taken.contains($0) }), portsAreFree(ports) else { return false }
+            taken.formUnion(ports)
+            return true
+        }
     }
 
     static func portsAreFree(_ ports: Range<Int>) -> Bool {
