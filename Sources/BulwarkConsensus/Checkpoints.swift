@@ -40,16 +40,20 @@ extension Replica {
                 votes: matching.map { Vote(replica: $0.replica, signature: $0.signature) })
             // Not yet executed here: decided again when `executed` arrives, or, for a replica
             // that fell behind, by the checkpoint proofs other replicas re-announce.
-            guard height <= lastExecuted, let block = delivered[height],
-                  let own = ownCheckpoints[height].map({ ($0.blockHash, $0.stateRoot) }) ?? unsignedCheckpoints[height]
-            else { return }
-            guard own.0 == reference.blockHash && own.1 == reference.stateRoot else {
+            guard height <= lastExecuted, let block = delivered[height], let own = ownExecution(at: height) else { return }
+            guard own.blockHash == reference.blockHash && own.stateRoot == reference.stateRoot else {
                 emit(.fault("at height \(height) this replica's state root \(own.stateRoot.short) disagrees with a quorum's \(reference.stateRoot.short)"))
                 return
             }
             makeStable(CheckpointProof(certificate: certificate, header: block.header, historyBefore: block.historyBefore))
             return
         }
+    }
+
+    /// What this replica's own execution gave at checkpoint height `height`, signed or (below a
+    /// signing floor) not, while it still knows it.
+    func ownExecution(at height: Height) -> (blockHash: Digest, stateRoot: Digest)? {
+        ownCheckpoints[height].map { ($0.blockHash, $0.stateRoot) } ?? unsignedCheckpoints[height]
     }
 
     /// Advances the low watermark and discards protocol state at or below it. The ledger
@@ -78,8 +82,8 @@ extension Replica {
         guard isValid(proof) else { return reject(.invalidCheckpoint) }
         if proof.height <= lastExecuted {
             // We executed it ourselves: where we still know our own result, it must agree.
-            if let own = ownCheckpoints[proof.height].map({ ($0.blockHash, $0.stateRoot) }) ?? unsignedCheckpoints[proof.height],
-               own.1 != proof.certificate.stateRoot || own.0 != proof.certificate.blockHash {
+            if let own = ownExecution(at: proof.height), own.stateRoot != proof.certificate.stateRoot
+                || own.blockHash != proof.certificate.blockHash {
                 emit(.fault("at height \(proof.height) this replica's state disagrees with a certified checkpoint"))
                 return
             }

@@ -72,7 +72,7 @@ extension Replica {
         signingFloor?.permitsViewChange(epoch: epoch, target: target, stable: lowWatermark) ?? true
     }
 
-    /// Holds signing back below `floor`: a rejoining replica learns its floor before it starts
-    /// (the shell records it first, merged with any earlier one).
+    /// Holds signing back below `floor`, replacing any earlier floor: a rejoining replica learns
+    /// its floor before it starts (the shell records it in the write-ahead log first).
     public mutating func setSigningFloor(_ floor: SigningFloor) { signingFloor = floor }
 }
