@@ -80,7 +80,7 @@ extension Replica {
     /// Before a scheduled epoch end the primary fills idle time with null blocks, so the
     /// boundary arrives whether or not clients write.
     mutating func proposeBatches(flush: Bool) {
-        guard isPrimary, !isChangingView, stateTransferTarget == nil, !restoring else { return }
+        guard isPrimary, !isChangingView, stateTransferTarget == nil, !proposalsHeld else { return }
         while nextProposal <= highWatermark, maySign(height: nextProposal), votedInView[nextProposal] == nil, pool.unproposedCount > 0 || nextProposal <= epochLastHeight ?? 0 {
             let batch = pool.unproposed(maxCount: parameters.batchRequestsMax, maxBytes: parameters.batchBytesMax)
             let full = batch.count >= parameters.batchRequestsMax
@@ -106,6 +106,7 @@ extension Replica {
             let pp = PrePrepare.signed(view: view, block: Block(header: header, requests: requests), by: key, replica: id,
                                        cluster: cluster)
             pool.markProposed(requests, nowMs: nowMs)
+            votedInView[pp.height] = pp.blockHash
             nextProposal += 1
             emit(.persist(.sent(.prePrepare(pp))))
             emit(.broadcast(.prePrepare(pp)))
@@ -222,6 +223,7 @@ extension Replica {
         } else {
             prepare = Prepare.signed(view: view, height: height, blockHash: pp.blockHash, by: key, replica: id, cluster: cluster)
             slots[height]!.ownPrepare = prepare
+            votedInView[height] = pp.blockHash
             emit(.persist(.sent(.prepare(prepare))))
         }
         slots[height]!.prepares[id] = prepare
@@ -300,6 +302,7 @@ extension Replica {
         } else {
             guard maySign(height: height), votedInView[height].map({ $0 == pp.blockHash }) ?? true else { return }
             commit = Commit.signed(view: view, height: height, blockHash: pp.blockHash, by: key, replica: id, cluster: cluster)
+            votedInView[height] = pp.blockHash
             emit(.persist(.sent(.commit(commit))))
         }
         slots[height]!.ownCommit = commit

@@ -53,8 +53,8 @@ extension Replica {
         for pp in prePrepares where pp.view == view { votedInView[pp.height] = pp.blockHash }
         for p in prepares where p.view == view { votedInView[p.height] = p.blockHash }
         for c in commits where c.view == view { votedInView[c.height] = c.blockHash }
-        restoring = true
-        defer { restoring = false }
+        proposalsHeld = true
+        defer { proposalsHeld = false }
         if let nv = newView, nv.view == highestView {
             // We entered this view by its NEW-VIEW, as its primary or by accepting it: reinstall
             // it, so the view's proposals are known again and nothing conflicting is accepted.

@@ -98,12 +98,13 @@ public struct Replica: Sendable {
     /// against its own execution before it becomes stable here.
     var unsignedCheckpoints: [Height: (blockHash: Digest, stateRoot: Digest)] = [:]
 
-    /// After a restart: the block this replica voted for (pre-prepared, prepared or
-    /// committed) at each height of the current view, as its write-ahead log says, including
-    /// heights whose slot could not be restored. It signs nothing else there.
+    /// The block this replica voted for (proposed, prepared or committed) at each height of
+    /// the current view above the low watermark: recorded as it signs, and after a restart as
+    /// its write-ahead log says, including heights whose slot could not be restored. It signs
+    /// nothing else there.
     var votedInView: [Height: Digest] = [:]
-    /// Set while `restore` runs: nothing is proposed then.
-    var restoring = false
+    /// Set while `restore` or a NEW-VIEW's installation runs: nothing is proposed then.
+    var proposalsHeld = false
     /// Set while rejoining after a lost disk: what this replica must not sign.
     public internal(set) var signingFloor: SigningFloor?
 

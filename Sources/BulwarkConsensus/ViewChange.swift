@@ -108,6 +108,8 @@ extension Replica {
 
     mutating func installNewView(_ nv: NewView, plan: NewViewPlan) {
         if nv.view > view { votedInView = [:] }
+        // The NEW-VIEW's pre-prepares are the new primary's own in this view.
+        if nv.replica == id { for pp in nv.prePrepares { votedInView[pp.height] = pp.blockHash } }
         view = nv.view
         isChangingView = false
         newViewTimerArmed = false
@@ -117,10 +119,31 @@ extension Replica {
         slots = [:]
         waitingPrePrepares = [:]
         batchTimerArmed = false
-        // Past the plan's heights before anything below can propose: adopting the checkpoint
-        // may make it stable, which proposes, and a proposal at a height the plan re-proposes
-        // would be a second PRE-PREPARE for it in this view.
+        // Nothing is proposed until the view is installed: adopting the checkpoint may make it
+        // stable, which proposes, and a proposal then would stand at a height the plan
+        // re-proposes, or carry requests the plan re-proposes and be proposed again (a second
+        // PRE-PREPARE for one height in this view).
+        let held = proposalsHeld
+        proposalsHeld = true
+        let adopted = adopt(plan, of: nv)
+        proposalsHeld = held
+        guard adopted else { return }
         nextProposal = max(chain.height, plan.maxHeight, lowWatermark) + 1
+        pool.resetForNewView(nowMs: nowMs)
+        // The new primary gets a full timeout to drive the epoch to its end, as it does for
+        // each pending request.
+        if epochEndWaitSinceMs != nil { epochEndWaitSinceMs = nowMs }
+        for block in plan.blocks { pool.markProposed(block.requests, nowMs: nowMs) }
+        turnaround.startView()
+        requestTimerArmed = false
+        armRequestTimer()
+        emit(.enteredView(view, primary: primary))
+        proposeBatches(flush: false)
+    }
+
+    /// Adopts the plan's checkpoint and installs its re-proposals; false on a fault (the plan
+    /// re-proposes a height with a block other than the one delivered there).
+    private mutating func adopt(_ plan: NewViewPlan, of nv: NewView) -> Bool {
         if let checkpoint = plan.checkpoint, checkpoint.height > lowWatermark {
             if checkpoint.height > chain.height {
                 // Behind the cluster's stable checkpoint: adopt it and fetch what is missing.
@@ -133,24 +156,14 @@ extension Replica {
         for (pp, tipAfter) in zip(nv.prePrepares, plan.tipsAfter) where pp.height > lowWatermark {
             if let d = delivered[pp.height], d.hash != pp.blockHash {
                 emit(.fault("NEW-VIEW for view \(view) re-proposes height \(pp.height) with a block other than the one delivered"))
-                return
+                return false
             }
             install(pp, tipAfter: tipAfter)
             newViewMaxHeight = max(newViewMaxHeight, pp.height)
             sendPrepare(for: pp.height)
             advance(pp.height)
         }
-        nextProposal = max(chain.height, plan.maxHeight, lowWatermark) + 1
-        pool.resetForNewView(nowMs: nowMs)
-        // The new primary gets a full timeout to drive the epoch to its end, as it does for
-        // each pending request.
-        if epochEndWaitSinceMs != nil { epochEndWaitSinceMs = nowMs }
-        for block in plan.blocks { pool.markProposed(block.requests, nowMs: nowMs) }
-        turnaround.startView()
-        requestTimerArmed = false
-        armRequestTimer()
-        emit(.enteredView(view, primary: primary))
-        proposeBatches(flush: false)
+        return true
     }
 
     /// A VIEW-CHANGE is valid when it is signed by its sender, its checkpoint proof holds, and

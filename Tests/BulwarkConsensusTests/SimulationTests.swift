@@ -92,6 +92,14 @@ import Testing
         #expect(total(\.refusedStarts) > 0, "no replica refused to start on a corrupted WAL")
     }
 
+    /// A seed that once failed, replayed: with disk faults, seed 448's new primary adopted a
+    /// later checkpoint while installing its view and signed two PRE-PREPAREs for one height
+    /// (the signing checker; `ViewChangeTests` holds the unit case).
+    @Test func aSeedThatOnceFailedPasses() {
+        let failed = Self.failures(seeds: 448...448, replicas: 4) { $0.diskFaults = true }
+        #expect(failed.isEmpty, "\(failed.joined(separator: "\n"))")
+    }
+
     /// State transfer and consensus race all the time under loss: a transfer's target is often
     /// reached by consensus first. Every such run must stay live (the liveness checker).
     @Test func stateTransfersThatConsensusOvertakesEnd() {

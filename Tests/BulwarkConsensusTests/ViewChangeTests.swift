@@ -203,6 +203,35 @@ extension Harness {
         h.step(1, .message(.viewChange(vc)))
         #expect(h.replicas[1].rejections[.invalidViewChange] == 1)
     }
+
+    /// A new primary whose own stable checkpoint lags the one its NEW-VIEW adopts signs one
+    /// PRE-PREPARE per height. Making that checkpoint stable while installing the view
+    /// proposed at once, and the installation then proposed the same height again; where the
+    /// plan re-proposed requests of the first proposal, the second block differed from it (two
+    /// PRE-PREPAREs for one height, caught by the simulator's signing checker).
+    @Test func aNewPrimaryAdoptingALaterCheckpointProposesEachHeightOnce() {
+        var h = Harness(checkpointInterval: 2, window: 4)
+        for id in UInt64(1)...4 {
+            for i in h.replicas.indices { h.step(i, .clientRequest(h.request(id))) }
+            // Replica 1, the next primary, misses the checkpoint votes for height 4.
+            h.run(deliver: { to, message in
+                if case let .checkpoint(vote) = message, vote.height == 4 { return to != 1 }
+                return true
+            })
+        }
+        #expect(h.replicas[1].chain.height == 4 && h.replicas[1].lowWatermark == 2)
+        #expect(h.replicas[2].lowWatermark == 4)
+        // Two requests wait at the backups (the primary never sees them) until their timers run out.
+        for id in UInt64(5)...6 { for i in 1...3 { h.step(i, .clientRequest(h.request(id))) } }
+        for i in 1...3 { h.fireRequestTimer(i) }
+        h.run()
+        let signed = h.actions[1].persisted.compactMap { record -> PrePrepare? in
+            if case let .sent(.prePrepare(pp)) = record, pp.view == 1 { return pp } else { return nil }
+        }
+        #expect(signed.map(\.height) == [5, 6])
+        #expect(h.replicas.allSatisfy { $0.view == 1 && !$0.isChangingView })
+        #expect(h.executed.allSatisfy { $0.count == 6 }, "\(h.executed.map(\.count))")
+    }
 }
 
 /// Restart from the write-ahead log never makes an honest replica equivocate.
