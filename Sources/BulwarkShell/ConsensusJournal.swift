@@ -50,7 +50,7 @@ struct ConsensusJournal {
 
     init(path: String, fileSystem: any FileSystem, cluster: ClusterID, key: PublicKey) throws {
         do { wal = try WriteAheadLog(path: path, fileSystem: fileSystem) } catch {
-            throw NodeStartupError("the write-ahead log \(path) is unreadable (\(error)); refusing to start rather than risk signing twice")
+            throw NodeStartupError("the write-ahead log \(path) is unreadable (\(error)); refusing to start rather than risk signing twice. Move it aside and start the replica with --rejoin")
         }
         self.cluster = cluster
         self.key = key

@@ -9,8 +9,10 @@ enum DiskFault {
     case corruptSegment
     /// A flipped bit in the newest state snapshot: it is passed over at the restart.
     case corruptSnapshot
-    /// A flipped bit early in the write-ahead log: the replica must refuse to start (it can no
-    /// longer tell what it signed). Injected only where the run can lose that replica.
+    /// A flipped bit in the first half of the write-ahead log (its last record where that is
+    /// large): the replica must refuse to start (it can no longer tell what it signed), until
+    /// the operator moves the log aside and starts it with --rejoin. Injected only where the
+    /// run can lose that replica meanwhile.
     case corruptWAL
     /// The disk is full for this long: writes fail, the replica stops, and its supervisor
     /// restarts it until there is space again.
@@ -56,6 +58,7 @@ extension Simulation {
             corrupt(fs.paths.last { $0.hasSuffix(".snap") }, at: node, restart: true)
         case .corruptWAL:
             report.corruptedWALs += 1
+            node.walDamaged = true
             corrupt(SimNode.dataDirectory + "/consensus.wal", at: node, restart: true, firstHalf: true)
         case let .full(ms):
             report.fullDisks += 1

@@ -39,13 +39,15 @@ final class SimNode {
     /// Set when the process stopped itself: it goes down after the step, for this long.
     var pendingCrashDownMs: UInt64?
     /// Start-ups that failed in a row (a supervisor retries them, backing off), and why the
-    /// last one did. A replica still refusing at the end (damage it must not repair by itself,
-    /// such as a corrupted write-ahead log) is one an operator must attend to: it counts as
-    /// down, not as a failure.
+    /// last one did. A replica still refusing at the end (damage it must not repair by itself)
+    /// is one an operator must attend to: it counts as down, not as a failure.
     var failedStarts = 0
     var refusedToStart: String?
     /// Its disk was corrupted at least once: its final ledger must pass the offline audit.
     var diskCorrupted = false
+    /// Its write-ahead log was corrupted and is still in place: it refuses to start until the
+    /// operator moves the log aside and starts it with --rejoin.
+    var walDamaged = false
     /// Its shell found the damage (scrubbing) and stopped to repair it.
     var damageFound = false
     /// How its next start treats an empty disk: a new cluster's at first; after its disk was
@@ -173,6 +175,7 @@ extension Simulation {
             return
         }
         trace?("\(now)ms r\(node.id) failed to start (\(error)); retrying")
+        if node.walDamaged, node.failedStarts >= 3 { moveDamagedLogAside(node) }
         schedule(at: now + min(5_000, 150 << min(node.failedStarts, 6)), .restart(node.id))
     }
 

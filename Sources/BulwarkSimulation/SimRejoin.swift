@@ -4,6 +4,23 @@ import BulwarkShell
 
 /// A replica that loses its disk in the middle of the load and rejoins (SPEC.md §14.4).
 extension Simulation {
+    /// What an operator does about a replica that refuses to start on a damaged write-ahead
+    /// log, as the refusal says: moves the log aside and starts the replica with --rejoin. A
+    /// disk that fails meanwhile (full, or out of descriptors) leaves it for the next refusal.
+    func moveDamagedLogAside(_ node: SimNode) {
+        let path = SimNode.dataDirectory + "/consensus.wal"
+        do {
+            try node.fileSystem.rename(path, to: path + ".damaged")
+            try node.fileSystem.syncDirectory(SimNode.dataDirectory)
+        } catch {
+            return
+        }
+        trace?("\(now)ms r\(node.id) damaged write-ahead log moved aside; starting with --rejoin")
+        node.walDamaged = false
+        node.startup = .rejoin
+        report.rejoinsAfterDamagedLog += 1
+    }
+
     /// Schedules the wipe of one honest replica (not a twin's) in the middle of the load.
     func scheduleWipe() {
         let candidates = honestNodes.filter { $0.id < options.replicas }

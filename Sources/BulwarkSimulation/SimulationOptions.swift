@@ -169,13 +169,15 @@ public struct SimulationReport: Sendable {
     /// Peer frames that failed decoding or the sender check.
     public var framesDropped: Int = 0
     /// Disk faults injected, and replicas still refusing to start at the end, on damage they
-    /// must not repair by themselves (a corrupted write-ahead log).
+    /// must not repair by themselves.
     public var diskFaultsInjected: Int = 0
     /// Of those: flipped bits in a block-log segment, a snapshot, the WAL; full disks; failing opens.
     public var corruptedSegments = 0, corruptedSnapshots = 0, corruptedWALs = 0, fullDisks = 0, failingOpens = 0
     /// Damage a replica found in its block log (by scrubbing) and cut away to repair it.
     public var damageFound: Int = 0
     public var refusedStarts: Int = 0
+    /// Replicas an operator started with --rejoin after they refused on a damaged WAL.
+    public var rejoinsAfterDamagedLog = 0
     /// The highest epoch a replica entered, and replicas a configuration change removed.
     public var epochsEntered: UInt64 = 0
     public var replicasRemoved = 0
@@ -208,6 +210,7 @@ public struct SimulationReport: Sendable {
             + (transfersOvertaken > 0 ? " transfers-overtaken=\(transfersOvertaken)" : "")
             + (diskFaultsInjected > 0 ? " disk-faults=\(diskFaultsInjected)" : "")
             + (refusedStarts > 0 ? " refused-starts=\(refusedStarts)" : "")
+            + (rejoinsAfterDamagedLog > 0 ? " rejoins-after-damaged-wal=\(rejoinsAfterDamagedLog)" : "")
             + (options.reconfigure || options.grow
                 ? " epochs=\(epochsEntered) removed=\(replicasRemoved) keys-replaced=\(keysReplaced) joined=\(replicasJoined)" : "")
             + (options.policy ? " policy-changes=\(policyChanges) denied=\(permissionDenials)" : "")

@@ -55,6 +55,21 @@ public enum RecordFraming {
         offset < UInt64(bytes.count) && UInt64(bytes.count) - offset > UInt64(headerBytes) ? bytes[Int(offset) + headerBytes] : nil
     }
 
+    /// Whether the torn tail at `offset` (as `scan` reports it) is in fact a whole record that
+    /// fails its checksum: its length ends exactly at the end of the file, or the bytes to the
+    /// end of the file match its checksum (only its length changed). A crash cuts a write
+    /// short; it does not leave a whole record with other bytes in it. Where a record that was
+    /// synced may not be lost unnoticed (the write-ahead log), such a tail is damage.
+    static func isWholeRecord(_ bytes: [UInt8], at offset: UInt64) -> Bool {
+        guard offset <= UInt64(bytes.count), UInt64(bytes.count) - offset >= UInt64(headerBytes) else { return false }
+        let start = Int(offset)
+        let length = Int(u32(bytes, at: start))
+        guard length >= 1, length <= recordBytesMax else { return false }
+        let bodyStart = start + headerBytes
+        if bytes.count - bodyStart == length { return true }
+        return bytes.count > bodyStart && CRC32C.checksum(bytes[bodyStart...]) == u32(bytes, at: start + 4)
+    }
+
     /// Splits `bytes` into records, stopping at the first invalid one.
     static func scan(_ bytes: [UInt8]) -> (records: [Record], ending: Ending) {
         var records: [Record] = []

@@ -2,8 +2,10 @@ import BulwarkCore
 
 /// The consensus write-ahead log (persist-before-send). Records are opaque bytes here (the
 /// runtime encodes consensus `WALRecord`s), framed and checksummed like block-log records.
-/// A torn final record is dropped on open; damage anywhere else refuses to open, because a
-/// replica that cannot trust what it signed must not sign again.
+/// A final record cut short by a crash is dropped on open (it was never synced, so nothing it
+/// holds was sent); damage anywhere else refuses to open, because a replica that cannot trust
+/// what it signed must not sign again. That includes a final record that is whole but fails
+/// its checksum: a crash does not write one, and the vote it held may have been sent.
 public final class WriteAheadLog {
     public let path: String
     let directory: String
@@ -29,6 +31,8 @@ public final class WriteAheadLog {
         records = found.map(\.payload)
         switch ending {
         case .clean: size = UInt64(bytes.count)
+        case let .tornTail(offset) where RecordFraming.isWholeRecord(bytes, at: offset):
+            throw .corrupt(path: path, offset: offset, reason: "the last record is whole but fails its checksum")
         case let .tornTail(offset):
             try file.truncate(to: offset)
             try file.sync()

@@ -59,4 +59,35 @@ import Testing
         let error = try #require(Self.startupError(cluster, 1), "replica 1 started with an old copy of its write-ahead log")
         #expect(error.contains("older than the ledger"), "\(error)")
     }
+
+    /// The log's last record rots (the vote it held was sent): start-up refuses, naming the way
+    /// back, where it once took the record for a write a crash cut short and dropped it. With
+    /// the log moved aside, --rejoin starts the replica on its ledger below a floor above
+    /// every height it could have voted at, and it follows the cluster.
+    @Test func aRottedLastRecordStopsStartUpAndRejoinBringsTheReplicaBack() throws {
+        let cluster = ShellCluster()
+        for _ in 0..<3 {
+            cluster.request(to: [0, 1, 2, 3])
+            cluster.run(rounds: 5)
+        }
+        let height = cluster.shell(1).height
+        cluster.shells[1] = nil
+        let path = "/data/consensus.wal"
+        var bytes = try #require(cluster.disks[1].bytes(path))
+        bytes[bytes.count - 1] ^= 0x01
+        try Self.put(bytes, at: path, on: cluster.disks[1])
+        let error = try #require(Self.startupError(cluster, 1), "replica 1 started on a log whose last record rotted")
+        #expect(error.contains("is unreadable") && error.contains("start the replica with --rejoin"), "\(error)")
+        try cluster.disks[1].rename(path, to: path + ".damaged")
+        try cluster.start(1, startup: .rejoin)
+        cluster.run(rounds: 3, stepMs: 100)
+        #expect(cluster.shell(1).height == height, "it kept its ledger")
+        let floor = try #require(cluster.shell(1).core.signingFloor)
+        #expect(floor.height >= height + cluster.config.parameters.watermarkWindow, "\(floor)")
+        for _ in 0..<2 {
+            cluster.request(to: [0, 1, 2, 3])
+            cluster.run(rounds: 5)
+        }
+        #expect(cluster.shell(1).height == cluster.shell(0).height && cluster.shell(1).height > height)
+    }
 }

@@ -255,6 +255,35 @@ import Testing
         #expect(throws: StorageError.self) { _ = try WriteAheadLog(path: "/data/consensus.wal", fileSystem: fs) }
     }
 
+    /// A synced last record that rots is not mistaken for a write a crash cut short: the vote
+    /// it held may have been sent. Whole with a bad checksum, or with a length changed to run
+    /// past the end of the file while its bytes still match its checksum, it refuses to open;
+    /// cut short by a crash at any byte, it is dropped.
+    @Test func aRottedLastRecordIsDamageNotATornTail() throws {
+        func opened(_ change: (inout [UInt8]) -> Void) throws -> [[UInt8]] {
+            let fs = SimulatedFileSystem()
+            let wal = try WriteAheadLog(path: "/data/consensus.wal", fileSystem: fs)
+            try wal.append([1, 2, 3])
+            try wal.append(Array(repeating: 7, count: 40))
+            try wal.sync()
+            var bytes = try #require(fs.bytes("/data/consensus.wal"))
+            change(&bytes)
+            let file = try fs.open("/data/consensus.wal", create: false)
+            try file.truncate(to: 0)
+            try file.append(bytes)
+            try file.sync()
+            return try WriteAheadLog(path: "/data/consensus.wal", fileSystem: fs).records
+        }
+        let last = 12  // the second record's offset: 8 header bytes and 4 of the first record
+        for offset in [last + 4, last + 8, last + 30, last + 48] {
+            #expect(throws: StorageError.self, "byte \(offset)") { _ = try opened { $0[offset] ^= 0x10 } }
+        }
+        #expect(throws: StorageError.self) { _ = try opened { $0[last] &+= 1 } }
+        for kept in last..<(last + 49) {
+            #expect(try opened { $0.removeLast($0.count - kept) } == [[1, 2, 3]], "cut at \(kept)")
+        }
+    }
+
     /// Compaction is atomic: a crash at any point leaves the old records or exactly the kept ones.
     @Test func rewriteIsAtomicUnderCrashes() throws {
         let old: [[UInt8]] = (0..<6).map { [UInt8($0), 9] }
