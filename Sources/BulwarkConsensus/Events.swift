@@ -154,12 +154,17 @@ public struct Recovery: Sendable {
     public var wal: [WALRecord]
     /// Checkpoint heights above `checkpoint` that the ledger holds, with their state.
     public var executed: [ExecutedCheckpoint]
+    /// The stable checkpoint the write-ahead log was last compacted at: it no longer records
+    /// what this replica signed at or below it.
+    public var compactedThrough: Height
 
-    public init(tip: ChainTip, checkpoint: CheckpointProof?, wal: [WALRecord], executed: [ExecutedCheckpoint] = []) {
+    public init(tip: ChainTip, checkpoint: CheckpointProof?, wal: [WALRecord], executed: [ExecutedCheckpoint] = [],
+                compactedThrough: Height = 0) {
         self.tip = tip
         self.checkpoint = checkpoint
         self.wal = wal
         self.executed = executed
+        self.compactedThrough = compactedThrough
     }
 }
 

@@ -6,6 +6,7 @@ import BulwarkCore
 /// and WAL write; amnesia).
 extension Replica {
     mutating func restore(_ recovery: Recovery) {
+        forgottenThrough = recovery.compactedThrough
         var ownViewChange: ViewChange?
         var newView: NewView?
         var prePrepares: [PrePrepare] = []

@@ -107,6 +107,11 @@ public struct Replica: Sendable {
     var proposalsHeld = false
     /// Set while rejoining after a lost disk: what this replica must not sign.
     public internal(set) var signingFloor: SigningFloor?
+    /// Where the write-ahead log was last compacted (`Recovery.compactedThrough`): its records
+    /// of what this replica signed at or below it are gone. That matters only when the ledger
+    /// was cut back below it (damage) and the low watermark with it: nothing is voted at those
+    /// heights, and no VIEW-CHANGE goes out until the stable checkpoint covers them again.
+    var forgottenThrough: Height = 0
 
     // MARK: Clients
 

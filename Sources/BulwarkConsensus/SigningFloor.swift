@@ -61,7 +61,7 @@ extension Replica {
 
     /// May this replica sign a PRE-PREPARE, PREPARE or COMMIT at `height` in the current view?
     func maySign(height: Height) -> Bool {
-        signingFloor?.permitsNormalCase(epoch: epoch, view: view, height: height) ?? true
+        height > forgottenThrough && signingFloor?.permitsNormalCase(epoch: epoch, view: view, height: height) ?? true
     }
 
     /// May it sign a CHECKPOINT at `height`?
@@ -69,7 +69,7 @@ extension Replica {
 
     /// May it sign a VIEW-CHANGE for `target`?
     func maySignViewChange(to target: View) -> Bool {
-        signingFloor?.permitsViewChange(epoch: epoch, target: target, stable: lowWatermark) ?? true
+        lowWatermark >= forgottenThrough && signingFloor?.permitsViewChange(epoch: epoch, target: target, stable: lowWatermark) ?? true
     }
 
     /// Holds signing back below `floor`, replacing any earlier floor: a rejoining replica learns

@@ -152,7 +152,8 @@ public final class ReplicaShell {
         core = Replica(config: governance.config, id: id, key: key, verifier: verifier, executedRequests: executedRequests,
                        epoch: governance.epoch, epochBase: epochBase, epochLastHeight: governance.scheduled?.lastHeight,
                        recovery: Recovery(tip: ledger.tip, checkpoint: recovered.checkpoint.flatMap { $0.height > base ? $0 : nil },
-                                          wal: journal.records, executed: recovered.executed.filter { $0.header.height > base }),
+                                          wal: journal.records, executed: recovered.executed.filter { $0.header.height > base },
+                                          compactedThrough: journal.compactedThrough),
                        signingFloor: journal.signingFloor)
         if rejoin {
             probe = StartupProbe(goal: .rejoin, nonce: clock.monotonicNs | 1)

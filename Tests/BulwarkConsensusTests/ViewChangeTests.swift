@@ -352,4 +352,36 @@ extension Harness {
         h.step(2, .message(.newView(resent[0])))
         #expect(h.replicas[2].view == 1 && !h.replicas[2].isChangingView)
     }
+
+    /// Damage cut the ledger back below the log's last compaction: the records of what the
+    /// replica signed at those heights are gone, so it votes at none of them and asks for no
+    /// view change until its stable checkpoint covers them again (by state transfer). A replica
+    /// restarted at the same place with its records intact (the control) does both.
+    @Test func aReplicaSignsNothingWhereCompactionDroppedItsRecords() {
+        var h = Harness(checkpointInterval: 2, window: 4)
+        for id in UInt64(1)...2 {
+            for i in h.replicas.indices { h.step(i, .clientRequest(h.request(id))) }
+            h.run()
+        }
+        let tip = h.replicas[2].chain, stable = h.replicas[2].stable
+        #expect(tip.height == 2 && stable?.height == 2)
+        func restart(compactedThrough: Height) -> Replica {
+            var replica = Replica(config: h.config, id: 2, key: h.keys[2], verifier: h.verifier, executedRequests: h.states[2],
+                                  recovery: Recovery(tip: tip, checkpoint: stable, wal: [], compactedThrough: compactedThrough))
+            _ = replica.start(nowMs: h.nowMs)
+            return replica
+        }
+        let pp = h.signedPrePrepare(view: 0, height: 3, requests: [h.request(3)], by: 0, prev: tip)
+        let viewChanges = [0, 1].map { j in
+            ViewChange.signed(newView: 1, checkpoint: stable, prepared: [], by: h.keys[j], replica: ReplicaID(j),
+                              cluster: h.cluster, epoch: 0)
+        }
+        for (compactedThrough, signs) in [(Height(4), false), (0, true)] {
+            var replica = restart(compactedThrough: compactedThrough)
+            #expect(replica.step(.message(.prePrepare(pp)), nowMs: h.nowMs).prepares.isEmpty != signs)
+            var out: [Action] = []
+            for vc in viewChanges { out += replica.step(.message(.viewChange(vc)), nowMs: h.nowMs) }
+            #expect(out.viewChanges.isEmpty != signs, "compacted through \(compactedThrough)")
+        }
+    }
 }
