@@ -93,11 +93,14 @@ import Testing
         #expect(total(\.rejoinsAfterDamagedLog) > 0, "no replica refused to start on a corrupted WAL, to rejoin once it was moved aside")
     }
 
-    /// A seed that once failed, replayed: with disk faults, seed 448's new primary adopted a
-    /// later checkpoint while installing its view and signed two PRE-PREPAREs for one height
-    /// (the signing checker; `ViewChangeTests` holds the unit case).
-    @Test func aSeedThatOnceFailedPasses() {
-        let failed = Self.failures(seeds: 448...448, replicas: 4) { $0.diskFaults = true }
+    /// Seeds that once failed, replayed with disk faults; each signed two PRE-PREPAREs for
+    /// one height (the signing checker). 448: a new primary adopted a later checkpoint while
+    /// installing its view; 1102: damage cut a primary's ledger back below its log's last
+    /// compaction; 1589: a rotted last record of the log was dropped as a torn tail.
+    /// (`ViewChangeTests` and `WriteAheadLogTests` hold the unit cases.)
+    @Test(arguments: [UInt64(448), 1102, 1589])
+    func aSeedThatOnceFailedPasses(seed: UInt64) {
+        let failed = Self.failures(seeds: seed...seed, replicas: 4) { $0.diskFaults = true }
         #expect(failed.isEmpty, "\(failed.joined(separator: "\n"))")
     }
 
