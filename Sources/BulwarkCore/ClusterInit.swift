@@ -51,9 +51,9 @@ public enum ClusterInit {
         guard basePort >= 1, basePort + 3 * nodes - 1 <= 65535 else { throw .portsOutOfRange(basePort: basePort, nodes: nodes) }
         guard Address(parsing: "\(host.contains(":") ? "[\(host)]" : host):1") != nil else { throw .badHost(host) }
 
-        let configPath = (directory as NSString).appendingPathComponent(configFileName)
-        let keyPaths = (0..<nodes).map { (directory as NSString).appendingPathComponent(keyFileName(replica: ReplicaID($0))) }
-        let adminPaths = (0..<admins).map { (directory as NSString).appendingPathComponent(adminKeyFileName(admin: $0)) }
+        let configPath = PathName.join(directory, configFileName)
+        let keyPaths = (0..<nodes).map { PathName.join(directory, keyFileName(replica: ReplicaID($0))) }
+        let adminPaths = (0..<admins).map { PathName.join(directory, adminKeyFileName(admin: $0)) }
         if !force {
             for path in [configPath] + keyPaths + adminPaths where FileManager.default.fileExists(atPath: path) { throw .exists(path) }
         }

@@ -72,7 +72,7 @@ public enum KeyFileError: Error, Equatable, CustomStringConvertible {
 /// Writes `bytes` to a temporary file beside `path`, fsyncs it, renames it over `path` and
 /// fsyncs the directory.
 func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t) throws(KeyFileError) {
-    let directory = (path as NSString).deletingLastPathComponent
+    let directory = PathName.directory(of: path)
     let temporary = path + ".tmp-\(getpid())"
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
     guard fd >= 0 else { throw .unwritable(path: path, reason: String(cString: strerror(errno))) }

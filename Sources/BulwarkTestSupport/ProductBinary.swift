@@ -14,7 +14,7 @@ public struct ProductBinary: Sendable {
 
     /// Any executable at `path` (a script's interpreter, say), run the same way.
     public init(path: String) {
-        self.name = (path as NSString).lastPathComponent
+        self.name = String(path.split(separator: "/").last ?? Substring(path))
         self.path = path
     }
 
@@ -32,6 +32,8 @@ public struct ProductBinary: Sendable {
         public let status: Int32
         public let stdout: String
         public let stderr: String
+        /// Ended by a signal (a trap, a kill), not an exit.
+        public var killedBySignal = false
     }
 
     /// The executable and arguments that run this binary with `arguments`, behind `prefix`
@@ -43,9 +45,13 @@ public struct ProductBinary: Sendable {
 
     /// Runs the binary to completion; one still running after `timeout` is killed, so a test
     /// never waits forever.
-    public func run(_ arguments: [String], prefix: [String] = [], timeout: Duration = .seconds(120)) throws -> Result {
+    public func run(_ arguments: [String], prefix: [String] = [], environment: [String: String] = [:],
+                    timeout: Duration = .seconds(120)) throws -> Result {
         let process = Process()
         (process.executableURL, process.arguments) = command(arguments, prefix: prefix)
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let out = Pipe()
         let err = Pipe()
         process.standardOutput = out
@@ -69,6 +75,7 @@ public struct ProductBinary: Sendable {
         process.waitUntilExit()
         while !reader.isFinished { usleep(1000) }
         return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-                      stderr: String(decoding: stderrData, as: UTF8.self))
+                      stderr: String(decoding: stderrData, as: UTF8.self),
+                      killedBySignal: process.terminationReason == .uncaughtSignal)
     }
 }

@@ -222,7 +222,7 @@ struct LogCommand: ParsableCommand {
 }
 
 func resolveBlocks(_ directory: String) -> String {
-    let nested = (directory as NSString).appendingPathComponent("blocks")
+    let nested = PathName.join(directory, "blocks")
     var isDirectory: ObjCBool = false
     return FileManager.default.fileExists(atPath: nested, isDirectory: &isDirectory) && isDirectory.boolValue ? nested : directory
 }
@@ -512,8 +512,8 @@ struct Follow: ParsableCommand {
         let parent = (directory as NSString).standardizingPath
         guard FileManager.default.fileExists(atPath: parent) else { throw fail("\(directory) does not exist") }
         // A data directory whose blocks/ folder the replica has not made yet is followed too.
-        let blocks = (parent as NSString).lastPathComponent == "blocks" || isBlockLog(parent)
-            ? parent : (parent as NSString).appendingPathComponent("blocks")
+        let blocks = PathName.lastComponent(of: parent) == "blocks" || isBlockLog(parent)
+            ? parent : PathName.join(parent, "blocks")
         let follower: LedgerFollower
         do { follower = try LedgerFollower(config: config, directory: blocks, threads: threads) } catch {
             throw fail("cannot start following \(blocks): \(error)")

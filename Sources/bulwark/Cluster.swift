@@ -65,7 +65,7 @@ struct Cluster: ParsableCommand {
             }
             print("\(config.admins.count) admin\(config.admins.count == 1 ? "" : "s"), \(config.adminThreshold) of whom approve a configuration or policy change")
             print("client policy \(config.policy): a key with no binding may do \(config.policy == .open ? "everything" : "nothing")")
-            print("wrote \((out as NSString).appendingPathComponent(ClusterInit.configFileName)), \(config.n) replica key files and \(config.admins.count) admin key files")
+            print("wrote \(PathName.join(out, ClusterInit.configFileName)), \(config.n) replica key files and \(config.admins.count) admin key files")
         }
     }
 }

@@ -19,7 +19,7 @@ struct Keygen: ParsableCommand {
 
     func run() throws {
         let path = out ?? ClientKeyLocation.defaultPath
-        let directory = (path as NSString).deletingLastPathComponent
+        let directory = PathName.directory(of: path)
         if !directory.isEmpty {
             do {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
@@ -40,6 +40,6 @@ enum ClientKeyLocation {
         if let fromEnvironment = ProcessInfo.processInfo.environment["BULWARK_CLIENT_KEY"], !fromEnvironment.isEmpty {
             return fromEnvironment
         }
-        return (NSHomeDirectory() as NSString).appendingPathComponent(".bulwark/client.key")
+        return PathName.join(NSHomeDirectory(), ".bulwark/client.key")
     }
 }
