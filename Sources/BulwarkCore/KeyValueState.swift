@@ -147,7 +147,12 @@ public struct KeyValueState: Sendable {
             if request.requestID == last.requestID { return .duplicate(last.result) }
             if request.requestID < last.requestID { return .stale }
         }
-        let result = try apply(request.operation, caller: policyIndex.caller(request.client))
+        let caller = policyIndex.caller(request.client)
+        let result = try apply(request.operation, caller: caller)
+        // A stranger's request is denied and leaves nothing, not even a deduplication record
+        // (SPEC.md §8.2): otherwise each fresh key a Byzantine primary orders would grow the
+        // state for ever. Re-executing its duplicate denies it again, changing nothing.
+        guard caller.isKnown else { return .executed(result) }
         let kept = request.operation.isReadOnly ? OperationResult.notKept : result
         let record = ClientRecord(requestID: request.requestID, result: kept, height: height)
         clients[request.client] = record
@@ -215,7 +220,7 @@ public struct KeyValueState: Sendable {
         case let .delete(key):
             let existed = records[key] != nil
             if existed { write(key, nil) }
-            return .deleted(existed: existed)
+            return caller.may(.read, key) ? .deleted(existed: existed) : .withheld
         case let .cas(key, expectedVersion, value):
             let current = records[key]?.version ?? 0
             guard current == expectedVersion else {
@@ -224,12 +229,13 @@ public struct KeyValueState: Sendable {
             write(key, Record(value: value, version: height))
             return .written(version: height)
         case let .add(key, delta, min, max):
+            let reads = caller.may(.read, key)
             switch addResult(key, delta: delta, min: min, max: max) {
             case let .success(balance):
                 write(key, Record(value: Self.encodeBalance(balance), version: height))
-                return .balance(balance, version: height)
+                return reads ? .balance(balance, version: height) : .withheld
             case let .failure(failure):
-                return .conditionFailed(.add(failure))
+                return .conditionFailed(.add(reads ? failure : .withheld))
             }
         case let .txn(guards, writes):
             for (index, check) in guards.enumerated() where !holds(check) {
@@ -250,7 +256,8 @@ public struct KeyValueState: Sendable {
                     key = k
                     switch Self.addResult(current(k), delta: delta, min: min, max: max) {
                     case let .success(balance): next = Record(value: Self.encodeBalance(balance), version: height)
-                    case let .failure(failure): return .conditionFailed(.transactionAdd(index: UInt32(index), failure))
+                    case let .failure(failure):
+                        return .conditionFailed(.transactionAdd(index: UInt32(index), caller.may(.read, k) ? failure : .withheld))
                     }
                 }
                 if staged[key] == nil { order.append(key) }
@@ -311,12 +318,17 @@ public struct KeyValueState: Sendable {
             caller.may(permission, key) ? nil
                 : PermissionDenial(operation: what, key: key, permission: permission, prefix: policy.suggestedPrefix(permission, for: key))
         }
-        func adding(_ delta: Int64) -> Permission { delta >= 0 ? .credit : .write }
+        // Credit is a delta > 0 (an add of 0 would create and re-version a key without paying
+        // anything); bounds other than the whole i64 range read the balance they test.
+        func adding(_ key: [UInt8], _ delta: Int64, _ min: Int64, _ max: Int64) -> PermissionDenial? {
+            need(delta > 0 ? .credit : .write, key, .add) ?? (min == .min && max == .max ? nil : need(.read, key, .add))
+        }
         switch operation {
         case let .put(key, _): return need(.write, key, .put)
         case let .delete(key): return need(.write, key, .delete)
-        case let .cas(key, _, _): return need(.write, key, .cas)
-        case let .add(key, delta, _, _): return need(adding(delta), key, .add)
+        // A cas tests the key's version: it reads.
+        case let .cas(key, _, _): return need(.write, key, .cas) ?? need(.read, key, .cas)
+        case let .add(key, delta, min, max): return adding(key, delta, min, max)
         case let .get(key): return need(.read, key, .get)
         case let .history(key, _): return need(.read, key, .history)
         case let .range(start, end, _):
@@ -331,7 +343,7 @@ public struct KeyValueState: Sendable {
                 switch write {
                 case let .put(key, _): denial = need(.write, key, .put)
                 case let .delete(key): denial = need(.write, key, .delete)
-                case let .add(key, delta, _, _): denial = need(adding(delta), key, .add)
+                case let .add(key, delta, min, max): denial = adding(key, delta, min, max)
                 }
                 if let denial { return denial }
             }

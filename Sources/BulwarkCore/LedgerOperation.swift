@@ -176,3 +176,13 @@ extension CanonicalReader {
     mutating func readKey() throws(CodecError) -> [UInt8] { try readBytes("key", max: CodecLimits.keyBytesMax) }
     mutating func readValue() throws(CodecError) -> [UInt8] { try readBytes("value", max: CodecLimits.valueBytesMax) }
 }
+
+extension LedgerOperation {
+    /// `amount` moved from one balance to another, all or nothing, as `bulwark transfer` sends
+    /// it: the payer's balance may not go below zero; the payee's side has no bounds, since a
+    /// bound reads the balance and a payer may hold only credit on it (SPEC.md §19.2).
+    public static func transfer(from: [UInt8], to: [UInt8], amount: Int64) -> LedgerOperation {
+        .txn(guards: [], writes: [.add(key: from, delta: -amount, min: 0, max: .max),
+                                  .add(key: to, delta: amount, min: .min, max: .max)])
+    }
+}

@@ -34,6 +34,9 @@ public enum OperationResult: Hashable, Sendable {
     case policyRefused(PolicyRefusal)
     /// The policy.
     case policy(Policy)
+    /// A delete or add by a caller without read on its key applied; what the key held is not
+    /// told (SPEC.md §19.2).
+    case withheld
 
     public struct Entry: Hashable, Sendable, CanonicalCodable {
         public var key: [UInt8]
@@ -89,6 +92,7 @@ extension OperationResult: CanonicalCodable {
         case let .policyApproved(progress): w.write(UInt8(14)); w.write(progress)
         case let .policyRefused(refusal): w.write(UInt8(15)); w.write(refusal)
         case let .policy(policy): w.write(UInt8(16)); w.write(policy)
+        case .withheld: w.write(UInt8(17))
         }
     }
 
@@ -114,6 +118,7 @@ extension OperationResult: CanonicalCodable {
         case 14: self = .policyApproved(try r.read(PolicyProgress.self))
         case 15: self = .policyRefused(try r.read(PolicyRefusal.self))
         case 16: self = .policy(try r.read(Policy.self))
+        case 17: self = .withheld
         default: throw .unknownTag(type: "result", tag: tag)
         }
     }
@@ -168,6 +173,8 @@ public enum AddFailure: Hashable, Sendable, CustomStringConvertible {
     case belowMinimum(balance: Int64, min: Int64)
     /// The new balance would be above the upper bound.
     case aboveMaximum(balance: Int64, max: Int64)
+    /// An add by a caller without read on its key would not apply; why is not told.
+    case withheld
 
     public var description: String {
         switch self {
@@ -176,6 +183,7 @@ public enum AddFailure: Hashable, Sendable, CustomStringConvertible {
         case let .overflow(balance, delta): return "balance \(balance) + \(delta) would overflow"
         case let .belowMinimum(balance, min): return "balance \(balance) would fall below the minimum \(min)"
         case let .aboveMaximum(balance, max): return "balance \(balance) would exceed the maximum \(max)"
+        case .withheld: return "the key cannot take this credit (why is withheld from a caller without read on it)"
         }
     }
 }
@@ -225,6 +233,7 @@ extension AddFailure: CanonicalCodable {
         case let .overflow(balance, delta): w.write(UInt8(3)); w.write(balance); w.write(delta)
         case let .belowMinimum(balance, min): w.write(UInt8(4)); w.write(balance); w.write(min)
         case let .aboveMaximum(balance, max): w.write(UInt8(5)); w.write(balance); w.write(max)
+        case .withheld: w.write(UInt8(6))
         }
     }
 
@@ -236,6 +245,7 @@ extension AddFailure: CanonicalCodable {
         case 3: self = .overflow(balance: try r.readInt64("balance"), delta: try r.readInt64("delta"))
         case 4: self = .belowMinimum(balance: try r.readInt64("balance"), min: try r.readInt64("min"))
         case 5: self = .aboveMaximum(balance: try r.readInt64("balance"), max: try r.readInt64("max"))
+        case 6: self = .withheld
         default: throw .unknownTag(type: "add code", tag: code)
         }
     }

@@ -215,7 +215,8 @@ public enum PolicyRefusal: Error, Hashable, Sendable, CustomStringConvertible {
         case clientAlreadyBound = 5
         case notBound = 6
         case policyFull = 7
-        /// An admin grant with a prefix, a prefix over the key limit or with too many `{client}`.
+        /// An admin grant with a prefix, a prefix over the key limit, with too many `{client}`,
+        /// or with a `{client}` not followed by a delimiter.
         case invalidGrant = 8
         /// A binding with no roles or too many.
         case invalidRoles = 9
@@ -229,7 +230,8 @@ public enum PolicyRefusal: Error, Hashable, Sendable, CustomStringConvertible {
             case .clientAlreadyBound: return "the key is already bound to a name"
             case .notBound: return "no client is bound to that name"
             case .policyFull: return "the policy holds as many roles, grants or bindings as it may"
-            case .invalidGrant: return "an admin grant takes the empty prefix; a prefix fits keyBytesMax and has at most 4 {client}"
+            case .invalidGrant:
+                return "an admin grant takes the empty prefix; a prefix fits keyBytesMax and has at most 4 {client}, each followed by a byte no name holds (such as '/')"
             case .invalidRoles: return "a binding names 1–16 roles"
             }
         }
@@ -528,7 +530,16 @@ extension Policy {
 
     static func isValidGrant(_ grant: Grant, keyBytesMax: Int) -> Bool {
         if grant.permission == .admin { return grant.prefix.isEmpty }
-        return grant.prefix.count <= keyBytesMax && segments(of: grant.prefix).count <= placeholdersMax + 1
+        let segments = segments(of: grant.prefix)
+        return grant.prefix.count <= keyBytesMax && segments.count <= placeholdersMax + 1 && delimitsEveryPlaceholder(segments)
+    }
+
+    /// Every `{client}` is followed by a byte no name contains (SPEC.md §19.1), so a name's
+    /// expansion is never a prefix of a longer name's: without it `acct/{client}` gives client
+    /// `al` every key of client `alice`. (A byte after a placeholder that starts another one is
+    /// `{`, not a name byte, but the next segment is then empty: refused too.)
+    static func delimitsEveryPlaceholder(_ segments: [[UInt8]]) -> Bool {
+        segments.dropFirst().allSatisfy { segment in segment.first.map { !isNameByte($0) } ?? false }
     }
 
     /// Names order by their bytes.

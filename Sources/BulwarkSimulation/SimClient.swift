@@ -30,7 +30,7 @@ final class SimClient {
     var script: [LedgerOperation] = []
     static let retryMs: UInt64 = 1000
     static let keys: [[UInt8]] = (0..<6).map { Array("k\($0)".utf8) }
-    static func account(_ i: UInt64) -> [UInt8] { Array("acct\(i)".utf8) }
+    static func account(_ i: UInt64) -> [UInt8] { Array("acct/\(i)/b".utf8) }
     static let balanceMax: Int64 = 1 << 40
 
     init(index: Int, key: PrivateKey) {

@@ -179,7 +179,7 @@ public final class Simulation {
             Grant(permission: permission, prefix: Array(prefix.utf8))
         }
         let roles = ["kv", "owner", "payer"]
-        let owns = PolicyEdit.grant(role: "owner", grant("owner", .write, "acct{client}"))
+        let owns = PolicyEdit.grant(role: "owner", grant("owner", .write, "acct/{client}/"))
         let readsAccounts = PolicyEdit.grant(role: "owner", grant("owner", .read, "acct"))
         let pays = PolicyEdit.grant(role: "payer", grant("payer", .credit, "acct"))
         let writesK = PolicyEdit.grant(role: "kv", grant("kv", .write, "k"))

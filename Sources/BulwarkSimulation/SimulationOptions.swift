@@ -61,7 +61,7 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
     /// starting late in the run), an admin adds them, then removes them again.
     public var grow = false
     /// Client permissions (SPEC.md §19): a closed cluster whose admin binds the clients, each
-    /// owning its account (`acct{client}`), any may pay into any, and all share the `k` keys;
+    /// owning its account (`acct/{client}/`), any may pay into any, and all share the `k` keys;
     /// then takes writes on `k` away and gives them back, takes payments away and gives them
     /// back, and rebinds a client, while the load runs.
     public var policy = false

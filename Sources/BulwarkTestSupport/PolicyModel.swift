@@ -19,7 +19,7 @@ public struct PolicyModel {
     public mutating func apply(_ edit: PolicyEdit) -> Bool {
         switch edit {
         case let .grant(role, grant):
-            if roles[role, default: []].contains(grant) { return false }
+            if !Self.delimited(grant.prefix) || roles[role, default: []].contains(grant) { return false }
             roles[role, default: []].append(grant)
         case let .revoke(role, grant):
             guard let index = roles[role]?.firstIndex(of: grant) else { return false }
@@ -58,6 +58,25 @@ public struct PolicyModel {
         return out
     }
 
+    /// Whether every `{client}` in `pattern` is followed by a byte outside `A–Z a–z 0–9 . _ -`
+    /// that does not begin another `{client}`.
+    public static func delimited(_ pattern: [UInt8]) -> Bool {
+        let placeholder = Array("{client}".utf8)
+        let nameBytes = Set(Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-".utf8))
+        var i = 0
+        while i < pattern.count {
+            if Array(pattern[i...].prefix(placeholder.count)) == placeholder {
+                let next = i + placeholder.count
+                guard next < pattern.count, !nameBytes.contains(pattern[next]),
+                      Array(pattern[next...].prefix(placeholder.count)) != placeholder else { return false }
+                i = next
+            } else {
+                i += 1
+            }
+        }
+        return true
+    }
+
     public func known(_ client: PublicKey) -> Bool { bindings[client] != nil || mode == .open || admins.contains(client) }
 
     public func may(_ client: PublicKey, _ permission: Permission, _ key: [UInt8]) -> Bool {
@@ -83,16 +102,22 @@ public struct PolicyModel {
         func check(_ permission: Permission, _ key: [UInt8]) -> (key: [UInt8], permission: Permission)? {
             may(client, permission, key) ? nil : (key, permission)
         }
+        /// Paying in is a positive delta; bounds other than the whole range read the balance.
+        func adding(_ k: [UInt8], _ delta: Int64, _ min: Int64, _ max: Int64) -> (key: [UInt8], permission: Permission)? {
+            if let denied = check(delta > 0 ? .credit : .write, k) { return denied }
+            return min == Int64.min && max == Int64.max ? nil : check(.read, k)
+        }
         switch operation {
-        case let .put(k, _), let .delete(k), let .cas(k, _, _): return check(.write, k)
-        case let .add(k, delta, _, _): return check(delta >= 0 ? .credit : .write, k)
+        case let .put(k, _), let .delete(k): return check(.write, k)
+        case let .cas(k, _, _): return check(.write, k) ?? check(.read, k)
+        case let .add(k, delta, min, max): return adding(k, delta, min, max)
         case let .get(k), let .history(k, _): return check(.read, k)
         case let .txn(guards, writes):
             for g in guards { if let denied = check(.read, g.key) { return denied } }
             for w in writes {
                 switch w {
                 case let .put(k, _), let .delete(k): if let denied = check(.write, k) { return denied }
-                case let .add(k, delta, _, _): if let denied = check(delta >= 0 ? .credit : .write, k) { return denied }
+                case let .add(k, delta, min, max): if let denied = adding(k, delta, min, max) { return denied }
                 }
             }
             return nil

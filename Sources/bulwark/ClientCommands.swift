@@ -97,6 +97,7 @@ struct ClientOptions: ParsableArguments {
         case let .policyRefused(refusal): return "not applied: \(refusal) (height \(height))"
         case let .policy(policy):
             return "policy at change \(policy.sequence): \(policy.roles.count) roles, \(policy.bindings.count) bindings (height \(height))"
+        case .withheld: return "ok (height \(height); what the key held is not shown to a caller without read on it)"
         }
     }
 }
@@ -230,10 +231,7 @@ struct Transfer: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await options.run(.txn(guards: [], writes: [
-            .add(key: try options.bytes(from), delta: -amount, min: 0, max: .max),
-            .add(key: try options.bytes(to), delta: amount, min: 0, max: .max),
-        ]))
+        try await options.run(.transfer(from: try options.bytes(from), to: try options.bytes(to), amount: amount))
     }
 }
 

@@ -173,8 +173,7 @@ import Testing
         ])
         #expect(result == .policyApproved(PolicyProgress(id: result.proposalID!, approvals: 1, threshold: 1, applied: 1)))
         func transfer(_ from: String, _ to: String, _ amount: Int64) -> LedgerOperation {
-            .txn(guards: [], writes: [.add(key: Array(from.utf8), delta: -amount, min: 0, max: .max),
-                                      .add(key: Array(to.utf8), delta: amount, min: 0, max: .max)])
+            .transfer(from: Array(from.utf8), to: Array(to.utf8), amount: amount)
         }
         #expect(ledger.run(.add(key: Array("acct/alice/balance".utf8), delta: 100, min: 0, max: .max), by: alice)
             == .balance(100, version: 2))
@@ -222,6 +221,103 @@ import Testing
         var forged = PolicyApprovalRequest(cluster: ledger.cluster, epoch: 0, sequence: 1, edits: [grant], adminKey: Self.admin)
         forged.edits = [.unbind(name: "x")]
         #expect(ledger.run(.approvePolicy(forged), by: Self.admin) == .policyRefused(.badSignature))
+    }
+
+    /// Found in Bulwark: `acct/{client}` (no delimiter after the placeholder) was accepted and
+    /// matched as a plain prefix, so client `al` read and overwrote `acct/alice/secret`. Every
+    /// `{client}` must now be followed by a byte no name holds.
+    @Test func aShortNameNeverTakesALongerOnesKeys() {
+        var ledger = Ledger(mode: .closed)
+        for pattern in ["acct/{client}", "{client}", "acct/{client}x/", "acct/{client}{client}/", "acct/{client}./"] {
+            let refused = ledger.edit([.grant(role: "owner", Grant(permission: .write, prefix: Array(pattern.utf8)))])
+            #expect(refused == .policyRefused(.badEdit(index: 0, .invalidGrant)), "\(pattern): \(refused)")
+            #expect(!PolicyModel.delimited(Array(pattern.utf8)), "\(pattern)")
+        }
+        for pattern in ["acct/{client}/", "acct/{client}:", "{client}/{client}/", "x{client}/"] {
+            #expect(PolicyModel.delimited(Array(pattern.utf8)), "\(pattern)")
+        }
+        let owns = ["write", "read"].map { name in
+            PolicyEdit.grant(role: "owner", Grant(permission: Permission(name: name)!, prefix: Array("acct/{client}/".utf8)))
+        }
+        let al = Self.clients[0], alice = Self.clients[1]
+        #expect(ledger.edit(owns + [.bind(Binding.sorted(name: "al", client: al.publicKey, roles: ["owner"])),
+                                    .bind(Binding.sorted(name: "alice", client: alice.publicKey, roles: ["owner"]))]).proposalID != nil)
+        #expect(ledger.run(.put(key: Array("acct/alice/secret".utf8), value: [7]), by: alice) == .written(version: ledger.state.height))
+        for stolen: LedgerOperation in [.get(key: Array("acct/alice/secret".utf8)), .put(key: Array("acct/alice/secret".utf8), value: [0])] {
+            guard case .permissionDenied = ledger.run(stolen, by: al) else { Issue.record("al may \(stolen)"); continue }
+        }
+        #expect(ledger.run(.put(key: Array("acct/al/x".utf8), value: [1]), by: al) == .written(version: ledger.state.height))
+    }
+
+    /// Found in Bulwark: `add K 0` needed only credit, yet its result carried the balance and
+    /// version, its failures carried values or lengths (in a transaction too), and it created
+    /// absent keys and re-versioned present ones, breaking the owner's cas loop. Now credit is
+    /// a delta > 0 with no bounds, and what a caller without read gets back tells nothing of
+    /// the key.
+    @Test func aCallerWithoutReadLearnsNothingOfTheKey() {
+        var ledger = Ledger(mode: .closed)
+        let owner = Self.clients[1], payer = Self.clients[3], writer = Self.clients[4]
+        #expect(ledger.edit([
+            .grant(role: "owner", Grant(permission: .write, prefix: Array("acct/{client}/".utf8))),
+            .grant(role: "owner", Grant(permission: .read, prefix: Array("acct/{client}/".utf8))),
+            .grant(role: "payer", Grant(permission: .credit, prefix: Array("acct/".utf8))),
+            .grant(role: "blind", Grant(permission: .write, prefix: Array("acct/".utf8))),
+            .bind(Binding.sorted(name: "alice", client: owner.publicKey, roles: ["owner"])),
+            .bind(Binding.sorted(name: "b", client: payer.publicKey, roles: ["payer"])),
+            .bind(Binding.sorted(name: "bob", client: writer.publicKey, roles: ["blind"])),
+        ]).proposalID != nil)
+        let balance = Array("acct/alice/balance".utf8), note = Array("acct/alice/note".utf8)
+        #expect(ledger.run(.add(key: balance, delta: 100, min: 0, max: .max), by: owner) == .balance(100, version: ledger.state.height))
+        #expect(ledger.run(.put(key: note, value: Array("secret".utf8)), by: owner) == .written(version: ledger.state.height))
+        let version = ledger.state.read(balance)!.version
+
+        // A payment tells nothing back, succeeding or not, alone or in a transaction.
+        #expect(ledger.run(.add(key: balance, delta: 5, min: .min, max: .max), by: payer) == .withheld)
+        #expect(ledger.run(.add(key: note, delta: 5, min: .min, max: .max), by: payer) == .conditionFailed(.add(.withheld)))
+        #expect(ledger.run(.add(key: balance, delta: .max, min: .min, max: .max), by: payer) == .conditionFailed(.add(.withheld)))
+        #expect(ledger.run(.txn(guards: [], writes: [.add(key: balance, delta: 1, min: .min, max: .max),
+                                                     .add(key: note, delta: 1, min: .min, max: .max)]), by: payer)
+            == .conditionFailed(.transactionAdd(index: 1, .withheld)))
+        // Bounds read the balance; an add of 0 pays nothing and needs write.
+        for probe: LedgerOperation in [.add(key: balance, delta: 5, min: 0, max: .max), .add(key: balance, delta: 5, min: .min, max: 200)] {
+            guard case let .permissionDenied(denial) = ledger.run(probe, by: payer) else { Issue.record("\(probe) was not denied"); continue }
+            #expect(denial.permission == .read && denial.key == balance)
+        }
+        let versionBefore = ledger.state.read(balance)!.version
+        guard case let .permissionDenied(zero) = ledger.run(.add(key: balance, delta: 0, min: .min, max: .max), by: payer) else {
+            Issue.record("add 0 by a payer was not denied"); return
+        }
+        #expect(zero.permission == .write)
+        #expect(ledger.state.read(balance)!.version == versionBefore && versionBefore > version)
+        guard case .permissionDenied = ledger.run(.add(key: Array("acct/carol/b".utf8), delta: 0, min: .min, max: .max), by: payer) else {
+            Issue.record("add 0 created a key"); return
+        }
+        #expect(ledger.state.read(Array("acct/carol/b".utf8)) == nil)
+
+        // Writing without read: a delete does not say whether the key was there; a cas reads.
+        #expect(ledger.run(.delete(key: Array("acct/alice/none".utf8)), by: writer) == .withheld)
+        guard case let .permissionDenied(cas) = ledger.run(.cas(key: note, expectedVersion: 1, value: [1]), by: writer) else {
+            Issue.record("a cas without read was not denied"); return
+        }
+        #expect(cas.permission == .read)
+        // The owner, who reads, still gets everything.
+        #expect(ledger.run(.delete(key: Array("acct/alice/none".utf8)), by: owner) == .deleted(existed: false))
+        #expect(ledger.run(.add(key: balance, delta: 1, min: 0, max: .max), by: owner) == .balance(106, version: ledger.state.height))
+    }
+
+    /// Found in Bulwark: every stranger's request a primary ordered left a client record in
+    /// the state for ever. A stranger's denied request now leaves nothing.
+    @Test func aStrangersDeniedRequestLeavesNoState() {
+        var ledger = Ledger(mode: .closed)
+        _ = ledger.edit([.grant(role: "kv", Grant(permission: .write, prefix: Array("k".utf8)))])
+        let clientsBefore = ledger.state.clients.count
+        for i in 0..<20 {
+            let stranger = PrivateKey(seed: [UInt8(i), 0x77] + Array(repeating: 0, count: 30))!
+            guard case .permissionDenied = ledger.run(.put(key: Array("k".utf8), value: [1]), by: stranger) else {
+                Issue.record("a stranger's put was not denied"); return
+            }
+        }
+        #expect(ledger.state.clients.count == clientsBefore)
     }
 
     @Test func aPolicyChangesTheStateRootOnlyOnceItIsNotEmpty() throws {

@@ -70,7 +70,7 @@ enum SpecVectors {
             .approvePolicy(PolicyApprovalRequest(cluster: f.config.clusterID, epoch: 0, sequence: sequence, edits: edits, adminKey: admin))
         }
         func transfer(_ from: String, _ to: String, _ amount: Int64) -> LedgerOperation {
-            .txn(guards: [], writes: [.add(key: k(from), delta: -amount, min: 0, max: .max), .add(key: k(to), delta: amount, min: 0, max: .max)])
+            .transfer(from: k(from), to: k(to), amount: amount)
         }
         f.addBlock(requests: [by(admin, approval(0, [
             grant("owner", .write, "acct/{client}/"), grant("owner", .read, "acct/{client}/"), grant("payer", .credit, "acct/"),
@@ -98,7 +98,10 @@ enum SpecVectors {
         f.addBlock(requests: [by(alice, .put(key: k("k2"), value: k("two"))),
                               by(bob, .get(key: k("acct/bob/balance"))),
                               by(alice, .add(key: k("acct/bob/balance"), delta: 5, min: 0, max: .max)),
-                              by(alice, .add(key: k("acct/bob/balance"), delta: -5, min: 0, max: .max))])
+                              by(alice, .add(key: k("acct/bob/balance"), delta: -5, min: 0, max: .max)),
+                              // A payment tells a payer without read nothing: applied, or not.
+                              by(alice, .add(key: k("acct/bob/balance"), delta: 5, min: .min, max: .max)),
+                              by(alice, .add(key: k("acct/bob/balance"), delta: .max, min: .min, max: .max))])
         for _ in 0..<3 { f.addBlock(requests: []) }
         return f
     }()

@@ -192,6 +192,10 @@ def read_edit(r):
     if tag == 4: return ("unbind", r.bytes_())
     raise ValueError("unknown policy edit %d" % tag)
 
+def delimited(prefix):
+    """Every {client} is followed by a byte that is not a name byte (§19.1)."""
+    return all(segment[:1] and segment[0] not in NAME_BYTES for segment in prefix.split(PLACEHOLDER)[1:])
+
 def expand(prefix, name):
     return prefix.replace(PLACEHOLDER, name)
 
@@ -430,10 +434,13 @@ class State:
         def need(permission, key, code):
             if may(permission, key): return None
             return b"\x0d" + bytes([code]) + lenbytes(key) + bytes([permission]) + lenbytes(self.suggested(permission, key))
-        def adding(delta): return CREDIT if delta >= 0 else WRITE
+        def adding(key, delta, lo, hi):
+            bounded = lo != -2**63 or hi != 2**63 - 1
+            return need(CREDIT if delta > 0 else WRITE, key, 4) or (need(READ, key, 4) if bounded else None)
         kind = op[0]
-        if kind in ("put", "delete", "cas"): return need(WRITE, op[1], {"put": 1, "delete": 2, "cas": 3}[kind])
-        if kind == "add": return need(adding(op[2]), op[1], 4)
+        if kind in ("put", "delete"): return need(WRITE, op[1], {"put": 1, "delete": 2}[kind])
+        if kind == "cas": return need(WRITE, op[1], 3) or need(READ, op[1], 3)
+        if kind == "add": return adding(op[1], op[2], op[3], op[4])
         if kind == "get": return need(READ, op[1], 6)
         if kind == "history": return need(READ, op[1], 8)
         if kind == "range":
@@ -449,7 +456,7 @@ class State:
                 denied = need(READ, g[1], 13)
                 if denied: return denied
             for w in op[2]:
-                denied = need(WRITE, w[1], {"put": 1, "delete": 2}[w[0]]) if w[0] != "add" else need(adding(w[2]), w[1], 4)
+                denied = need(WRITE, w[1], {"put": 1, "delete": 2}[w[0]]) if w[0] != "add" else adding(*w[1:5])
                 if denied: return denied
             return None
         if kind in ("approveConfig", "approvePolicy"):
@@ -467,7 +474,8 @@ class State:
             _, role, (permission, prefix) = e
             if not valid_name(role): return 1
             if permission == ADMIN and prefix: return 8
-            if permission != ADMIN and (len(prefix) > self.params["keyBytesMax"] or prefix.count(PLACEHOLDER) > 4): return 8
+            if permission != ADMIN and (len(prefix) > self.params["keyBytesMax"] or prefix.count(PLACEHOLDER) > 4
+                                        or not delimited(prefix)): return 8
             if role not in self.roles and len(self.roles) >= 64: return 7
             grants = self.roles.setdefault(role, [])
             if (permission, prefix) in grants: return 2
@@ -612,6 +620,11 @@ class State:
         if total > hi: return b"\x05" + i64(total) + i64(hi)
         return total
 
+    def reads(self, client, key):
+        """Whether the caller may read key: what its results may tell of it (§19.2)."""
+        grants = self.caller(client)[0]
+        return grants is None or any(p == READ and key.startswith(x) for p, x in grants)
+
     def apply(self, op, client):
         rejected = self.limit_violation(op)
         if rejected: return rejected
@@ -628,17 +641,18 @@ class State:
         if kind == "delete":
             existed = op[1] in self.records
             if existed: self.write(op[1], None)
-            return b"\x02" + bytes([existed])
+            return b"\x02" + bytes([existed]) if self.reads(client, op[1]) else b"\x11"
         if kind == "cas":
             actual = self.records.get(op[1], (None, 0))[1]
             if actual != op[2]: return b"\x06\x01" + u64(actual) + u64(op[2])
             self.write(op[1], op[3])
             return b"\x01" + u64(h)
         if kind == "add":
+            reads = self.reads(client, op[1])
             outcome = self.add_failure(self.records.get(op[1]), op[2], op[3], op[4])
-            if isinstance(outcome, bytes): return b"\x06\x03" + outcome
+            if isinstance(outcome, bytes): return b"\x06\x03" + (outcome if reads else b"\x06")
             self.write(op[1], i64(outcome))
-            return b"\x03" + i64(outcome) + u64(h)
+            return b"\x03" + i64(outcome) + u64(h) if reads else b"\x11"
         if kind == "txn":
             for index, g in enumerate(op[1]):
                 record = self.records.get(g[1])
@@ -654,7 +668,8 @@ class State:
                 elif w[0] == "delete": nxt = None
                 else:
                     outcome = self.add_failure(current, w[2], w[3], w[4])
-                    if isinstance(outcome, bytes): return b"\x06\x04" + u32(index) + outcome
+                    if isinstance(outcome, bytes):
+                        return b"\x06\x04" + u32(index) + (outcome if self.reads(client, key) else b"\x06")
                     nxt = (i64(outcome), h)
                 if key not in staged: order.append(key)
                 staged[key] = nxt
@@ -697,10 +712,12 @@ class State:
             if last and request["id"] < last[0]:
                 outcomes.append(("stale", None))
                 continue
+            known = self.caller(request["client"])[2]  # as the policy stood before the request
             result = self.apply(request["op"], request["client"])
+            outcomes.append(("executed", result))
+            if not known: continue  # a stranger leaves no record (§8.2)
             kept = b"\x09" if request["op"][0] in ("get", "range", "history", "governance", "policy") else result
             self.clients[request["client"]] = (request["id"], kept, height)
-            outcomes.append(("executed", result))
         self.end_of_block()
         return outcomes
 
