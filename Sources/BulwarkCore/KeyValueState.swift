@@ -135,11 +135,30 @@ public struct KeyValueState: Sendable {
         stagePolicy()
     }
 
-    /// Whether this state's policy lets `client` read `key` (a verified read is answered only then).
-    public func mayRead(_ key: [UInt8], client: PublicKey) -> PermissionDenial? {
+    /// What may leave a replica other than an ordered reply (SPEC.md §19.4).
+    public enum Disclosure: Sendable {
+        /// A key's value, version or absence (a verified read).
+        case key([UInt8])
+        /// Whole blocks, which hold every value ever written (state transfer, joining).
+        case blocks
+    }
+
+    /// The one decision of whether `client` may receive `what`, by this state's policy and
+    /// configuration: nil when it may, else what it lacks. A key goes to a caller with read on
+    /// it; blocks go to validators of the current or the scheduled configuration, and to a
+    /// caller with read on every key (anyone, in an open cluster).
+    public func mayReceive(_ what: Disclosure, client: PublicKey) -> PermissionDenial? {
         let caller = policyIndex.caller(client)
-        guard !caller.may(.read, key) else { return nil }
-        return PermissionDenial(operation: .get, key: key, permission: .read, prefix: policy.suggestedPrefix(.read, for: key))
+        switch what {
+        case let .key(key):
+            guard !caller.may(.read, key) else { return nil }
+            return PermissionDenial(operation: .get, key: key, permission: .read, prefix: policy.suggestedPrefix(.read, for: key))
+        case .blocks:
+            let validators = [governance.config] + (governance.scheduled.map { [$0.config] } ?? [])
+            if validators.contains(where: { config in config.validators.contains { $0.publicKey == client } }) { return nil }
+            guard !caller.mayRead(from: [], to: []) else { return nil }
+            return PermissionDenial(operation: .range, key: [], permission: .read, prefix: [])
+        }
     }
 
     mutating func execute(_ request: Request) throws(KeyHistoryError) -> Outcome {

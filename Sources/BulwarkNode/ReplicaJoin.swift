@@ -17,13 +17,19 @@ public enum ReplicaJoin {
         let ledger = try JoiningLedger(genesis: genesis, dataDirectory: dataDirectory, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let answers = NIOLockedValueBox<[(replica: ReplicaID, entries: [LedgerEntry])]>([])
+        let refusals = NIOLockedValueBox<Set<ReplicaID>>([])
         var config = ledger.governance.config
         let transport = Transport(group: group, config: config, role: .client(key.publicKey), key: key,
                                   settings: .init(frameBytesMax: CodecLimits.bytesMax * 2), logger: logger,
                                   onFrame: { role, bytes in
-                                      guard case let .replica(replica) = role,
-                                            case let .blocks(entries)? = try? ClientFrame(decoding: bytes) else { return }
-                                      answers.withLockedValue { if $0.count < 64 { $0.append((replica, entries)) } }
+                                      guard case let .replica(replica) = role else { return }
+                                      switch try? ClientFrame(decoding: bytes) {
+                                      case let .blocks(entries)?:
+                                          answers.withLockedValue { if $0.count < 64 { $0.append((replica, entries)) } }
+                                      case .refused(_, .unknownClient)?:
+                                          refusals.withLockedValue { _ = $0.insert(replica) }
+                                      default: return
+                                      }
                                   })
         defer {
             Task { await transport.shutdown(); try? await group.shutdownGracefully() }
@@ -41,9 +47,12 @@ public enum ReplicaJoin {
             answers.withLockedValue { $0.removeAll() }
             transport.send(ClientFrame.fetchBlocks(from: from, to: to).encoded(), to: peer)
             var answer: [LedgerEntry]?
-            for _ in 0..<200 where answer == nil {
+            for _ in 0..<200 where answer == nil && !refusals.withLockedValue({ $0.contains(peer) }) {
                 answer = answers.withLockedValue { answers in answers.first { $0.replica == peer }?.entries }
                 if answer == nil { try await Task.sleep(for: .milliseconds(10)) }
+            }
+            if answer == nil, refusals.withLockedValue({ $0.remove(peer) }) != nil {
+                logger.warning("replica \(peer) serves blocks only to validators of the current or a scheduled configuration (or to a key with read on every key); has the change that adds this key been approved?")
             }
             var added: Int?
             if let entries = answer {

@@ -98,6 +98,8 @@ public enum DropReason: String, CaseIterable, Sendable {
     case otherEpoch = "other_epoch"
     /// A request from a key a closed cluster's policy does not bind (nor an admin's).
     case unboundClient = "unbound_client"
+    /// A client key that may not read every key asked for blocks (SPEC.md §19.4).
+    case blocksRefused = "blocks_refused"
     /// A progress report whose commit certificate does not hold, or whose numbers are out of range.
     case badProgressReport = "bad_progress_report"
     /// Consensus input or a request that arrived before the replica started (while it asks

@@ -18,7 +18,7 @@ extension ReplicaShell {
             return network.send(ClientFrame.proofUnavailable(nonce: nonce, reason: reason).encoded(), toClient: client)
         }
         // Only a client the policy lets read the key gets its value, proven or not.
-        if let denial = ledger.state.mayRead(key, client: client) {
+        if let denial = ledger.state.mayReceive(.key(key), client: client) {
             return network.send(ClientFrame.proofUnavailable(nonce: nonce, reason: denial.description).encoded(), toClient: client)
         }
         let source = ledger.state.proofSource(for: key)

@@ -121,9 +121,14 @@ extension ReplicaShell {
     }
 
     /// A joining replica, connected as a client, asks for blocks: served like a peer's
-    /// request, at a client's rate.
+    /// request, at a client's rate, but only to a key that may see every value (SPEC.md
+    /// §19.4); any other is told `unknownClient` (request id 0: not a request).
     func serveBlocks(from: Height, to: Height, toClient client: PublicKey) {
         guard fetchRequests.allow(client, nowMs: clock.nowMs) else { return notify(.dropped(.rateLimited)) }
+        guard ledger.state.mayReceive(.blocks, client: client) == nil else {
+            notify(.dropped(.blocksRefused))
+            return network.send(ClientFrame.refused(requestID: 0, .unknownClient).encoded(), toClient: client)
+        }
         // A joiner at this replica's end of the ledger is told so: an empty answer.
         if from >= 1, from <= to, from > ledger.blockLog.height {
             return network.send(ClientFrame.blocks([]).encoded(), toClient: client)

@@ -65,4 +65,47 @@ import Testing
         }
         #expect(reason.contains("permission denied: get on secret needs read on secret"))
     }
+
+    /// Found in Bulwark: in a closed cluster a key refused for `get` downloaded every block
+    /// (every value ever written) with a client `fetchBlocks` frame, as `bulwark node --join`
+    /// does. Blocks now go only to validators of the current or a scheduled configuration, or
+    /// to a caller with read on every key.
+    @Test func blocksGoOnlyToValidatorsAndToWhoMayReadEverything() throws {
+        let cluster = ShellCluster(admins: [Self.admin.publicKey], policy: .closed)
+        let everything = PrivateKey(seed: [0xee, 0x21] + Array(repeating: 0, count: 30))!
+        cluster.request(.approvePolicy(PolicyApprovalRequest(
+            cluster: cluster.config.clusterID, epoch: 0, sequence: 0,
+            edits: [.grant(role: "reader", Grant(permission: .read, prefix: Array("k".utf8))),
+                    .grant(role: "auditor", Grant(permission: .read, prefix: [])),
+                    .bind(Binding(name: "tester", client: cluster.client.publicKey, roles: ["reader"])),
+                    .bind(Binding(name: "auditor", client: everything.publicKey, roles: ["auditor"]))],
+            adminKey: Self.admin)), to: [0, 1, 2, 3], by: Self.admin)
+        cluster.run(rounds: 20)
+        #expect(cluster.shell(1).height >= 1)
+        func fetch(by key: PublicKey) -> [ClientFrame] {
+            cluster.framesTo[key] = []
+            cluster.frames.append(.init(from: -1, to: .replica(1), bytes: ClientFrame.fetchBlocks(from: 1, to: 1).encoded(), client: key))
+            cluster.run(rounds: 2)
+            return cluster.framesTo[key, default: []]
+        }
+        for key in [Self.stranger.publicKey, cluster.client.publicKey] {
+            let answers = fetch(by: key)
+            #expect(answers == [.refused(requestID: 0, .unknownClient)], "\(answers)")
+        }
+        #expect(cluster.notices[1, default: []].contains { if case .dropped(.blocksRefused) = $0 { true } else { false } })
+        guard case let .blocks(entries)? = fetch(by: everything.publicKey).first else { Issue.record("no blocks for a reader of every key"); return }
+        #expect(entries.count == 1)
+        // A validator's key, connected as a client (a replica joining with --join), is served.
+        guard case .blocks? = fetch(by: cluster.config.validators[2].publicKey).first else { Issue.record("no blocks for a validator"); return }
+    }
+
+    @Test func anOpenClusterServesBlocksToAnyKey() throws {
+        let cluster = ShellCluster()
+        cluster.request(.put(key: Array("k".utf8), value: [1]), to: [0, 1, 2, 3])
+        cluster.run(rounds: 20)
+        cluster.frames.append(.init(from: -1, to: .replica(1), bytes: ClientFrame.fetchBlocks(from: 1, to: 1).encoded(),
+                                    client: Self.stranger.publicKey))
+        cluster.run(rounds: 2)
+        guard case .blocks? = cluster.framesTo[Self.stranger.publicKey, default: []].first else { Issue.record("no blocks in an open cluster"); return }
+    }
 }
