@@ -256,7 +256,7 @@ public struct Adversary: Sendable {
     /// id is the height, so every backup gets the same block, and a later block's is newer.
     func addUnauthorizedRequest(to pp: PrePrepare) -> PrePrepare {
         let theft = Request.signed(by: key, cluster: cluster, requestID: pp.height,
-                                   operation: .add(key: Array("acct0".utf8), delta: -1_000_000, min: .min, max: .max))
+                                   operation: .add(key: Array("acct/0/b".utf8), delta: -1_000_000, min: .min, max: .max))
         let requests = pp.block.requests + [theft]
         var header = pp.block.header
         header.txRoot = Block.txRoot(of: requests, cluster: cluster)

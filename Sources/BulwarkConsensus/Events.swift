@@ -127,6 +127,9 @@ public enum RejectReason: String, Hashable, Sendable, CaseIterable {
     case outOfRange
     /// A checkpoint vote for a height already stable here (normal: the slowest replica's vote).
     case lateCheckpoint
+    /// A request, relayed or inside a proposal, of a key the policy does not admit (a closed
+    /// cluster's stranger, SPEC.md §19.4).
+    case unknownClient
 }
 
 /// The state after a checkpoint-height block that the shell executed outside the normal path
@@ -174,6 +177,9 @@ public struct Recovery: Sendable {
 /// to refuse a stale one.
 public protocol ExecutedRequests: AnyObject, Sendable {
     func lastReply(of client: PublicKey) -> Reply?
+    /// Whether the executed state's policy orders `client`'s requests at all (a closed
+    /// cluster's strangers are refused before ordering on every path, SPEC.md §19.4).
+    func admits(_ client: PublicKey) -> Bool
 }
 
 extension KeyValueState {
@@ -189,4 +195,5 @@ public final class ExecutedState: ExecutedRequests, @unchecked Sendable {
     public var state: KeyValueState
     public init(_ state: KeyValueState) { self.state = state }
     public func lastReply(of client: PublicKey) -> Reply? { state.lastReply(of: client) }
+    public func admits(_ client: PublicKey) -> Bool { state.policyIndex.admits(client) }
 }

@@ -29,6 +29,8 @@ extension Replica {
         guard verifier.isValid(request.signature, by: request.client, for: requestSignedBytes(request)) else {
             return refuse(.invalidRequest, .badSignature)
         }
+        // The client link refuses strangers in the shell; a peer relaying one is refused here.
+        guard executedRequests.admits(request.client) else { return refuse(.unknownClient, .unknownClient) }
         switch pool.add(request, bytes: bytes, nowMs: nowMs) {
         case .added: break
         case .duplicate: return
@@ -97,6 +99,13 @@ extension Replica {
                 return
             }
             guard let predecessor = predecessorTip(of: nextProposal) else { return }
+            // A key unbound since its request arrived is not proposed: backups would refuse
+            // the block (SPEC.md §19.4).
+            let strangers = batch.filter { !executedRequests.admits($0.request.client) }
+            if !strangers.isEmpty {
+                for entry in strangers { pool.remove(RequestPool.Key(client: entry.request.client, requestID: entry.request.requestID)) }
+                continue
+            }
             let requests = batch.map(\.request)
             let header = BlockHeader(
                 clusterID: cluster, epoch: epoch, height: nextProposal, view: view,
@@ -144,6 +153,16 @@ extension Replica {
             return
         }
         if let problem = proposalProblem(pp, after: predecessor) { return reject(problem) }
+        if pp.block.requests.contains(where: { !executedRequests.admits($0.client) }) {
+            // Judged by the policy the block will execute under: once the block below it has
+            // executed here, every honest replica decides alike. Until then it waits (a key
+            // bound by that block is not yet known here).
+            guard lastExecuted >= height - 1 else {
+                waitingPrePrepares[height] = pp
+                return
+            }
+            return reject(.unknownClient)
+        }
         install(pp, tipAfter: predecessor.appending(pp.block.header, hash: pp.blockHash))
         slots[height]!.acceptedMs = nowMs
         if judgeTurnaround(of: pp) { return }
@@ -362,6 +381,8 @@ extension Replica {
             guard let stateRoot else { preconditionFailure("the shell must give the state root at checkpoint height \(height)") }
             signCheckpoint(height: height, blockHash: block.hash, stateRoot: stateRoot)
         }
+        // A proposal that waited for this block's policy (see `receivePrePrepare`).
+        if let next = waitingPrePrepares.removeValue(forKey: height + 1) { receivePrePrepare(next) }
         proposeBatches(flush: true)
     }
 

@@ -87,6 +87,7 @@ public final class ReplicaShell {
     final class ShellExecutedRequests: ExecutedRequests, @unchecked Sendable {
         weak var shell: ReplicaShell?
         func lastReply(of client: PublicKey) -> Reply? { shell?.ledger.state.lastReply(of: client) }
+        func admits(_ client: PublicKey) -> Bool { shell?.ledger.state.policyIndex.admits(client) ?? false }
     }
 
     struct RequestKey: Hashable {

@@ -26,6 +26,8 @@ struct SimulationChecker {
         simulation.report.heights = nodes.filter { $0.refusedToStart == nil && !$0.removed }
             .map { UInt64(ledgers[$0.id]?.count ?? 0) }
         simulation.report.maxView = nodes.compactMap { $0.shell?.core.view }.max() ?? 0
+        simulation.report.strangersRefused = nodes.filter { $0.adversary == nil }
+            .reduce(0) { $0 + ($1.shell?.core.rejections[.unknownClient] ?? 0) }
         checkAgreement()
         checkChains()
         checkExecution()

@@ -189,6 +189,9 @@ public struct SimulationReport: Sendable {
     public var permissionDenials = 0, policyChanges = 0
     /// Denied requests signed by a replica's key (a Byzantine primary's own requests).
     public var replicaRequestsDenied = 0
+    /// Strangers' requests honest replicas refused to order: relayed, or inside a proposal
+    /// (counted by the replicas up at the end).
+    public var strangersRefused: UInt64 = 0
     /// The height the wiped replica's cluster had reached when its disk was wiped, and whether
     /// it was past its signing floor (signing normally again) at the end.
     public var wipedAtHeight: Height?
@@ -215,6 +218,7 @@ public struct SimulationReport: Sendable {
                 ? " epochs=\(epochsEntered) removed=\(replicasRemoved) keys-replaced=\(keysReplaced) joined=\(replicasJoined)" : "")
             + (options.policy ? " policy-changes=\(policyChanges) denied=\(permissionDenials)" : "")
             + (replicaRequestsDenied > 0 ? " replica-requests-denied=\(replicaRequestsDenied)" : "")
+            + (strangersRefused > 0 ? " strangers-refused=\(strangersRefused)" : "")
             + (wipedAtHeight.map { " wiped@\($0) rejoined=\(rejoined)" } ?? "")
     }
 }

@@ -108,4 +108,23 @@ import Testing
         cluster.run(rounds: 2)
         guard case .blocks? = cluster.framesTo[Self.stranger.publicKey, default: []].first else { Issue.record("no blocks in an open cluster"); return }
     }
+
+    /// Found in Bulwark: the refusal before ordering covered only client links; a Byzantine
+    /// backup relaying strangers' requests as consensus `request` messages got them ordered and
+    /// executed, each leaving a client record for ever. Every replica refuses them on that path.
+    @Test func aRelayedStrangersRequestIsNotOrdered() throws {
+        let cluster = ShellCluster(admins: [Self.admin.publicKey], policy: .closed)
+        for i in 0..<8 {
+            let stranger = PrivateKey(seed: [UInt8(i), 0x5e] + Array(repeating: 0, count: 30))!
+            let request = Request.signed(by: stranger, cluster: cluster.config.clusterID, requestID: 1,
+                                         operation: .put(key: Array("k".utf8), value: [1]))
+            for target in [0, 1, 2] {
+                cluster.frames.append(.init(from: 3, to: .replica(target),
+                                            bytes: PeerFrame.consensus(epoch: 0, .request(request)).encoded()))
+            }
+        }
+        cluster.run(rounds: 300)
+        #expect((0..<3).allSatisfy { cluster.shell($0).height == 0 })
+        #expect((0..<3).allSatisfy { cluster.shell($0).core.rejections[.unknownClient, default: 0] == 8 })
+    }
 }
