@@ -56,8 +56,7 @@ public final class LedgerClient: Sendable {
     }
 
     struct Pending {
-        var replies: [ReplicaID: ClientReply] = [:]
-        var refusals: [ReplicaID: RequestRefusal] = [:]
+        var quorum = ReplyQuorum()
         var continuation: CheckedContinuation<ClientReply, any Error>?
     }
 
@@ -135,40 +134,31 @@ public final class LedgerClient: Sendable {
         }
     }
 
-    /// f+1 replicas refusing a request alike end it with that refusal (fewer could be lying).
+    /// A refusal: final ones from f+1 validators end the request (fewer could be lying); a
+    /// momentary one (rate-limited) only waits for the next round (`ReplyQuorum`).
     func received(_ refusal: RequestRefusal, of requestID: UInt64, from replica: ReplicaID) {
-        let done = pending.withLockedValue { pending -> CheckedContinuation<ClientReply, any Error>? in
-            guard var entry = pending[requestID] else { return nil }
-            entry.refusals[replica] = refusal
-            defer { pending[requestID] = entry }
-            guard entry.refusals.values.count(where: { $0 == refusal }) >= config.replyQuorum else { return nil }
-            defer { entry.continuation = nil }
-            return entry.continuation
-        }
-        done?.resume(throwing: ClientError.refused(refusal))
+        settle(requestID) { quorum, config in quorum.received(refusal, from: replica, config: config) }
     }
 
-    /// A replica's latest reply replaces its earlier one; f+1 replicas agreeing on the
-    /// result and height settle the request.
+    /// A replica's latest reply replaces its earlier one; f+1 validators of the known epoch
+    /// agreeing on the result and height settle the request (`ReplyQuorum`).
     func received(_ reply: ClientReply, from replica: ReplicaID) {
-        let done = pending.withLockedValue { pending -> CheckedContinuation<ClientReply, any Error>? in
-            guard var entry = pending[reply.requestID] else { return nil }
-            entry.replies[replica] = reply
-            var continuation: CheckedContinuation<ClientReply, any Error>?
-            // Only validators of the epoch this client knows count: a replica removed since
-            // is no longer vouched for.
-            let config = self.config
-            let agreeing = entry.replies.count { replica, other in
-                other.result == reply.result && other.height == reply.height && config.validator(replica) != nil
-            }
-            if agreeing >= config.replyQuorum {
-                continuation = entry.continuation
-                entry.continuation = nil
-            }
-            pending[reply.requestID] = entry
-            return continuation
+        settle(reply.requestID) { quorum, config in quorum.received(reply, from: replica, config: config) }
+    }
+
+    func settle(_ requestID: UInt64, _ step: (inout ReplyQuorum, ClusterConfig) -> ReplyQuorum.Verdict?) {
+        let config = self.config
+        let (verdict, continuation) = pending.withLockedValue { pending -> (ReplyQuorum.Verdict?, CheckedContinuation<ClientReply, any Error>?) in
+            guard var entry = pending[requestID], let verdict = step(&entry.quorum, config) else { return (nil, nil) }
+            defer { pending[requestID] = entry }
+            defer { entry.continuation = nil }
+            return (verdict, entry.continuation)
         }
-        done?.resume(returning: reply)
+        switch verdict {
+        case let .accepted(reply)?: continuation?.resume(returning: reply)
+        case let .refused(refusal)?: continuation?.resume(throwing: ClientError.refused(refusal))
+        case nil: break
+        }
     }
 
     /// Orders `operation` through the cluster and returns its result and the height of the
@@ -230,13 +220,17 @@ public final class LedgerClient: Sendable {
                     tasks.cancelAll()
                     return result
                 }
-                let have = pending.withLockedValue { $0[requestID]?.replies.count ?? 0 }
+                let config = self.config
+                let (have, refusal) = pending.withLockedValue { state in
+                    (state[requestID]?.quorum.replyCount ?? 0, state[requestID]?.quorum.refusalAtDeadline(config: config))
+                }
                 let continuation = pending.withLockedValue { state -> CheckedContinuation<ClientReply, any Error>? in
                     let c = state[requestID]?.continuation
                     state[requestID]?.continuation = nil
                     return c
                 }
-                continuation?.resume(throwing: ClientError.timedOut(requestID: requestID, replies: have, needed: config.replyQuorum))
+                continuation?.resume(throwing: refusal.map { ClientError.refused($0) }
+                    ?? ClientError.timedOut(requestID: requestID, replies: have, needed: config.replyQuorum))
             }
             throw ClientError.timedOut(requestID: requestID, replies: 0, needed: config.replyQuorum)
         }
