@@ -246,7 +246,7 @@ func openReader(_ directory: String, _ policy: DamagePolicy) throws -> BlockLogR
 struct Compare: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check that several replicas' ledgers agree at every common height.",
-        discussion: "On a divergence, reports the first height and, for each side, whether its commit certificate is valid."
+        discussion: "On a divergence, reports the first height and, for each side, whether its commit certificate is valid. A ledger with no blocks agrees with nothing: it fails, named."
     )
 
     @Argument(help: ArgumentHelp("Two or more block log directories.", valueName: "DIR")) var directories: [String]
@@ -262,6 +262,8 @@ struct Compare: ParsableCommand {
         let config = try loadConfig(cluster)
         let readers = try directories.map { try openReader($0, damagePolicy) }
         let common = readers.map(\.height).min() ?? 0
+        // An empty ledger has no common height with anything: "agree at 1...0" compared nothing.
+        let empty = zip(directories, readers).filter { $0.1.height == 0 }.map(\.0)
         var divergence: (height: Height, sides: [(String, Digest, String)])?
         if common > 0 {
             for height in 1...common {
@@ -290,7 +292,7 @@ struct Compare: ParsableCommand {
         }
         if output.json {
             printJSON([
-                "ok": divergence == nil, "commonHeight": common,
+                "ok": divergence == nil && empty.isEmpty, "commonHeight": common, "empty": empty,
                 "heights": Dictionary(uniqueKeysWithValues: zip(directories, readers.map(\.height))),
                 "divergence": divergence.map { d in
                     ["height": d.height,
@@ -300,10 +302,12 @@ struct Compare: ParsableCommand {
         } else if let divergence {
             print("DIVERGED at height \(divergence.height):")
             for side in divergence.sides { print("  \(side.0): block \(side.1.short)…, \(side.2)") }
+        } else if !empty.isEmpty {
+            print("NOTHING COMPARED: \(empty.joined(separator: ", ")) \(empty.count == 1 ? "holds" : "hold") no blocks; heights \(readers.map { String($0.height) }.joined(separator: ", "))")
         } else {
             print("ok: \(readers.count) ledgers agree at every common height (1...\(common)); heights \(readers.map { String($0.height) }.joined(separator: ", "))")
         }
-        if divergence != nil { throw ExitCode.failure }
+        if divergence != nil || !empty.isEmpty { throw ExitCode.failure }
     }
 }
 

@@ -176,6 +176,16 @@ struct VerifyCommandTests {
         #expect(diverged.stdout.contains("DIVERGED at height 7"))
         #expect(diverged.stdout.contains("valid commit certificate"))
 
+        // Found in Bulwark: the demo's closing check printed "4 ledgers agree at every common
+        // height (1...0)" with one replica's ledger empty, and passed. An empty ledger agrees
+        // with nothing.
+        let empty = NSTemporaryDirectory() + "bulwark-empty-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: empty + "/blocks", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: empty) }
+        let nothing = try verifyBinary.run(["compare", a, empty, "--cluster", cluster])
+        #expect(nothing.status != 0)
+        #expect(nothing.stdout.contains("NOTHING COMPARED: \(empty) holds no blocks"), "\(nothing.stdout)\(nothing.stderr)")
+
         let old = try verifyBinary.run(["digest", a, "--height", "5"]).stdout
             .split(separator: "\n").first { $0.hasPrefix("digest ") }!.dropFirst("digest ".count)
         let new = try verifyBinary.run(["digest", a]).stdout
