@@ -149,10 +149,13 @@ public final class LedgerClient: Sendable {
     func settle(_ requestID: UInt64, _ step: (inout ReplyQuorum, ClusterConfig) -> ReplyQuorum.Verdict?) {
         let config = self.config
         let (verdict, continuation) = pending.withLockedValue { pending -> (ReplyQuorum.Verdict?, CheckedContinuation<ClientReply, any Error>?) in
-            guard var entry = pending[requestID], let verdict = step(&entry.quorum, config) else { return (nil, nil) }
+            guard var entry = pending[requestID] else { return (nil, nil) }
+            // Every answer is kept, verdict or not: the quorum forms from answers over time.
             defer { pending[requestID] = entry }
-            defer { entry.continuation = nil }
-            return (verdict, entry.continuation)
+            guard let verdict = step(&entry.quorum, config) else { return (nil, nil) }
+            let continuation = entry.continuation
+            entry.continuation = nil
+            return (verdict, continuation)
         }
         switch verdict {
         case let .accepted(reply)?: continuation?.resume(returning: reply)
