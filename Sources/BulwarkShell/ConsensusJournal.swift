@@ -146,18 +146,26 @@ extension ConsensusJournal {
     /// this replica's vote (`id`) at a height the log has no record of having signed. Such a
     /// log was restored from an old copy, or belongs to an earlier life of this replica:
     /// signing on from it could sign twice.
+    ///
+    /// A new log (this replica never ran from it) is older than any ledger holding this
+    /// replica's vote in this epoch, stable or not: the lost log may have held votes above the
+    /// ledger's end (SPEC.md §14.3). A replica that never voted here (a joiner) starts.
     func olderThan(_ blockLog: BlockLog, id: ReplicaID, epochBase: Height) -> String? {
         // Votes at or below a signing floor are the earlier life's, which the floor covers.
-        let stable = max(blockLog.latestExecutionCertificate?.height ?? 0, epochBase, compactedThrough,
-                         signingFloor?.height ?? 0)
+        let stable = isNew ? epochBase : max(blockLog.latestExecutionCertificate?.height ?? 0, epochBase, compactedThrough,
+                                             signingFloor?.height ?? 0)
         guard blockLog.height > stable else { return nil }
         var signed = Set<Height>()
         for record in records {
             if case let .sent(.commit(commit)) = record { signed.insert(commit.height) }
         }
-        for height in stride(from: stable + 1, through: blockLog.height, by: 1) {
+        // Newest first: a replica that ran votes in its newest blocks, so the search is short.
+        for height in stride(from: blockLog.height, through: stable + 1, by: -1) {
             guard let entry = try? blockLog.entry(at: height) else { continue }
             if entry.certificate.votes.contains(where: { $0.replica == id }), !signed.contains(height) {
+                if isNew {
+                    return "the write-ahead log is missing beside a ledger holding this replica's commit vote at height \(height): the votes it recorded above the ledger's end are lost; refusing to start rather than risk signing twice. Restore the log that belongs with this ledger, or start the replica with --rejoin"
+                }
                 return "the ledger holds this replica's commit vote at height \(height), which its write-ahead log has no record of: the log is older than the ledger (restored from a copy?); refusing to start rather than risk signing twice. Restore the log that belongs with this ledger, or start the replica with --rejoin"
             }
         }

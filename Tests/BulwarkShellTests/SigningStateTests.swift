@@ -90,4 +90,44 @@ import Testing
         }
         #expect(cluster.shell(1).height == cluster.shell(0).height && cluster.shell(1).height > height)
     }
+
+    /// Issue 29 item 9, confirmed: a write-ahead log lost beside a surviving ledger that ends at
+    /// a stable checkpoint. The older-log check looked only above that checkpoint, found
+    /// nothing, and the replica started with a new log and no floor, free to sign again at the
+    /// heights and views its lost log had voted in. A new log beside a ledger holding this
+    /// replica's votes in this epoch now stops start-up, naming --rejoin, which brings it back.
+    @Test func aLostWriteAheadLogBesideALedgerAtACheckpointStopsStartUp() throws {
+        let cluster = ShellCluster()
+        for _ in 0..<12 where cluster.shell(1).height < 8 || cluster.shell(1).height % 4 != 0 {
+            cluster.request(to: [0, 1, 2, 3])
+            cluster.run(rounds: 5)
+        }
+        let height = cluster.shell(1).height
+        #expect(height % 4 == 0 && height >= 8, "height \(height)")
+        cluster.shells[1] = nil
+        try cluster.disks[1].remove("/data/consensus.wal")
+        let error = try #require(Self.startupError(cluster, 1), "replica 1 started with a new log beside its ledger")
+        #expect(error.contains("write-ahead log") && error.contains("--rejoin"), "\(error)")
+        try cluster.start(1, startup: .rejoin)
+        cluster.run(rounds: 3, stepMs: 100)
+        let floor = try #require(cluster.shell(1).core.signingFloor)
+        #expect(floor.height >= height + cluster.config.parameters.watermarkWindow, "\(floor)")
+    }
+
+    /// A replica that never voted (one that joined, its ledger fetched) starts a new log.
+    @Test func aNewLogBesideALedgerWithoutThisReplicasVotesStarts() throws {
+        let cluster = ShellCluster()
+        cluster.shells[3] = nil
+        for _ in 0..<3 {
+            cluster.request(to: [0, 1, 2])
+            cluster.run(rounds: 5)
+        }
+        // Replica 3's disk gets replica 0's ledger, without any log: no vote of 3 is in it.
+        cluster.disks[3].wipe()
+        for path in try cluster.disks[0].list("/data/blocks") {
+            try Self.put(try #require(cluster.disks[0].bytes("/data/blocks/" + path)), at: "/data/blocks/" + path, on: cluster.disks[3])
+        }
+        #expect(Self.startupError(cluster, 3) == nil)
+        #expect(cluster.shell(3).height == cluster.shell(0).height)
+    }
 }
