@@ -77,8 +77,10 @@ public final class LedgerClient: Sendable {
         self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: 1)
         // Request ids must grow across runs of the same key: start from the wall clock in µs.
         nextID = .init(UInt64(Date().timeIntervalSince1970 * 1_000_000))
+        var settings = Transport.Settings(frameBytesMax: config.parameters.frameBytesMax)
+        settings.frameBytesMaxFollowsConfig = true
         let transport = Transport(group: self.group, config: config, role: .client(key.publicKey), key: key,
-                                  settings: .init(frameBytesMax: config.parameters.frameBytesMax), logger: logger,
+                                  settings: settings, logger: logger,
                                   onFrame: { [weak self] role, bytes in self?.received(role, bytes) })
         self.transport.withLockedValue { $0 = transport }
     }

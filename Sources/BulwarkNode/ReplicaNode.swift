@@ -111,6 +111,7 @@ public final class ReplicaNode: @unchecked Sendable {
         let validator = config.validator(id)!
         var settings = Transport.Settings(frameBytesMax: config.parameters.frameBytesMax)
         settings.inboundConnectionsMax = Self.inboundConnectionsMax()
+        settings.frameBytesMaxFollowsConfig = true
         settings.trustedSources = Set(config.validators.map(\.replicaAddress.host))
         transport = Transport(group: ioGroup, config: config, role: .replica(id), key: key, settings: settings,
                               logger: logger, onFrame: { [self] role, bytes in received(role, bytes) })

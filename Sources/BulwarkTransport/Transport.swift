@@ -41,6 +41,9 @@ public final class Transport: Sendable {
         /// elsewhere cannot crowd out the replicas.
         public var trustedSources: Set<String> = []
         public var trustedReserve = 64
+        /// Whether `frameBytesMax` follows the configuration's (a replica's and a client's
+        /// transport): an epoch that changes it changes the limit (see `update(config:)`).
+        public var frameBytesMaxFollowsConfig = false
 
         public init(frameBytesMax: Int) { self.frameBytesMax = frameBytesMax }
     }
@@ -78,6 +81,8 @@ public final class Transport: Sendable {
 
     struct State {
         var config: ClusterConfig
+        /// The largest frame payload accepted on connections built from now on.
+        var frameBytesMax: Int
         var links: [ReplicaID: Link] = [:]
         /// Inbound authenticated connections from clients, by key, for replies. The newest
         /// connection of a key wins; an older one's close leaves it in place.
@@ -138,7 +143,7 @@ public final class Transport: Sendable {
     public init(group: any EventLoopGroup, config: ClusterConfig, role: PeerRole, key: PrivateKey, settings: Settings,
                 logger: Logger, onFrame: @escaping @Sendable (PeerRole, [UInt8]) -> Void) {
         self.group = group
-        state = NIOLockedValueBox(State(config: config))
+        state = NIOLockedValueBox(State(config: config, frameBytesMax: settings.frameBytesMax))
         self.role = role
         self.key = key
         self.settings = settings
@@ -149,11 +154,23 @@ public final class Transport: Sendable {
     /// A new epoch's configuration: later connections authenticate against it, and the link
     /// to every validator that left it, or whose key or address changed, is closed (and the
     /// next frame to one that stays reconnects to its new address with its new key).
+    ///
+    /// With `frameBytesMaxFollowsConfig`, an epoch that changes `frameBytesMax` sets the limit
+    /// to the larger of the two epochs' (frames of the old epoch still arrive around the
+    /// boundary), and closes every connection built with the old limit: links reconnect, peers
+    /// and clients connect again, all under the new one.
     public func update(config next: ClusterConfig) {
         let closing = state.withLockedValue { state -> [any Channel] in
             let previous = state.config
             state.config = next
             var closing: [any Channel] = []
+            let (before, after) = (previous.parameters.frameBytesMax, next.parameters.frameBytesMax)
+            if settings.frameBytesMaxFollowsConfig, before != after {
+                state.frameBytesMax = max(before, after)
+                closing += state.links.keys.sorted().compactMap { state.links[$0]?.channel }
+                closing += state.inboundChannels.values
+                return closing
+            }
             for replica in state.links.keys.sorted() where previous.validator(replica) != next.validator(replica) {
                 if let channel = state.links[replica]?.channel { closing.append(channel) }
                 state.links[replica] = nil
@@ -192,7 +209,7 @@ public final class Transport: Sendable {
 
     func pipeline(_ channel: any Channel, side: HandshakeHandler.Side, admission: Admission? = nil) -> EventLoopFuture<Void> {
         let onFrame = self.onFrame
-        let maximum = settings.frameBytesMax
+        let maximum = state.withLockedValue { $0.frameBytesMax }
         let deadline = TimeAmount.milliseconds(settings.handshakeTimeoutMs)
         return channel.eventLoop.makeCompletedFuture {
             // Frames carry an authentication tag beyond the payload limit.

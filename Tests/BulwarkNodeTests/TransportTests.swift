@@ -157,6 +157,44 @@ import Testing
         await t0.shutdown()
     }
 
+    /// Issue 29 item 8: decoders kept the `frameBytesMax` of process start, so an epoch that
+    /// raised it left running replicas dropping legal frames. The limit follows the epoch.
+    @Test func theFrameLimitFollowsAnEpochThatChangesIt() async throws {
+        let ports = try await freePorts()
+        let (base, keys) = config(ports: ports)
+        func with(frameBytesMax: Int) throws -> ClusterConfig {
+            var parameters = base.parameters
+            parameters.frameBytesMax = frameBytesMax
+            return try ClusterConfig(clusterID: base.clusterID, validators: base.validators, parameters: parameters)
+        }
+        let small = try with(frameBytesMax: 4 << 20), large = try with(frameBytesMax: 8 << 20)
+        var settings = Transport.Settings(frameBytesMax: small.parameters.frameBytesMax)
+        settings.frameBytesMaxFollowsConfig = true
+        let inbox = Inbox()
+        let t0 = transport(small, keys, 0, inbox, settings: settings)
+        let t1 = transport(small, keys, 1, Inbox(), settings: settings)
+        _ = try await t0.listen(host: "127.0.0.1", port: ports[0])
+        _ = try await t1.listen(host: "127.0.0.1", port: ports[1])
+        let frame = [UInt8](repeating: 7, count: 6 << 20)
+        t1.send([1], to: 0)
+        #expect(await inbox.wait(for: 1))
+        t1.send(frame, to: 0)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(inbox.count == 1, "a frame over the epoch's limit was delivered")
+        // The next epoch allows it: both ends follow, and the frame arrives.
+        t0.update(config: large)
+        t1.update(config: large)
+        var delivered = false
+        for _ in 0..<20 where !delivered {
+            t1.send(frame, to: 0)
+            delivered = await inbox.wait(for: 2, seconds: 1)
+        }
+        #expect(delivered, "a frame within the new epoch's limit never arrived")
+        #expect(inbox.frames.withLockedValue { $0.last?.1.count } == frame.count)
+        await t1.shutdown()
+        await t0.shutdown()
+    }
+
     /// A length prefix above the limit closes the connection before anything is buffered.
     @Test func anOversizedFrameClosesTheConnection() async throws {
         let ports = try await freePorts()
