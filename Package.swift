@@ -202,7 +202,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BulwarkConsensusTests",
-            dependencies: ["BulwarkCore", "BulwarkConsensus", "BulwarkSimulation"]
+            dependencies: ["BulwarkCore", "BulwarkConsensus", "BulwarkSimulation", "BulwarkShell", "BulwarkAdversary"]
         ),
         .testTarget(
             name: "BulwarkShellTests",

@@ -61,6 +61,10 @@ public enum Behaviour: String, CaseIterable, Sendable, Comparable {
     case lyingReplies = "lying-replies"
     /// Blocks served in state transfer are altered or cut short (the shell applies this one).
     case forgedStateTransfer = "forged-state-transfer"
+    /// Answers a rejoining replica's `progressQuery` with claims it cannot prove: by turns an
+    /// epoch 2^40 ahead with no commit proof, and a view 2^40 ahead of its proof's (the shell
+    /// applies this one). A lie may delay a rejoin by a bounded amount only (SPEC.md §14.4).
+    case lyingProgress = "lying-progress"
     /// Sends nothing at all.
     case silent = "silent"
     /// Crashes and restarts over and over (the shell applies this one).
@@ -94,6 +98,8 @@ public struct Adversary: Sendable {
     var counter: UInt64 = 0
     /// State-transfer answers served so far (the lies take turns).
     var servedAnswers: UInt64 = 0
+    /// Progress answers given so far (the lies take turns).
+    var progressAnswers: UInt64 = 0
     static let replayBufferMax = 256
 
     public init(behaviours: Set<Behaviour>, config: ClusterConfig, id: ReplicaID, key: PrivateKey) {
@@ -344,6 +350,20 @@ public struct Adversary: Sendable {
     /// mismatches) and the rest cut off; the blocks in reverse order; every block but the last
     /// dropped; nothing at all. With `mutateIntegers`, one block's integers are set to boundary
     /// values.
+    /// What this replica tells a rejoining peer of its progress.
+    public mutating func progress(_ report: ProgressReport) -> ProgressReport {
+        guard behaviours.contains(.lyingProgress) else { return report }
+        progressAnswers &+= 1
+        var lie = report
+        if progressAnswers % 2 == 1 {
+            lie.epoch = report.epoch + (1 << 40)
+            lie.latest = nil
+        } else {
+            lie.view = min(report.view + (1 << 40), ProtocolBounds.viewMax)
+        }
+        return lie
+    }
+
     public mutating func served(_ entries: [LedgerEntry]) -> [LedgerEntry] {
         let entries = behaviours.contains(.mutateIntegers) ? mutatedTransfer(entries) : entries
         guard behaviours.contains(.forgedStateTransfer), var first = entries.first else { return entries }

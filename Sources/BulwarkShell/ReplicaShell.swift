@@ -65,6 +65,9 @@ public final class ReplicaShell {
     /// Progress queries per peer (each costs a read of the ledger's newest block).
     var progressQueries = RateLimiter<ReplicaID>(perSecond: 10, burst: 20, totalPerSecond: 200)
     var rejoinAnnounced = false
+    /// Progress reports of a rejoin that claimed a later epoch than this replica's: unproven
+    /// until its ledger reaches that epoch, where `enterEpoch` checks them (SPEC.md §14.4).
+    var laterEpochClaims: [ProgressReport] = []
     /// When each pending client request first arrived (monotonic ns), for request latency.
     var arrivals: [RequestKey: UInt64] = [:]
     static let arrivalsTrackedMax = 1 << 16
@@ -75,11 +78,14 @@ public final class ReplicaShell {
         public var serve: @Sendable ([LedgerEntry]) -> [LedgerEntry]
         /// Milliseconds to hold a message back before sending it.
         public var delayMs: (Message) -> UInt64
+        /// The answer to a peer's `progressQuery`.
+        public var progress: (ProgressReport) -> ProgressReport
         public init(rewrite: @escaping ([Action]) -> [Action], serve: @escaping @Sendable ([LedgerEntry]) -> [LedgerEntry],
-                    delayMs: @escaping (Message) -> UInt64) {
+                    delayMs: @escaping (Message) -> UInt64, progress: @escaping (ProgressReport) -> ProgressReport = { $0 }) {
             self.rewrite = rewrite
             self.serve = serve
             self.delayMs = delayMs
+            self.progress = progress
         }
     }
 

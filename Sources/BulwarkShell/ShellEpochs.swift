@@ -112,6 +112,8 @@ extension ReplicaShell {
                        epoch: governance.epoch, epochBase: ledger.tip, epochLastHeight: governance.scheduled?.lastHeight,
                        signingFloor: journal.signingFloor)
         network.configure(config)
+        raiseFloorByLaterEpochClaims()
+        guard faulted == nil else { return }
         logger.info("entered epoch", metadata: [
             "epoch": "\(governance.epoch)", "height": "\(ledger.tip.height)", "replicas": "\(config.n)",
             "config": "\(config.hash.short)"])

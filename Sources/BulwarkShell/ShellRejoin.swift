@@ -40,7 +40,8 @@ extension ReplicaShell {
 
     func answerProgress(nonce: UInt64, to peer: ReplicaID) {
         guard progressQueries.allow(peer, nowMs: clock.nowMs) else { return notify(.dropped(.rateLimited)) }
-        network.send(PeerFrame.progress(nonce: nonce, progressReport()).encoded(), to: peer, afterMs: 0)
+        let report = interceptor?.progress(progressReport()) ?? progressReport()
+        network.send(PeerFrame.progress(nonce: nonce, report).encoded(), to: peer, afterMs: 0)
     }
 
     /// Starts asking the peers (from `start`), and again every retry interval for those that
@@ -79,8 +80,9 @@ extension ReplicaShell {
         guard ProtocolBounds.isView(report.view) else { return false }
         guard let proof = report.latest else { return true }
         let header = proof.header
-        guard ProtocolBounds.isHeight(proof.height), header.height == proof.height, header.clusterID == config.clusterID,
-              header.hash == proof.certificate.blockHash, header.epoch <= report.epoch else { return false }
+        guard ProtocolBounds.isHeight(proof.height), ProtocolBounds.isView(proof.certificate.view), header.height == proof.height,
+              header.clusterID == config.clusterID, header.hash == proof.certificate.blockHash,
+              header.epoch <= report.epoch else { return false }
         guard header.epoch == core.epoch else { return true }
         return (try? proof.certificate.verify(config: config, verifier: verifier)) != nil
     }
@@ -99,16 +101,35 @@ extension ReplicaShell {
         startCore()
     }
 
-    /// Once a quorum answered: the floor is the highest epoch and view any of them reported,
-    /// and the highest height (or this replica's own ledger, if higher) plus the watermark
-    /// window. It replaces any earlier floor: whatever this replica signed, before this loss
-    /// or an earlier one, lies below what a quorum reports now. Durable before anything is
-    /// signed.
+    /// How far past the view its commit proof shows a report's view may count: honest
+    /// replicas move one view per failed view change (with doubling timeouts), so a claim
+    /// further ahead is a lie that would otherwise keep a rejoining replica silent for ever.
+    public static let rejoinViewsAheadMax: View = 8
+
+    /// What a report proves about this replica's epoch (SPEC.md §14.4), as a floor: nil for a
+    /// report of another epoch (an earlier one lies below this replica's own ledger; a later
+    /// one cannot be checked until the ledger reaches it). The height is its commit proof's,
+    /// verified (`isCredible`), or none; the view at most `rejoinViewsAheadMax` past the view
+    /// of that proof (0 when it has none in this epoch).
+    func provenFloor(_ report: ProgressReport) -> SigningFloor? {
+        guard report.epoch == core.epoch else { return nil }
+        let proof = report.latest.flatMap { $0.header.epoch == core.epoch ? $0 : nil }
+        // Views are at most `viewMax` (checked), so adding the look-ahead cannot overflow.
+        let view = min(report.view, (proof?.certificate.view ?? 0) + Self.rejoinViewsAheadMax)
+        return SigningFloor(epoch: core.epoch, view: view, height: proof?.height ?? 0)
+    }
+
+    /// Once a quorum answered: the floor is the highest view and height the answers prove
+    /// (`provenFloor`), or this replica's own ledger if higher, plus the watermark window. It
+    /// replaces any earlier floor: whatever this replica signed, before this loss or an earlier
+    /// one, lies below what a quorum reports now. Claims of later epochs are kept and raise
+    /// the floor when the ledger reaches their epoch. Durable before anything is signed.
     func decideRejoin(_ probe: StartupProbe) {
         guard probe.answers.count >= config.quorum else { return }
         var floor = SigningFloor(epoch: core.epoch, view: 0, height: ledger.tip.height)
-        for report in probe.answers.values {
-            floor = floor.raised(to: SigningFloor(epoch: report.epoch, view: report.view, height: report.height))
+        for report in probe.answers.values.compactMap(provenFloor) { floor = floor.raised(to: report) }
+        laterEpochClaims = probe.answers.keys.sorted().compactMap { peer in
+            probe.answers[peer].flatMap { $0.epoch > core.epoch ? $0 : nil }
         }
         // Heights are at most `heightMax` (checked), so adding the window cannot overflow.
         floor.height = min(floor.height + config.parameters.watermarkWindow, ProtocolBounds.heightMax)
@@ -118,6 +139,27 @@ extension ReplicaShell {
             "height": "\(floor.height)", "view": "\(floor.view)", "epoch": "\(floor.epoch)"])
         self.probe = nil
         startCore()
+    }
+
+    /// Entering an epoch that a rejoin's answers claimed: the claims of this epoch whose commit
+    /// proofs now verify raise the floor as if they had been proven when they came (a lie
+    /// never verifies and moves nothing). Durable before the new epoch's core signs.
+    func raiseFloorByLaterEpochClaims() {
+        let due = laterEpochClaims.filter { $0.epoch == core.epoch }
+        laterEpochClaims.removeAll { $0.epoch <= core.epoch }
+        var raised = core.signingFloor
+        for report in due {
+            if let proof = report.latest, proof.header.epoch == core.epoch,
+               (try? proof.certificate.verify(config: config, verifier: verifier)) == nil { continue }
+            guard var proven = provenFloor(report) else { continue }
+            proven.height = min(proven.height + config.parameters.watermarkWindow, ProtocolBounds.heightMax)
+            raised = raised?.raised(to: proven) ?? proven
+        }
+        guard let raised, raised != core.signingFloor else { return }
+        do { try journal.setFloor(raised) } catch { return fault("cannot record the signing floor: \(error)") }
+        core.setSigningFloor(raised)
+        logger.notice("rejoining: the floor rises to what peers proved of this epoch", metadata: [
+            "height": "\(raised.height)", "view": "\(raised.view)", "epoch": "\(raised.epoch)"])
     }
 
     /// Logs (once) that the floor is behind this replica: it signs normally again.

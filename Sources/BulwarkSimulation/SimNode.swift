@@ -152,7 +152,7 @@ extension Simulation {
             let box = Unchecked(node)
             shell.interceptor = ReplicaShell.Interceptor(
                 rewrite: { node.adversary!.rewrite($0) }, serve: { box.value.adversary!.served($0) },
-                delayMs: { node.adversary!.delayMs($0) })
+                delayMs: { node.adversary!.delayMs($0) }, progress: { node.adversary!.progress($0) })
         }
         node.shell = shell
         shell.start()

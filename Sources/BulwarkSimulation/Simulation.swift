@@ -227,7 +227,10 @@ public final class Simulation {
             }
         }
         report.virtualTimeMs = now
-        if let wiped = wipedNode { report.rejoined = nodes[wiped].shell.map { !$0.isProbing && $0.core.rejoining == nil } ?? false }
+        if let wiped = wipedNode {
+            report.rejoined = nodes[wiped].shell.map { !$0.isProbing && $0.core.rejoining == nil } ?? false
+            report.rejoinFloor = nodes[wiped].shell?.core.signingFloor
+        }
         SimulationChecker(simulation: self).check()
         return report
     }

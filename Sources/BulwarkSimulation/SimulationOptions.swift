@@ -1,3 +1,4 @@
+import BulwarkConsensus
 import BulwarkAdversary
 import BulwarkCore
 
@@ -196,6 +197,8 @@ public struct SimulationReport: Sendable {
     /// it was past its signing floor (signing normally again) at the end.
     public var wipedAtHeight: Height?
     public var rejoined = false
+    /// The wiped replica's signing floor at the end (what its peers' answers proved).
+    public var rejoinFloor: SigningFloor?
     /// Messages honest replicas signed, checked for two different ones in one place.
     public var signedMessagesChecked = 0
     public var failures: [String] = []

@@ -70,7 +70,8 @@ struct ByzantineReplica: AsyncParsableCommand {
                 node.interceptor = ReplicaNode.Interceptor(
                     rewrite: { actions in adversary.withLockedValue { $0.rewrite(actions) } },
                     serve: { entries in adversary.withLockedValue { $0.served(entries) } },
-                    delayMs: { message in adversary.withLockedValue { $0.delayMs(message) } })
+                    delayMs: { message in adversary.withLockedValue { $0.delayMs(message) } },
+                    progress: { report in adversary.withLockedValue { $0.progress(report) } })
             }
         } catch {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))

@@ -1,5 +1,6 @@
 import BulwarkAdversary
 import BulwarkCore
+import BulwarkShell
 import BulwarkSimulation
 import Testing
 
@@ -31,6 +32,26 @@ import Testing
         // votes again after the first view change past its floor, which only some runs have
         // once it caught up (a cluster that keeps its view keeps it following silently).
         #expect(reports.contains { $0.rejoined }, "\(reports.map(\.rejoined))")
+    }
+
+    /// Issue 29 item 6: a Byzantine replica answers the rejoining replica's progress query with
+    /// an epoch and a view it cannot prove. The floor holds only what the answers prove, so the
+    /// rejoin is delayed a bounded amount at most, and no replica signs twice.
+    @Test func lyingProgressDoesNotMuteARejoiningReplica() {
+        let reports = (UInt64(11)...22).map { seed in
+            var options = SimulationOptions.mixed(seed: seed)
+            options.wipe = true
+            options.byzantine = [3: [.lyingProgress]]
+            return Simulation(options: options).run()
+        }
+        let failed = reports.filter { !$0.passed }.map(Self.describe)
+        #expect(failed.isEmpty, "\(failed.joined(separator: "\n"))")
+        for report in reports {
+            guard let floor = report.rejoinFloor else { continue }
+            #expect(floor.epoch == 0 && floor.view <= report.maxView + ReplicaShell.rejoinViewsAheadMax,
+                    "seed \(report.options.seed): floor \(floor) beyond what any answer proves (view \(report.maxView))")
+        }
+        #expect(reports.contains { $0.rejoinFloor != nil })
     }
 
     /// The negative control: the same runs with the wiped replica restarted as a new

@@ -134,4 +134,33 @@ import Testing
         #expect(cluster.shell(2).probe?.answers.isEmpty == true)
         #expect(cluster.notices[2, default: []].contains { if case .dropped(.badProgressReport) = $0 { true } else { false } })
     }
+
+    /// Found in Bulwark: one Byzantine peer answering `progressQuery` with an unproven epoch
+    /// 2^40 and view 2^62 set the signing floor out of reach, so the rejoining replica followed
+    /// the ledger but never signed again. A claim counts only as far as it is proven: an epoch
+    /// beyond this replica's not at all (until its ledger reaches that epoch), a view at most
+    /// `rejoinViewsAheadMax` past the view of the report's own commit proof.
+    @Test func unprovenProgressClaimsDoNotMoveTheFloor() throws {
+        let cluster = ShellCluster()
+        Self.commit(2, in: cluster)
+        try cluster.wipe(2, startup: .rejoin)
+        let nonce = try #require(cluster.shell(2).probe?.nonce)
+        var farEpoch = cluster.shell(1).progressReport()
+        farEpoch.epoch = 1 << 40
+        farEpoch.latest = nil
+        var farView = cluster.shell(3).progressReport()
+        farView.view = 1 << 61
+        cluster.frames = [1, 3].map { peer in
+            ShellCluster.Frame(from: peer, to: .replica(2),
+                               bytes: PeerFrame.progress(nonce: nonce, peer == 1 ? farEpoch : farView).encoded())
+        }
+        // Replica 0 answers a retry (its answer to the first query was dropped above).
+        for _ in 0..<100 where cluster.shell(2).isProbing { cluster.run(rounds: 2, stepMs: 100) }
+        #expect(!cluster.shell(2).isProbing, "answers: \(cluster.shell(2).probe?.answers.keys.sorted() ?? [])")
+        let floor = try #require(cluster.shell(2).core.signingFloor)
+        #expect(floor.epoch == 0, "\(floor)")
+        #expect(floor.view <= ReplicaShell.rejoinViewsAheadMax, "\(floor)")
+        #expect(floor.height == 2 + 16, "\(floor)")
+        #expect(cluster.shell(2).laterEpochClaims.map(\.epoch) == [1 << 40])
+    }
 }
