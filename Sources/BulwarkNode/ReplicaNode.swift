@@ -69,6 +69,9 @@ public final class ReplicaNode: @unchecked Sendable {
         set { shell.interceptor = newValue }
     }
     public typealias Interceptor = ReplicaShell.Interceptor
+    /// An authenticated client connection with no traffic this long is closed (0: never); set
+    /// before `start`.
+    public var clientIdleTimeoutMs: Int64 = 120_000
     let metrics: NodeMetrics
     let key: PrivateKey
 
@@ -112,6 +115,7 @@ public final class ReplicaNode: @unchecked Sendable {
         var settings = Transport.Settings(frameBytesMax: config.parameters.frameBytesMax)
         settings.inboundConnectionsMax = Self.inboundConnectionsMax()
         settings.frameBytesMaxFollowsConfig = true
+        settings.clientIdleTimeoutMs = clientIdleTimeoutMs
         settings.trustedSources = Set(config.validators.map(\.replicaAddress.host))
         transport = Transport(group: ioGroup, config: config, role: .replica(id), key: key, settings: settings,
                               logger: logger, onFrame: { [self] role, bytes in received(role, bytes) })
@@ -268,9 +272,12 @@ final class NodeIO: ShellNetwork, ShellClock, ShellWorkers, @unchecked Sendable 
     /// Counts serving work dropped at the bound.
     var dropped: () -> Void = {}
     let snapshotQueue = DispatchQueue(label: "bulwark.snapshots")
-    let servingQueue = DispatchQueue(label: "bulwark.serving")
-    let servingPending = NIOLockedValueBox(0)
-    static let servingPendingMax = 16
+    /// One queue per serving class, each with its own bound: a client flood of proof or
+    /// block requests never delays nor crowds out a peer's state transfer.
+    let peerServing = DispatchQueue(label: "bulwark.serving.peers")
+    let clientServing = DispatchQueue(label: "bulwark.serving.clients")
+    let servingPending = NIOLockedValueBox([ServingClass: Int]())
+    static let servingPendingMax: [ServingClass: Int] = [.peer: 8, .client: 16]
 
     init(loop: any EventLoop) { self.loop = loop }
 
@@ -291,16 +298,16 @@ final class NodeIO: ShellNetwork, ShellClock, ShellWorkers, @unchecked Sendable 
         loop.scheduleTask(in: .milliseconds(Int64(min(afterMs, 3_600_000)))) { [weak self] in self?.shell?.fire(timer) }
     }
 
-    func serve(_ work: @escaping @Sendable () -> Void) -> Bool {
+    func serve(_ kind: ServingClass, _ work: @escaping @Sendable () -> Void) -> Bool {
         let admitted = servingPending.withLockedValue { pending -> Bool in
-            guard pending < Self.servingPendingMax else { return false }
-            pending += 1
+            guard pending[kind, default: 0] < Self.servingPendingMax[kind]! else { return false }
+            pending[kind, default: 0] += 1
             return true
         }
         guard admitted else { return false }
         let pending = servingPending
-        servingQueue.async {
-            defer { pending.withLockedValue { $0 -= 1 } }
+        (kind == .peer ? peerServing : clientServing).async {
+            defer { pending.withLockedValue { $0[kind, default: 0] -= 1 } }
             work()
         }
         return true

@@ -45,18 +45,25 @@ public protocol ShellClock: AnyObject {
 /// state-transfer answers and proofs, and writing snapshots. A driver without threads (the
 /// simulator, unit tests) runs the work at once.
 public protocol ShellWorkers: AnyObject {
-    /// Runs `work` (which only reads files and sends frames) unless too much already waits;
-    /// false when it was dropped (the peer or client asks again).
-    func serve(_ work: @escaping @Sendable () -> Void) -> Bool
+    /// Runs `work` (which only reads files and sends frames) unless too much of its class
+    /// already waits; false when it was dropped (the peer or client asks again). Peers' work
+    /// has capacity of its own, which clients cannot take.
+    func serve(_ kind: ServingClass, _ work: @escaping @Sendable () -> Void) -> Bool
     /// Runs `work` in the background, one piece at a time, then `done` back on the loop.
     func background(_ work: @escaping @Sendable () -> Void, then done: @escaping () -> Void)
 }
 
 /// Workers for a driver without threads: every piece of work runs at once, in the caller.
+/// Whose serving work it is: a peer's state transfer keeps capacity that clients (any key that
+/// completes a handshake) cannot use up (SPEC.md §20).
+public enum ServingClass: Sendable {
+    case peer, client
+}
+
 public final class InlineWorkers: ShellWorkers {
     public init() {}
 
-    public func serve(_ work: @escaping @Sendable () -> Void) -> Bool {
+    public func serve(_ kind: ServingClass, _ work: @escaping @Sendable () -> Void) -> Bool {
         work()
         return true
     }

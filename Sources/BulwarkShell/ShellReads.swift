@@ -23,7 +23,7 @@ extension ReplicaShell {
         }
         let source = ledger.state.proofSource(for: key)
         let network = Unchecked(network), logger = self.logger, id = self.id
-        let admitted = workers.serve {
+        let admitted = workers.serve(.client) {
             let frame: ClientFrame
             do {
                 frame = .proof(nonce: nonce, KeyProofBundle(proof: try source.prove(at: provable), certificate: certificate))

@@ -115,7 +115,7 @@ extension ReplicaShell {
     /// encoding and sending them is work for `workers` (off the loop in production).
     func serveBlocks(from: Height, to: Height, to peer: ReplicaID) {
         guard transferRequests.allow(peer, nowMs: clock.nowMs) else { return notify(.dropped(.rateLimited)) }
-        serve(from: from, to: to) { network, entries in
+        serve(.peer, from: from, to: to) { network, entries in
             network.send(PeerFrame.blocks(entries).encoded(), to: peer, afterMs: 0)
         }
     }
@@ -133,19 +133,20 @@ extension ReplicaShell {
         if from >= 1, from <= to, from > ledger.blockLog.height {
             return network.send(ClientFrame.blocks([]).encoded(), toClient: client)
         }
-        serve(from: from, to: to) { network, entries in
+        serve(.client, from: from, to: to) { network, entries in
             network.send(ClientFrame.blocks(entries).encoded(), toClient: client)
         }
     }
 
     /// Reads the blocks in `from...to` (capped) off the loop and hands them to `send`.
-    private func serve(from: Height, to: Height, send: @escaping @Sendable (any ShellNetwork, [LedgerEntry]) -> Void) {
+    private func serve(_ kind: ServingClass, from: Height, to: Height,
+                       send: @escaping @Sendable (any ShellNetwork, [LedgerEntry]) -> Void) {
         guard let range = PeerFrame.transferRange(from: from, to: to, ledgerHeight: ledger.blockLog.height) else {
             return notify(.dropped(.badTransferRequest))
         }
         let locations = range.map { ledger.blockLog.location(of: $0) }
         let network = Unchecked(network), fileSystem = Unchecked(fileSystem), serve = interceptor?.serve
-        let admitted = workers.serve {
+        let admitted = workers.serve(kind) {
             // A block that fails its checks (damage being repaired) ends the answer there.
             var entries: [LedgerEntry] = []
             for location in locations {

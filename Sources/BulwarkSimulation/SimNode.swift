@@ -108,7 +108,7 @@ final class SimIO: ShellNetwork, ShellClock, ShellWorkers {
         simulation.schedule(at: simulation.now + afterMs, .timer(node: node, timer, incarnation: incarnation))
     }
 
-    func serve(_ work: @escaping @Sendable () -> Void) -> Bool {
+    func serve(_ kind: ServingClass, _ work: @escaping @Sendable () -> Void) -> Bool {
         work()
         return true
     }

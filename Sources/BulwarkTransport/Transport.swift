@@ -41,6 +41,14 @@ public final class Transport: Sendable {
         /// elsewhere cannot crowd out the replicas.
         public var trustedSources: Set<String> = []
         public var trustedReserve = 64
+        /// Bytes of answers waiting to be written to one client connection, beyond a single
+        /// frame (which may always wait alone), and to all client connections together: a
+        /// client that asks and never reads pins this much at most (SPEC.md §20).
+        public var clientQueueBytesMax = 4 << 20
+        public var clientQueueTotalBytesMax = 64 << 20
+        /// An authenticated client connection with nothing read or written this long is closed
+        /// (0: never).
+        public var clientIdleTimeoutMs: Int64 = 120_000
         /// Whether `frameBytesMax` follows the configuration's (a replica's and a client's
         /// transport): an epoch that changes it changes the limit (see `update(config:)`).
         public var frameBytesMaxFollowsConfig = false
@@ -64,6 +72,11 @@ public final class Transport: Sendable {
         case badFrameTag = "bad_frame_tag"
         /// An authenticated connection failed otherwise (a frame over the limit, a reset).
         case connectionError = "connection_error"
+        /// An answer to a client dropped: its connection, or all client connections together,
+        /// had their budget of unwritten bytes (a client that does not read).
+        case clientNotReading = "client_not_reading"
+        /// A client connection closed after `clientIdleTimeoutMs` without traffic.
+        case clientIdle = "client_idle"
     }
 
     let group: any EventLoopGroup
@@ -106,6 +119,9 @@ public final class Transport: Sendable {
         /// owner whose inbox is full); `paused` holds them until `resumeReading`.
         var readingPaused = false
         var paused: [ObjectIdentifier: any Channel] = [:]
+        /// Bytes handed to client connections and not yet written, per connection and in all.
+        var clientPending: [ObjectIdentifier: Int] = [:]
+        var clientPendingTotal = 0
     }
 
     /// Where the outbound connection to one replica stands. Every way a connection ends leads
@@ -222,6 +238,12 @@ public final class Transport: Sendable {
                 }),
                 FrameDelivery(
                     onAuthenticated: { [weak self] role, channel in
+                        if admission != nil, case .client = role, let self, self.settings.clientIdleTimeoutMs > 0 {
+                            let idle = IdleStateHandler(allTimeout: .milliseconds(self.settings.clientIdleTimeoutMs))
+                            try? channel.pipeline.syncOperations.addHandlers([idle, CloseWhenIdle { [weak self] in
+                                self?.refuse(.clientIdle, "no traffic for \(self?.settings.clientIdleTimeoutMs ?? 0) ms")
+                            }], position: .first)
+                        }
                         self?.state.withLockedValue { state in
                             if let admission, !admission.authenticated {
                                 admission.authenticated = true
@@ -398,16 +420,38 @@ public final class Transport: Sendable {
 
     /// Sends a frame to an authenticated client, if it is connected here.
     public func send(_ frame: [UInt8], toClient client: PublicKey) {
+        let bytes = frame.count
         let channel = state.withLockedValue { state -> (any Channel)? in
             guard let channel = state.clients[client] else { return nil }
-            guard channel.isWritable else {
-                state.dropped += 1
+            let id = ObjectIdentifier(channel)
+            let pending = state.clientPending[id, default: 0]
+            // The frame being written counts: one may wait alone on a connection; beyond it the
+            // connection's and the total budget hold.
+            guard channel.isWritable, pending == 0 || pending + bytes <= settings.clientQueueBytesMax,
+                  state.clientPendingTotal + bytes <= max(settings.clientQueueTotalBytesMax, bytes) else {
+                state.refusals[.clientNotReading, default: 0] += 1
                 return nil
             }
+            state.clientPending[id] = pending + bytes
+            state.clientPendingTotal += bytes
             return channel
         }
-        channel?.writeAndFlush(ByteBuffer(bytes: frame), promise: nil)
+        guard let channel else { return }
+        let id = ObjectIdentifier(channel)
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        // Fulfilled once the bytes reached the socket, or failed when the connection closed.
+        written.futureResult.whenComplete { [weak self] _ in
+            self?.state.withLockedValue { state in
+                let left = state.clientPending[id, default: bytes] - bytes
+                state.clientPending[id] = left > 0 ? left : nil
+                state.clientPendingTotal -= bytes
+            }
+        }
+        channel.writeAndFlush(ByteBuffer(bytes: frame), promise: written)
     }
+
+    /// Bytes handed to client connections and not yet written (for tests and metrics).
+    public var clientBytesPending: Int { state.withLockedValue { $0.clientPendingTotal } }
 
     /// Past `sendBufferBytesMax` unsent bytes a channel stops being writable, and `send` drops.
     var writeBufferWaterMark: ChannelOptions.Types.WriteBufferWaterMark {
@@ -530,6 +574,23 @@ final class LinkActivation: ChannelInboundHandler, Sendable {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is PeerAuthenticated { transport.linkUp(replica, channel: context.channel) }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
+/// Closes a connection on the idle event of an `IdleStateHandler` before it.
+final class CloseWhenIdle: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    let onIdle: @Sendable () -> Void
+
+    init(onIdle: @escaping @Sendable () -> Void) { self.onIdle = onIdle }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            onIdle()
+            context.close(promise: nil)
+            return
+        }
         context.fireUserInboundEventTriggered(event)
     }
 }

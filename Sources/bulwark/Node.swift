@@ -33,6 +33,8 @@ struct Node: AsyncParsableCommand {
     @Option(help: ArgumentHelp(
         "Write a snapshot of the state at most every N blocks (rounded up to a checkpoint), and only once at least one request per 200 bytes of the last snapshot ran since it, so a restart replays only the blocks after the newest; 0 for never.",
         valueName: "N")) var snapshotInterval: UInt64 = 1024
+    @Option(help: ArgumentHelp("Close a client's connection after this many seconds without traffic (0: never).",
+                               valueName: "SECONDS")) var clientIdleTimeout: Int64 = 120
     @Flag(help: "Join a running cluster: fetch and check its ledger until an epoch lists this key, then run.")
     var join = false
     @Flag(help: "Start a new cluster from an empty DIR without asking the other replicas first.")
@@ -42,6 +44,7 @@ struct Node: AsyncParsableCommand {
 
     func validate() throws {
         if genesis && rejoin { throw ValidationError("--genesis and --rejoin exclude each other") }
+        guard (0...86_400).contains(clientIdleTimeout) else { throw ValidationError("--client-idle-timeout must be between 0 and 86400 seconds") }
     }
 
     func run() async throws {
@@ -49,7 +52,9 @@ struct Node: AsyncParsableCommand {
         do {
             node = try await ReplicaProcess.start(configPath: config, keyPath: key, dataDirectory: data, logLevel: logLevel,
                                                   snapshotInterval: snapshotInterval, join: join,
-                                                  startup: genesis ? .genesis : rejoin ? .rejoin : .probe)
+                                                  startup: genesis ? .genesis : rejoin ? .rejoin : .probe) {
+                [clientIdleTimeout] node, _, _, _ in node.clientIdleTimeoutMs = clientIdleTimeout * 1000
+            }
         } catch {
             throw Self.fail(error)
         }

@@ -526,4 +526,65 @@ import Testing
         await t1.shutdown()
         await t0.shutdown()
     }
+
+    /// Issue 29 item 7: answers to a client that asks and never reads were queued whole while
+    /// the channel looked writable (about 20 MiB pinned per connection). The bytes waiting for
+    /// a client connection, the frame being written included, now have a budget per connection
+    /// and in all; what does not fit is dropped and counted.
+    @Test func aClientThatNeverReadsPinsABoundedNumberOfBytes() async throws {
+        let ports = try await freePorts()
+        let (config, keys) = config(ports: ports)
+        var settings = Transport.Settings(frameBytesMax: 4 << 20)
+        settings.clientQueueBytesMax = 1 << 20
+        settings.clientQueueTotalBytesMax = 3 << 20
+        let t0 = transport(config, keys, 0, Inbox(), settings: settings)
+        _ = try await t0.listen(host: "127.0.0.1", port: ports[4])
+        var clients: [(Transport, PrivateKey)] = []
+        for i in 0..<4 {
+            let key = PrivateKey(seed: [UInt8(i), 0x77] + Array(repeating: 0, count: 30))!
+            let inbox = Inbox()
+            let client = Transport(group: group, config: config, role: .client(key.publicKey), key: key,
+                                   settings: .init(frameBytesMax: 4 << 20), logger: Logger(label: "test"),
+                                   onFrame: { inbox.add($0, $1) })
+            client.send([1], to: 0)
+            clients.append((client, key))
+        }
+        #expect(await eventually { t0.inboundConnections.open == 4 && t0.inboundConnections.handshaking == 0 })
+        // The clients stop reading; the replica keeps answering with 512 KiB frames.
+        for (client, _) in clients { client.pauseReading() }
+        for (_, key) in clients { t0.send([0], toClient: key.publicKey) }
+        try await Task.sleep(for: .milliseconds(200))
+        let answer = [UInt8](repeating: 5, count: 512 << 10)
+        var most = 0
+        for _ in 0..<40 {
+            for (_, key) in clients { t0.send(answer, toClient: key.publicKey) }
+            most = max(most, t0.clientBytesPending)
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        #expect(most <= 3 << 20, "\(most) bytes waited for clients that do not read")
+        #expect(t0.refusals[.clientNotReading, default: 0] > 0)
+        for (client, _) in clients { await client.shutdown() }
+        // A connection closed drops what waited for it.
+        #expect(await eventually { t0.clientBytesPending == 0 })
+        await t0.shutdown()
+    }
+
+    /// An authenticated client connection with no traffic for the idle timeout is closed.
+    @Test func anIdleClientConnectionIsClosed() async throws {
+        let ports = try await freePorts()
+        let (config, keys) = config(ports: ports)
+        var settings = Transport.Settings(frameBytesMax: 1024)
+        settings.clientIdleTimeoutMs = 300
+        let t0 = transport(config, keys, 0, Inbox(), settings: settings)
+        _ = try await t0.listen(host: "127.0.0.1", port: ports[4])
+        let key = PrivateKey(seed: Array(repeating: 43, count: 32))!
+        let client = Transport(group: group, config: config, role: .client(key.publicKey), key: key,
+                               settings: .init(frameBytesMax: 1024), logger: Logger(label: "test"), onFrame: { _, _ in })
+        client.send([1], to: 0)
+        #expect(await eventually { t0.inboundConnections.open == 1 && t0.inboundConnections.handshaking == 0 })
+        #expect(await eventually { t0.inboundConnections.open == 0 }, "an idle client connection stayed open")
+        #expect(t0.refusals[.clientIdle, default: 0] == 1)
+        await client.shutdown()
+        await t0.shutdown()
+    }
 }
