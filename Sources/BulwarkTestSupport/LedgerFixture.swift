@@ -3,8 +3,12 @@ import BulwarkCore
 /// A valid ledger built for tests: real keys, real signatures, real commit and execution
 /// certificates, so that storage and verification are exercised on what replicas produce.
 public struct LedgerFixture: Sendable {
+    /// The genesis configuration (epoch 0).
     public let config: ClusterConfig
     public let keys: [PrivateKey]
+    /// Keys of validators a configuration change adds or re-keys: blocks of an epoch are
+    /// signed by that epoch's validators, found here or in `keys` by public key.
+    public var laterKeys: [PrivateKey] = []
     public let clients: [PrivateKey]
     public private(set) var entries: [LedgerEntry] = []
     public private(set) var executionCertificates: [ExecutionCertificate] = []
@@ -34,7 +38,7 @@ public struct LedgerFixture: Sendable {
 
     public init(n: Int = 4, clients clientCount: Int = 3, checkpointInterval: UInt64 = 4,
                 parameters base: ProtocolParameters = ProtocolParameters(), admins: [PublicKey] = [],
-                policy: ClientPolicy = .open) {
+                adminThreshold: Int? = nil, policy: ClientPolicy = .open) {
         keys = (0..<n).map { PrivateKey(seed: [UInt8($0 + 1), 0xb0] + Array(repeating: 0, count: 30))! }
         clients = (0..<clientCount).map { PrivateKey(seed: [UInt8($0 + 1), 0xc1] + Array(repeating: 0, count: 30))! }
         var parameters = base
@@ -42,7 +46,8 @@ public struct LedgerFixture: Sendable {
         parameters.watermarkWindow = max(parameters.watermarkWindow, 2 * checkpointInterval)
         config = try! ClusterConfig.layout(keys: keys.map(\.publicKey), host: "127.0.0.1", basePort: 7000,
                                            clusterID: ClusterID(raw: Bytes32(Array(repeating: 0x5c, count: 32))!),
-                                           parameters: parameters, admins: admins, policy: policy)
+                                           parameters: parameters, admins: admins, adminThreshold: adminThreshold,
+                                           policy: policy)
         state = KeyValueState(genesis: config)
     }
 
@@ -64,31 +69,38 @@ public struct LedgerFixture: Sendable {
     }
 
     /// Appends a block of exactly `requests` (which may repeat earlier ones), as `addBlock`.
+    /// `signers` are positions in the epoch's validator list (the first quorum by default).
     @discardableResult
     public mutating func addBlock(requests: [Request], view: View = 0, signers: [Int]? = nil) -> LedgerEntry {
         let height = tip.height + 1
-        let header = BlockHeader(clusterID: config.clusterID, height: height, view: view, timestampMs: 1_700_000_000_000 + height,
-                                 proposer: config.primary(of: view), prevBlockHash: tip.blockHash,
-                                 txRoot: Block.txRoot(of: requests, cluster: config.clusterID), historyRoot: tip.history.root)
+        // The epoch in force at this height (SPEC.md §18.4) proposes, signs and certifies it.
+        let epoch = state.governance.epoch, current = state.governance.config
+        let header = BlockHeader(clusterID: config.clusterID, epoch: epoch, height: height, view: view,
+                                 timestampMs: 1_700_000_000_000 + height, proposer: current.primary(of: view),
+                                 prevBlockHash: tip.blockHash, txRoot: Block.txRoot(of: requests, cluster: config.clusterID),
+                                 historyRoot: tip.history.root)
         let block = Block(header: header, requests: requests)
         let hash = block.hash
-        let voters = signers ?? Array(0..<config.quorum)
-        let votes = voters.map { i in
-            Vote(replica: ReplicaID(i), signature: keys[i].sign(
+        let voters = (signers ?? Array(0..<current.quorum)).map { current.validators[$0] }
+        func key(_ validator: Validator) -> PrivateKey {
+            (keys + laterKeys).first { $0.publicKey == validator.publicKey }!
+        }
+        let votes = voters.map { validator in
+            Vote(replica: validator.id, signature: key(validator).sign(
                 CommitCertificate.signedMessage(cluster: config.clusterID, view: view, height: height, blockHash: hash,
-                                                replica: ReplicaID(i))))
+                                                replica: validator.id)))
         }
         let entry = LedgerEntry(block: block, certificate: CommitCertificate(height: height, view: view, blockHash: hash, votes: votes))
         entries.append(entry)
         tip = tip.appending(header, hash: hash)
         outcomes.append(try! state.execute(block))  // in-memory histories: never fails
         stateRoots.append(state.stateRoot)
-        if height % config.parameters.checkpointInterval == 0 {
+        if height % current.parameters.checkpointInterval == 0 {
             let root = state.stateRoot
-            let votes = (0..<config.quorum).map { i in
-                Vote(replica: ReplicaID(i), signature: keys[i].sign(
+            let votes = current.validators.prefix(current.quorum).map { validator in
+                Vote(replica: validator.id, signature: key(validator).sign(
                     ExecutionCertificate.signedMessage(cluster: config.clusterID, height: height, blockHash: hash,
-                                                       stateRoot: root, replica: ReplicaID(i))))
+                                                       stateRoot: root, replica: validator.id)))
             }
             executionCertificates.append(ExecutionCertificate(height: height, blockHash: hash, stateRoot: root, votes: votes))
         }

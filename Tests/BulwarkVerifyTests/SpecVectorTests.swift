@@ -19,14 +19,16 @@ import Testing
         try JSONSerialization.jsonObject(with: Data(try committed(path))) as! [String: Any]
     }
 
-    /// A committed vector ledger's configuration, and its segment in `/blocks`.
+    /// A committed vector ledger's configuration, and its segments in `/blocks`.
     static func vectorLedger(_ directory: String = "ledger") throws -> (ClusterConfig, SimulatedFileSystem) {
         let config = try JSONDecoder().decode(ClusterConfig.self, from: Data(try committed("\(directory)/cluster.json")))
         let fs = SimulatedFileSystem()
         try fs.createDirectory("/blocks")
-        let file = try fs.open("/blocks/segment-00000001.log", create: true)
-        try file.append(try committed("\(directory)/blocks/segment-00000001.log"))
-        try file.sync()
+        for segment in try json("\(directory)/expected.json")["segments"] as! [String] {
+            let file = try fs.open("/" + segment, create: true)
+            try file.append(try committed("\(directory)/\(segment)"))
+            try file.sync()
+        }
         return (config, fs)
     }
 
@@ -59,6 +61,22 @@ import Testing
     @Test func thePolicyVectorLedgerReplaysToItsRoots() throws {
         let kinds = try Self.replay("ledger-policy", heights: 8)
         for tag in 13...16 { #expect(kinds.contains("executed \(tag)"), "no result of kind \(tag)") }
+    }
+
+    /// The epoch ledger (SPEC.md §18): a change scheduled after a full governance refused a
+    /// seventeenth proposal, a full policy refused a 65th role, epoch 1's validators with a gap
+    /// in their ids proposing and certifying, over several segments.
+    @Test func theEpochVectorLedgerReplaysToItsRoots() throws {
+        let kinds = try Self.replay("ledger-epochs", heights: 20)
+        for tag in [10, 11, 12, 14, 15] { #expect(kinds.contains("executed \(tag)"), "no result of kind \(tag)") }
+        let expected = try Self.json("ledger-epochs/expected.json")
+        #expect((expected["segments"] as! [String]).count >= 3)
+        let results = (expected["heights"] as! [[String: Any]]).flatMap { $0["requests"] as! [[String: Any]] }
+            .compactMap { $0["result"] as? String }
+        // tooManyProposals(16), policyFull (edit 0), and the change scheduled to end epoch 0 at 16.
+        #expect(results.contains("0b061000000000000000"))
+        #expect(results.contains { $0.hasPrefix("0f0700000000") && $0.hasSuffix("07") })
+        #expect(results.contains { $0.hasPrefix("0a") && $0.hasSuffix("011000000000000000") })
     }
 
     /// Audits and replays a committed vector ledger against its expected.json; the kinds of
@@ -158,6 +176,9 @@ import Testing
         let policy = try python.run([script, Self.root.appendingPathComponent("ledger-policy").path])
         #expect(policy.status == 0 && policy.stdout.hasPrefix("ok: 8 blocks, state certified through height 8"),
                 "\(policy.stdout)\(policy.stderr)")
+        let epochs = try python.run([script, Self.root.appendingPathComponent("ledger-epochs").path])
+        #expect(epochs.status == 0 && epochs.stdout.hasPrefix("ok: 20 blocks, state certified through height 20"),
+                "\(epochs.stdout)\(epochs.stderr)")
         let copy = NSTemporaryDirectory() + "bulwark-vectors-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: copy) }
         try FileManager.default.copyItem(atPath: ledger, toPath: copy)

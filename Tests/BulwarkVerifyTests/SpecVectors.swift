@@ -106,22 +106,93 @@ enum SpecVectors {
         return f
     }()
 
+    /// The epoch vector ledger (SPEC.md §18): two admins, threshold 2. Sixteen competing
+    /// proposals fill the governance and a seventeenth is refused (tooManyProposals); the
+    /// second admin's approval schedules the change, which removes validator 1 (leaving a gap
+    /// in the ids), re-keys validator 3 and adds validator 4. Meanwhile the policy fills up to
+    /// 64 roles and a 65th is refused (policyFull). Epoch 1's blocks are proposed and signed by
+    /// its validators, one of them in view 1, whose primary is at position 1: id 2. Written in
+    /// segments of 8 KiB, so the ledger spans several files.
+    static let epochAdmins = (0..<2).map { PrivateKey(seed: [0xad, 0xe0 + UInt8($0)] + Array(repeating: 0x33, count: 30))! }
+    static let epochSegmentBytes: UInt64 = 8192
+    static let epochLedger: LedgerFixture = {
+        var parameters = ProtocolParameters()
+        parameters.keyBytesMax = 32
+        parameters.watermarkWindow = 8
+        var f = LedgerFixture(clients: 3, checkpointInterval: 4, parameters: parameters,
+                              admins: epochAdmins.map(\.publicKey), adminThreshold: 2)
+        let (first, second) = (epochAdmins[0], epochAdmins[1])
+        let rekeyed = PrivateKey(seed: [0x03, 0xe1] + Array(repeating: 0x33, count: 30))!
+        let added = PrivateKey(seed: [0x04, 0xe1] + Array(repeating: 0x33, count: 30))!
+        f.laterKeys = [rekeyed, added]
+        var ids: [PublicKey: UInt64] = [:]
+        func by(_ key: PrivateKey, _ operation: LedgerOperation) -> Request {
+            ids[key.publicKey, default: 0] += 1
+            return Request.signed(by: key, cluster: f.config.clusterID, requestID: ids[key.publicKey]!, operation: operation)
+        }
+        let genesis = f.config
+        var validators = genesis.validators.filter { $0.id != 1 }
+        validators[2].publicKey = rekeyed.publicKey
+        validators.append(Validator(id: 4, publicKey: added.publicKey, replicaAddress: Address(host: "127.0.0.1", port: 7012),
+                                    clientAddress: Address(host: "127.0.0.1", port: 7013),
+                                    httpAddress: Address(host: "127.0.0.1", port: 7014)))
+        let next = try! ClusterConfig(clusterID: genesis.clusterID, validators: validators, parameters: genesis.parameters,
+                                      admins: genesis.admins, adminThreshold: 2)
+        // Sixteen other proposals, each approved once: the governance holds 16 open proposals.
+        let competing = (1...17).map { i -> ClusterConfig in
+            var parameters = genesis.parameters
+            parameters.rangeResultsMax = 1000 + i
+            return try! ClusterConfig(clusterID: genesis.clusterID, validators: genesis.validators, parameters: parameters,
+                                      admins: genesis.admins, adminThreshold: 2)
+        }
+        f.addBlock(requests: competing.prefix(15).map { by(first, .approveConfig(ConfigApprovalRequest(epoch: 0, config: $0, adminKey: first))) }
+            + [by(first, .approveConfig(ConfigApprovalRequest(epoch: 0, config: next, adminKey: first)))])
+        // The seventeenth is refused; the same admin again counts once.
+        f.addBlock(requests: [by(first, .approveConfig(ConfigApprovalRequest(epoch: 0, config: competing[16], adminKey: first))),
+                              by(first, .approveConfig(ConfigApprovalRequest(epoch: 0, config: next, adminKey: first)))])
+        // The policy: 64 roles in four changes of 16 grants, each approved by both admins.
+        func role(_ i: Int) -> PolicyEdit {
+            .grant(role: "r\(i < 10 ? "0" : "")\(i)", Grant(permission: .read, prefix: Array("k\(i)/".utf8)))
+        }
+        for change in 0..<4 {
+            let edits = (0..<16).map { role(change * 16 + $0) }
+            let requests = [first, second].map { admin in
+                by(admin, .approvePolicy(PolicyApprovalRequest(cluster: genesis.clusterID, epoch: 0, sequence: UInt64(change),
+                                                               edits: edits, adminKey: admin)))
+            }
+            f.addBlock(requests: requests)
+        }
+        f.addBlock(requests: [by(first, .approvePolicy(PolicyApprovalRequest(cluster: genesis.clusterID, epoch: 0, sequence: 4,
+                                                                              edits: [role(64)], adminKey: first)))])
+        // The second admin schedules the change (dropping the other proposals).
+        f.addBlock(requests: [by(second, .approveConfig(ConfigApprovalRequest(epoch: 0, config: next, adminKey: second))),
+                              by(f.clients[0], .put(key: Array("k1/a".utf8), value: Array("in epoch 0".utf8)))])
+        while f.state.governance.epoch == 0 { f.addBlock([.put(key: Array("k2/a".utf8), value: Array("epoch 0".utf8))]) }
+        f.addBlock([.put(key: Array("k3/a".utf8), value: Array("epoch 1".utf8)), .governance])
+        f.addBlock([.put(key: Array("k4/a".utf8), value: Array("view 1 of epoch 1".utf8))], view: 1)
+        while f.tip.height % 4 != 0 { f.addBlock([], view: 1) }
+        return f
+    }()
+
     static func hex(_ bytes: [UInt8]) -> String { Hex.encode(bytes) }
 
     /// Every vector file, by path under `spec/vectors/`.
     static func files() throws -> [String: [UInt8]] {
         var files = ["cases.json": json(["cases": cases()])]
-        for (directory, fixture) in [("ledger", ledger), ("ledger-policy", policyLedger)] {
+        for (directory, fixture, segmentBytes) in [("ledger", ledger, BlockLog.segmentBytesDefault),
+                                                   ("ledger-policy", policyLedger, BlockLog.segmentBytesDefault),
+                                                   ("ledger-epochs", epochLedger, epochSegmentBytes)] {
             let fs = SimulatedFileSystem()
-            let log = try BlockLog(directory: "/blocks", fileSystem: fs)
+            let log = try BlockLog(directory: "/blocks", fileSystem: fs, segmentBytesMax: segmentBytes)
             for entry in fixture.entries {
                 try log.append(entry)
                 for cert in fixture.executionCertificates where cert.height == entry.block.height { try log.append(cert) }
             }
             try log.sync()
             files["\(directory)/cluster.json"] = Array(fixture.config.jsonData()) + [0x0a]
-            files["\(directory)/blocks/segment-00000001.log"] = fs.bytes("/blocks/segment-00000001.log")!
-            files["\(directory)/expected.json"] = json(expected(fixture))
+            let segments = try fs.list("/blocks").filter { $0.hasSuffix(".log") }.sorted()
+            for segment in segments { files["\(directory)/blocks/\(segment)"] = fs.bytes("/blocks/\(segment)")! }
+            files["\(directory)/expected.json"] = json(expected(fixture, segments: segments.map { "blocks/\($0)" }))
         }
         return files
     }
@@ -130,7 +201,7 @@ enum SpecVectors {
         Array(try! JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) + [0x0a]
     }
 
-    static func expected(_ ledger: LedgerFixture) -> [String: Any] {
+    static func expected(_ ledger: LedgerFixture, segments: [String]) -> [String: Any] {
         var heights: [[String: Any]] = []
         for (i, entry) in ledger.entries.enumerated() {
             let h = entry.block.height
@@ -150,7 +221,7 @@ enum SpecVectors {
         }
         return [
             "description": "A vector ledger of SPEC.md §17: for each height, the block hash, the ledger digest of blocks 1…height, the state root after it, and what each request did (result: its encoding, SPEC.md §8.4).",
-            "cluster": "cluster.json", "segment": "blocks/segment-00000001.log", "heights": heights,
+            "cluster": "cluster.json", "segments": segments, "heights": heights,
         ]
     }
 
@@ -278,7 +349,7 @@ enum SpecVectors {
         add("result 'value' whose present flag is 2", "decode result", [4, 2] + [UInt8](repeating: 0, count: 8), pass: false,
             "§4 bool")
         add("result with an unknown condition code", "decode result", [6, 9], pass: false, "§8.4")
-        add("operation with unknown tag 9", "decode operation", [9, 0, 0, 0, 0], pass: false, "§6.1")
+        add("operation with unknown tag 13", "decode operation", [13], pass: false, "§6.1")
         var unordered = certificate
         unordered.votes.swapAt(0, 1)
         var w = CanonicalWriter()
