@@ -11,7 +11,7 @@ struct BulwarkByzantine: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bulwark-byzantine",
         abstract: "Misbehave on purpose, for fault-injection runs: as a replica or as a client.",
-        subcommands: [ByzantineReplica.self, ByzantineClient.self],
+        subcommands: [ByzantineReplica.self, ByzantineClient.self, StalledReaders.self],
         defaultSubcommand: ByzantineReplica.self
     )
 }
