@@ -138,7 +138,12 @@ extension ReplicaShell {
         }
     }
 
-    /// Reads the blocks in `from...to` (capped) off the loop and hands them to `send`.
+    /// Bytes of a `blocks` answer beyond its entries: the frame's tags and list length.
+    static let blocksFrameOverheadBytes = 64
+
+    /// Reads the blocks in `from...to` (capped at `PeerFrame.transferBlocksMax`, and by bytes
+    /// at what fits one frame, at least one block: SPEC.md §15) off the loop and hands them to
+    /// `send`.
     private func serve(_ kind: ServingClass, from: Height, to: Height,
                        send: @escaping @Sendable (any ShellNetwork, [LedgerEntry]) -> Void) {
         guard let range = PeerFrame.transferRange(from: from, to: to, ledgerHeight: ledger.blockLog.height) else {
@@ -146,11 +151,17 @@ extension ReplicaShell {
         }
         let locations = range.map { ledger.blockLog.location(of: $0) }
         let network = Unchecked(network), fileSystem = Unchecked(fileSystem), serve = interceptor?.serve
+        let budget = config.parameters.frameBytesMax - Self.blocksFrameOverheadBytes
         let admitted = workers.serve(kind) {
             // A block that fails its checks (damage being repaired) ends the answer there.
             var entries: [LedgerEntry] = []
+            var bytes = 0
             for location in locations {
                 guard let entry = try? BlockLogReader.read(location, fileSystem: fileSystem.value) else { break }
+                // One block always fits (the configuration check keeps batchBytesMax at most
+                // half of frameBytesMax); more only while the frame stays within the limit.
+                bytes += entry.encoded().count
+                if !entries.isEmpty, bytes > budget { break }
                 entries.append(entry)
             }
             send(network.value, serve?(entries) ?? entries)

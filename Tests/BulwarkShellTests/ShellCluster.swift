@@ -46,7 +46,8 @@ final class ShellCluster {
     let segmentBytesMax: UInt64
 
     init(checkpointInterval: Height = 4, watermarkWindow: Height = 16, segmentBytesMax: UInt64 = BlockLog.segmentBytesDefault,
-         admins: [PublicKey] = [], policy: ClientPolicy = .open, startup: ShellStartup = .genesis) {
+         admins: [PublicKey] = [], policy: ClientPolicy = .open, startup: ShellStartup = .genesis,
+         frameBytesMax: Int? = nil) {
         self.segmentBytesMax = segmentBytesMax
         keys = (0..<4).map { PrivateKey(seed: [UInt8($0 + 1), 0x5e] + Array(repeating: 0, count: 30))! }
         var parameters = ProtocolParameters()
@@ -56,6 +57,11 @@ final class ShellCluster {
         parameters.batchDelayMs = 1
         parameters.viewChangeTimeoutMs = 8_000
         parameters.stateTransferTimeoutMs = 500
+        if let frameBytesMax {
+            parameters.frameBytesMax = frameBytesMax
+            parameters.requestBytesMax = frameBytesMax / 2
+            parameters.batchBytesMax = frameBytesMax / 2
+        }
         config = try! ClusterConfig.layout(keys: keys.map(\.publicKey), host: "127.0.0.1", basePort: 7100,
                                            clusterID: ClusterID(raw: Bytes32(Array(repeating: 0x5e, count: 32))!),
                                            parameters: parameters, admins: admins, policy: policy)

@@ -129,4 +129,29 @@ import Testing
         cluster.run(rounds: 5) { !isTransferAnswerTo3($0) }
         #expect(cluster.replies[3, default: []].dropFirst(repliesBefore).contains { $0.requestID == request.requestID })
     }
+
+    /// Issue 29 item 5, for state transfer: an answer of up to 128 whole blocks had no byte cap
+    /// (74 MB was seen with large values), over `frameBytesMax`, so a lagging replica never
+    /// caught up. Answers are cut by bytes, at least one block each, and a replica behind by
+    /// many large blocks catches up over several.
+    @Test func stateTransferAnswersFitOneFrameAndALaggardStillCatchesUp() throws {
+        let frameBytesMax = 64 << 10
+        let cluster = ShellCluster(frameBytesMax: frameBytesMax)
+        cluster.shells[3] = nil
+        let value = [UInt8](repeating: 0x76, count: 12_000)
+        for i in 0..<12 {
+            cluster.request(.put(key: Array("big\(i)".utf8), value: value), to: [0, 1, 2])
+            cluster.run(rounds: 5)
+        }
+        let height = cluster.shell(0).height
+        #expect(height >= 12)
+        cluster.frames.append(.init(from: -1, to: .replica(1), bytes: ClientFrame.fetchBlocks(from: 1, to: height).encoded()))
+        cluster.run()
+        guard case let .blocks(entries)? = cluster.clientFrames[1, default: []].last else { Issue.record("no answer"); return }
+        #expect(!entries.isEmpty && entries.count < Int(height), "\(entries.count) of \(height) blocks in one answer")
+        #expect(ClientFrame.blocks(entries).encoded().count <= frameBytesMax)
+        try cluster.start(3)
+        for _ in 0..<60 where cluster.shell(3).height < height { cluster.run(rounds: 5, stepMs: 100) }
+        #expect(cluster.shell(3).height == height)
+    }
 }
