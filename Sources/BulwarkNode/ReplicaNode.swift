@@ -289,6 +289,8 @@ final class NodeIO: ShellNetwork, ShellClock, ShellWorkers, @unchecked Sendable 
 
     func send(_ frame: [UInt8], toClient client: PublicKey) { transport?.send(frame, toClient: client) }
 
+    func isReading(client: PublicKey) -> Bool { transport?.isReading(client: client) ?? true }
+
     func configure(_ config: ClusterConfig) { reconfigure(config) }
 
     var nowMs: UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }

@@ -30,6 +30,14 @@ public protocol ShellNetwork: AnyObject {
     /// A new epoch's configuration is in force: reach (and accept) its validators at its
     /// addresses with its keys, and no others.
     func configure(_ config: ClusterConfig)
+    /// Whether `client` is reading what it was sent: false while its connection still holds an
+    /// unwritten answer, or all clients' answers fill their budget. Serving work for a client
+    /// that is not reading (reading blocks, building a proof) is skipped, not done and dropped.
+    func isReading(client: PublicKey) -> Bool
+}
+
+extension ShellNetwork {
+    public func isReading(client: PublicKey) -> Bool { true }
 }
 
 /// How a shell reads time and sets timers. The core's time is `nowMs`; `monotonicNs` only
@@ -107,6 +115,8 @@ public enum DropReason: String, CaseIterable, Sendable {
     case unboundClient = "unbound_client"
     /// A client key that may not read every key asked for blocks (SPEC.md §19.4).
     case blocksRefused = "blocks_refused"
+    /// A proof or blocks request from a client that has not read its last answer.
+    case clientNotReading = "client_not_reading"
     /// A progress report whose commit certificate does not hold, or whose numbers are out of range.
     case badProgressReport = "bad_progress_report"
     /// Consensus input or a request that arrived before the replica started (while it asks

@@ -8,6 +8,7 @@ extension ReplicaShell {
     /// the proof is built and sent by `workers`, like state-transfer answers, within the same
     /// bound on waiting work.
     func answerProof(key: [UInt8], nonce: UInt64, to client: PublicKey) {
+        guard network.isReading(client: client) else { return notify(.dropped(.clientNotReading)) }
         guard proofRequests.allow(client, nowMs: clock.nowMs) else {
             notify(.dropped(.rateLimited))
             let reason = "replica \(id) is rate-limiting proof requests from this client; try again shortly"
@@ -42,6 +43,7 @@ extension ReplicaShell {
     /// proofs this replica holds, in order, as many as fit one frame. The client checks each
     /// against the configuration before it, so nothing here needs to be trusted.
     func answerEpochProofs(from: UInt64, nonce: UInt64, to client: PublicKey) {
+        guard network.isReading(client: client) else { return notify(.dropped(.clientNotReading)) }
         guard proofRequests.allow(client, nowMs: clock.nowMs) else {
             notify(.dropped(.rateLimited))
             let reason = "replica \(id) is rate-limiting proof requests from this client; try again shortly"

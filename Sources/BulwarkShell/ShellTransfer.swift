@@ -129,6 +129,7 @@ extension ReplicaShell {
             notify(.dropped(.blocksRefused))
             return network.send(ClientFrame.refused(requestID: 0, .unknownClient).encoded(), toClient: client)
         }
+        guard network.isReading(client: client) else { return notify(.dropped(.clientNotReading)) }
         // A joiner at this replica's end of the ledger is told so: an empty answer.
         if from >= 1, from <= to, from > ledger.blockLog.height {
             return network.send(ClientFrame.blocks([]).encoded(), toClient: client)

@@ -450,6 +450,16 @@ public final class Transport: Sendable {
         channel.writeAndFlush(ByteBuffer(bytes: frame), promise: written)
     }
 
+    /// Whether nothing waits unwritten on `client`'s connection and the clients' total budget
+    /// has room: the owner skips serving work for a client that is not reading.
+    public func isReading(client: PublicKey) -> Bool {
+        state.withLockedValue { state in
+            guard let channel = state.clients[client] else { return true }
+            return state.clientPending[ObjectIdentifier(channel), default: 0] == 0
+                && state.clientPendingTotal < settings.clientQueueTotalBytesMax
+        }
+    }
+
     /// Bytes handed to client connections and not yet written (for tests and metrics).
     public var clientBytesPending: Int { state.withLockedValue { $0.clientPendingTotal } }
 

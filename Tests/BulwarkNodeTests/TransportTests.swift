@@ -563,6 +563,8 @@ import Testing
         }
         #expect(most <= 3 << 20, "\(most) bytes waited for clients that do not read")
         #expect(t0.refusals[.clientNotReading, default: 0] > 0)
+        // The owner is told which clients are not reading, and skips work for them.
+        #expect(clients.contains { !t0.isReading(client: $0.1.publicKey) })
         for (client, _) in clients { await client.shutdown() }
         // A connection closed drops what waited for it.
         #expect(await eventually { t0.clientBytesPending == 0 })
