@@ -320,6 +320,14 @@ public struct ClusterConfig: Hashable, Sendable, Codable {
             }
         }
         if let problem = parameters.problem() { throw .badParameter(problem) }
+        // A block entry — at most max(batchBytesMax, requestBytesMax) of requests, its header
+        // and a commit certificate with every validator's vote — must fit one frame, so that a
+        // state-transfer answer always carries at least one block (SPEC.md §14.2, §16).
+        let entryBytesMax = max(parameters.batchBytesMax, parameters.requestBytesMax) + validators.count * Self.voteBytes
+            + Self.entryOverheadBytes
+        guard entryBytesMax <= parameters.frameBytesMax else {
+            throw .badParameter("a block of batchBytesMax with a vote of each of the \(validators.count) validators (\(entryBytesMax) bytes) must fit frameBytesMax (\(parameters.frameBytesMax))")
+        }
         guard admins.count <= Self.adminsMax else { throw .badAdmins("at most \(Self.adminsMax) admins, not \(admins.count)") }
         if Set(admins).count != admins.count { throw .badAdmins("an admin key is listed twice") }
         if admins.isEmpty {
@@ -337,6 +345,10 @@ public struct ClusterConfig: Hashable, Sendable, Codable {
 
     /// The longest host name an address may carry.
     public static let hostBytesMax = 253
+    /// A vote in a certificate (id and signature), and what a block entry holds besides its
+    /// requests and votes (header, lengths and the frame's own tags), with room to spare.
+    static let voteBytes = 66
+    static let entryOverheadBytes = 1024
 
     /// The layout `bulwark cluster init` writes: validator i has id i and listens on
     /// `basePort + 3i` for replicas, `+1` for clients and `+2` for HTTP.

@@ -64,6 +64,17 @@ import Testing
             _ = try ClusterConfig(clusterID: good.clusterID, validators: good.validators, parameters: parameters)
         }
         #expect(ConfigError.tooFewReplicas(3).description.contains("at least 4"))
+        // A block of batchBytesMax with every validator's vote must fit one frame (issue 29
+        // item 5: a state-transfer answer always carries at least one block).
+        parameters = ProtocolParameters()
+        parameters.frameBytesMax = 64 << 10
+        parameters.batchBytesMax = 32 << 10
+        parameters.requestBytesMax = 32 << 10
+        #expect((try? ClusterConfig(clusterID: good.clusterID, validators: good.validators, parameters: parameters)) != nil)
+        let many = TestKeys.config(n: 500)
+        #expect(throws: ConfigError.self) {
+            _ = try ClusterConfig(clusterID: many.clusterID, validators: many.validators, parameters: parameters)
+        }
     }
 
     @Test func addressesParseStrictly() {
