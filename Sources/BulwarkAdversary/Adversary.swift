@@ -213,17 +213,16 @@ public struct Adversary: Sendable {
             if behaviours.contains(.forgedPreparedCertificate) { vc = forgePreparedCertificate(in: vc) }
             message = .viewChange(vc)
         case var .newView(nv) where nv.replica == id:
-            if behaviours.contains(.newViewDropsPrepared), !nv.prePrepares.isEmpty { nv.prePrepares.removeLast() }
+            if behaviours.contains(.newViewDropsPrepared), !nv.proposals.isEmpty { nv.proposals.removeLast() }
             if behaviours.contains(.newViewInventsRequest) {
-                let top = nv.prePrepares.last
+                let top = nv.proposals.last
                 let header = BlockHeader(clusterID: cluster, height: (top?.height ?? nv.viewChanges.map(\.checkpointHeight).max() ?? 0) + 1,
-                                         view: nv.view, timestampMs: top?.block.header.timestampMs ?? 0, proposer: id,
+                                         view: nv.view, timestampMs: top?.header.timestampMs ?? 0, proposer: id,
                                          prevBlockHash: top?.blockHash ?? .zero, txRoot: Block.txRoot(of: [], cluster: cluster),
                                          historyRoot: .zero)
-                nv.prePrepares.append(.signed(view: nv.view, block: Block(header: header, requests: []), by: key, replica: id,
-                                              cluster: cluster))
+                nv.proposals.append(.signed(view: nv.view, header: header, by: key, replica: id, cluster: cluster))
             }
-            message = .newView(.signed(view: nv.view, viewChanges: nv.viewChanges, prePrepares: nv.prePrepares, by: key,
+            message = .newView(.signed(view: nv.view, viewChanges: nv.viewChanges, proposals: nv.proposals, by: key,
                                        replica: id, cluster: cluster))
         default:
             break
@@ -283,7 +282,7 @@ public struct Adversary: Sendable {
         let prepares = others.prefix(2 * config.f).map { other in
             Prepare.signed(view: pp.view, height: height, blockHash: pp.blockHash, by: key, replica: other, cluster: cluster)
         }
-        let prepared = [PreparedCertificate(prePrepare: pp, prepares: Array(prepares))]
+        let prepared = [PreparedCertificate(proposal: pp.proposal, prepares: Array(prepares))]
             + vc.prepared.filter { $0.height != height }
         return .signed(newView: vc.newView, checkpoint: vc.checkpoint, prepared: prepared, by: key, replica: id, cluster: cluster)
     }

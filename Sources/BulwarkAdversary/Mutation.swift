@@ -68,16 +68,16 @@ extension Adversary {
         case let .newView(nv):
             var view = nv.view
             var viewChanges = nv.viewChanges
-            var prePrepares = nv.prePrepares
+            var proposals = nv.proposals
             switch field % 3 {
             case 0: view = value(view)
             case 1 where !viewChanges.isEmpty:
                 let index = Int((field / 3) % UInt64(viewChanges.count))
                 viewChanges[index] = mutated(viewChanges[index], field: field / 3, value)
             default:
-                if prePrepares.isEmpty { view = value(view) } else { prePrepares[0] = mutated(prePrepares[0], field: field / 3, value) }
+                if proposals.isEmpty { view = value(view) } else { proposals[0] = mutated(proposals[0], field: field / 3, value) }
             }
-            return .newView(.signed(view: view, viewChanges: viewChanges, prePrepares: prePrepares, by: key, replica: id,
+            return .newView(.signed(view: view, viewChanges: viewChanges, proposals: proposals, by: key, replica: id,
                                     cluster: cluster))
         }
     }
@@ -91,6 +91,19 @@ extension Adversary {
         case 3: return resign(pp) { $0.timestampMs = value($0.timestampMs) }
         default: return resign(pp) { $0.proposer = ReplicaID(truncatingIfNeeded: value(UInt64($0.proposer))) }
         }
+    }
+
+    func mutated(_ proposal: Proposal, field: UInt64, _ value: (UInt64) -> UInt64) -> Proposal {
+        var header = proposal.header
+        var view = proposal.view
+        switch field % 5 {
+        case 0: view = value(view)
+        case 1: header.height = value(header.height)
+        case 2: header.view = value(header.view)
+        case 3: header.timestampMs = value(header.timestampMs)
+        default: header.proposer = ReplicaID(truncatingIfNeeded: value(UInt64(header.proposer)))
+        }
+        return .signed(view: view, header: header, by: key, replica: proposal.replica, cluster: cluster)
     }
 
     func mutated(_ proof: CheckpointProof, field: UInt64, _ value: (UInt64) -> UInt64) -> CheckpointProof {
@@ -123,7 +136,7 @@ extension Adversary {
                 newView = value(newView)
             } else {
                 let cert = prepared[0]
-                prepared[0] = PreparedCertificate(prePrepare: mutated(cert.prePrepare, field: field / 3, value),
+                prepared[0] = PreparedCertificate(proposal: mutated(cert.proposal, field: field / 3, value),
                                                   prepares: cert.prepares)
             }
         }

@@ -65,6 +65,7 @@ extension Replica {
         for height in slots.keys where height <= low { slots[height] = nil }
         for height in waitingPrePrepares.keys where height <= low { waitingPrePrepares[height] = nil }
         for height in preparedCertificates.keys where height <= low { preparedCertificates[height] = nil }
+        bodies.prune(through: low)
         for height in checkpointVotes.keys where height <= low { checkpointVotes[height] = nil }
         for height in ownCheckpoints.keys where height <= low { ownCheckpoints[height] = nil }
         for height in unsignedCheckpoints.keys where height <= low { unsignedCheckpoints[height] = nil }

@@ -20,7 +20,7 @@ extension Message {
         case let .viewChange(vc): return vc.isInProtocolRange
         case let .newView(nv):
             return nv.view >= 1 && ProtocolBounds.isView(nv.view) && nv.viewChanges.allSatisfy(\.isInProtocolRange)
-                && nv.prePrepares.allSatisfy(\.isInProtocolRange)
+                && nv.proposals.allSatisfy(\.isInProtocolRange)
         }
     }
 
@@ -46,6 +46,10 @@ extension PrePrepare {
     var isInProtocolRange: Bool { ProtocolBounds.isView(view) && block.header.isInProtocolRange }
 }
 
+extension Proposal {
+    var isInProtocolRange: Bool { ProtocolBounds.isView(view) && header.isInProtocolRange }
+}
+
 extension CheckpointProof {
     /// The history before block h holds h − 1 blocks; checked here without subtracting.
     var isInProtocolRange: Bool {
@@ -57,7 +61,7 @@ extension ViewChange {
     var isInProtocolRange: Bool {
         newView >= 1 && ProtocolBounds.isView(newView) && (checkpoint?.isInProtocolRange ?? true)
             && prepared.allSatisfy { cert in
-                cert.prePrepare.isInProtocolRange
+                cert.proposal.isInProtocolRange
                     && cert.prepares.allSatisfy { ProtocolBounds.isView($0.view) && ProtocolBounds.isHeight($0.height) }
             }
     }

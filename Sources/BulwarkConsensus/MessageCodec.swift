@@ -73,20 +73,31 @@ extension CommitProof: CanonicalCodable {
     }
 }
 
+extension Proposal: CanonicalCodable {
+    public func encode(to w: inout CanonicalWriter) {
+        w.write(view); w.write(header); w.write(replica); w.write(signature)
+    }
+
+    public init(from r: inout CanonicalReader) throws(CodecError) {
+        self.init(view: try r.readUInt64("view"), header: try r.read(BlockHeader.self), replica: try r.readUInt16("replica"),
+                  signature: try r.readSignature("signature"))
+    }
+}
+
 extension PreparedCertificate: CanonicalCodable {
     public func encode(to w: inout CanonicalWriter) {
-        w.write(prePrepare); w.write(prepares)
+        w.write(proposal); w.write(prepares)
     }
 
     /// Prepares must come in strictly increasing replica order, as `init` puts them: a list in
     /// any other order would be a second encoding of the same certificate (found by fuzzing).
     public init(from r: inout CanonicalReader) throws(CodecError) {
-        let prePrepare = try r.read(PrePrepare.self)
+        let proposal = try r.read(Proposal.self)
         let prepares = try r.readArray(Prepare.self, "prepares", max: CodecLimits.votesMax)
         for (a, b) in zip(prepares, prepares.dropFirst()) where a.replica >= b.replica {
             throw .invalidValue(field: "prepares", reason: "not in strictly increasing replica order")
         }
-        self.init(prePrepare: prePrepare, prepares: prepares)
+        self.init(proposal: proposal, prepares: prepares)
     }
 }
 
@@ -114,7 +125,7 @@ extension NewView: CanonicalCodable {
     func encodeBody(to w: inout CanonicalWriter) {
         w.write(view)
         w.write(viewChanges)
-        w.write(prePrepares)
+        w.write(proposals)
         w.write(replica)
     }
 
@@ -126,13 +137,13 @@ extension NewView: CanonicalCodable {
     public init(from r: inout CanonicalReader) throws(CodecError) {
         self.init(view: try r.readUInt64("view"),
                   viewChanges: try r.readArray(ViewChange.self, "view changes", max: CodecLimits.votesMax),
-                  prePrepares: try r.readArray(PrePrepare.self, "pre-prepares", max: ConsensusLimits.heightsPerMessageMax),
+                  proposals: try r.readArray(Proposal.self, "proposals", max: ConsensusLimits.heightsPerMessageMax),
                   replica: try r.readUInt16("replica"), signature: try r.readSignature("signature"))
     }
 }
 
 extension Message: CanonicalCodable {
-    static let version: UInt8 = 1
+    static let version: UInt8 = 2
 
     public func encode(to w: inout CanonicalWriter) {
         w.write(Self.version)
@@ -172,8 +183,9 @@ public enum WALRecord: Hashable, Sendable {
     /// A message this replica signed and is about to send.
     case sent(Message)
     /// A prepared certificate this replica formed, recorded before it sends COMMIT so that a
-    /// restart cannot forget the lock (PITFALLS: amnesia).
-    case prepared(PreparedCertificate)
+    /// restart cannot forget the lock (PITFALLS: amnesia), with the block's body when this
+    /// replica holds it (a view change after the restart may need to hand it on).
+    case prepared(PreparedCertificate, body: Block?)
     /// Another primary's NEW-VIEW that this replica checked and entered the view by, recorded
     /// before the prepares it sends for the view's proposals, so that a restart comes back in
     /// the view knowing what the view must re-propose.
@@ -183,7 +195,7 @@ public enum WALRecord: Hashable, Sendable {
     /// for records that are kept until a later view supersedes them.
     public var height: Height? {
         switch self {
-        case let .prepared(cert): return cert.height
+        case let .prepared(cert, _): return cert.height
         case .acceptedNewView: return nil
         case let .sent(message):
             switch message {
@@ -201,7 +213,7 @@ extension WALRecord: CanonicalCodable {
     public func encode(to w: inout CanonicalWriter) {
         switch self {
         case let .sent(m): w.write(UInt8(1)); w.write(m)
-        case let .prepared(c): w.write(UInt8(2)); w.write(c)
+        case let .prepared(c, body): w.write(UInt8(2)); w.write(c); w.write(optional: body)
         case let .acceptedNewView(nv): w.write(UInt8(3)); w.write(nv)
         }
     }
@@ -210,7 +222,13 @@ extension WALRecord: CanonicalCodable {
         let tag = try r.readUInt8("wal record tag")
         switch tag {
         case 1: self = .sent(try r.read(Message.self))
-        case 2: self = .prepared(try r.read(PreparedCertificate.self))
+        case 2:
+            let cert = try r.read(PreparedCertificate.self)
+            let body = try r.readOptional(Block.self, "body")
+            if let body, body.header != cert.proposal.header {
+                throw .invalidValue(field: "body", reason: "not the certified block")
+            }
+            self = .prepared(cert, body: body)
         case 3: self = .acceptedNewView(try r.read(NewView.self))
         default: throw .unknownTag(type: "wal record", tag: tag)
         }

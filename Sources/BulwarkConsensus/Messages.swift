@@ -171,18 +171,67 @@ public struct CommitProof: Hashable, Sendable {
     public var height: Height { certificate.height }
 }
 
-/// PBFT's P set entry: a pre-prepare and quorum−1 matching prepares from distinct backups.
+/// A PRE-PREPARE without its requests: the header it names and the primary's signature, which
+/// covers (view, height, blockHash) only, so it verifies without the block's body. Prepared
+/// certificates, VIEW-CHANGE and NEW-VIEW carry these, never bodies (TOCS §4.4: "pre-prepare
+/// messages … without the request"): a view change costs the same whatever the values
+/// written, and every message fits a frame by construction (SPEC.md §14.1). The bodies travel
+/// as ordinary PRE-PREPAREs, each within one frame.
+public struct Proposal: Hashable, Sendable {
+    public var view: View
+    public var header: BlockHeader
+    public var replica: ReplicaID
+    public var signature: Signature
+    /// Hash of `header`, computed once.
+    public let blockHash: Digest
+
+    public var height: Height { header.height }
+
+    public init(view: View, header: BlockHeader, replica: ReplicaID, signature: Signature) {
+        self.view = view
+        self.header = header
+        self.replica = replica
+        self.signature = signature
+        self.blockHash = header.hash
+    }
+
+    public static func signed(view: View, header: BlockHeader, by key: PrivateKey, replica: ReplicaID,
+                              cluster: ClusterID) -> Proposal {
+        let hash = header.hash
+        let message = PrePrepare.signedMessage(cluster: cluster, view: view, height: header.height, blockHash: hash,
+                                               replica: replica)
+        return Proposal(view: view, header: header, replica: replica, signature: key.sign(message))
+    }
+
+    func signedBytes(_ cluster: ClusterID) -> [UInt8] {
+        PrePrepare.signedMessage(cluster: cluster, view: view, height: height, blockHash: blockHash, replica: replica)
+    }
+}
+
+extension PrePrepare {
+    /// The same PRE-PREPARE without its body (the signature is valid for both).
+    public var proposal: Proposal { Proposal(view: view, header: block.header, replica: replica, signature: signature) }
+
+    /// The PRE-PREPARE a proposal stands for, given the body it names (nil for another body).
+    public init?(_ proposal: Proposal, body: Block) {
+        guard body.header == proposal.header else { return nil }
+        self.init(view: proposal.view, block: body, replica: proposal.replica, signature: proposal.signature)
+    }
+}
+
+/// PBFT's P set entry: a pre-prepare (without its body) and quorum−1 matching prepares from
+/// distinct backups.
 public struct PreparedCertificate: Hashable, Sendable {
-    public var prePrepare: PrePrepare
+    public var proposal: Proposal
     public var prepares: [Prepare]
 
-    public init(prePrepare: PrePrepare, prepares: [Prepare]) {
-        self.prePrepare = prePrepare
+    public init(proposal: Proposal, prepares: [Prepare]) {
+        self.proposal = proposal
         self.prepares = prepares.sorted { $0.replica < $1.replica }
     }
 
-    public var height: Height { prePrepare.height }
-    public var view: View { prePrepare.view }
+    public var height: Height { proposal.height }
+    public var view: View { proposal.view }
 }
 
 /// PBFT's VIEW-CHANGE (TOCS §4.4): replica `replica` moves to `newView`, carrying its stable
@@ -226,19 +275,20 @@ public struct ViewChange: Hashable, Sendable {
     }
 }
 
-/// PBFT's NEW-VIEW: the new primary's proof (a quorum of view-changes) and the pre-prepares it
-/// derived from them, which every replica recomputes and compares.
+/// PBFT's NEW-VIEW: the new primary's proof (a quorum of view-changes) and the proposals it
+/// derived from them, which every replica recomputes and compares. Proposals carry headers;
+/// a replica takes each body from what it holds or from the primary's PRE-PREPARE.
 public struct NewView: Hashable, Sendable {
     public var view: View
     public var viewChanges: [ViewChange]
-    public var prePrepares: [PrePrepare]
+    public var proposals: [Proposal]
     public var replica: ReplicaID
     public var signature: Signature
 
-    public init(view: View, viewChanges: [ViewChange], prePrepares: [PrePrepare], replica: ReplicaID, signature: Signature) {
+    public init(view: View, viewChanges: [ViewChange], proposals: [Proposal], replica: ReplicaID, signature: Signature) {
         self.view = view
         self.viewChanges = viewChanges
-        self.prePrepares = prePrepares
+        self.proposals = proposals
         self.replica = replica
         self.signature = signature
     }
@@ -254,9 +304,9 @@ public struct NewView: Hashable, Sendable {
         }
     }
 
-    public static func signed(view: View, viewChanges: [ViewChange], prePrepares: [PrePrepare], by key: PrivateKey,
+    public static func signed(view: View, viewChanges: [ViewChange], proposals: [Proposal], by key: PrivateKey,
                               replica: ReplicaID, cluster: ClusterID, epoch: UInt64 = 0) -> NewView {
-        var nv = NewView(view: view, viewChanges: viewChanges, prePrepares: prePrepares, replica: replica, signature: .zero)
+        var nv = NewView(view: view, viewChanges: viewChanges, proposals: proposals, replica: replica, signature: .zero)
         nv.signature = key.sign(nv.signedBytes(cluster, epoch: epoch))
         return nv
     }

@@ -137,8 +137,15 @@ extension Replica {
         guard height > lowWatermark, height <= highWatermark else { return reject(.outsideWatermarks) }
         // Already delivered here (a retransmission reaching a replica that caught up).
         guard height > chain.height else { return }
-        if let existing = slots[height]?.prePrepare {
-            if existing.blockHash != pp.blockHash { reject(.conflictingPrePrepare) }
+        if let existing = slots[height]?.proposal {
+            if existing.blockHash != pp.blockHash { return reject(.conflictingPrePrepare) }
+            // A NEW-VIEW installed this proposal by header: the primary's PRE-PREPARE brings
+            // the body. The hash binds the header and the header's txRoot binds the requests;
+            // a quorum prepared this block before, so its requests were checked then.
+            if slots[height]?.body == nil {
+                guard pp.block.hasConsistentTxRoot() else { return reject(.invalidBatch) }
+                attachBody(pp.block)
+            }
             return
         }
         if let waiting = waitingPrePrepares[height], waiting.blockHash == pp.blockHash { return }
@@ -223,15 +230,31 @@ extension Replica {
 
     /// Puts an accepted pre-prepare into its slot.
     mutating func install(_ pp: PrePrepare, tipAfter: ChainTip) {
-        var slot = slots[pp.height] ?? Slot()
-        slot.prePrepare = pp
+        install(pp.proposal, body: pp.block, tipAfter: tipAfter)
+    }
+
+    /// Puts an accepted proposal into its slot, with its body when known.
+    mutating func install(_ proposal: Proposal, body: Block?, tipAfter: ChainTip) {
+        var slot = slots[proposal.height] ?? Slot()
+        slot.proposal = proposal
+        slot.body = body
         slot.tipAfter = tipAfter
-        slots[pp.height] = slot
-        waitingPrePrepares[pp.height] = nil
+        slots[proposal.height] = slot
+        waitingPrePrepares[proposal.height] = nil
+        if let body { bodies.add(body, keep: preparedCertificates[proposal.height]?.proposal.blockHash) }
+    }
+
+    /// The body of a slot's proposal arrived: keep it and deliver what it held up.
+    mutating func attachBody(_ body: Block) {
+        guard var slot = slots[body.height], slot.proposal?.header == body.header, slot.body == nil else { return }
+        slot.body = body
+        slots[body.height] = slot
+        bodies.add(body, keep: preparedCertificates[body.height]?.proposal.blockHash)
+        deliverCommitted()
     }
 
     mutating func sendPrepare(for height: Height) {
-        guard !isPrimary, let pp = slots[height]?.prePrepare else { return }
+        guard !isPrimary, let pp = slots[height]?.proposal else { return }
         // Below the signing floor a rejoining replica follows without voting; and it never
         // votes for a block other than the one its log says it voted for here.
         guard slots[height]?.ownPrepare != nil || maySign(height: height) else { return }
@@ -281,7 +304,7 @@ extension Replica {
 
     /// Moves a slot forward: prepared → send COMMIT → committed → deliver in order.
     mutating func advance(_ height: Height) {
-        guard var slot = slots[height], let pp = slot.prePrepare else { return }
+        guard var slot = slots[height], let pp = slot.proposal else { return }
         let primaryID = config.primary(of: view)
         if !slot.prepared {
             // prepared = pre-prepare + quorum−1 matching prepares from distinct backups (TOCS §4.2).
@@ -290,10 +313,11 @@ extension Replica {
             slot.prepared = true
             if let accepted = slot.acceptedMs { turnaround.recordPrepareExchange(nowMs - accepted) }
             let certificate = PreparedCertificate(
-                prePrepare: pp, prepares: Array(matching.sorted { $0.replica < $1.replica }.prefix(quorum - 1)))
+                proposal: pp, prepares: Array(matching.sorted { $0.replica < $1.replica }.prefix(quorum - 1)))
             preparedCertificates[height] = certificate
+            if let body = slot.body { bodies.add(body, keep: pp.blockHash) }
             slots[height] = slot
-            emit(.persist(.prepared(certificate)))
+            emit(.persist(.prepared(certificate, body: slot.body)))
         }
         sendCommitIfReady(height)
         guard var current = slots[height], !current.committed else { return }
@@ -310,7 +334,7 @@ extension Replica {
     /// that whatever commits has its predecessor locked too and a view change can always
     /// rebuild a linked chain.
     mutating func sendCommitIfReady(_ height: Height) {
-        guard let slot = slots[height], slot.prepared, let pp = slot.prePrepare else { return }
+        guard let slot = slots[height], slot.prepared, let pp = slot.proposal else { return }
         let predecessorSettled = height - 1 <= chain.height || slots[height - 1]?.prepared == true
         guard predecessorSettled else { return }
         let commit: Commit
@@ -331,8 +355,13 @@ extension Replica {
         if slots[height + 1]?.prepared == true { advance(height + 1) }
     }
 
-    /// Hands committed blocks to the shell strictly in height order.
+    /// Hands committed blocks to the shell strictly in height order. A committed slot whose
+    /// body never arrived (no honest replica sent it) is fetched with its commit certificate
+    /// by state transfer once another replica delivered it.
     mutating func deliverCommitted() {
+        if let slot = slots[chain.height + 1], slot.committed, slot.body == nil {
+            requestStateTransfer(height: chain.height + 1, checkpoint: nil)
+        }
         while let slot = slots[chain.height + 1], slot.committed, let pp = slot.prePrepare {
             let votes = slot.commits.values.filter { $0.blockHash == pp.blockHash }
                 .sorted { $0.replica < $1.replica }

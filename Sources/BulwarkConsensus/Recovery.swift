@@ -13,13 +13,15 @@ extension Replica {
         var prepares: [Prepare] = []
         var commits: [Commit] = []
         var highestView: View = 0
+        var restoredBodies: [Block] = []
         for record in recovery.wal {
             switch record {
-            case let .prepared(cert):
+            case let .prepared(cert, body):
                 if cert.height > lowWatermark,
                    (preparedCertificates[cert.height]?.view ?? 0) <= cert.view || preparedCertificates[cert.height] == nil {
                     preparedCertificates[cert.height] = cert
                 }
+                if let body, cert.height > lowWatermark { restoredBodies.append(body) }
             case let .acceptedNewView(nv):
                 highestView = max(highestView, nv.view)
                 if nv.view >= (newView?.view ?? 0) { newView = nv }
@@ -46,6 +48,12 @@ extension Replica {
             }
         }
         view = highestView
+        // The bodies a reinstalled NEW-VIEW or a later view change may need, oldest first so
+        // the newest stay (the store keeps the prepared one of each height).
+        for pp in prePrepares where pp.height > lowWatermark { restoredBodies.append(pp.block) }
+        for body in restoredBodies.sorted(by: { $0.header.view < $1.header.view }) {
+            bodies.add(body, keep: preparedCertificates[body.height]?.proposal.blockHash)
+        }
         // Every block this replica voted for in this view, whether or not its slot can be
         // restored (a ledger cut back by damage leaves it below them, or the window moved):
         // it never votes for another at those heights in this view. Known before reinstalling
@@ -77,7 +85,7 @@ extension Replica {
         output = []
         guard !isChangingView else { return }
         for pp in prePrepares.sorted(by: { $0.height < $1.height })
-        where pp.view == view && pp.height > chain.height && slots[pp.height]?.prePrepare == nil {
+        where pp.view == view && pp.height > chain.height && slots[pp.height]?.proposal == nil {
             nextProposal = max(nextProposal, pp.height + 1)
             guard let predecessor = predecessorTip(of: pp.height) else {
                 // Linked once the blocks below arrive (state transfer hands them on).

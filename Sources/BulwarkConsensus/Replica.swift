@@ -82,6 +82,9 @@ public struct Replica: Sendable {
     /// For each height above the stable checkpoint, the prepared certificate from the highest
     /// view: carried into VIEW-CHANGE messages.
     var preparedCertificates: [Height: PreparedCertificate] = [:]
+    /// Bodies of the blocks named by `preparedCertificates` and the slots, kept across view
+    /// changes (a VIEW-CHANGE carries headers only).
+    var bodies = BlockBodies()
     /// The primary's next height to propose.
     var nextProposal: Height
     /// Highest height a NEW-VIEW installed: a replica that is behind may hold these slots above
@@ -295,17 +298,25 @@ public struct Replica: Sendable {
             precondition(height > lowWatermark && height <= max(highWatermark, newViewMaxHeight),
                          "slot \(height) outside the watermarks")
             precondition(!slot.committed || slot.prepared, "committed without prepared")
-            if let pp = slot.prePrepare { precondition(pp.view == view && pp.height == height, "slot holds a foreign pre-prepare") }
+            if let p = slot.proposal { precondition(p.view == view && p.height == height, "slot holds a foreign pre-prepare") }
+            if let body = slot.body { precondition(body.header == slot.proposal?.header, "slot holds a foreign body") }
         }
         precondition(waitingPrePrepares.count <= Int(parameters.watermarkWindow), "unbounded pre-prepare buffer")
         precondition(viewChanges.count <= config.n, "unbounded view-change buffer")
+        precondition(bodies.count <= Int(parameters.watermarkWindow) * BlockBodies.perHeightMax, "unbounded body store")
         precondition(pool.count <= pool.capacity, "request pool over capacity")
     }
 }
 
 /// One height in the current view (PBFT's message log entry).
 struct Slot: Sendable {
-    var prePrepare: PrePrepare?
+    /// The accepted PRE-PREPARE, body aside: a NEW-VIEW installs proposals by header, and a
+    /// slot is prepared and committed by hash whether or not its body has arrived.
+    var proposal: Proposal?
+    /// The block's requests, once known: needed to deliver, not to vote.
+    var body: Block?
+    /// The whole PRE-PREPARE, when the body is here.
+    var prePrepare: PrePrepare? { proposal.flatMap { p in body.flatMap { PrePrepare(p, body: $0) } } }
     /// The chain position after this block (known once its predecessor is).
     var tipAfter: ChainTip?
     /// One per sender; only those matching the pre-prepare's hash count.
@@ -325,4 +336,37 @@ struct DeliveredBlock: Sendable {
     var header: BlockHeader
     var hash: Digest
     var historyBefore: MerkleAccumulator
+}
+
+/// The bodies of blocks this replica accepted, prepared or proposed above its stable checkpoint:
+/// where a view change finds the requests of the proposals it re-proposes by header. At most
+/// `perHeightMax` per height (a block a quorum prepared is kept before others), pruned as the
+/// checkpoint moves: bounded by the window.
+struct BlockBodies: Sendable {
+    static let perHeightMax = 2
+    private var byHeight: [Height: [Block]] = [:]
+
+    var count: Int { byHeight.values.reduce(0) { $0 + $1.count } }
+
+    func body(height: Height, hash: Digest) -> Block? {
+        byHeight[height]?.first { $0.hash == hash }
+    }
+
+    /// Keeps `block`, the newest first; `keep` is the hash that must stay (the prepared one).
+    mutating func add(_ block: Block, keep: Digest?) {
+        let height = block.height
+        var list = byHeight[height] ?? []
+        let hash = block.hash
+        list.removeAll { $0.hash == hash }
+        list.insert(block, at: 0)
+        while list.count > Self.perHeightMax {
+            let victim = list.lastIndex { $0.hash != keep } ?? list.count - 1
+            list.remove(at: victim)
+        }
+        byHeight[height] = list
+    }
+
+    mutating func prune(through height: Height) {
+        for h in byHeight.keys where h <= height { byHeight[h] = nil }
+    }
 }

@@ -71,12 +71,24 @@ extension Replica {
         // Deterministic choice of the quorum: lowest replica ids.
         let proof = viewChanges.keys.sorted().compactMap { viewChanges[$0] }.filter { $0.newView == view }.prefix(quorum)
         let plan = NewViewPlan(view: view, viewChanges: Array(proof), config: config, epoch: epoch, base: epochBase)
-        let prePrepares = plan.blocks.map { PrePrepare.signed(view: view, block: $0, by: key, replica: id, cluster: cluster) }
-        let nv = NewView.signed(view: view, viewChanges: Array(proof), prePrepares: prePrepares, by: key, replica: id,
+        let proposals = plan.headers.map { Proposal.signed(view: view, header: $0, by: key, replica: id, cluster: cluster) }
+        let nv = NewView.signed(view: view, viewChanges: Array(proof), proposals: proposals, by: key, replica: id,
                                 cluster: cluster, epoch: epoch)
         emit(.persist(.sent(.newView(nv))))
         emit(.broadcast(.newView(nv)))
         installNewView(nv, plan: plan)
+        sendReproposalBodies()
+    }
+
+    /// The new primary sends each re-proposed block it holds as an ordinary PRE-PREPARE of the
+    /// new view (each fits a frame), for backups that never received it.
+    mutating func sendReproposalBodies() {
+        guard isPrimary, !isChangingView, let nv = newViewMessage else { return }
+        for proposal in nv.proposals where proposal.height > chain.height {
+            if let pp = slots[proposal.height]?.prePrepare, pp.blockHash == proposal.blockHash, pp.block.requests.count > 0 {
+                emit(.broadcast(.prePrepare(pp)))
+            }
+        }
     }
 
     mutating func receiveNewView(_ nv: NewView) {
@@ -95,12 +107,14 @@ extension Replica {
         // Every replica recomputes the primary's proposals from the same view-changes and
         // accepts the NEW-VIEW only if they are exactly those (TOCS §4.4).
         let plan = NewViewPlan(view: nv.view, viewChanges: nv.viewChanges, config: config, epoch: epoch, base: epochBase)
-        guard nv.prePrepares.count == plan.blocks.count, plan.maxHeight <= epochLastHeight ?? .max else {
+        guard nv.proposals.count == plan.headers.count, plan.maxHeight <= epochLastHeight ?? .max else {
             return reject(.invalidNewView)
         }
-        for (pp, block) in zip(nv.prePrepares, plan.blocks) {
-            guard pp.view == nv.view, pp.replica == nv.replica, pp.block == block,
-                  isSigned(by: pp.replica, pp.signature, pp.signedBytes(cluster)) else { return reject(.invalidNewView) }
+        for (proposal, header) in zip(nv.proposals, plan.headers) {
+            guard proposal.view == nv.view, proposal.replica == nv.replica, proposal.header == header,
+                  isSigned(by: proposal.replica, proposal.signature, proposal.signedBytes(cluster)) else {
+                return reject(.invalidNewView)
+            }
         }
         emit(.persist(.acceptedNewView(nv)))
         installNewView(nv, plan: plan)
@@ -109,7 +123,7 @@ extension Replica {
     mutating func installNewView(_ nv: NewView, plan: NewViewPlan) {
         if nv.view > view { votedInView = [:] }
         // The NEW-VIEW's pre-prepares are the new primary's own in this view.
-        if nv.replica == id { for pp in nv.prePrepares { votedInView[pp.height] = pp.blockHash } }
+        if nv.replica == id { for proposal in nv.proposals { votedInView[proposal.height] = proposal.blockHash } }
         view = nv.view
         isChangingView = false
         newViewTimerArmed = false
@@ -133,7 +147,7 @@ extension Replica {
         // The new primary gets a full timeout to drive the epoch to its end, as it does for
         // each pending request.
         if epochEndWaitSinceMs != nil { epochEndWaitSinceMs = nowMs }
-        for block in plan.blocks { pool.markProposed(block.requests, nowMs: nowMs) }
+        for proposal in nv.proposals { if let body = slots[proposal.height]?.body { pool.markProposed(body.requests, nowMs: nowMs) } }
         turnaround.startView()
         requestTimerArmed = false
         armRequestTimer()
@@ -153,17 +167,24 @@ extension Replica {
                 receiveCheckpointProof(checkpoint)
             }
         }
-        for (pp, tipAfter) in zip(nv.prePrepares, plan.tipsAfter) where pp.height > lowWatermark {
-            if let d = delivered[pp.height], d.hash != pp.blockHash {
-                emit(.fault("NEW-VIEW for view \(view) re-proposes height \(pp.height) with a block other than the one delivered"))
+        for (proposal, tipAfter) in zip(nv.proposals, plan.tipsAfter) where proposal.height > lowWatermark {
+            let height = proposal.height
+            if let d = delivered[height], d.hash != proposal.blockHash {
+                emit(.fault("NEW-VIEW for view \(view) re-proposes height \(height) with a block other than the one delivered"))
                 return false
             }
-            install(pp, tipAfter: tipAfter)
-            newViewMaxHeight = max(newViewMaxHeight, pp.height)
-            sendPrepare(for: pp.height)
-            advance(pp.height)
+            install(proposal, body: body(of: proposal), tipAfter: tipAfter)
+            newViewMaxHeight = max(newViewMaxHeight, height)
+            sendPrepare(for: height)
+            advance(height)
         }
         return true
+    }
+
+    /// The body of a re-proposed block, when this replica holds it: a null block's is empty.
+    func body(of proposal: Proposal) -> Block? {
+        if proposal.header.txRoot == MerkleTree.emptyRoot { return Block(header: proposal.header, requests: []) }
+        return bodies.body(height: proposal.height, hash: proposal.blockHash)
     }
 
     /// A VIEW-CHANGE is valid when it is signed by its sender, its checkpoint proof holds, and
@@ -179,12 +200,11 @@ extension Replica {
         }
         var previous = base
         for cert in vc.prepared {
-            let pp = cert.prePrepare
+            let pp = cert.proposal
             // `pp.height > previous >= base`, so the difference cannot underflow.
             guard pp.height > previous, pp.height - base <= parameters.watermarkWindow, pp.view < vc.newView,
-                  pp.replica == config.primary(of: pp.view), pp.block.header.clusterID == cluster,
-                  pp.block.header.epoch == epoch, pp.height <= epochLastHeight ?? .max,
-                  pp.block.hasConsistentTxRoot(),
+                  pp.replica == config.primary(of: pp.view), pp.header.clusterID == cluster,
+                  pp.header.epoch == epoch, pp.height <= epochLastHeight ?? .max,
                   isSigned(by: pp.replica, pp.signature, pp.signedBytes(cluster)) else { return false }
             previous = pp.height
             var signers = Set<ReplicaID>()
@@ -204,15 +224,16 @@ extension Replica {
 /// every backup compute it from the same messages and must get the same blocks.
 ///
 /// - The base is the highest stable checkpoint in the set (the epoch's base if none).
-/// - For each height above it up to the highest prepared height, the prepared block from the
-///   highest view is re-proposed when it links to the block chosen below it; otherwise a null
+/// - For each height above it up to the highest prepared height, the prepared block (by its
+///   header) from the highest view is re-proposed when it links to the block chosen below it; otherwise a null
 ///   block (no requests) fills the height. A prepared block that does not link cannot have
 ///   committed anywhere: a replica commits a height only once the height below is prepared, so
 ///   the predecessor of anything committed is carried by the quorum too.
 struct NewViewPlan {
     let checkpoint: CheckpointProof?
     let base: ChainTip
-    let blocks: [Block]
+    /// The header proposed at each height above the base, in order.
+    let headers: [BlockHeader]
     let tipsAfter: [ChainTip]
 
     var maxHeight: Height { tipsAfter.last?.height ?? base.height }
@@ -224,37 +245,36 @@ struct NewViewPlan {
         }
         checkpoint = best
         base = best?.tip ?? epochBase
-        var candidates: [Height: PrePrepare] = [:]
+        var candidates: [Height: Proposal] = [:]
         for vc in viewChanges {
             for cert in vc.prepared where cert.height > base.height {
-                let pp = cert.prePrepare
+                let pp = cert.proposal
                 if let current = candidates[pp.height],
                    current.view > pp.view || (current.view == pp.view && current.blockHash <= pp.blockHash) { continue }
                 candidates[pp.height] = pp
             }
         }
         let top = candidates.keys.max() ?? base.height
-        var blocks: [Block] = []
+        var headers: [BlockHeader] = []
         var tips: [ChainTip] = []
         var tip = base
         if top > base.height {
             for height in (base.height + 1)...top {
-                let block: Block
-                if let pp = candidates[height], tip.isLinked(to: pp.block.header) {
-                    block = pp.block
+                let header: BlockHeader
+                if let pp = candidates[height], tip.isLinked(to: pp.header) {
+                    header = pp.header
                 } else {
-                    let header = BlockHeader(
+                    header = BlockHeader(
                         clusterID: config.clusterID, epoch: epoch, height: height, view: view, timestampMs: tip.timestampMs,
                         proposer: config.primary(of: view), prevBlockHash: tip.blockHash, txRoot: MerkleTree.emptyRoot,
                         historyRoot: tip.history.root)
-                    block = Block(header: header, requests: [])
                 }
-                tip = tip.appending(block.header, hash: block.hash)
-                blocks.append(block)
+                tip = tip.appending(header, hash: header.hash)
+                headers.append(header)
                 tips.append(tip)
             }
         }
-        self.blocks = blocks
+        self.headers = headers
         self.tipsAfter = tips
     }
 }

@@ -328,6 +328,13 @@ public struct ClusterConfig: Hashable, Sendable, Codable {
         guard entryBytesMax <= parameters.frameBytesMax else {
             throw .badParameter("a block of batchBytesMax with a vote of each of the \(validators.count) validators (\(entryBytesMax) bytes) must fit frameBytesMax (\(parameters.frameBytesMax))")
         }
+        // A VIEW-CHANGE and a NEW-VIEW carry headers and signatures, never bodies: their size
+        // follows from the window and the validator count alone (SPEC.md §14.1, §16).
+        let viewChangeBytes = MessageSizes.newViewBytesMax(validators: validators.count, quorum: quorum,
+                                                           window: Int(parameters.watermarkWindow))
+        guard viewChangeBytes <= parameters.frameBytesMax else {
+            throw .badParameter("a NEW-VIEW with \(validators.count) validators and a watermarkWindow of \(parameters.watermarkWindow) may reach \(viewChangeBytes) bytes, over frameBytesMax (\(parameters.frameBytesMax)); use a smaller window, fewer validators or a larger frameBytesMax")
+        }
         guard admins.count <= Self.adminsMax else { throw .badAdmins("at most \(Self.adminsMax) admins, not \(admins.count)") }
         if Set(admins).count != admins.count { throw .badAdmins("an admin key is listed twice") }
         if admins.isEmpty {
@@ -434,4 +441,45 @@ public enum ConfigError: Error, Equatable, CustomStringConvertible {
             return "cluster configuration \(path) is not valid: \(reason)"
         }
     }
+}
+
+/// The largest encodings of the view-change messages an honest replica builds, from the
+/// parameters alone (SPEC.md §14.1): the configuration check proves they fit a frame. Each
+/// size below is the canonical encoding's, field by field; a test builds the largest messages
+/// and compares.
+public enum MessageSizes {
+    /// version, cluster, epoch, height, view, timestamp, proposer, prev, txRoot, historyRoot.
+    public static let header = 1 + 32 + 8 + 8 + 8 + 8 + 2 + 32 + 32 + 32
+    /// A PRE-PREPARE without its body: view, header, replica, signature.
+    public static let proposal = 8 + header + 2 + 64
+    /// view, height, blockHash, replica, signature.
+    public static let prepare = 8 + 8 + 32 + 2 + 64
+    static let vote = 2 + 64
+    static let listCount = 4
+    /// A Merkle accumulator of at most 2^62 leaves: its size and one peak per set bit.
+    static let accumulatorMax = 8 + 62 * 32
+
+    /// A prepared certificate: the proposal and quorum − 1 prepares.
+    public static func preparedCertificate(quorum: Int) -> Int { proposal + listCount + (quorum - 1) * prepare }
+
+    /// A stable checkpoint proof: the execution certificate (version, height, blockHash,
+    /// stateRoot, a vote of each validator), the header, and the history before it.
+    public static func checkpointProofMax(validators: Int) -> Int {
+        (1 + 8 + 32 + 32 + listCount + validators * vote) + header + accumulatorMax
+    }
+
+    /// newView, the optional checkpoint proof, a certificate per height of the window, replica, signature.
+    public static func viewChangeBytesMax(validators: Int, quorum: Int, window: Int) -> Int {
+        8 + 1 + checkpointProofMax(validators: validators) + listCount + window * preparedCertificate(quorum: quorum) + 2 + 64
+    }
+
+    /// view, a quorum of VIEW-CHANGEs, a proposal per height of the window, replica,
+    /// signature; and the message's version and tag with the peer frame's tag and epoch.
+    public static func newViewBytesMax(validators: Int, quorum: Int, window: Int) -> Int {
+        8 + listCount + quorum * viewChangeBytesMax(validators: validators, quorum: quorum, window: window)
+            + listCount + window * proposal + 2 + 64 + frameOverhead
+    }
+
+    /// Message version and tag, peer-frame tag and epoch, with room for the frame's length.
+    public static let frameOverhead = 64
 }

@@ -19,7 +19,7 @@ struct Harness {
     let client = PrivateKey(seed: Array(repeating: 9, count: 32))!
 
     init(n: Int = 4, checkpointInterval: UInt64 = 2, window: UInt64 = 4, batchRequestsMax: Int = 1,
-         blocksInFlightMax: UInt64 = 1) {
+         blocksInFlightMax: UInt64 = 1, tune: (inout ProtocolParameters) -> Void = { _ in }) {
         keys = (0..<n).map { i in PrivateKey(seed: [UInt8(i + 1)] + Array(repeating: 0, count: 31))! }
         var parameters = ProtocolParameters()
         parameters.checkpointInterval = checkpointInterval
@@ -28,6 +28,7 @@ struct Harness {
         parameters.blocksInFlightMax = blocksInFlightMax
         parameters.batchDelayMs = 5
         parameters.viewChangeTimeoutMs = 1000
+        tune(&parameters)
         config = try! ClusterConfig.layout(keys: keys.map(\.publicKey), host: "h", basePort: 100,
                                            clusterID: ClusterID(raw: Bytes32(Array(repeating: 3, count: 32))!),
                                            parameters: parameters)
@@ -95,12 +96,16 @@ struct Harness {
                                  replica: ReplicaID(replica), cluster: cluster)
     }
 
-    func prepare(_ pp: PrePrepare, from replica: Int) -> Prepare {
+    func prepare(_ pp: PrePrepare, from replica: Int) -> Prepare { prepare(pp.proposal, from: replica) }
+
+    func commit(_ pp: PrePrepare, from replica: Int, view: View? = nil) -> Commit { commit(pp.proposal, from: replica, view: view) }
+
+    func prepare(_ pp: Proposal, from replica: Int) -> Prepare {
         Prepare.signed(view: pp.view, height: pp.height, blockHash: pp.blockHash, by: keys[replica],
                        replica: ReplicaID(replica), cluster: cluster)
     }
 
-    func commit(_ pp: PrePrepare, from replica: Int, view: View? = nil) -> Commit {
+    func commit(_ pp: Proposal, from replica: Int, view: View? = nil) -> Commit {
         Commit.signed(view: view ?? pp.view, height: pp.height, blockHash: pp.blockHash, by: keys[replica],
                       replica: ReplicaID(replica), cluster: cluster)
     }

@@ -23,7 +23,7 @@ import Testing
         for i in [0, 2, 3] { h.step(i, .message(.viewChange(vc))) }
         for i in [0, 2, 3] { #expect(h.replicas[i].rejections[.outOfRange] == 1, "replica \(i)") }
         // A NEW-VIEW carrying it is dropped the same way.
-        let nv = NewView.signed(view: 1, viewChanges: [vc], prePrepares: [], by: h.keys[1], replica: 1, cluster: h.cluster)
+        let nv = NewView.signed(view: 1, viewChanges: [vc], proposals: [], by: h.keys[1], replica: 1, cluster: h.cluster)
         h.step(0, .message(.newView(nv)))
         #expect(h.replicas[0].rejections[.outOfRange] == 2)
         #expect(h.replicas[0].view == 0)
@@ -71,7 +71,7 @@ import Testing
             hostile.append(.commit(Commit.signed(view: view, height: 1, blockHash: digest, by: key, replica: 1, cluster: c)))
             hostile.append(.viewChange(ViewChange.signed(newView: view, checkpoint: nil, prepared: [], by: key, replica: 1,
                                                          cluster: c)))
-            hostile.append(.newView(NewView.signed(view: view, viewChanges: [], prePrepares: [], by: key, replica: 1,
+            hostile.append(.newView(NewView.signed(view: view, viewChanges: [], proposals: [], by: key, replica: 1,
                                                    cluster: c)))
         }
         for message in hostile { h.step(0, .message(message)) }
@@ -104,7 +104,7 @@ import Testing
         var h = Harness()
         let pp = h.prepareWithoutCommitting(1)
         let prepares = (1...2).map { h.prepare(pp, from: $0) }
-        let certificate = PreparedCertificate(prePrepare: pp, prepares: prepares)
+        let certificate = PreparedCertificate(proposal: pp.proposal, prepares: prepares)
         let canonical = certificate.encoded()
         #expect(try PreparedCertificate(decoding: canonical) == certificate)
         // The same prepares written in the other order.

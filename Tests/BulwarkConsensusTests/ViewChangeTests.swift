@@ -47,7 +47,7 @@ extension Harness {
         h.run()
         let newViews = h.actions[1].newViews
         #expect(newViews.count == 1)
-        #expect(newViews.first?.prePrepares.map(\.blockHash) == [prepared.blockHash])
+        #expect(newViews.first?.proposals.map(\.blockHash) == [prepared.blockHash])
         for i in 0..<4 { #expect(h.replicas[i].view == 1 && !h.replicas[i].isChangingView, "replica \(i)") }
         #expect(h.executed.allSatisfy { $0.map(\.hash) == [prepared.blockHash] })
     }
@@ -63,13 +63,13 @@ extension Harness {
         let null = PrePrepare.signed(view: 1, block: Block(header: header, requests: []), by: h.keys[1], replica: 1,
                                      cluster: h.cluster)
         #expect(null.blockHash != prepared.blockHash)
-        let lying = NewView.signed(view: 1, viewChanges: viewChanges, prePrepares: [null], by: h.keys[1], replica: 1,
+        let lying = NewView.signed(view: 1, viewChanges: viewChanges, proposals: [null.proposal], by: h.keys[1], replica: 1,
                                    cluster: h.cluster)
         h.step(2, .message(.newView(lying)))
         #expect(h.replicas[2].isChangingView)
         #expect(h.replicas[2].rejections[.invalidNewView] == 1)
         // Too few view-changes is rejected as well.
-        let thin = NewView.signed(view: 1, viewChanges: Array(viewChanges.prefix(2)), prePrepares: [prepared], by: h.keys[1],
+        let thin = NewView.signed(view: 1, viewChanges: Array(viewChanges.prefix(2)), proposals: [prepared.proposal], by: h.keys[1],
                                   replica: 1, cluster: h.cluster)
         h.step(3, .message(.newView(thin)))
         #expect(h.replicas[3].isChangingView)
@@ -198,7 +198,7 @@ extension Harness {
         var h = Harness()
         let pp = h.signedPrePrepare(view: 0, height: 1, requests: [h.request(1)], by: 0)
         // Only one real prepare where quorum−1 = 2 are needed, padded with a duplicate.
-        let forged = PreparedCertificate(prePrepare: pp, prepares: [h.prepare(pp, from: 3), h.prepare(pp, from: 3)])
+        let forged = PreparedCertificate(proposal: pp.proposal, prepares: [h.prepare(pp, from: 3), h.prepare(pp, from: 3)])
         let vc = ViewChange.signed(newView: 1, checkpoint: nil, prepared: [forged], by: h.keys[3], replica: 3, cluster: h.cluster)
         h.step(1, .message(.viewChange(vc)))
         #expect(h.replicas[1].rejections[.invalidViewChange] == 1)
@@ -293,7 +293,7 @@ extension Harness {
         #expect(restarted.step(.message(.prePrepare(other)), nowMs: h.nowMs).prepares.isEmpty)
         // The others' prepares and commits of view 1, and no pre-prepare: the restored
         // NEW-VIEW carries it.
-        let reproposal = h.actions[1].newViews.last!.prePrepares[0]
+        let reproposal = h.actions[1].newViews.last!.proposals[0]
         var delivered: [Block] = []
         for i in [0, 2] {
             let out = restarted.step(.message(.prepare(h.prepare(reproposal, from: i))), nowMs: h.nowMs)
