@@ -192,8 +192,26 @@ public struct ProtocolParameters: Hashable, Sendable, Codable {
         if blocksInFlightMax > watermarkWindow {
             return "parameter blocksInFlightMax must be between 1 and watermarkWindow (\(watermarkWindow))"
         }
+        // A range or history reply — its keys and values, and each entry's lengths and version —
+        // must fit one frame (SPEC.md §8.3, §16). Its first entry is taken whatever its size:
+        // at most a key and a value, and no more than one request could write.
+        let firstEntryMax = Swift.min(keyBytesMax + valueBytesMax, requestBytesMax)
+        let replyBytesMax = Swift.max(resultBytesMax, firstEntryMax) + rangeResultsMax * Self.resultEntryOverheadBytes
+            + Self.replyOverheadBytes
+        if replyBytesMax > frameBytesMax {
+            return "a range reply of rangeResultsMax (\(rangeResultsMax)) entries may reach \(replyBytesMax) bytes, over frameBytesMax (\(frameBytesMax)); lower rangeResultsMax or raise frameBytesMax"
+        }
         return nil
     }
+
+    /// A range or history result stops before the entry that would take its keys and values
+    /// past this many bytes (it always holds at least one): a quarter of a frame, and at most
+    /// 4 MiB. What the ledger returns depends on it, so it follows the configuration.
+    public var resultBytesMax: Int { Swift.min(4 << 20, frameBytesMax / 4) }
+    /// A result entry's bytes besides its key and value (two lengths and a version), and a
+    /// reply frame's besides its result.
+    static let resultEntryOverheadBytes = 16
+    static let replyOverheadBytes = 1024
 }
 
 /// The public configuration of a cluster: `cluster.json` (DESIGN.md §5) is the configuration

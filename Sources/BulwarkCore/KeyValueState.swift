@@ -66,9 +66,6 @@ public struct KeyValueState: Sendable {
     /// Keys in byte order for `range`, rebuilt lazily after keys are added or removed.
     private var sortedKeys: [[UInt8]]?
 
-    /// A range or history result stops before the entry that would take its keys and values
-    /// past this many bytes (it always holds at least one), so every reply fits in a frame.
-    public static let resultBytesMax = 4 << 20
 
     /// The state before the first block: no keys, and `genesis` (cluster.json) as the
     /// configuration of epoch 0. A replica passes a file-backed history store; by default
@@ -306,14 +303,14 @@ public struct KeyValueState: Sendable {
             while low < keys.count, entries.count < cap, end.isEmpty || keys[low].lexicographicallyPrecedes(end) {
                 let record = records[keys[low]]!
                 bytes += keys[low].count + record.value.count
-                if bytes > Self.resultBytesMax, !entries.isEmpty { break }
+                if bytes > limits.resultBytesMax, !entries.isEmpty { break }
                 entries.append(OperationResult.Entry(key: keys[low], value: record.value, version: record.version))
                 low += 1
             }
             return .entries(entries)
         case let .history(key, limit):
             let cap = Swift.min(Int(limit), limits.rangeResultsMax)
-            return .history(try history(of: key, limit: cap, bytesMax: Self.resultBytesMax))
+            return .history(try history(of: key, limit: cap, bytesMax: limits.resultBytesMax))
         case let .approveConfig(request):
             let result = governance.apply(request, height: height)
             stageGovernance()

@@ -45,7 +45,8 @@ final class SimClient {
         guard current == nil else { return }
         guard issued < UInt64(requestsMax) else { return simulation.clientFinished() }
         issued += 1
-        let operation = script.isEmpty ? nextOperation(&simulation.rng) : script[Int(issued) - 1]
+        let valueBytes = simulation.options.maxSize ? simulation.config.parameters.valueBytesMax : nil
+        let operation = script.isEmpty ? nextOperation(&simulation.rng, valueBytes: valueBytes) : script[Int(issued) - 1]
         send(operation, invokedMs: simulation.now, simulation)
     }
 
@@ -105,9 +106,11 @@ final class SimClient {
         simulation.schedule(at: simulation.now + simulation.rng.between(10, max(20, spread)), .clientIssue(index))
     }
 
-    func nextOperation(_ rng: inout SimulationRandom) -> LedgerOperation {
+    /// The next random operation; with `valueBytes`, every value written is that long.
+    func nextOperation(_ rng: inout SimulationRandom, valueBytes: Int? = nil) -> LedgerOperation {
         let key = Self.keys[Int(rng.between(0, UInt64(Self.keys.count - 1)))]
-        let value = Array("v\(rng.next() % 1000)".utf8)
+        var value = Array("v\(rng.next() % 1000)".utf8)
+        if let valueBytes { value += Array(repeating: value.last ?? 0, count: max(0, valueBytes - value.count)) }
         switch rng.between(0, 99) {
         case 0..<30: return .put(key: key, value: value)
         case 30..<45: return .cas(key: key, expectedVersion: versions[key] ?? 0, value: value)

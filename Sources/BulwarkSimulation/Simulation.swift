@@ -96,6 +96,12 @@ public final class Simulation {
         // the run's timeouts scaled down, so is the bound, and such a lie is caught.
         parameters.timestampSkewMsMax = 2_000
         parameters.stateTransferTimeoutMs = 200
+        if options.maxSize {
+            parameters.frameBytesMax = 256 << 10
+            parameters.batchBytesMax = 128 << 10
+            parameters.requestBytesMax = 128 << 10
+            parameters.valueBytesMax = 120 << 10
+        }
         let clusterID = ClusterID(raw: Bytes32((0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })!)
         let admins = options.reconfigure || options.grow
             ? (0..<3).map { _ in PrivateKey(seed: (0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })! }
@@ -399,6 +405,7 @@ public final class Simulation {
     /// Sends a frame from node `from` to every node running replica `replica` (two where
     /// there are twins).
     func sendFrame(_ frame: [UInt8], from: Int, toReplica replica: Int, delayMs: UInt64 = 0) {
+        guard fitsAFrame(frame, from: from, to: "replica \(replica)") else { return }
         for node in nodes where node.replica == replica && node.id != from {
             guard connected(from, node.id) else {
                 report.messagesSent += 1
@@ -424,8 +431,20 @@ public final class Simulation {
         }
     }
 
+    /// A frame over `frameBytesMax` (of the genesis configuration; the runs' changes keep it)
+    /// never arrives: a real link closes on it. An honest replica must never build one.
+    func fitsAFrame(_ frame: [UInt8], from: Int, to: String) -> Bool {
+        guard frame.count > config.parameters.frameBytesMax else { return true }
+        report.oversizedFrames += 1
+        if nodes[from].adversary == nil, nodes[from].replica != options.twins {
+            report.failures.append("honest replica \(nodes[from].replica) built a \(frame.count)-byte frame for \(to), over frameBytesMax (\(config.parameters.frameBytesMax))")
+        }
+        return false
+    }
+
     /// A frame from node `from` for a client: only workload clients read theirs.
     func sendToClient(_ frame: [UInt8], from: Int, client: PublicKey) {
+        guard fitsAFrame(frame, from: from, to: "a client") else { return }
         if let joiner = joinerIndex[client] {
             guard let at = transit() else { return }
             return schedule(at: at, .toJoiner(joiner, frame))

@@ -72,6 +72,12 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
     /// The negative control of `wipe`: restart the wiped replica as a new cluster's
     /// (`--genesis`), without the signing floor, so the checkers can show what it guards.
     public var unguardedRejoin = false
+    /// Messages at the largest sizes the parameters allow: a small frame (256 KiB), requests
+    /// and batches of half of it, and every value written at `valueBytesMax`, so each block is
+    /// a batch at `batchBytesMax` and every view change and state transfer moves full blocks.
+    /// The network drops any frame over `frameBytesMax`, as a real link closes, and a frame
+    /// an honest replica built over it is a failure.
+    public var maxSize = false
 
     public init(seed: UInt64) { self.seed = seed }
 
@@ -89,6 +95,7 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
         options.crashes = Int(rng.between(0, 2))
         options.crashPrimary = rng.chance(400)
         options.diskFaults = rng.chance(200)
+        options.maxSize = rng.chance(150)
         return options
     }
 
@@ -101,7 +108,7 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
             + (twins.map { " twins=\($0)" } ?? "")
             + (diskFaults ? " disk-faults" : "")
             + (reconfigure ? " reconfigure" : "") + (grow ? " grow" : "") + (policy ? " policy" : "")
-            + (wipe ? " wipe" : "") + (unguardedRejoin ? " unguarded-rejoin" : "")
+            + (wipe ? " wipe" : "") + (unguardedRejoin ? " unguarded-rejoin" : "") + (maxSize ? " max-size" : "")
     }
 
     /// The `bulwark-sim` command that reproduces this run exactly.
@@ -114,7 +121,7 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
             + (twins.map { " --twins \($0)" } ?? "")
             + (diskFaults ? " --disk-faults" : "")
             + (reconfigure ? " --reconfigure" : "") + (grow ? " --grow" : "") + (policy ? " --policy" : "")
-            + (wipe ? " --wipe" : "") + (unguardedRejoin ? " --unguarded-rejoin" : "")
+            + (wipe ? " --wipe" : "") + (unguardedRejoin ? " --unguarded-rejoin" : "") + (maxSize ? " --max-size" : "")
     }
 
     /// `REPLICA:BEHAVIOUR[+BEHAVIOUR...]` per Byzantine replica, comma-separated.
@@ -169,6 +176,8 @@ public struct SimulationReport: Sendable {
     public var transfersOvertaken: Int = 0
     /// Peer frames that failed decoding or the sender check.
     public var framesDropped: Int = 0
+    /// Frames over `frameBytesMax`, dropped as a link would close (only a Byzantine sender may build one).
+    public var oversizedFrames: Int = 0
     /// Disk faults injected, and replicas still refusing to start at the end, on damage they
     /// must not repair by themselves.
     public var diskFaultsInjected: Int = 0

@@ -51,6 +51,9 @@ struct BulwarkSim: ParsableCommand {
     @Flag(name: .customLong("unguarded-rejoin"),
           help: "With --wipe: restart the wiped replica as a new cluster's, without a signing floor (a negative control: the checkers should fail).")
     var unguardedRejoin = false
+    @Flag(name: .customLong("max-size"),
+          help: "Messages at their largest in every seed: a 256 KiB frame, requests and batches of half of it, every value at valueBytesMax; an honest replica's frame over the limit fails the run.")
+    var maxSize = false
     @Flag(help: "Print only failures and the final line.") var quiet = false
     @Flag(help: "Print view changes, crashes, partitions and state transfers as they happen.") var trace = false
     @Option(name: .customLong("write-ledgers"),
@@ -95,6 +98,7 @@ struct BulwarkSim: ParsableCommand {
         if policy { options.policy = true }
         if wipe { options.wipe = true }
         if unguardedRejoin { options.unguardedRejoin = true }
+        if maxSize { options.maxSize = true }
         guard self.seed != nil else { return options }
         if let clients { options.clients = clients }
         if let requests { options.requestsPerClient = requests }

@@ -258,3 +258,51 @@ import Testing
         #expect(!deadlineOverflow && !watermarkOverflow)
     }
 }
+
+/// Issue 29 item 5, found by the simulator's max-size workload: a range result was cut at a
+/// fixed 4 MiB, so under a smaller `frameBytesMax` a range over large values built a reply no
+/// link would carry. The budget follows the frame, and the configuration check proves a reply
+/// of `rangeResultsMax` entries fits.
+@Suite struct ReplySizeTests {
+    static func config(frameBytesMax: Int, rangeResultsMax: Int = 1000) throws -> ClusterConfig {
+        var parameters = ProtocolParameters()
+        parameters.frameBytesMax = frameBytesMax
+        parameters.batchBytesMax = frameBytesMax / 2
+        parameters.requestBytesMax = frameBytesMax / 2
+        parameters.valueBytesMax = 120 << 10
+        parameters.rangeResultsMax = rangeResultsMax
+        parameters.watermarkWindow = 32
+        parameters.checkpointInterval = 8
+        return try ClusterConfig.layout(keys: (0..<4).map { TestKeys.key($0).publicKey }, host: "127.0.0.1",
+                                        basePort: 9000, clusterID: ClusterID(raw: Bytes32(Array(repeating: 7, count: 32))!),
+                                        parameters: parameters)
+    }
+
+    static func rangeReply(frameBytesMax: Int) throws -> [UInt8] {
+        var state = KeyValueState(genesis: try config(frameBytesMax: frameBytesMax))
+        let client = TestKeys.key(9)
+        var requests = (1...3).map { i in
+            Request.signed(by: client, cluster: state.cluster, requestID: UInt64(i),
+                           operation: .put(key: [UInt8(i)], value: Array(repeating: UInt8(i), count: 120 << 10)))
+        }
+        requests.append(Request.signed(by: client, cluster: state.cluster, requestID: 4,
+                                       operation: .range(start: [], end: [], limit: 10)))
+        let header = BlockHeader(clusterID: state.cluster, height: 1, view: 0, timestampMs: 0, proposer: 0,
+                                 prevBlockHash: .zero, txRoot: .zero, historyRoot: .zero)
+        let outcomes = try state.execute(Block(header: header, requests: requests))
+        guard case let .executed(result)? = outcomes.last else { Issue.record("range not executed"); return [] }
+        return ClientFrame.reply(ClientReply(requestID: 4, height: 1, result: result.encoded())).encoded()
+    }
+
+    @Test func aRangeReplyFitsTheFrameOfItsConfiguration() throws {
+        let small = 256 << 10
+        #expect(try Self.rangeReply(frameBytesMax: small).count <= small)
+        // A frame large enough for the whole range still gets all three values.
+        #expect(try Self.rangeReply(frameBytesMax: 16 << 20).count > 3 * (120 << 10))
+    }
+
+    @Test func aConfigurationWhoseRangeReplyCannotFitIsRefused() throws {
+        #expect(throws: ConfigError.self) { try Self.config(frameBytesMax: 256 << 10, rangeResultsMax: 100_000) }
+        _ = try Self.config(frameBytesMax: 256 << 10, rangeResultsMax: 1000)
+    }
+}

@@ -371,7 +371,12 @@ def check_votes(votes, validators, quorum, message):
 
 # --- §8 state machine, §9 authenticated map ---------------------------------------------
 
-BYTES_MAX = 4194304
+RESULT_BYTES_CEILING = 4194304
+
+
+def result_bytes_max(params):
+    """A range or history result's byte budget (SPEC §8.3): min(4 MiB, frameBytesMax / 4)."""
+    return min(RESULT_BYTES_CEILING, params["frameBytesMax"] // 4)
 
 class State:
     def __init__(self, genesis_encoding):
@@ -687,7 +692,7 @@ class State:
                 if len(entries) >= cap: break
                 value, version = self.records[key]
                 total += len(key) + len(value)
-                if total > BYTES_MAX and entries: break
+                if total > result_bytes_max(self.params) and entries: break
                 entries.append(lenbytes(key) + lenbytes(value) + u64(version))
             return b"\x05" + u32(len(entries)) + b"".join(entries)
         if kind == "history":
@@ -696,7 +701,7 @@ class State:
             for height, value in reversed(self.histories.get(op[1], [])):
                 if len(newest) >= cap: break
                 total += len(value or b"")
-                if total > BYTES_MAX and newest: break
+                if total > result_bytes_max(self.params) and newest: break
                 newest.append(u64(height) + (b"\x00" if value is None else b"\x01" + lenbytes(value)))
             return b"\x08" + u32(len(newest)) + b"".join(reversed(newest))
         raise ValueError(kind)
