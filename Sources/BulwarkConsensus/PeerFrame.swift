@@ -71,12 +71,17 @@ public struct ProgressReport: Hashable, Sendable {
     public var epoch: UInt64
     public var view: View
     public var latest: CommitProof?
+    /// The sender started this cluster at genesis counting the receiver's "awaiting genesis"
+    /// answer to the sender's query with this nonce (SPEC.md §14.4): the receiver, still asking,
+    /// knows whether it gave that answer in its present life.
+    public var countedAnswer: UInt64?
 
-    public init(status: Status, epoch: UInt64, view: View, latest: CommitProof?) {
+    public init(status: Status, epoch: UInt64, view: View, latest: CommitProof?, countedAnswer: UInt64? = nil) {
         self.status = status
         self.epoch = epoch
         self.view = view
         self.latest = latest
+        self.countedAnswer = countedAnswer
     }
 
     /// The height of the sender's ledger.
@@ -92,6 +97,12 @@ extension ProgressReport: CanonicalCodable {
         w.write(epoch)
         w.write(view)
         w.write(optional: latest)
+        if let countedAnswer {
+            w.write(true)
+            w.write(countedAnswer)
+        } else {
+            w.write(false)
+        }
     }
 
     public init(from r: inout CanonicalReader) throws(CodecError) {
@@ -101,5 +112,6 @@ extension ProgressReport: CanonicalCodable {
         epoch = try r.readUInt64("epoch")
         view = try r.readUInt64("view")
         latest = try r.readOptional(CommitProof.self, "latest")
+        countedAnswer = try r.readBool("counted answer") ? try r.readUInt64("counted answer nonce") : nil
     }
 }

@@ -68,6 +68,14 @@ public final class ReplicaShell {
     /// Progress reports of a rejoin that claimed a later epoch than this replica's: unproven
     /// until its ledger reaches that epoch, where `enterEpoch` checks them (SPEC.md §14.4).
     var laterEpochClaims: [ProgressReport] = []
+    /// The queries (by peer, their nonces, the newest few) this process answered "awaiting
+    /// genesis" while asking whether the cluster is new: a peer may have counted the answer and
+    /// started the cluster meanwhile (SPEC.md §14.4).
+    var answeredAsNew: [ReplicaID: [UInt64]] = [:]
+    static let answeredAsNewPerPeerMax = 4
+    /// The peers whose "awaiting genesis" answers this replica counted when it started a new
+    /// cluster, with its query's nonce: it vouches for them when they ask (until it restarts).
+    var countedAtGenesis: [ReplicaID: UInt64] = [:]
     /// When each pending client request first arrived (monotonic ns), for request latency.
     var arrivals: [RequestKey: UInt64] = [:]
     static let arrivalsTrackedMax = 1 << 16

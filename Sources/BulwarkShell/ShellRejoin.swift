@@ -25,7 +25,7 @@ struct StartupProbe {
 
 extension ReplicaShell {
     /// What an answer to `progressQuery` says about this replica.
-    func progressReport() -> ProgressReport {
+    func progressReport(for peer: ReplicaID? = nil) -> ProgressReport {
         let status: ProgressReport.Status = switch probe?.goal {
         case .genesis?: .awaitingGenesis
         case .rejoin?: .rejoining
@@ -35,12 +35,18 @@ extension ReplicaShell {
         if ledger.blockLog.height > 0, let entry = try? ledger.blockLog.entry(at: ledger.blockLog.height) {
             latest = CommitProof(header: entry.block.header, certificate: entry.certificate)
         }
-        return ProgressReport(status: status, epoch: core.epoch, view: core.view, latest: latest)
+        return ProgressReport(status: status, epoch: core.epoch, view: core.view, latest: latest,
+                              countedAnswer: peer.flatMap { countedAtGenesis[$0] })
     }
 
     func answerProgress(nonce: UInt64, to peer: ReplicaID) {
         guard progressQueries.allow(peer, nowMs: clock.nowMs) else { return notify(.dropped(.rateLimited)) }
-        let report = interceptor?.progress(progressReport()) ?? progressReport()
+        let honest = progressReport(for: peer)
+        let report = interceptor?.progress(honest) ?? honest
+        if report.status == .awaitingGenesis, !(answeredAsNew[peer]?.contains(nonce) ?? false) {
+            answeredAsNew[peer, default: []].append(nonce)
+            if answeredAsNew[peer]!.count > Self.answeredAsNewPerPeerMax { answeredAsNew[peer]!.removeFirst() }
+        }
         network.send(PeerFrame.progress(nonce: nonce, report).encoded(), to: peer, afterMs: 0)
     }
 
@@ -91,14 +97,48 @@ extension ReplicaShell {
         if let (peer, report) = probe.answers.sorted(by: { $0.key < $1.key }).first(where: { !$0.value.isEmptyCluster }) {
             let seen = report.status == .rejoining ? "is rejoining"
                 : "reports height \(report.height), view \(report.view) of epoch \(report.epoch)"
+            if !answeredAsNew.isEmpty {
+                // Started together with the others, which may have counted this replica's
+                // answer and begun the cluster while its own question was on its way.
+                return decideLateGenesis(probe, seen: "replica \(peer) \(seen)")
+            }
             return fault("the data directory \(dataDirectory) is empty but replica \(peer) \(seen), so the cluster has history this replica may have signed in; start it with --rejoin (or with --genesis only if this is a new cluster)")
         }
         guard probe.answers.count >= config.quorum else { return }
         logger.info("a quorum of peers has seen nothing happen: starting a new cluster", metadata: [
             "answered": "\(probe.answers.count)"])
         do { try journal.claim() } catch { return fault("\(error)") }
+        for (peer, report) in probe.answers where report.status == .awaitingGenesis { countedAtGenesis[peer] = probe.nonce }
         self.probe = nil
         startCore()
+    }
+
+    /// A replica of a new cluster whose question came late: the others started, counting its
+    /// "awaiting genesis" answer. When f + 1 of them say they counted an answer it gave in this
+    /// life (a nonce it answered), at least one honest replica started the cluster with this
+    /// replica among a quorum that had seen nothing, after this life began: it signed nothing
+    /// the cluster holds, and starts at genesis like the others (catching up by state
+    /// transfer). Without that, once a quorum answered, it rejoins, which is safe whether or
+    /// not its disk was lost (SPEC.md §14.4).
+    func decideLateGenesis(_ probe: StartupProbe, seen: String) {
+        let vouching = probe.answers.filter { peer, report in
+            report.countedAnswer.map { answeredAsNew[peer]?.contains($0) ?? false } ?? false
+        }
+        if vouching.count >= config.f + 1 {
+            logger.notice("the peers started the new cluster counting this replica's answer: starting at genesis", metadata: [
+                "vouching": "\(vouching.keys.sorted().map(String.init).joined(separator: ","))"])
+            do { try journal.claim() } catch { return fault("\(error)") }
+            self.probe = nil
+            return startCore()
+        }
+        guard probe.answers.count >= config.quorum else { return }
+        logger.notice("the peers started the new cluster while this replica was asking: rejoining it", metadata: [
+            "seen": "\(seen)"])
+        var rejoin = StartupProbe(goal: .rejoin, nonce: probe.nonce)
+        rejoin.answers = probe.answers
+        rejoin.rounds = probe.rounds
+        self.probe = rejoin
+        decideRejoin(rejoin)
     }
 
     /// How far past the view its commit proof shows a report's view may count: honest

@@ -48,6 +48,62 @@ import Testing
         #expect((0..<4).allSatisfy { cluster.shell($0).height == 2 }, "\((0..<4).map { cluster.shell($0).height })")
     }
 
+    /// Issue 29 item 11: four replicas of a new cluster started together. Replica 2 answered
+    /// the others' questions ("seen nothing"), they counted it and started, and committed
+    /// before its own question got through: told of history, it refused to start, and the new
+    /// cluster came up with three. The others now say they counted its answer, by their
+    /// query's nonce; it gave that answer in this life, so it starts at genesis, catches up
+    /// and votes at once.
+    @Test func aReplicaStartedTogetherWhoseQuestionCameLateStillComesUp() throws {
+        let cluster = ShellCluster(startup: .probe)
+        Self.startWithLateQuestion(cluster)
+        // Now its question gets through, and the answers tell of history.
+        cluster.run(rounds: 20, stepMs: 500)
+        #expect(cluster.shell(2).faulted == nil, "\(cluster.shell(2).faulted ?? "")")
+        #expect(!cluster.shell(2).isProbing)
+        #expect(cluster.shell(2).core.signingFloor == nil, "it started as a new cluster's replica, not a rejoining one")
+        Self.commit(3, in: cluster)
+        #expect(cluster.shell(2).height == cluster.shell(0).height, "\((0..<4).map { cluster.shell($0).height })")
+        // It votes: with replica 3 gone, the cluster still commits.
+        cluster.shells[3] = nil
+        let before = cluster.shell(0).height
+        Self.commit(2, in: cluster) { $0.to != .replica(3) }
+        #expect(cluster.shell(0).height == before + 2 && cluster.shell(2).height == before + 2)
+    }
+
+    /// A vouch for an answer this life never gave (a lie, or an answer of a life before a lost
+    /// disk) counts for nothing: having answered as new, the replica rejoins instead.
+    @Test func aVouchForAnAnswerThisLifeNeverGaveDoesNotCount() throws {
+        let cluster = ShellCluster(startup: .probe)
+        Self.startWithLateQuestion(cluster)
+        let nonce = try #require(cluster.shell(2).probe?.nonce)
+        for peer in [0, 1, 3] {
+            var report = cluster.shell(peer).progressReport()
+            report.countedAnswer = 0x0bad_c0de
+            cluster.shell(2).receiveProgress(nonce: nonce, report, from: ReplicaID(peer))
+        }
+        #expect(cluster.shell(2).faulted == nil)
+        #expect(!cluster.shell(2).isProbing)
+        #expect(cluster.shell(2).core.signingFloor != nil, "it rejoins below the floor a quorum reported")
+    }
+
+    /// All four start asking; replica 2's own questions (and answers to it) are lost while the
+    /// others, which counted its answers, start and commit two blocks.
+    static func startWithLateQuestion(_ cluster: ShellCluster) {
+        func lateQuestion(_ frame: ShellCluster.Frame) -> Bool {
+            switch frame.peerFrame {
+            case .progressQuery?: return frame.from != 2
+            case .progress?: return frame.to != .replica(2)
+            default: return true
+            }
+        }
+        cluster.run(rounds: 20, stepMs: 500, accept: lateQuestion)
+        #expect([0, 1, 3].allSatisfy { !cluster.shell($0).isProbing }, "the others counted replica 2 and started")
+        #expect(cluster.shell(2).isProbing)
+        Self.commit(2, in: cluster, accept: lateQuestion)
+        #expect(cluster.shell(0).height == 2)
+    }
+
     @Test func anEmptyReplicaOfAClusterWithHistoryRefusesAndNamesRejoin() throws {
         let cluster = ShellCluster()
         Self.commit(3, in: cluster)
