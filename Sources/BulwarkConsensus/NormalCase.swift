@@ -181,8 +181,15 @@ extension Replica {
 
     /// Samples how long the requests in an accepted proposal waited for it; true when the
     /// primary has been too slow and this replica asked for a view change.
+    ///
+    /// A request's wait counts from when the primary could have proposed it: its arrival, or
+    /// the execution here of the block below, whichever is later. Under load requests queue
+    /// behind full blocks in flight (with values near `valueBytesMax` a closed-loop client waits
+    /// through two or three), which is the pipeline's doing, not the primary's: counted from
+    /// arrival, an honest primary looked slow and the backups changed views every few seconds.
     mutating func judgeTurnaround(of pp: PrePrepare) -> Bool {
-        let waits = pool.markProposed(pp.block.requests, nowMs: nowMs)
+        let since = lastExecutionMs.flatMap { $0.height + 1 == pp.height ? $0.atMs : nil } ?? 0
+        let waits = pool.markProposed(pp.block.requests, nowMs: nowMs, since: since)
         // Near the high watermark the primary may be waiting for a checkpoint, not stalling.
         guard pp.height <= highWatermark - parameters.checkpointInterval else { return false }
         for wait in waits {
@@ -400,6 +407,7 @@ extension Replica {
     mutating func executed(height: Height, stateRoot: Digest?, replies: [Reply]) {
         guard height == lastExecuted + 1, height <= chain.height else { return }
         lastExecuted = height
+        lastExecutionMs = (height, nowMs)
         if lastExecuted == chain.height { awaitingExecution.removeAll() }
         consecutiveViewChanges = 0
         for reply in replies {

@@ -82,6 +82,9 @@ public struct Replica: Sendable {
     /// For each height above the stable checkpoint, the prepared certificate from the highest
     /// view: carried into VIEW-CHANGE messages.
     var preparedCertificates: [Height: PreparedCertificate] = [:]
+    /// The last block executed here and when: a request waiting for the primary counts from
+    /// then at the earliest (`judgeTurnaround`).
+    var lastExecutionMs: (height: Height, atMs: UInt64)?
     /// Bodies of the blocks named by `preparedCertificates` and the slots, kept across view
     /// changes (a VIEW-CHANGE carries headers only).
     var bodies = BlockBodies()

@@ -118,14 +118,16 @@ struct RequestPool: Sendable {
     var requests: [Request] { order.compactMap { current($0)?.request } }
 
     /// Marks `requests` proposed in this view; returns how long each one this pool held and had
-    /// not seen proposed yet waited since it arrived (the primary's turnaround, for backups).
+    /// not seen proposed yet waited since it arrived, or since `since` if later (the primary's
+    /// turnaround, for backups).
     @discardableResult
-    mutating func markProposed(_ requests: [Request], nowMs: UInt64) -> [UInt64] {
+    mutating func markProposed(_ requests: [Request], nowMs: UInt64, since: UInt64 = 0) -> [UInt64] {
         var waits: [UInt64] = []
         for r in requests {
             let key = Key(client: r.client, requestID: r.requestID)
             guard let entry = entries[key], proposed.insert(key).inserted else { continue }
-            waits.append(nowMs > entry.arrivalMs ? nowMs - entry.arrivalMs : 0)
+            let from = max(entry.arrivalMs, since)
+            waits.append(nowMs > from ? nowMs - from : 0)
         }
         return waits
     }

@@ -160,6 +160,39 @@ extension Harness {
         #expect(h.replicas[1].view == 1 && h.replicas[1].isChangingView)
     }
 
+    /// Under load requests queue behind the blocks in flight: forty requests reach backup 1 at
+    /// once, and an honest primary proposes them one full block at a time, each as soon as the
+    /// block below executed. The last ones wait through many pipelines, which is the load's
+    /// doing: counted from arrival (as before) the window's mean passed the allowance and the
+    /// backup replaced an honest primary (with 60,000-byte values, a view change every few
+    /// seconds on real processes). Counted from the execution of the block below, it does not.
+    @Test func requestsQueuedBehindFullBlocksDoNotMakeAnHonestPrimaryLookSlow() {
+        var h = Harness(checkpointInterval: 16, window: 64, batchRequestsMax: 8)
+        // Sixty-four clients, one request each, all at once: eight full blocks of eight.
+        let requests = (1...64).map { i in
+            Request.signed(by: PrivateKey(seed: [UInt8(i), 0x7a] + Array(repeating: 0, count: 30))!, cluster: h.cluster,
+                           requestID: 1, operation: .put(key: [UInt8(i)], value: [1]))
+        }
+        for request in requests { h.step(1, .clientRequest(request)) }
+        var tip = ChainTip.genesis
+        var suspicions = 0
+        for batch in stride(from: 0, to: requests.count, by: 8).map({ Array(requests[$0..<($0 + 8)]) }) {
+            // Each proposed 3 ms after the block below executed; prepare exchange 2 ms, then the
+            // commit round and execution take 40 ms more.
+            let pp = h.signedPrePrepare(view: 0, height: tip.height + 1, requests: batch, by: 0, prev: tip)
+            tip = tip.appending(pp.block.header, hash: pp.blockHash)
+            h.nowMs += 3
+            var out = h.step(1, .message(.prePrepare(pp)))
+            h.nowMs += 2
+            out += h.step(1, .message(.prepare(h.prepare(pp, from: 2))))
+            h.nowMs += 40
+            for other in [2, 3] { out += h.step(1, .message(.commit(h.commit(pp, from: other)))) }
+            suspicions += out.filter { if case .suspectedPrimary = $0 { true } else { false } }.count
+        }
+        #expect(h.replicas[1].chain.height == 8)
+        #expect(suspicions == 0 && h.replicas[1].view == 0, "an honest primary at capacity was suspected")
+    }
+
     /// A replica that moved on to view 2 retransmits only its view-change for 2, so a replica
     /// that missed its view-change for 1 never sees three for view 1. The one for 2 counts
     /// toward the quorum that starts the new-view timer, so the view change still moves on.
