@@ -306,7 +306,7 @@ public struct Replica: Sendable {
         }
         precondition(waitingPrePrepares.count <= Int(parameters.watermarkWindow), "unbounded pre-prepare buffer")
         precondition(viewChanges.count <= config.n, "unbounded view-change buffer")
-        precondition(bodies.count <= Int(parameters.watermarkWindow) * BlockBodies.perHeightMax, "unbounded body store")
+        precondition(bodies.count <= 2 * Int(parameters.watermarkWindow) * BlockBodies.perHeightMax, "unbounded body store")
         precondition(pool.count <= pool.capacity, "request pool over capacity")
     }
 }

@@ -54,19 +54,26 @@ import Testing
         }
     }
 
-    /// A backup that never received a block's PRE-PREPARE (it was down) gets the body from the
-    /// new primary's PRE-PREPARE after the NEW-VIEW, which names the block by header only.
-    @Test func aReplicaThatNeverSawTheBlockGetsItsBodyFromTheNewPrimary() throws {
+    /// A block prepared by all but `missing`, which never got its PRE-PREPARE, and committed
+    /// nowhere; then backups 1–3 time out and change to view 1 (primary 1).
+    static func viewChange(afterAPrePrepareMissing missing: Int) throws -> (Harness, PrePrepare) {
         var h = Harness()
         for i in h.replicas.indices { h.step(i, .clientRequest(h.request(1))) }
         h.run(deliver: { to, message in
             if case .commit = message { return false }
-            if case .prePrepare = message { return to != 3 }
+            if case .prePrepare = message { return to != missing }
             return true
         })
         let prepared = try #require(h.actions[0].prePrepares.last)
         for i in 1...3 { h.fireRequestTimer(i) }
         h.run()
+        return (h, prepared)
+    }
+
+    /// A backup that never received a block's PRE-PREPARE (it was down) gets the body from the
+    /// new primary's PRE-PREPARE after the NEW-VIEW, which names the block by header only.
+    @Test func aReplicaThatNeverSawTheBlockGetsItsBodyFromTheNewPrimary() throws {
+        let (h, prepared) = try Self.viewChange(afterAPrePrepareMissing: 3)
         let nv = try #require(h.actions[1].newViews.last)
         #expect(nv.proposals.map(\.blockHash) == [prepared.blockHash])
         #expect(h.actions[1].prePrepares.map(\.blockHash).contains(prepared.blockHash),
@@ -78,16 +85,7 @@ import Testing
     /// NEW-VIEW: the others commit it by hash and execute it, and the primary asks for the
     /// committed block by state transfer instead of stalling.
     @Test func aNewPrimaryWithoutTheBodyCommitsByHashAndFetchesIt() throws {
-        var h = Harness()
-        for i in h.replicas.indices { h.step(i, .clientRequest(h.request(1))) }
-        h.run(deliver: { to, message in
-            if case .commit = message { return false }
-            if case .prePrepare = message { return to != 1 }
-            return true
-        })
-        let prepared = try #require(h.actions[0].prePrepares.last)
-        for i in 1...3 { h.fireRequestTimer(i) }
-        h.run()
+        let (h, prepared) = try Self.viewChange(afterAPrePrepareMissing: 1)
         // (The new primary, not knowing the block's requests, may propose the request again
         // above it; execution answers that copy from the client's record.)
         for i in [0, 2, 3] { #expect(h.executed[i].first?.hash == prepared.blockHash, "replica \(i)") }
