@@ -100,7 +100,7 @@ extension ReplicaShell {
             if !answeredAsNew.isEmpty {
                 // Started together with the others, which may have counted this replica's
                 // answer and begun the cluster while its own question was on its way.
-                return decideLateGenesis(probe, seen: "replica \(peer) \(seen)")
+                return decideLateGenesis(probe, refusal: "the data directory \(dataDirectory) is empty but replica \(peer) \(seen), so the cluster has history this replica may have signed in; start it with --rejoin (or with --genesis only if this is a new cluster)")
             }
             return fault("the data directory \(dataDirectory) is empty but replica \(peer) \(seen), so the cluster has history this replica may have signed in; start it with --rejoin (or with --genesis only if this is a new cluster)")
         }
@@ -118,9 +118,12 @@ extension ReplicaShell {
     /// life (a nonce it answered), at least one honest replica started the cluster with this
     /// replica among a quorum that had seen nothing, after this life began: it signed nothing
     /// the cluster holds, and starts at genesis like the others (catching up by state
-    /// transfer). Without that, once a quorum answered, it rejoins, which is safe whether or
-    /// not its disk was lost (SPEC.md §14.4).
-    func decideLateGenesis(_ probe: StartupProbe, seen: String) {
+    /// transfer). Without that, once f + 1 answers tell of history (one of them honest) and a
+    /// quorum answered, it rejoins, which is safe whether or not its disk was lost. A claim of
+    /// history fewer than f + 1 make may be a lie: it waits for the others, and once every peer
+    /// answered without a verdict it refuses as a replica that never answered would (a new
+    /// cluster with a liar among its first replicas starts with `--genesis`; SPEC.md §14.4).
+    func decideLateGenesis(_ probe: StartupProbe, refusal: String) {
         let vouching = probe.answers.filter { peer, report in
             report.countedAnswer.map { answeredAsNew[peer]?.contains($0) ?? false } ?? false
         }
@@ -131,9 +134,14 @@ extension ReplicaShell {
             self.probe = nil
             return startCore()
         }
+        let history = probe.answers.values.count { !$0.isEmptyCluster }
+        guard history >= config.f + 1 else {
+            if probe.answers.count >= config.validators.count - 1 { fault(refusal) }
+            return
+        }
         guard probe.answers.count >= config.quorum else { return }
         logger.notice("the peers started the new cluster while this replica was asking: rejoining it", metadata: [
-            "seen": "\(seen)"])
+            "peers-with-history": "\(history)"])
         var rejoin = StartupProbe(goal: .rejoin, nonce: probe.nonce)
         rejoin.answers = probe.answers
         rejoin.rounds = probe.rounds

@@ -87,6 +87,26 @@ import Testing
         #expect(cluster.shell(2).core.signingFloor != nil, "it rejoins below the floor a quorum reported")
     }
 
+    /// One liar claiming history (a view far ahead, nothing proven) while the others have seen
+    /// nothing is not f + 1 claims: a replica that answered as new does not rejoin on it (a
+    /// cluster whose replicas all rejoined at once would sign nothing, ever: found with
+    /// `tools/byzantine --behaviours lying-progress`). Once every peer answered it refuses,
+    /// naming `--genesis`, as a replica that never answered does.
+    @Test func oneLiarClaimingHistoryDoesNotMakeANewReplicaRejoin() throws {
+        let cluster = ShellCluster(startup: .probe)
+        Self.startWithLateQuestion(cluster)
+        let nonce = try #require(cluster.shell(2).probe?.nonce)
+        let empty = ProgressReport(status: .running, epoch: 0, view: 0, latest: nil)
+        let lie = ProgressReport(status: .running, epoch: 0, view: 1 << 40, latest: nil)
+        cluster.shell(2).receiveProgress(nonce: nonce, lie, from: 0)
+        cluster.shell(2).receiveProgress(nonce: nonce, empty, from: 1)
+        #expect(cluster.shell(2).isProbing && cluster.shell(2).faulted == nil, "it waits for the last peer")
+        cluster.shell(2).receiveProgress(nonce: nonce, empty, from: 3)
+        #expect(cluster.shell(2).core.signingFloor == nil, "it did not rejoin on one unbacked claim")
+        let fault = try #require(cluster.shell(2).faulted)
+        #expect(fault.contains("--genesis"), "\(fault)")
+    }
+
     /// All four start asking; replica 2's own questions (and answers to it) are lost while the
     /// others, which counted its answers, start and commit two blocks.
     static func startWithLateQuestion(_ cluster: ShellCluster) {
