@@ -1,7 +1,7 @@
 import BulwarkConsensus
 import BulwarkCore
 
-/// A named way for a replica to misbehave (DESIGN.md §7). Each one rewrites what an honest core
+/// A named way for a replica to misbehave (ARCHITECTURE.md §7). Each one rewrites what an honest core
 /// would send: the replica keeps its real key and runs the honest protocol underneath, so it
 /// lies exactly where its behaviours say and nowhere else. Behaviours combine.
 public enum Behaviour: String, CaseIterable, Sendable, Comparable {

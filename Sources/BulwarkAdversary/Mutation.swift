@@ -1,7 +1,7 @@
 import BulwarkConsensus
 import BulwarkCore
 
-/// The mutating adversary (DESIGN.md §8): honest messages of every type with an integer field
+/// The mutating adversary (ARCHITECTURE.md §7): honest messages of every type with an integer field
 /// set to a boundary value and signed again with this replica's own key, so that the lie gets
 /// past signature checks and reaches whatever arithmetic the receiver does with the field.
 /// Deterministic: the field and the value follow the adversary's counter.

@@ -24,7 +24,7 @@ public enum ClientError: Error, CustomStringConvertible {
     }
 }
 
-/// The client library (DESIGN.md §5): signs requests with the client's key, sends each to
+/// The client library (ARCHITECTURE.md §5): signs requests with the client's key, sends each to
 /// every replica, and accepts a result once f+1 replicas sent the same reply (so at least one
 /// honest replica vouches for it). Replies need no signature: each comes on the connection to
 /// its replica, whose frames the transport authenticates with the handshake's session keys.
@@ -346,20 +346,9 @@ public final class LedgerClient: Sendable {
                 }
                 try await Task.sleep(for: .milliseconds(10))
             }
-            // The longest chain of steps that verifies, from the known epoch.
-            var best: [(epoch: UInt64, config: ClusterConfig)] = []
-            for steps in answers.sorted(by: { $0.key < $1.key }).map(\.value) where steps.count > best.count {
-                var chain: [(epoch: UInt64, config: ClusterConfig)] = []
-                var current = (epoch: epoch, config: config)
-                for step in steps {
-                    guard let next = try? step.verify(from: current.config, epoch: current.epoch) else { break }
-                    // `verify` checked the step ends `current.epoch` and begins the epoch it names.
-                    current = (step.governance.governance.epoch, next)
-                    chain.append(current)
-                }
-                if chain.count > best.count { best = chain }
-            }
-            guard let newest = best.last else { return }
+            let proven = EpochProof.newestProven(from: (epoch, config),
+                                                 answers: answers.sorted(by: { $0.key < $1.key }).map(\.value))
+            guard let newest = proven else { return }
             // Learners may run side by side (stalled requests each look): the epoch only moves up.
             let advanced = known.withLockedValue { known -> Bool in
                 guard newest.epoch > known.epoch else { return false }

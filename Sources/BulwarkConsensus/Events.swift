@@ -98,7 +98,7 @@ public enum Action: Sendable {
     case fault(String)
 }
 
-/// Why a message was dropped; counted per reason (DESIGN.md §3: bad input is counted and dropped).
+/// Why a message was dropped; counted per reason (ARCHITECTURE.md §3: bad input is counted and dropped).
 public enum RejectReason: String, Hashable, Sendable, CaseIterable {
     case unknownSender
     case badSignature

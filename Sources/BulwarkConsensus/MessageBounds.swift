@@ -1,7 +1,7 @@
 import BulwarkCore
 
 /// Range checks on every height and view a message carries, done before the core touches
-/// any of them (DESIGN.md §3: "every received integer is range-checked before arithmetic").
+/// any of them (ARCHITECTURE.md §3: "every received integer is range-checked before arithmetic").
 /// A message that fails is dropped and counted as `.outOfRange`; nothing in it is used.
 extension Message {
     /// True when every height in the message is in 1...`ProtocolBounds.heightMax` and every

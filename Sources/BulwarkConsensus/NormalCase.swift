@@ -205,7 +205,7 @@ extension Replica {
         return false
     }
 
-    /// The acceptance rules for a normal-case proposal (DESIGN.md §3): nil if it passes.
+    /// The acceptance rules for a normal-case proposal (ARCHITECTURE.md §3): nil if it passes.
     func proposalProblem(_ pp: PrePrepare, after predecessor: ChainTip) -> RejectReason? {
         let header = pp.block.header
         guard header.clusterID == cluster, header.epoch == epoch, header.view == pp.view, header.proposer == pp.replica,

@@ -5,7 +5,7 @@ public typealias View = UInt64
 /// A block height, equal to the PBFT sequence number. The first block has height 1.
 public typealias Height = UInt64
 
-/// The header of a block (DESIGN.md §2). Its tagged hash is the block hash that commit
+/// The header of a block (ARCHITECTURE.md §2). Its tagged hash is the block hash that commit
 /// certificates sign and the next block's `prevBlockHash` names.
 public struct BlockHeader: Hashable, Sendable {
     public var clusterID: ClusterID

@@ -62,22 +62,27 @@ extension [Vote] {
     /// certificate holding either was not made by an honest replica.
     func verifyQuorum(config: ClusterConfig, verifier: SignatureVerifier?,
                       message: (ReplicaID) -> [UInt8]) throws(CertificateError) {
+        try checkQuorum(config: config, message: message) { vote, key, bytes in
+            verifier?.isValid(vote.signature, by: key, for: bytes) ?? key.isValidSignature(vote.signature, for: bytes)
+        }
+    }
+
+    /// The quorum rule itself, with the signature check supplied (the auditor's comes from
+    /// checks it ran in parallel): each signer a validator of `config`, each once, each
+    /// signature valid over `message(replica)` by `isValid`, and at least a quorum of them.
+    public func checkQuorum(config: ClusterConfig, message: (ReplicaID) -> [UInt8],
+                            isValid: (Vote, PublicKey, [UInt8]) -> Bool) throws(CertificateError) {
         var seen = Set<ReplicaID>()
         for vote in self {
             guard let validator = config.validator(vote.replica) else { throw .unknownSigner(vote.replica) }
             guard seen.insert(vote.replica).inserted else { throw .duplicateSigner(vote.replica) }
-            let bytes = message(vote.replica)
-            let valid = verifier?.isValid(vote.signature, by: validator.publicKey, for: bytes)
-                ?? validator.publicKey.isValidSignature(vote.signature, for: bytes)
-            guard valid else {
-                throw .invalidSignature(vote.replica)
-            }
+            guard isValid(vote, validator.publicKey, message(vote.replica)) else { throw .invalidSignature(vote.replica) }
         }
         guard seen.count >= config.quorum else { throw .tooFewSigners(have: seen.count, need: config.quorum) }
     }
 }
 
-/// Proof that a block committed (DESIGN.md §2): at least a quorum of distinct validators'
+/// Proof that a block committed (ARCHITECTURE.md §2): at least a quorum of distinct validators'
 /// signatures over `COMMIT(view, height, blockHash)`. Replicas may hold different but equally
 /// valid sets of signatures.
 public struct CommitCertificate: Hashable, Sendable {
@@ -136,7 +141,7 @@ extension CommitCertificate: CanonicalCodable {
     }
 }
 
-/// Proof of the state after executing a block (DESIGN.md §2): at least a quorum of
+/// Proof of the state after executing a block (ARCHITECTURE.md §2): at least a quorum of
 /// signatures over `CHECKPOINT(height, blockHash, stateRoot)`, PBFT's checkpoint message.
 public struct ExecutionCertificate: Hashable, Sendable {
     public var height: Height

@@ -214,7 +214,7 @@ public struct ProtocolParameters: Hashable, Sendable, Codable {
     static let replyOverheadBytes = 1024
 }
 
-/// The public configuration of a cluster: `cluster.json` (DESIGN.md §5) is the configuration
+/// The public configuration of a cluster: `cluster.json` (ARCHITECTURE.md §5) is the configuration
 /// of epoch 0, and every later epoch's is the complete configuration an approved change
 /// carried (SPEC.md §13).
 public struct ClusterConfig: Hashable, Sendable, Codable {

@@ -1,4 +1,4 @@
-/// The canonical binary codec (DESIGN.md §2).
+/// The canonical binary codec (ARCHITECTURE.md §2).
 ///
 /// Little-endian fixed-width integers; byte strings and arrays are prefixed by a UInt32 length
 /// or count; enums by a one-byte tag; booleans are exactly 0 or 1; sets are written sorted

@@ -55,6 +55,28 @@ public struct EpochProof: Hashable, Sendable {
 
     /// At most this many steps travel in one frame.
     public static let perFrameMax = 16
+
+    /// The newest epoch that replicas' answers prove, starting from the epoch a client knows
+    /// (SPEC.md §18.5): of each answer, the steps that verify one after the other from
+    /// `known`; the longest such chain wins (the first of equal length, in the order given).
+    /// Nil when no answer proves a step. A pure rule: `LedgerClient` and the simulated clients
+    /// follow epochs by it alike.
+    public static func newestProven(from known: (epoch: UInt64, config: ClusterConfig), answers: [[EpochProof]],
+                                    verifier: SignatureVerifier? = nil) -> (epoch: UInt64, config: ClusterConfig)? {
+        var best: [(epoch: UInt64, config: ClusterConfig)] = []
+        for steps in answers where steps.count > best.count {
+            var chain: [(epoch: UInt64, config: ClusterConfig)] = []
+            var current = known
+            for step in steps {
+                guard let next = try? step.verify(from: current.config, epoch: current.epoch, verifier: verifier) else { break }
+                // `verify` checked the step ends `current.epoch` and begins the epoch it names.
+                current = (step.governance.governance.epoch, next)
+                chain.append(current)
+            }
+            if chain.count > best.count { best = chain }
+        }
+        return best.last
+    }
 }
 
 extension EpochProof: CanonicalCodable {

@@ -29,7 +29,7 @@ extension PeerRole: CanonicalCodable {
     }
 }
 
-/// The signed challenge-response every connection starts with (DESIGN.md §5):
+/// The signed challenge-response every connection starts with (ARCHITECTURE.md §5):
 ///
 /// 1. the connector sends `hello` (cluster, its claimed role, a fresh nonce, and the public
 ///    half of a fresh X25519 key pair);

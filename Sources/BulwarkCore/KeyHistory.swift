@@ -1,6 +1,6 @@
 import Foundation
 
-/// Where a state keeps every version of every key (DESIGN.md §2: each key keeps its history).
+/// Where a state keeps every version of every key (ARCHITECTURE.md §2: each key keeps its history).
 ///
 /// Histories grow with every write, so a replica keeps them in a file rather than in memory
 /// (`FileKeyHistory` in BulwarkStorage); the state holds only each key's newest position. A

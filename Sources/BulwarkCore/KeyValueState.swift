@@ -1,4 +1,4 @@
-/// The deterministic key-value state machine (DESIGN.md §2). Executing the same blocks in the
+/// The deterministic key-value state machine (ARCHITECTURE.md §2). Executing the same blocks in the
 /// same order gives the same results and the same state root on every replica: no clock, no
 /// randomness, no floating point, and no `Dictionary` iteration order reaches a result or a
 /// hash (keys are sorted wherever order matters, and the authenticated map's shape depends only

@@ -1,4 +1,4 @@
-/// What a client asks the ledger to do (DESIGN.md §2). Keys and values are opaque bytes; keys
+/// What a client asks the ledger to do (ARCHITECTURE.md §2). Keys and values are opaque bytes; keys
 /// are ordered by their bytes for `range`.
 public enum LedgerOperation: Hashable, Sendable {
     case put(key: [UInt8], value: [UInt8])

@@ -1,4 +1,4 @@
-/// A client's signed request (DESIGN.md §2). `requestID` is strictly increasing per client;
+/// A client's signed request (ARCHITECTURE.md §2). `requestID` is strictly increasing per client;
 /// the ledger executes each (client, requestID) at most once.
 public struct Request: Hashable, Sendable {
     public var client: PublicKey

@@ -5,7 +5,7 @@ import BulwarkTestSupport
 import Foundation
 
 /// Every door through which bytes from a peer, a client or a file reach a replica or the
-/// auditor (DESIGN.md §8), as a function of an input: it must never trap, and where it decodes
+/// auditor (ARCHITECTURE.md §7), as a function of an input: it must never trap, and where it decodes
 /// something, what it decoded must be exactly what the bytes said (canonical encodings: the
 /// same value has one encoding, so re-encoding gives the input back). `tools/fuzz` runs each
 /// under libFuzzer; the test suite runs every seed and a bounded number of mutations of them.

@@ -85,25 +85,39 @@ final class ShellScenario: ShellNetwork, ShellClock {
         shell.start()
         var input = InputReader(data)
         var steps = 0
+        // Frames that arrived together reach the shell in one call, as a driver's loop hands
+        // over its inbox: the group-commit path runs under the fuzzer too.
+        var arrived: [ShellInput] = []
+        func handOver() {
+            if !arrived.isEmpty { shell.handle(arrived) }
+            arrived = []
+        }
         while !input.isAtEnd && steps < 48 {
             steps += 1
+            let selector = input.byte()
             let outcome: ShellIntake.Outcome
-            switch input.byte() % 5 {
+            switch selector % 5 {
             case 0:
                 let frame = frames[Int(input.byte()) % frames.count]
-                outcome = frame.peer.map { intake.peer(frame.bytes, from: $0) } ?? intake.client(frame.bytes, from: client)
+                outcome = frame.peer.map { intake.peer(frame.bytes, from: $0) }
+                    ?? intake.client(frame.bytes, from: client, answeringThrough: io)
             case 1: outcome = intake.peer(input.chunk(max: 1 << 16), from: ReplicaID(input.byte() % 3))
-            case 2: outcome = intake.client(input.chunk(max: 1 << 16), from: client)
+            case 2: outcome = intake.client(input.chunk(max: 1 << 16), from: client, answeringThrough: io)
             case 3:
+                handOver()
                 guard !io.timers.isEmpty else { continue }
                 shell.fire(io.timers.remove(at: Int(input.byte()) % io.timers.count))
                 continue
             default:
+                handOver()
                 io.nowMs &+= input.uint64() % 100_000
                 continue
             }
-            if case let .accepted(item) = outcome { shell.handle([item]) }
+            if case let .accepted(item) = outcome { arrived.append(item) }
+            // The selector's high bit: the loop's turn comes before the next frame arrives.
+            if selector & 0x80 != 0 { handOver() }
         }
+        handOver()
         return shell
     }
 }

@@ -142,7 +142,7 @@ final class NodeMetrics: Sendable {
             walFsyncs.increment()
             walFsyncTime.recordNanoseconds(Int64(clamping: nanoseconds))
         case let .blockLogSynced(nanoseconds): blockFsyncTime.recordNanoseconds(Int64(clamping: nanoseconds))
-        case let .executed(_, requests, denied):
+        case let .executed(_, requests, denied, _):
             blocksExecuted.increment()
             requestsExecuted.increment(by: requests)
             if denied > 0 { requestsDenied.increment(by: denied) }

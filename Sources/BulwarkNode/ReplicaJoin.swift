@@ -13,66 +13,87 @@ import NIOPosix
 /// once the epoch in force lists its key and the replica it asked has nothing newer; the
 /// replica then starts as usual and catches up the rest by state transfer.
 public enum ReplicaJoin {
+    /// What reaches the join loop: a peer's answer, or the end of a timer.
+    enum Input: Sendable {
+        case blocks([LedgerEntry], from: ReplicaID)
+        case refused(by: ReplicaID)
+        case timedOut(question: Int)
+        case waited
+    }
+
+    /// Runs the join (`JoinProgress`) over a client connection to the cluster, event by event:
+    /// answers and timers arrive on one bounded stream, nothing polls.
     public static func run(genesis: ClusterConfig, key: PrivateKey, dataDirectory: String, logger: Logger) async throws {
-        let ledger = try JoiningLedger(genesis: genesis, dataDirectory: dataDirectory, logger: logger)
+        let ledger = try JoiningLedger(genesis: genesis, key: key.publicKey, dataDirectory: dataDirectory, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let answers = NIOLockedValueBox<[(replica: ReplicaID, entries: [LedgerEntry])]>([])
-        let refusals = NIOLockedValueBox<Set<ReplicaID>>([])
+        // Bounded: a peer flooding answers cannot grow the queue (what is dropped is asked again).
+        let (inputs, feed) = AsyncStream.makeStream(of: Input.self, bufferingPolicy: .bufferingOldest(64))
         var config = ledger.governance.config
         let transport = Transport(group: group, config: config, role: .client(key.publicKey), key: key,
                                   settings: .init(frameBytesMax: CodecLimits.bytesMax * 2), logger: logger,
                                   onFrame: { role, bytes in
                                       guard case let .replica(replica) = role else { return }
                                       switch try? ClientFrame(decoding: bytes) {
-                                      case let .blocks(entries)?:
-                                          answers.withLockedValue { if $0.count < 64 { $0.append((replica, entries)) } }
-                                      case .refused(_, .unknownClient)?:
-                                          refusals.withLockedValue { _ = $0.insert(replica) }
+                                      case let .blocks(entries)?: feed.yield(.blocks(entries, from: replica))
+                                      case .refused(_, .unknownClient)?: feed.yield(.refused(by: replica))
                                       default: return
                                       }
                                   })
         defer {
+            feed.finish()
             Task { await transport.shutdown(); try? await group.shutdownGracefully() }
         }
-        logger.info("joining: fetching the ledger from the cluster", metadata: ["height": "\(ledger.height)"])
         var progress = JoinProgress(key: key.publicKey)
-        var lastReport = ledger.height
-        while true {
-            let governance = ledger.governance
-            if governance.config != config {
-                config = governance.config
+        func after(_ ms: UInt64, _ input: Input) {
+            Task {
+                try? await Task.sleep(for: .milliseconds(Int64(ms)))
+                feed.yield(input)
+            }
+        }
+        func ask() {
+            if ledger.governance.config != config {
+                config = ledger.governance.config
                 transport.update(config: config)
             }
-            let (peer, from, to) = progress.request(ledger)
-            answers.withLockedValue { $0.removeAll() }
-            transport.send(ClientFrame.fetchBlocks(from: from, to: to).encoded(), to: peer)
-            var answer: [LedgerEntry]?
-            for _ in 0..<200 where answer == nil && !refusals.withLockedValue({ $0.contains(peer) }) {
-                answer = answers.withLockedValue { answers in answers.first { $0.replica == peer }?.entries }
-                if answer == nil { try await Task.sleep(for: .milliseconds(10)) }
-            }
-            if answer == nil, refusals.withLockedValue({ $0.remove(peer) }) != nil {
-                logger.warning("replica \(peer) serves blocks only to validators of the current or a scheduled configuration (or to a key with read on every key); has the change that adds this key been approved?")
-            }
-            var added: Int?
-            if let entries = answer {
-                do { added = try ledger.append(entries) } catch let error as LedgerError {
+            let question = progress.ask(ledger)
+            transport.send(question.frame, to: question.peer)
+            after(JoinProgress.answerTimeoutMs, .timedOut(question: question.number))
+        }
+        logger.info("joining: fetching the ledger from the cluster", metadata: ["height": "\(ledger.height)"])
+        var lastReport = ledger.height
+        ask()
+        for await input in inputs {
+            let step: JoinProgress.Step?
+            switch input {
+            case let .blocks(entries, peer):
+                step = try progress.received(entries, from: peer, ledger: ledger)
+                if step != nil, let error = progress.rejection {
                     logger.warning("a replica sent a block that fails its checks; asking another", metadata: [
                         "replica": "\(peer)", "error": "\(error)"])
                 }
+            case let .refused(peer):
+                step = progress.refused(by: peer, ledger: ledger)
+                if step != nil {
+                    logger.warning("replica \(peer) serves blocks only to validators of the current or a scheduled configuration (or to a key with read on every key); has the change that adds this key been approved?")
+                }
+            case let .timedOut(question): step = progress.timedOut(question: question, ledger: ledger)
+            case .waited: step = .ask
             }
-            switch progress.answered(added: added, ledger: ledger) {
-            case .ask: break
-            case .wait:
+            switch step {
+            case nil: continue
+            case .ask?: ask()
+            case .wait?:
                 if progress.attempt % max(1, config.n - 1) == 0 {
                     logger.info("waiting for an epoch that lists this key", metadata: [
-                        "height": "\(ledger.height)", "epoch": "\(governance.epoch)"])
+                        "height": "\(ledger.height)", "epoch": "\(ledger.governance.epoch)"])
                 }
-                try await Task.sleep(for: .milliseconds(200))
-            case let .done(id):
+                after(JoinProgress.waitMs, .waited)
+            case let .done(id)?:
                 logger.info("joined: the ledger lists this key; starting", metadata: [
                     "height": "\(ledger.height)", "epoch": "\(ledger.governance.epoch)", "replica": "\(id)"])
                 return
+            case .removed?:
+                throw NodeStartupError("an epoch listed this key and a later one removed it (epoch \(ledger.governance.epoch), height \(ledger.height)); it must not start as a replica")
             }
             if ledger.height >= lastReport + 1000 {
                 lastReport = ledger.height

@@ -10,7 +10,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
-/// A replica process (DESIGN.md §5): the NIO driver of a `ReplicaShell`. The transport runs on
+/// A replica process (ARCHITECTURE.md §5): the NIO driver of a `ReplicaShell`. The transport runs on
 /// I/O threads, which also decode frames and pre-verify signatures (`ShellIntake`), so checks
 /// run on every core; the shell runs on one serial event loop; reading answers for peers and
 /// clients, and writing snapshots, run on queues of their own; `/status` and `/metrics` are
@@ -30,7 +30,7 @@ public final class ReplicaNode: @unchecked Sendable {
     let shell: ReplicaShell
     var transport: Transport!
     var statusChannel: (any Channel)?
-    /// Everything from the network waiting for the core loop (DESIGN.md §5: a bounded inbox
+    /// Everything from the network waiting for the core loop (ARCHITECTURE.md §5: a bounded inbox
     /// with back-pressure). Events that arrive while the loop is busy are handed to the shell
     /// together and share one WAL fsync (group commit for consensus records). Past half its
     /// bounds the transport stops reading until the loop has drained it; at its bounds input is
@@ -188,14 +188,13 @@ public final class ReplicaNode: @unchecked Sendable {
         switch role {
         case let .replica(peer): outcome = intake.peer(bytes, from: peer)
         case let .client(client):
-            outcome = intake.client(bytes, from: client)
-            if case let .dropped(_, answer?) = outcome { transport.send(answer, toClient: client) }
+            outcome = intake.client(bytes, from: client, answeringThrough: io)
         }
         switch outcome {
         case let .accepted(input):
             if case .event(.clientRequest) = input { metrics.clientRequests.increment() }
             enqueue(input, bytes: bytes.count)
-        case let .dropped(reason, _):
+        case let .dropped(reason):
             metrics.drop(reason)
         }
     }

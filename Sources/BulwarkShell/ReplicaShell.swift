@@ -7,7 +7,7 @@ import Logging
 /// from the data directory, executing delivered blocks and feeding the results back, durable
 /// ordering (the WAL is fsynced before any send that depends on it; a reply leaves only once
 /// its block is fsynced), checkpoint bookkeeping and WAL compaction, snapshots, state
-/// transfer and verified reads (DESIGN.md §5).
+/// transfer and verified reads (ARCHITECTURE.md §5).
 ///
 /// It reaches the world only through `FileSystem`, `ShellNetwork`, `ShellClock` and
 /// `ShellWorkers`, and is driven by one serial caller: the NIO node in production, the
@@ -192,9 +192,6 @@ public final class ReplicaShell {
     public var ledgerPolicy: Policy { ledger.state.policy }
     /// The ledger on disk, for checkers and status (read only).
     public var blockLog: BlockLog { ledger.blockLog }
-    /// The state root after the last executed block. Settles the state's authenticated map,
-    /// which the shell otherwise does only at checkpoint heights: for checkers.
-    public func currentStateRoot() -> Digest { ledger.state.stateRoot }
 
     /// Starts consensus (arms the core's timers, re-sends what the WAL says was sent), or
     /// first asks the peers where the cluster stands when the start-up calls for it.
@@ -441,7 +438,8 @@ public final class ReplicaShell {
         let (outcomes, checkpoint) = try ledger.apply(entry)
         try ledger.history.flush()
         let denied = outcomes.count { if case .executed(.permissionDenied) = $0 { true } else { false } }
-        notify(.executed(height: height, requests: entry.block.requests.count, denied: denied))
+        notify(.executed(height: height, requests: entry.block.requests.count, denied: denied,
+                         stateRoot: checkpoint?.stateRoot))
         return .executed(height: height, stateRoot: checkpoint?.stateRoot,
                          replies: Reply.replies(to: entry.block, outcomes: outcomes))
     }

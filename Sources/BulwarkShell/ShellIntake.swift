@@ -27,33 +27,38 @@ public final class ShellIntake: @unchecked Sendable {
     /// What became of a frame.
     public enum Outcome: Sendable {
         case accepted(ShellInput)
-        /// Dropped; `answer`, when set, goes back to the client that sent it.
-        case dropped(DropReason, answer: [UInt8]?)
+        /// Dropped and counted under `reason` (a client was already told why, where it is owed
+        /// an answer).
+        case dropped(DropReason)
     }
 
     /// A frame from replica `peer`, authenticated by the link.
     public func peer(_ bytes: [UInt8], from peer: ReplicaID) -> Outcome {
-        guard let frame = try? PeerFrame(decoding: bytes) else { return .dropped(.undecodablePeerFrame, answer: nil) }
+        guard let frame = try? PeerFrame(decoding: bytes) else { return .dropped(.undecodablePeerFrame) }
         guard case let .consensus(epoch, message) = frame else { return .accepted(.peerFrame(frame, from: peer)) }
         // The sender inside a signed message must be the authenticated peer.
-        if let sender = message.sender, sender != peer { return .dropped(.senderMismatch, answer: nil) }
+        if let sender = message.sender, sender != peer { return .dropped(.senderMismatch) }
         message.preverify(config: config, verifier: verifier)
         return .accepted(.consensus(message, epoch: epoch, from: peer))
     }
 
     /// A frame from `client`, authenticated by the link: a request must carry the client's
-    /// valid signature (checked here, before ordering).
-    public func client(_ bytes: [UInt8], from client: PublicKey) -> Outcome {
+    /// valid signature (checked here, before ordering). A frame refused here is answered
+    /// through `network` with the refusal (SPEC.md §8.5), whichever driver runs the shell.
+    public func client(_ bytes: [UInt8], from client: PublicKey, answeringThrough network: any ShellNetwork) -> Outcome {
         let request: Request
         switch try? ClientFrame(decoding: bytes) {
         case let .request(r)?: request = r
         case let .proveRequest(key, nonce)?: return .accepted(.proveRequest(key: key, nonce: nonce, client: client))
         case let .fetchBlocks(from, to)?: return .accepted(.fetchBlocks(from: from, to: to, client: client))
         case let .epochProofsRequest(from, nonce)?: return .accepted(.epochProofsRequest(from: from, nonce: nonce, client: client))
-        default: return .dropped(.undecodableClientFrame, answer: ClientFrame.refused(requestID: 0, .malformed).encoded())
+        default:
+            network.send(ClientFrame.refused(requestID: 0, .malformed).encoded(), toClient: client)
+            return .dropped(.undecodableClientFrame)
         }
         guard verifier.isValid(request.signature, by: request.client, for: request.signedBytes(cluster: cluster)) else {
-            return .dropped(.badClientSignature, answer: ClientFrame.refused(requestID: request.requestID, .badSignature).encoded())
+            network.send(ClientFrame.refused(requestID: request.requestID, .badSignature).encoded(), toClient: client)
+            return .dropped(.badClientSignature)
         }
         return .accepted(.event(.clientRequest(request)))
     }

@@ -133,7 +133,9 @@ public enum ShellNotice: Sendable {
     case blockLogSynced(nanoseconds: UInt64)
     /// A block was executed (delivered by consensus, fetched, or replayed at start-up).
     /// `denied` of the block's requests executed as permission denied (SPEC.md §19.2).
-    case executed(height: Height, requests: Int, denied: Int)
+    /// `stateRoot` at a checkpoint height: the root the replica computed there anyway (it
+    /// settles the authenticated map only at checkpoints, so no observer makes it do more).
+    case executed(height: Height, requests: Int, denied: Int, stateRoot: Digest?)
     /// A reply left for a client; the latency from the request's arrival here, if known.
     case replied(latencyNanoseconds: UInt64?)
     case refused(RequestRefusal)
@@ -147,7 +149,9 @@ public enum ShellNotice: Sendable {
     case stateTransferDone(height: Height)
     /// A state-transfer answer failed its checks (forged, truncated, out of order).
     case transferRejected(peer: ReplicaID)
-    case transferredBlock(Height)
+    /// A block fetched by state transfer was stored and executed; its checkpoint's state root
+    /// at a checkpoint height.
+    case transferredBlock(Height, stateRoot: Digest?)
     /// Consensus delivered a block that state transfer had already stored (the two raced).
     case deliveredAfterTransfer(Height)
     /// Consensus delivered the blocks up to a state transfer's target before the transfer

@@ -2,7 +2,7 @@ import BulwarkConsensus
 import BulwarkCore
 import BulwarkStorage
 
-/// State transfer (DESIGN.md §4): a replica that fell behind fetches committed blocks from
+/// State transfer (ARCHITECTURE.md §4): a replica that fell behind fetches committed blocks from
 /// peers, one peer at a time, and trusts none of them: every block is checked (link to the
 /// chain, commit certificate, client signatures) before it is stored and executed.
 extension ReplicaShell {
@@ -62,8 +62,9 @@ extension ReplicaShell {
         do {
             for entry in entries where entry.block.height == height + 1 {
                 // Link, epoch, commit certificate and client signatures: nothing unverified is stored.
-                if let checkpoint = try ledger.appendVerified(entry, verifier: verifier) { current.executed.append(checkpoint) }
-                notify(.transferredBlock(entry.block.height))
+                let checkpoint = try ledger.appendVerified(entry, verifier: verifier)
+                if let checkpoint { current.executed.append(checkpoint) }
+                notify(.transferredBlock(entry.block.height, stateRoot: checkpoint?.stateRoot))
             }
             try ledger.blockLog.sync()
             try ledger.history.flush()

@@ -2,7 +2,7 @@ import BulwarkCore
 import BulwarkStorage
 import Logging
 
-/// Snapshots of the state at certified checkpoints (DESIGN.md §4), so that a restart replays
+/// Snapshots of the state at certified checkpoints (ARCHITECTURE.md §4), so that a restart replays
 /// only the blocks after the newest snapshot instead of the whole ledger.
 ///
 /// Every `interval` blocks (a multiple of the checkpoint interval) the replica keeps a copy of

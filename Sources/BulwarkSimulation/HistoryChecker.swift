@@ -1,6 +1,6 @@
 import BulwarkCore
 
-/// Checks what clients saw, not what replicas hold (DESIGN.md §7):
+/// Checks what clients saw, not what replicas hold (ARCHITECTURE.md §7):
 /// - linearizability of every single-key history (Wing & Gong's search: find an order of the
 ///   operations that respects real time — an operation that completed before another was
 ///   invoked comes first — and that a sequential key-value store would answer the same way);

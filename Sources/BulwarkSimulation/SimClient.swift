@@ -11,14 +11,24 @@ struct CompletedOperation {
     var completedMs: UInt64
 }
 
-/// A closed-loop client: one outstanding signed request at a time, sent to every replica,
-/// accepted after f+1 matching replies, re-sent on a timeout.
+/// A closed-loop client: one outstanding signed request at a time, sent to every validator of
+/// the epoch it knows, settled by the production acceptance rule (`ReplyQuorum`: f+1 of those
+/// validators with the same result at the same height, or the same final refusal), re-sent on
+/// a timeout. Like `LedgerClient`, a request unanswered for two rounds makes it ask for epoch
+/// proofs, and it follows whatever epoch they prove (`EpochProof.newestProven`).
 final class SimClient {
     let index: Int
     let key: PrivateKey
     var issued: UInt64 = 0
     var current: (request: Request, invokedMs: UInt64)?
-    var votes: [Int: [UInt8]] = [:]
+    var quorum = ReplyQuorum()
+    /// Rounds the current request went unanswered.
+    var rounds = 0
+    /// The epoch this client has proven and its configuration.
+    var known: (epoch: UInt64, config: ClusterConfig)
+    /// Answers to its newest question for epoch proofs, by replica.
+    var epochQuestion: (nonce: UInt64, answers: [ReplicaID: [EpochProof]])?
+    var nonces: UInt64 = 0
     /// The newest request id used: one per operation, and one more for each read asked again.
     var lastRequestID: UInt64 = 0
     var completed: [CompletedOperation] = []
@@ -33,9 +43,10 @@ final class SimClient {
     static func account(_ i: UInt64) -> [UInt8] { Array("acct/\(i)/b".utf8) }
     static let balanceMax: Int64 = 1 << 40
 
-    init(index: Int, key: PrivateKey) {
+    init(index: Int, key: PrivateKey, config: ClusterConfig) {
         self.index = index
         self.key = key
+        known = (0, config)
     }
 
     var isDone: Bool { current == nil && issued >= UInt64(requestsMax) && requestsMax > 0 }
@@ -57,25 +68,61 @@ final class SimClient {
         let request = Request.signed(by: key, cluster: simulation.config.clusterID, requestID: lastRequestID,
                                      operation: operation)
         current = (request, invokedMs)
-        votes = [:]
+        quorum = ReplyQuorum()
+        rounds = 0
         broadcast(request, simulation)
         simulation.schedule(at: simulation.now + Self.retryMs, .clientRetry(index, requestID: lastRequestID))
     }
 
     func retry(requestID: UInt64, simulation: Simulation) {
         guard let current, current.request.requestID == requestID else { return }
+        rounds += 1
+        if rounds % 2 == 0 { askForEpochs(simulation) }
         broadcast(current.request, simulation)
         simulation.schedule(at: simulation.now + Self.retryMs, .clientRetry(index, requestID: requestID))
     }
 
     private func broadcast(_ request: Request, _ simulation: Simulation) {
-        for replica in 0..<simulation.options.replicas { simulation.sendRequest(request, to: replica, from: key.publicKey) }
+        for validator in known.config.validators {
+            simulation.sendRequest(request, to: Int(validator.id), from: key.publicKey)
+        }
     }
 
-    func receive(_ reply: Reply, from replica: Int, simulation: Simulation) {
-        guard let current, reply.client == key.publicKey, reply.requestID == current.request.requestID else { return }
-        votes[replica] = reply.result
-        guard votes.values.filter({ $0 == reply.result }).count >= simulation.config.f + 1 else { return }
+    /// Asks the validators it knows for the epochs proven since its own.
+    func askForEpochs(_ simulation: Simulation) {
+        nonces += 1
+        epochQuestion = (nonces, [:])
+        let frame = ClientFrame.epochProofsRequest(from: known.epoch, nonce: nonces).encoded()
+        for validator in known.config.validators {
+            simulation.sendClientFrame(frame, to: Int(validator.id), from: key.publicKey)
+        }
+    }
+
+    /// An answer to its question for epoch proofs: the known epoch moves up to the newest the
+    /// answers so far prove.
+    func receiveEpochProofs(nonce: UInt64, _ steps: [EpochProof], from replica: Int, simulation: Simulation) {
+        guard var question = epochQuestion, question.nonce == nonce else { return }
+        question.answers[ReplicaID(replica)] = steps
+        epochQuestion = question
+        let answers = question.answers.sorted { $0.key < $1.key }.map(\.value)
+        guard let newest = EpochProof.newestProven(from: known, answers: answers, verifier: simulation.verifier),
+              newest.epoch > known.epoch else { return }
+        simulation.trace?("\(simulation.now)ms client \(index) follows epoch \(newest.epoch)")
+        known = newest
+    }
+
+    /// A final refusal f+1 validators gave (a closed cluster's policy not binding its key yet):
+    /// the application sends the same request again later, which the retry timer does.
+    func receive(_ refusal: RequestRefusal, requestID: UInt64, from replica: Int, simulation: Simulation) {
+        guard let current, requestID == current.request.requestID,
+              case .refused? = quorum.received(refusal, from: ReplicaID(replica), config: known.config) else { return }
+        simulation.report.refusalVerdicts += 1
+        quorum = ReplyQuorum()
+    }
+
+    func receive(_ reply: ClientReply, from replica: Int, simulation: Simulation) {
+        guard let current, reply.requestID == current.request.requestID,
+              case .accepted? = quorum.received(reply, from: ReplicaID(replica), config: known.config) else { return }
         if (try? OperationResult(decoding: reply.result)) == .notKept {
             // A retransmitted read that had executed: its result is not kept, so ask again
             // under a new request id; the operation's invocation time stays the first one.

@@ -1,6 +1,6 @@
 import BulwarkStorage
 
-/// The disk faults the design promises (DESIGN.md §7), injected per seed with `--disk-faults`.
+/// The disk faults the design promises (ARCHITECTURE.md §7), injected per seed with `--disk-faults`.
 /// Torn tails come with every crash (`Simulation.tornBytes`); these are the others.
 enum DiskFault {
     /// A flipped bit in a block-log segment (a sealed one where there is one), found at the
@@ -87,8 +87,7 @@ extension Simulation {
     /// The process exits and its supervisor starts it again at once.
     func restartNow(_ node: SimNode) {
         guard node.shell != nil else { return }
-        node.shell = nil
-        node.incarnation += 1
+        node.endIncarnation()
         schedule(at: now + 50, .restart(node.id))
     }
 }

@@ -20,7 +20,7 @@ final class SimNode {
     var removed = false
     /// A replica outside cluster.json that has not joined yet: it is not started until its
     /// join (fetching and checking the ledger as a client) finishes.
-    var join: (ledger: JoiningLedger, progress: JoinProgress, asked: Int, waiting: Bool)?
+    var join: (ledger: JoiningLedger, progress: JoinProgress)?
     var awaitingJoin = false
     /// The last frames it sent to other replicas; what it sent before it retired, which its
     /// ghost (the old process, or a thief of its old key) keeps re-sending.
@@ -32,6 +32,12 @@ final class SimNode {
     var shell: ReplicaShell?
     /// Bumped at every start and every crash: timers and sends of an older process are void.
     var incarnation = 0
+    /// The running process's network, clock and workers.
+    var io: SimIO?
+    /// Inputs that arrived at this instant and wait for the process's loop, which takes them
+    /// all in one `handle` call as `ReplicaNode`'s loop drains its inbox (group commit).
+    /// Process memory: lost when the process goes down.
+    var inbox: [ShellInput] = []
     /// Set for a Byzantine replica.
     var adversary: Adversary?
     /// How long the node stays down once the crash point armed in its disk is reached.
@@ -60,6 +66,15 @@ final class SimNode {
         self.id = id
         self.replica = replica ?? id
         self.keys = [key]
+    }
+
+    /// The process goes down (or a new one begins): what the old one held in memory, its
+    /// timers and its pending work are void.
+    func endIncarnation() {
+        shell = nil
+        io = nil
+        inbox = []
+        incarnation += 1
     }
 }
 
@@ -123,7 +138,7 @@ extension Simulation {
     /// Starts node `node`'s process from its disk, as a supervisor would.
     func boot(_ node: SimNode) {
         guard node.shell == nil, !node.removed, !node.awaitingJoin else { return }
-        node.incarnation += 1
+        node.endIncarnation()
         let io = SimIO(simulation: self, node: node.id, incarnation: node.incarnation)
         var started: ReplicaShell?
         var failure: (any Error)?
@@ -155,6 +170,7 @@ extension Simulation {
                 delayMs: { node.adversary!.delayMs($0) }, progress: { node.adversary!.progress($0) })
         }
         node.shell = shell
+        node.io = io
         shell.start()
         settle(node)
     }
@@ -202,14 +218,14 @@ extension Simulation {
     // MARK: Joining
 
     /// A replica outside cluster.json starts joining: it fetches the ledger as a client and
-    /// checks it from genesis (`JoiningLedger`, `JoinProgress`, the steps `bulwark node --join`
-    /// takes), and starts as a validator once an epoch lists it.
+    /// checks it from genesis, driving the same state machine as `bulwark node --join`
+    /// (`JoinProgress` over `JoiningLedger`), and starts as a validator once an epoch lists it.
     func startJoin(_ node: SimNode) {
         guard node.awaitingJoin, node.join == nil else { return }
         do {
-            let ledger = try JoiningLedger(genesis: config, dataDirectory: SimNode.dataDirectory, fileSystem: node.fileSystem,
-                                           logger: Self.logger)
-            node.join = (ledger, JoinProgress(key: node.key.publicKey), 0, false)
+            let ledger = try JoiningLedger(genesis: config, key: node.key.publicKey, dataDirectory: SimNode.dataDirectory,
+                                           fileSystem: node.fileSystem, logger: Self.logger)
+            node.join = (ledger, JoinProgress(key: node.key.publicKey))
         } catch {
             return report.failures.append("replica \(node.id) cannot start joining: \(error)")
         }
@@ -218,57 +234,51 @@ extension Simulation {
     }
 
     func askToJoin(_ node: SimNode) {
-        guard var join = node.join else { return }
-        let governance = join.ledger.governance
-        // Added and removed again before it finished joining: it never starts.
-        if governance.config.replicaID(of: node.key.publicKey) == nil, governance.epochEnds.count >= 2 {
-            node.join = nil
-            node.awaitingJoin = false
-            node.removed = true
+        guard let ledger = node.join?.ledger else { return }
+        let question = node.join!.progress.ask(ledger)
+        sendClientFrame(question.frame, to: Int(question.peer), from: node.key.publicKey)
+        schedule(at: now + JoinProgress.answerTimeoutMs, .joinTimeout(node.id, question: question.number))
+    }
+
+    /// A frame for a joiner: blocks, or a refusal to serve it.
+    func receiveAtJoiner(_ node: SimNode, from replica: Int, _ bytes: [UInt8]) {
+        guard let ledger = node.join?.ledger else { return }
+        let step: JoinProgress.Step?
+        switch try? ClientFrame(decoding: bytes) {
+        case let .blocks(entries)?:
+            do { step = try node.join!.progress.received(entries, from: ReplicaID(replica), ledger: ledger) } catch {
+                return report.failures.append("replica \(node.id) cannot store fetched blocks: \(error)")
+            }
+        case .refused(_, .unknownClient)?: step = node.join!.progress.refused(by: ReplicaID(replica), ledger: ledger)
+        default: return
+        }
+        step.map { joinStep($0, node) }
+    }
+
+    func joinTimedOut(_ node: SimNode, question: Int) {
+        guard let ledger = node.join?.ledger, let step = node.join!.progress.timedOut(question: question, ledger: ledger) else {
             return
         }
-        let (peer, from, to) = join.progress.request(join.ledger)
-        join.asked += 1
-        join.waiting = true
-        node.join = join
-        let frame = ClientFrame.fetchBlocks(from: from, to: to).encoded()
-        for target in nodes where target.replica == Int(peer) {
-            guard let at = transit() else { continue }
-            schedule(at: at, .clientFrame(to: target.id, client: node.key.publicKey, frame))
-        }
-        schedule(at: now + 300, .joinTimeout(node.id, asked: join.asked))
+        joinStep(step, node)
     }
 
-    /// Blocks for a joiner: whatever extends its ledger is checked and kept; only the answer
-    /// to its newest question moves it on.
-    func receiveAtJoiner(_ node: SimNode, _ bytes: [UInt8]) {
-        guard let join = node.join, case let .blocks(entries)? = try? ClientFrame(decoding: bytes) else { return }
-        var added: Int?
-        do { added = try join.ledger.append(entries) } catch is LedgerError {
-            added = nil
-        } catch {
-            return report.failures.append("replica \(node.id) cannot store fetched blocks: \(error)")
-        }
-        // Duplicated or late answers add what they can but do not multiply the questions.
-        guard join.waiting else { return }
-        joinAnswered(node, added: added)
-    }
-
-    func joinAnswered(_ node: SimNode, added: Int?) {
-        guard var join = node.join else { return }
-        let step = join.progress.answered(added: added, ledger: join.ledger)
-        join.asked += 1 // the pending timeout is void
-        join.waiting = false
-        node.join = join
+    func joinStep(_ step: JoinProgress.Step, _ node: SimNode) {
+        guard let join = node.join else { return }
         switch step {
         case .ask: askToJoin(node)
-        case .wait: schedule(at: now + 200, .joinAsk(node.id))
+        case .wait: schedule(at: now + JoinProgress.waitMs, .joinAsk(node.id))
         case let .done(id):
             trace?("\(now)ms r\(node.id) joined as replica \(id) at height \(join.ledger.height)")
             node.join = nil
             node.awaitingJoin = false
             report.replicasJoined += 1
             boot(node)
+        case .removed:
+            // Added and removed again before it finished joining: it never starts.
+            trace?("\(now)ms r\(node.id) was removed before its join finished")
+            node.join = nil
+            node.awaitingJoin = false
+            node.removed = true
         }
     }
 
@@ -300,8 +310,7 @@ extension Simulation {
         guard let downMs = powerLoss ? node.crashPointDownMs ?? 300 : node.pendingCrashDownMs else { return }
         node.crashPointDownMs = nil
         node.pendingCrashDownMs = nil
-        node.shell = nil
-        node.incarnation += 1
+        node.endIncarnation()
         // A process that exits keeps what the kernel holds; a crash point loses the unsynced.
         if powerLoss { node.fileSystem.crash(tornBytes: tornBytes) }
         schedule(at: now + downMs, .restart(node.id))
@@ -317,23 +326,36 @@ extension Simulation {
             node.crashPointDownMs = downMs
             return
         }
-        node.shell = nil
-        node.incarnation += 1
+        node.endIncarnation()
         node.fileSystem.crash(tornBytes: tornBytes)
         schedule(at: now + downMs, .restart(node.id))
     }
 
-    /// Steps node `node`'s shell with `input`, if it is up.
+    /// Queues `input` for node `node`'s loop, if it is up. The first input of an instant
+    /// schedules the loop's turn at the same instant, after every event already due then: all
+    /// frames arriving at once reach the shell in one `handle` call, as in production.
     func deliver(_ input: ShellInput, to node: SimNode) {
-        guard let shell = node.shell else { return }
-        shell.handle([input])
+        guard node.shell != nil else { return }
+        if node.inbox.isEmpty { schedule(at: now, .drain(node: node.id, incarnation: node.incarnation)) }
+        node.inbox.append(input)
+    }
+
+    /// Node `node`'s loop takes everything queued.
+    func drain(_ node: SimNode, incarnation: Int) {
+        guard node.incarnation == incarnation, let shell = node.shell else { return }
+        let inputs = node.inbox
+        node.inbox = []
+        if inputs.count > 1 { report.batchedDeliveries += 1 }
+        shell.handle(inputs)
         settle(node)
     }
 
     func observe(_ notice: ShellNotice, at node: SimNode) {
         switch notice {
-        case let .executed(height, _, _), let .transferredBlock(height):
-            if let shell = node.shell { stateRoots[height, default: [:]][node.id] = shell.currentStateRoot() }
+        case let .executed(height, _, _, root?), let .transferredBlock(height, root?):
+            // Only where production computes a root (checkpoints): observing must not settle
+            // the authenticated map more often than a real replica does.
+            stateRoots[height, default: [:]][node.id] = root
         case .refused: report.requestsRefused += 1
         case .deliveredAfterTransfer: report.deliveredAfterTransfer += 1
         case .transferOvertaken: report.transfersOvertaken += 1

@@ -39,8 +39,7 @@ extension Simulation {
         }
         report.wipedAtHeight = nodes.compactMap { $0.shell?.height }.max() ?? 0
         trace?("\(now)ms r\(node.id) disk wiped at height \(node.shell?.height ?? 0); restarting in \(downMs)ms")
-        node.shell = nil
-        node.incarnation += 1
+        node.endIncarnation()
         node.fileSystem.wipe()
         node.diskCorrupted = false
         node.startup = options.unguardedRejoin ? .genesis : .rejoin

@@ -72,8 +72,9 @@ public final class Simulation {
         case ghost(Int)
         case joinStart(Int)
         case joinAsk(Int)
-        case joinTimeout(Int, asked: Int)
-        case toJoiner(Int, [UInt8])
+        case joinTimeout(Int, question: Int)
+        case toJoiner(Int, from: Int, [UInt8])
+        case drain(node: Int, incarnation: Int)
         case finish
     }
 
@@ -114,7 +115,8 @@ public final class Simulation {
         intake = ShellIntake(config: config, verifier: verifier)
         nodes = keys.enumerated().map { i, key in SimNode(id: i, key: key) }
         clients = (0..<options.clients).map { i in
-            SimClient(index: i, key: PrivateKey(seed: (0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })!)
+            SimClient(index: i, key: PrivateKey(seed: (0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })!,
+                      config: config)
         }
         maliciousClients = (0..<options.maliciousClients).map { i in
             MaliciousClient(index: i, key: PrivateKey(seed: (0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })!,
@@ -144,7 +146,7 @@ public final class Simulation {
                 nodes.append(node)
             }
             for admin in admins.prefix(2) {
-                let client = SimClient(index: clients.count, key: admin)
+                let client = SimClient(index: clients.count, key: admin, config: config)
                 client.script = [.approveConfig(.init(epoch: 0, config: grown, adminKey: admin)),
                                  .approveConfig(.init(epoch: 1, config: config, adminKey: admin))]
                 clients.append(client)
@@ -161,14 +163,14 @@ public final class Simulation {
                                                              .approveConfig(.init(epoch: 0, config: x, adminKey: admins[2]))]
             for (i, script) in [[LedgerOperation.approveConfig(.init(epoch: 0, config: x, adminKey: admins[0]))],
                                 [.approveConfig(.init(epoch: 0, config: y, adminKey: admins[1]))], both].enumerated() {
-                let admin = SimClient(index: clients.count, key: admins[i])
+                let admin = SimClient(index: clients.count, key: admins[i], config: config)
                 admin.script = script
                 clients.append(admin)
             }
         }
         if options.policy, let admin = admins.first {
             policyAdmin = clients.count
-            let client = SimClient(index: clients.count, key: admin)
+            let client = SimClient(index: clients.count, key: admin, config: config)
             client.script = Self.policyChanges(config, clients: clients.map(\.key.publicKey), admin: admin)
             clients.append(client)
         }
@@ -254,10 +256,13 @@ public final class Simulation {
             case .dropped: report.framesDropped += 1
             }
         case let .clientFrame(to, client, bytes):
-            switch intake.client(bytes, from: client) {
+            // A process that is down has no listener: nothing answers.
+            guard let io = nodes[to].io else { return }
+            switch intake.client(bytes, from: client, answeringThrough: io) {
             case let .accepted(input): deliver(input, to: nodes[to])
             case .dropped: report.requestsRefused += 1
             }
+        case let .drain(node, incarnation): drain(nodes[node], incarnation: incarnation)
         case let .timer(node, timer, incarnation):
             guard nodes[node].incarnation == incarnation, let shell = nodes[node].shell else { return }
             shell.fire(timer)
@@ -269,10 +274,8 @@ public final class Simulation {
         case let .toClient(client, from, bytes): receiveAtClient(client, from: from, bytes)
         case let .joinStart(node): startJoin(nodes[node])
         case let .joinAsk(node): askToJoin(nodes[node])
-        case let .joinTimeout(node, asked):
-            guard let join = nodes[node].join, join.asked == asked else { return }
-            joinAnswered(nodes[node], added: nil)
-        case let .toJoiner(node, bytes): receiveAtJoiner(nodes[node], bytes)
+        case let .joinTimeout(node, question): joinTimedOut(nodes[node], question: question)
+        case let .toJoiner(node, from, bytes): receiveAtJoiner(nodes[node], from: from, bytes)
         case let .clientIssue(client): clients[client].issueNext(simulation: self)
         case let .clientRetry(client, requestID): clients[client].retry(requestID: requestID, simulation: self)
         case let .crash(node, midStep, downMs): crash(nodes[node], midStep: midStep, downMs: downMs)
@@ -424,7 +427,11 @@ public final class Simulation {
 
     /// A client's request, sent to every node running `replica`.
     func sendRequest(_ request: Request, to replica: Int, from client: PublicKey) {
-        let frame = ClientFrame.request(request).encoded()
+        sendClientFrame(ClientFrame.request(request).encoded(), to: replica, from: client)
+    }
+
+    /// A frame from a client, sent to every node running `replica`.
+    func sendClientFrame(_ frame: [UInt8], to replica: Int, from client: PublicKey) {
         for node in nodes where node.replica == replica {
             guard let at = transit() else { continue }
             schedule(at: at, .clientFrame(to: node.id, client: client, frame))
@@ -447,17 +454,21 @@ public final class Simulation {
         guard fitsAFrame(frame, from: from, to: "a client") else { return }
         if let joiner = joinerIndex[client] {
             guard let at = transit() else { return }
-            return schedule(at: at, .toJoiner(joiner, frame))
+            return schedule(at: at, .toJoiner(joiner, from: nodes[from].replica, frame))
         }
         guard let index = clientIndex[client], let at = transit() else { return }
         schedule(at: at, .toClient(client: index, from: nodes[from].replica, frame))
     }
 
     func receiveAtClient(_ client: Int, from replica: Int, _ bytes: [UInt8]) {
-        guard case let .reply(answer)? = try? ClientFrame(decoding: bytes) else { return }
-        let reply = Reply(client: clients[client].key.publicKey, requestID: answer.requestID, height: answer.height,
-                          result: answer.result)
-        clients[client].receive(reply, from: replica, simulation: self)
+        switch try? ClientFrame(decoding: bytes) {
+        case let .reply(reply)?: clients[client].receive(reply, from: replica, simulation: self)
+        case let .refused(requestID, refusal)?:
+            clients[client].receive(refusal, requestID: requestID, from: replica, simulation: self)
+        case let .epochProofs(nonce, steps)?:
+            clients[client].receiveEpochProofs(nonce: nonce, steps, from: replica, simulation: self)
+        default: return
+        }
     }
 
     /// Replicas that follow the protocol; the checkers judge only these.

@@ -3,7 +3,7 @@ import BulwarkCore
 import BulwarkTestSupport
 import BulwarkVerify
 
-/// The properties every simulated run must have (DESIGN.md §7, PITFALLS "Properties to check").
+/// The properties every simulated run must have (ARCHITECTURE.md §7, PITFALLS "Properties to check").
 struct SimulationChecker {
     let simulation: Simulation
     /// Each honest node's ledger, by node, as its disk holds it at the end.

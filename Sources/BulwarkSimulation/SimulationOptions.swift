@@ -1,20 +1,13 @@
 import BulwarkConsensus
 import BulwarkAdversary
 import BulwarkCore
+import BulwarkTestSupport
 
-/// SplitMix64: the simulator's only source of randomness. One seed fixes every choice, so a
-/// run replays bit for bit.
-public struct SimulationRandom: RandomNumberGenerator, Sendable {
-    var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// The simulator's only source of randomness: `SeededRandom` (SplitMix64). One seed fixes
+/// every choice, so a run replays bit for bit.
+public typealias SimulationRandom = SeededRandom
 
+extension SeededRandom {
     /// True with probability `perMille`/1000 (integer arithmetic: no floating point anywhere
     /// a decision is made).
     mutating func chance(_ perMille: UInt32) -> Bool { UInt32(next() % 1000) < perMille }
@@ -160,6 +153,10 @@ public struct SimulationReport: Sendable {
     public var slowPrimarySuspicions: UInt64 = 0
     /// Client requests replicas refused before ordering (bad signatures, floods).
     public var requestsRefused: UInt64 = 0
+    /// Loop turns in which a replica's shell took more than one input at once (group commit),
+    /// and requests whose clients got a final refusal from f+1 replicas and sent them again later.
+    public var batchedDeliveries: UInt64 = 0
+    public var refusalVerdicts = 0
     public var messagesSent: UInt64 = 0
     public var messagesDropped: UInt64 = 0
     public var requestsCompleted: Int = 0
@@ -217,7 +214,7 @@ public struct SimulationReport: Sendable {
     public var summary: String {
         "seed \(options.seed): \(passed ? "ok" : "FAILED") heights=\(heights.map(String.init).joined(separator: "/")) "
             + "view=\(maxView) view-changes=\(viewChanges) slow-primary=\(slowPrimarySuspicions) requests=\(requestsCompleted) latency-mean=\(meanLatencyMs)ms msgs=\(messagesSent) "
-            + "dropped=\(messagesDropped) virtual=\(virtualTimeMs)ms"
+            + "dropped=\(messagesDropped) batched=\(batchedDeliveries) virtual=\(virtualTimeMs)ms"
             + (primaryCrashedAtHeight.map { " primary-crash@\($0)" } ?? "")
             + " linearizable-ops=\(linearizableOperations)"
             + (forgedTransfersRejected > 0 ? " forged-transfers-rejected=\(forgedTransfersRejected)" : "")
@@ -231,6 +228,7 @@ public struct SimulationReport: Sendable {
             + (options.policy ? " policy-changes=\(policyChanges) denied=\(permissionDenials)" : "")
             + (replicaRequestsDenied > 0 ? " replica-requests-denied=\(replicaRequestsDenied)" : "")
             + (strangersRefused > 0 ? " strangers-refused=\(strangersRefused)" : "")
+            + (refusalVerdicts > 0 ? " refusal-verdicts=\(refusalVerdicts)" : "")
             + (wipedAtHeight.map { " wiped@\($0) rejoined=\(rejoined)" } ?? "")
     }
 }

@@ -8,7 +8,7 @@ enum BlockLogRecord: UInt8 {
     case executionCertificate = 2
 }
 
-/// Read-only access to a block log directory (DESIGN.md §4): segment files of checksummed
+/// Read-only access to a block log directory (ARCHITECTURE.md §4): segment files of checksummed
 /// records, checked again after reading — checksums, and that each block links to the one
 /// before (height, prevBlockHash, historyRoot, txRoot, certificate naming the block). It does
 /// not check signatures (the auditor does) and depends on nothing but `BulwarkCore`.

@@ -1,5 +1,5 @@
 /// SplitMix64: a tiny seeded generator, so generated test cases are the same on every run.
-public struct SeededRandom: RandomNumberGenerator {
+public struct SeededRandom: RandomNumberGenerator, Sendable {
     public var state: UInt64
 
     public init(seed: UInt64) { state = seed }

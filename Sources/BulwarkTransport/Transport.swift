@@ -4,7 +4,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
-/// Authenticated, framed TCP between replicas and from clients (DESIGN.md §5). A replica
+/// Authenticated, framed TCP between replicas and from clients (ARCHITECTURE.md §5). A replica
 /// listens for peers and clients; it keeps one outbound link to every other replica, which
 /// reconnects with exponential backoff and, while down, queues at most `queueFramesMax` frames
 /// and `queueBytesMax` bytes, dropping the oldest (counted). A connection whose other end does

@@ -96,7 +96,7 @@ public struct EpochRecord: Hashable, Sendable {
 }
 
 /// Audits one replica's ledger with nothing but the cluster's public configuration
-/// (DESIGN.md §6): record checksums, the hash chain and history roots, txRoots, every client
+/// (ARCHITECTURE.md §6): record checksums, the hash chain and history roots, txRoots, every client
 /// signature, every commit certificate, every execution certificate, and a full replay of the
 /// state machine whose state roots must equal the certified ones. Signatures are checked in
 /// parallel; everything else in height order, so the first problem reported is the first bad
@@ -275,27 +275,40 @@ public struct LedgerAudit {
             return AuditProblem(height: height, record: check.record, reason: "client signature is invalid")
         }
         // The commit certificate: known validators, each once, valid signatures, a quorum.
-        var signers = Set<ReplicaID>()
         let certificateChecks = zip(checks, results).filter { $0.0.record == "commit certificate" }
-        for (vote, (check, precomputed)) in zip(entry.certificate.votes, certificateChecks) {
-            guard let validator = config.validator(vote.replica) else {
-                return AuditProblem(height: height, record: "commit certificate",
-                                    reason: "signer \(vote.replica) is not a validator of epoch \(epoch)")
+        let byReplica = Dictionary(zip(entry.certificate.votes.map(\.replica), certificateChecks), uniquingKeysWith: { a, _ in a })
+        let certificate = entry.certificate
+        return Self.quorumProblem(certificate.votes, config: config, height: height, record: "commit certificate",
+                                  epoch: "epoch \(epoch)", invalid: " for view \(certificate.view), height \(height) and this block",
+                                  message: { CommitCertificate.signedMessage(cluster: config.clusterID, view: certificate.view,
+                                                                             height: height, blockHash: certificate.blockHash,
+                                                                             replica: $0) },
+                                  isValid: { vote, key, bytes in
+                                      guard let (check, precomputed) = byReplica[vote.replica], check.message == bytes else {
+                                          return key.isValidSignature(vote.signature, for: bytes)
+                                      }
+                                      return Self.isValid(check, precomputed, key: key)
+                                  })
+    }
+
+    /// A certificate's votes under the one quorum rule (`[Vote].checkQuorum`), its failure
+    /// told as the audit tells it.
+    static func quorumProblem(_ votes: [Vote], config: ClusterConfig, height: Height, record: String, epoch: String,
+                              invalid: String, message: (ReplicaID) -> [UInt8],
+                              isValid: (Vote, PublicKey, [UInt8]) -> Bool) -> AuditProblem? {
+        do {
+            try votes.checkQuorum(config: config, message: message, isValid: isValid)
+            return nil
+        } catch {
+            let reason: String
+            switch error {
+            case let .unknownSigner(id): reason = "signer \(id) is not a validator of \(epoch)"
+            case let .duplicateSigner(id): reason = "signer \(id) appears twice"
+            case let .invalidSignature(id): reason = "signature of replica \(id) does not verify\(invalid)"
+            case let .tooFewSigners(have, need): reason = "\(have) distinct signers, quorum is \(need)"
             }
-            let valid = Self.isValid(check, precomputed, key: validator.publicKey)
-            guard signers.insert(vote.replica).inserted else {
-                return AuditProblem(height: height, record: "commit certificate", reason: "signer \(vote.replica) appears twice")
-            }
-            guard valid else {
-                return AuditProblem(height: height, record: "commit certificate",
-                                    reason: "signature of replica \(vote.replica) does not verify for view \(entry.certificate.view), height \(height) and this block")
-            }
+            return AuditProblem(height: height, record: record, reason: reason)
         }
-        guard signers.count >= config.quorum else {
-            return AuditProblem(height: height, record: "commit certificate",
-                                reason: "\(signers.count) distinct signers, quorum is \(config.quorum)")
-        }
-        return nil
     }
 
     /// Checks an execution certificate for the block at `height` (hash `blockHash`), whose
@@ -309,30 +322,16 @@ public struct LedgerAudit {
         guard certificate.blockHash == blockHash else {
             return AuditProblem(height: height, record: "execution certificate", reason: "names a different block")
         }
-        var signers = Set<ReplicaID>()
-        for vote in certificate.votes {
-            guard let validator = config.validator(vote.replica) else {
-                return AuditProblem(height: height, record: "execution certificate",
-                                    reason: "signer \(vote.replica) is not a validator of the block's epoch")
-            }
-            guard signers.insert(vote.replica).inserted else {
-                return AuditProblem(height: height, record: "execution certificate", reason: "signer \(vote.replica) appears twice")
-            }
-            let message = ExecutionCertificate.signedMessage(cluster: config.clusterID, height: height, blockHash: certificate.blockHash,
-                                                             stateRoot: certificate.stateRoot, replica: vote.replica)
-            // Checked in parallel with the block's other signatures; found by its exact message.
-            let checked = zip(checks, results).first {
-                $0.0.signature == vote.signature && $0.0.message == message && $0.0.key == validator.publicKey
-            }
-            let valid = checked?.1 ?? validator.publicKey.isValidSignature(vote.signature, for: message)
-            guard valid else {
-                return AuditProblem(height: height, record: "execution certificate",
-                                    reason: "signature of replica \(vote.replica) does not verify")
-            }
-        }
-        guard signers.count >= config.quorum else {
-            return AuditProblem(height: height, record: "execution certificate",
-                                reason: "\(signers.count) distinct signers, quorum is \(config.quorum)")
+        // Checked in parallel with the block's other signatures; found by its exact message.
+        if let problem = Self.quorumProblem(
+            certificate.votes, config: config, height: height, record: "execution certificate", epoch: "the block's epoch", invalid: "",
+            message: { ExecutionCertificate.signedMessage(cluster: config.clusterID, height: height, blockHash: certificate.blockHash,
+                                                          stateRoot: certificate.stateRoot, replica: $0) },
+            isValid: { vote, key, message in
+                let checked = zip(checks, results).first { $0.0.signature == vote.signature && $0.0.message == message && $0.0.key == key }
+                return checked?.1 ?? key.isValidSignature(vote.signature, for: message)
+            }) {
+            return problem
         }
         guard certificate.stateRoot == stateRoot else {
             return AuditProblem(height: height, record: "execution certificate",

@@ -3,7 +3,7 @@ import BulwarkCore
 @testable import BulwarkSimulation
 import Testing
 
-/// Whole-cluster simulations over fixed seed ranges (DESIGN.md §7). Each seed draws its own
+/// Whole-cluster simulations over fixed seed ranges (ARCHITECTURE.md §7). Each seed draws its own
 /// mix of loss (up to 20 %), duplication, reordering, partitions that heal, and crashes
 /// (including mid-step and of the primary); every checker must pass. A failure prints the
 /// command that replays the seed.
@@ -48,6 +48,16 @@ import Testing
         }
         #expect(failed.isEmpty, "\(failed.joined(separator: "\n"))")
         #expect(reports.allSatisfy { $0.primaryCrashedAtHeight != nil && $0.maxView > 0 })
+    }
+
+    /// The simulated replicas take the frames of one instant in one `handle` call, as
+    /// production's loop drains its inbox: the group-commit path runs under every seed, and
+    /// the simulated clients settle requests by the production rule (`ReplyQuorum`).
+    @Test func framesOfOneInstantReachTheShellTogether() {
+        let report = Simulation(options: .mixed(seed: 3)).run()
+        #expect(report.passed, "\(report.failures)")
+        #expect(report.batchedDeliveries > 100, "\(report.summary)")
+        #expect(report.requestsCompleted > 0)
     }
 
     /// Same seed, same run: the same report and byte-identical disks (ledgers, WALs, key

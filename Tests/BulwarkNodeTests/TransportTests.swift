@@ -12,16 +12,14 @@ import Testing
 @Suite(.serialized) struct TransportTests {
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
 
-    /// Twelve distinct free ports (replica, client and HTTP for four validators), found by
-    /// binding port 0 and releasing them all at the end, so no two of them coincide.
+    /// Twelve distinct free ports (replica, client and HTTP for four validators), reserved as
+    /// the cluster tests reserve theirs: below Linux's ephemeral range, so no outgoing
+    /// connection of a test running alongside takes one between this check and the bind.
     func freePorts() async throws -> [Int] {
-        var channels: [Channel] = []
-        for _ in 0..<12 {
-            channels.append(try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get())
+        (0..<4).flatMap { _ in
+            let base = LocalCluster.freePorts()
+            return [base, base + 1, base + 2]
         }
-        let ports = channels.map { $0.localAddress!.port! }
-        for channel in channels { try await channel.close() }
-        return ports
     }
 
     func config(ports: [Int], cluster: UInt8 = 1) -> (ClusterConfig, [PrivateKey]) {

@@ -114,15 +114,17 @@ final class ShellCluster {
 
     /// Delivers frames that `accept` lets through (the others are dropped) and fires the timers
     /// due, until nothing is left to do at this time; then moves time on by `stepMs` and goes
-    /// on, for `rounds` rounds.
+    /// on, for `rounds` rounds. The frames in flight arrive together: each replica's shell
+    /// takes those addressed to it in one `handle` call, as a driver's loop drains its inbox.
     func run(rounds: Int = 1, stepMs: UInt64 = 10, accept: (Frame) -> Bool = { _ in true }) {
         for round in 0..<rounds {
             if round > 0 { nowMs += stepMs }
             var work = 0
             while work < 100_000 {
                 if !frames.isEmpty {
-                    let frame = frames.removeFirst()
-                    if accept(frame) { deliver(frame) }
+                    let arrived = frames
+                    frames = []
+                    deliver(arrived.filter(accept))
                 } else if let due = timers.indices.filter({ timers[$0].at <= nowMs }).first {
                     let timer = timers.remove(at: due)
                     if ios[timer.shell].incarnation == timer.incarnation { shells[timer.shell]?.fire(timer.timer) }
@@ -134,22 +136,30 @@ final class ShellCluster {
         }
     }
 
-    func deliver(_ frame: Frame) {
-        switch frame.to {
-        case let .replica(i):
-            guard let shell = shells[i] else { return }
-            let outcome = frame.from < 0 ? intake.client(frame.bytes, from: frame.client ?? client.publicKey)
-                : intake.peer(frame.bytes, from: ReplicaID(frame.from))
-            if case let .accepted(input) = outcome { shell.handle([input]) }
-        case let .client(key):
-            guard let decoded = try? ClientFrame(decoding: frame.bytes) else { return }
-            framesTo[key, default: []].append(decoded)
-            if case let .reply(reply) = decoded, key == client.publicKey {
-                replies[frame.from, default: []].append(reply)
-            } else {
-                clientFrames[frame.from, default: []].append(decoded)
+    func deliver(_ frame: Frame) { deliver([frame]) }
+
+    /// Delivers frames that arrived together: each replica's accepted inputs in one call, in
+    /// the order they arrived.
+    func deliver(_ arrived: [Frame]) {
+        var inputs: [Int: [ShellInput]] = [:]
+        for frame in arrived {
+            switch frame.to {
+            case let .replica(i):
+                guard shells[i] != nil else { continue }
+                let outcome = frame.from < 0 ? intake.client(frame.bytes, from: frame.client ?? client.publicKey, answeringThrough: ios[i])
+                    : intake.peer(frame.bytes, from: ReplicaID(frame.from))
+                if case let .accepted(input) = outcome { inputs[i, default: []].append(input) }
+            case let .client(key):
+                guard let decoded = try? ClientFrame(decoding: frame.bytes) else { continue }
+                framesTo[key, default: []].append(decoded)
+                if case let .reply(reply) = decoded, key == client.publicKey {
+                    replies[frame.from, default: []].append(reply)
+                } else {
+                    clientFrames[frame.from, default: []].append(decoded)
+                }
             }
         }
+        for i in inputs.keys.sorted() { shells[i]?.handle(inputs[i]!) }
     }
 }
 

@@ -154,4 +154,39 @@ import Testing
         for _ in 0..<60 where cluster.shell(3).height < height { cluster.run(rounds: 5, stepMs: 100) }
         #expect(cluster.shell(3).height == height)
     }
+
+    /// Group commit under a deterministic driver: frames that arrive together reach the shell
+    /// in one call, and the votes they lead to are made durable with one WAL sync, not one per
+    /// message (the path `ReplicaNode` takes under load; delivered one frame at a time, every
+    /// vote costs a sync of its own).
+    @Test func framesArrivingTogetherShareOneWALSync() {
+        let cluster = ShellCluster()
+        for _ in 0..<8 { cluster.request(to: [0, 1, 2, 3]) }
+        cluster.run(rounds: 20)
+        #expect((0..<4).allSatisfy { cluster.shell($0).height >= 2 })
+        for i in 1..<4 {
+            let notices = cluster.notices[i, default: []]
+            let signed = notices.count { if case let .sent(message, _) = $0 { Self.mustBeLogged(message, by: i) } else { false } }
+            let syncs = notices.count { if case .walSynced = $0 { true } else { false } }
+            #expect(syncs < signed, "replica \(i): \(syncs) WAL syncs for \(signed) signed votes")
+        }
+    }
+
+    /// A frame the intake refuses (undecodable, or a request whose signature fails) is answered
+    /// with the refusal through the shell's network, whichever driver runs the shell: the
+    /// client learns why instead of waiting for a timeout.
+    @Test func aRefusedClientFrameIsAnsweredUnderEveryDriver() {
+        let cluster = ShellCluster()
+        var request = Request.signed(by: cluster.client, cluster: cluster.config.clusterID, requestID: 77,
+                                     operation: .put(key: Array("k".utf8), value: Array("v".utf8)))
+        request.signature = Signature(raw: Bytes64(Array(repeating: 7, count: 64))!)
+        cluster.frames.append(.init(from: -1, to: .replica(2), bytes: ClientFrame.request(request).encoded(),
+                                    client: cluster.client.publicKey))
+        cluster.frames.append(.init(from: -1, to: .replica(3), bytes: [0xff, 0x00, 0x01], client: cluster.client.publicKey))
+        cluster.run()
+        let answers = cluster.framesTo[cluster.client.publicKey, default: []]
+        #expect(answers.contains(.refused(requestID: 77, .badSignature)))
+        #expect(answers.contains(.refused(requestID: 0, .malformed)))
+        #expect(cluster.shell(2).height == 0)
+    }
 }
