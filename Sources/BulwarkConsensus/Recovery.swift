@@ -5,66 +5,98 @@ import BulwarkCore
 /// re-sends exactly those and never signs a conflicting one (PITFALLS: crash between signing
 /// and WAL write; amnesia).
 extension Replica {
-    mutating func restore(_ recovery: Recovery) {
-        forgottenThrough = recovery.compactedThrough
+    /// What the WAL says this replica signed and saw, gathered in one pass.
+    struct Logged {
         var ownViewChange: ViewChange?
         var newView: NewView?
         var prePrepares: [PrePrepare] = []
         var prepares: [Prepare] = []
         var commits: [Commit] = []
         var highestView: View = 0
-        var restoredBodies: [Block] = []
-        for record in recovery.wal {
+        /// Bodies of prepared blocks the WAL kept.
+        var bodies: [Block] = []
+    }
+
+    mutating func restore(_ recovery: Recovery) {
+        forgottenThrough = recovery.compactedThrough
+        let logged = scan(recovery.wal)
+        view = logged.highestView
+        restoreBodies(logged)
+        // Every block this replica voted for in this view, whether or not its slot can be
+        // restored (a ledger cut back by damage leaves it below them, or the window moved):
+        // it never votes for another at those heights in this view. Known before reinstalling
+        // the NEW-VIEW, which proposes nothing while restoring (what it signed would be
+        // neither logged nor sent) but must not think a logged height free either.
+        for pp in logged.prePrepares where pp.view == view { votedInView[pp.height] = pp.blockHash }
+        for p in logged.prepares where p.view == view { votedInView[p.height] = p.blockHash }
+        for c in logged.commits where c.view == view { votedInView[c.height] = c.blockHash }
+        proposalsHeld = true
+        defer { proposalsHeld = false }
+        reenterView(logged)
+        // Checkpoints of blocks replayed from the ledger are re-signed in `start`.
+        adoptExecuted(recovery.executed)
+        output = []
+        guard !isChangingView else { return }
+        restoreSlots(logged)
+    }
+
+    /// One pass over the WAL: the newest prepared certificate of each height is taken in at
+    /// once; the rest is gathered for the steps after.
+    mutating func scan(_ wal: [WALRecord]) -> Logged {
+        var logged = Logged()
+        for record in wal {
             switch record {
             case let .prepared(cert, body):
                 if cert.height > lowWatermark,
                    (preparedCertificates[cert.height]?.view ?? 0) <= cert.view || preparedCertificates[cert.height] == nil {
                     preparedCertificates[cert.height] = cert
                 }
-                if let body, cert.height > lowWatermark { restoredBodies.append(body) }
+                if let body, cert.height > lowWatermark { logged.bodies.append(body) }
             case let .acceptedNewView(nv):
-                highestView = max(highestView, nv.view)
-                if nv.view >= (newView?.view ?? 0) { newView = nv }
+                logged.highestView = max(logged.highestView, nv.view)
+                if nv.view >= (logged.newView?.view ?? 0) { logged.newView = nv }
             case let .sent(message):
-                switch message {
-                case let .viewChange(vc):
-                    highestView = max(highestView, vc.newView)
-                    if vc.newView >= (ownViewChange?.newView ?? 0) { ownViewChange = vc }
-                case let .newView(nv):
-                    highestView = max(highestView, nv.view)
-                    if nv.view >= (newView?.view ?? 0) { newView = nv }
-                case let .prePrepare(pp):
-                    highestView = max(highestView, pp.view)
-                    prePrepares.append(pp)
-                case let .prepare(p):
-                    highestView = max(highestView, p.view)
-                    prepares.append(p)
-                case let .commit(c):
-                    highestView = max(highestView, c.view)
-                    commits.append(c)
-                case .request, .checkpoint, .checkpointProof, .commitProof:
-                    break
-                }
+                scanSent(message, into: &logged)
             }
         }
-        view = highestView
-        // The bodies a reinstalled NEW-VIEW or a later view change may need, oldest first so
-        // the newest stay (the store keeps the prepared one of each height).
-        for pp in prePrepares where pp.height > lowWatermark { restoredBodies.append(pp.block) }
-        for body in restoredBodies.sorted(by: { $0.header.view < $1.header.view }) {
+        return logged
+    }
+
+    func scanSent(_ message: Message, into logged: inout Logged) {
+        switch message {
+        case let .viewChange(vc):
+            logged.highestView = max(logged.highestView, vc.newView)
+            if vc.newView >= (logged.ownViewChange?.newView ?? 0) { logged.ownViewChange = vc }
+        case let .newView(nv):
+            logged.highestView = max(logged.highestView, nv.view)
+            if nv.view >= (logged.newView?.view ?? 0) { logged.newView = nv }
+        case let .prePrepare(pp):
+            logged.highestView = max(logged.highestView, pp.view)
+            logged.prePrepares.append(pp)
+        case let .prepare(p):
+            logged.highestView = max(logged.highestView, p.view)
+            logged.prepares.append(p)
+        case let .commit(c):
+            logged.highestView = max(logged.highestView, c.view)
+            logged.commits.append(c)
+        case .request, .checkpoint, .checkpointProof, .commitProof:
+            break
+        }
+    }
+
+    /// The bodies a reinstalled NEW-VIEW or a later view change may need, oldest first so the
+    /// newest stay (the store keeps the prepared one of each height).
+    mutating func restoreBodies(_ logged: Logged) {
+        var restored = logged.bodies
+        for pp in logged.prePrepares where pp.height > lowWatermark { restored.append(pp.block) }
+        for body in restored.sorted(by: { $0.header.view < $1.header.view }) {
             bodies.add(body, keep: preparedCertificates[body.height]?.proposal.blockHash)
         }
-        // Every block this replica voted for in this view, whether or not its slot can be
-        // restored (a ledger cut back by damage leaves it below them, or the window moved):
-        // it never votes for another at those heights in this view. Known before reinstalling
-        // the NEW-VIEW, which proposes nothing while restoring (what it signed would be
-        // neither logged nor sent) but must not think a logged height free either.
-        for pp in prePrepares where pp.view == view { votedInView[pp.height] = pp.blockHash }
-        for p in prepares where p.view == view { votedInView[p.height] = p.blockHash }
-        for c in commits where c.view == view { votedInView[c.height] = c.blockHash }
-        proposalsHeld = true
-        defer { proposalsHeld = false }
-        if let nv = newView, nv.view == highestView {
+    }
+
+    /// Back into the view the WAL reached: by its NEW-VIEW, or in the view change it had sent.
+    mutating func reenterView(_ logged: Logged) {
+        if let nv = logged.newView, nv.view == logged.highestView {
             // We entered this view by its NEW-VIEW, as its primary or by accepting it: reinstall
             // it, so the view's proposals are known again and nothing conflicting is accepted.
             installNewView(nv, plan: NewViewPlan(view: nv.view, viewChanges: nv.viewChanges, config: config, epoch: epoch,
@@ -75,16 +107,16 @@ extension Replica {
             output = []
             requestTimerArmed = false
             batchTimerArmed = false
-        } else if let vc = ownViewChange, vc.newView == highestView {
+        } else if let vc = logged.ownViewChange, vc.newView == logged.highestView {
             isChangingView = true
             self.ownViewChange = vc
             viewChanges[id] = vc
         }
-        // Checkpoints of blocks replayed from the ledger are re-signed in `start`.
-        adoptExecuted(recovery.executed)
-        output = []
-        guard !isChangingView else { return }
-        for pp in prePrepares.sorted(by: { $0.height < $1.height })
+    }
+
+    /// The slots of this view above the executed chain, with this replica's own votes in them.
+    mutating func restoreSlots(_ logged: Logged) {
+        for pp in logged.prePrepares.sorted(by: { $0.height < $1.height })
         where pp.view == view && pp.height > chain.height && slots[pp.height]?.proposal == nil {
             nextProposal = max(nextProposal, pp.height + 1)
             guard let predecessor = predecessorTip(of: pp.height) else {
@@ -95,10 +127,10 @@ extension Replica {
             install(pp, tipAfter: predecessor.appending(pp.block.header, hash: pp.blockHash))
             pool.markProposed(pp.block.requests, nowMs: nowMs)
         }
-        for p in prepares where p.view == view && p.height > chain.height && p.height <= highWatermark {
+        for p in logged.prepares where p.view == view && p.height > chain.height && p.height <= highWatermark {
             slots[p.height, default: Slot()].ownPrepare = p
         }
-        for c in commits where c.view == view && c.height > chain.height && c.height <= highWatermark {
+        for c in logged.commits where c.view == view && c.height > chain.height && c.height <= highWatermark {
             slots[c.height, default: Slot()].ownCommit = c
         }
     }

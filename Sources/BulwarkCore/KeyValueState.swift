@@ -253,61 +253,11 @@ public struct KeyValueState: Sendable {
             case let .failure(failure):
                 return .conditionFailed(.add(reads ? failure : .withheld))
             }
-        case let .txn(guards, writes):
-            for (index, check) in guards.enumerated() where !holds(check) {
-                return .conditionFailed(.guardFailed(index: UInt32(index)))
-            }
-            // Stage every write in an overlay and check every add before applying anything:
-            // all or nothing. Writes apply in order, so a later write to a key wins.
-            var staged: [[UInt8]: Record?] = [:]
-            var order: [[UInt8]] = []
-            func current(_ key: [UInt8]) -> Record? { staged[key] ?? records[key] }
-            for (index, w) in writes.enumerated() {
-                let key: [UInt8]
-                let next: Record?
-                switch w {
-                case let .put(k, value): key = k; next = Record(value: value, version: height)
-                case let .delete(k): key = k; next = nil
-                case let .add(k, delta, min, max):
-                    key = k
-                    switch Self.addResult(current(k), delta: delta, min: min, max: max) {
-                    case let .success(balance): next = Record(value: Self.encodeBalance(balance), version: height)
-                    case let .failure(failure):
-                        return .conditionFailed(.transactionAdd(index: UInt32(index), caller.may(.read, k) ? failure : .withheld))
-                    }
-                }
-                if staged[key] == nil { order.append(key) }
-                staged[key] = .some(next)
-            }
-            for key in order {
-                let next = staged[key]!
-                if next != nil || records[key] != nil { write(key, next) }
-            }
-            return .written(version: height)
+        case let .txn(guards, writes): return transaction(guards: guards, writes: writes, caller: caller)
         case let .get(key):
             let record = records[key]
             return .value(record?.value, version: record?.version ?? 0)
-        case let .range(start, end, limit):
-            let cap = Swift.min(Int(limit), limits.rangeResultsMax)
-            if sortedKeys == nil { sortedKeys = records.keys.sorted { $0.lexicographicallyPrecedes($1) } }
-            let keys = sortedKeys!
-            // Binary search for the first key ≥ start.
-            var low = 0
-            var high = keys.count
-            while low < high {
-                let mid = (low + high) / 2
-                if keys[mid].lexicographicallyPrecedes(start) { low = mid + 1 } else { high = mid }
-            }
-            var entries: [OperationResult.Entry] = []
-            var bytes = 0
-            while low < keys.count, entries.count < cap, end.isEmpty || keys[low].lexicographicallyPrecedes(end) {
-                let record = records[keys[low]]!
-                bytes += keys[low].count + record.value.count
-                if bytes > limits.resultBytesMax, !entries.isEmpty { break }
-                entries.append(OperationResult.Entry(key: keys[low], value: record.value, version: record.version))
-                low += 1
-            }
-            return .entries(entries)
+        case let .range(start, end, limit): return .entries(range(from: start, to: end, limit: limit))
         case let .history(key, limit):
             let cap = Swift.min(Int(limit), limits.rangeResultsMax)
             return .history(try history(of: key, limit: cap, bytesMax: limits.resultBytesMax))
@@ -324,6 +274,65 @@ public struct KeyValueState: Sendable {
         case .policy:
             return .policy(policy)
         }
+    }
+
+    /// A transaction: every guard must hold; every write is staged in an overlay and every add
+    /// checked before anything applies (all or nothing). Writes apply in order, so a later
+    /// write to a key wins.
+    private mutating func transaction(guards: [LedgerOperation.Guard], writes: [LedgerOperation.Write], caller: Policy.Caller) -> OperationResult {
+        for (index, check) in guards.enumerated() where !holds(check) {
+            return .conditionFailed(.guardFailed(index: UInt32(index)))
+        }
+        var staged: [[UInt8]: Record?] = [:]
+        var order: [[UInt8]] = []
+        func current(_ key: [UInt8]) -> Record? { staged[key] ?? records[key] }
+        for (index, w) in writes.enumerated() {
+            let key: [UInt8]
+            let next: Record?
+            switch w {
+            case let .put(k, value): key = k; next = Record(value: value, version: height)
+            case let .delete(k): key = k; next = nil
+            case let .add(k, delta, min, max):
+                key = k
+                switch Self.addResult(current(k), delta: delta, min: min, max: max) {
+                case let .success(balance): next = Record(value: Self.encodeBalance(balance), version: height)
+                case let .failure(failure):
+                    return .conditionFailed(.transactionAdd(index: UInt32(index), caller.may(.read, k) ? failure : .withheld))
+                }
+            }
+            if staged[key] == nil { order.append(key) }
+            staged[key] = .some(next)
+        }
+        for key in order {
+            let next = staged[key]!
+            if next != nil || records[key] != nil { write(key, next) }
+        }
+        return .written(version: height)
+    }
+
+    /// The entries from `start` (inclusive) to `end` (exclusive; empty: no end) in key order,
+    /// at most `limit` and `rangeResultsMax`, and within `resultBytesMax` (one entry at least).
+    private mutating func range(from start: [UInt8], to end: [UInt8], limit: UInt32) -> [OperationResult.Entry] {
+        let cap = Swift.min(Int(limit), limits.rangeResultsMax)
+        if sortedKeys == nil { sortedKeys = records.keys.sorted { $0.lexicographicallyPrecedes($1) } }
+        let keys = sortedKeys!
+        // Binary search for the first key ≥ start.
+        var low = 0
+        var high = keys.count
+        while low < high {
+            let mid = (low + high) / 2
+            if keys[mid].lexicographicallyPrecedes(start) { low = mid + 1 } else { high = mid }
+        }
+        var entries: [OperationResult.Entry] = []
+        var bytes = 0
+        while low < keys.count, entries.count < cap, end.isEmpty || keys[low].lexicographicallyPrecedes(end) {
+            let record = records[keys[low]]!
+            bytes += keys[low].count + record.value.count
+            if bytes > limits.resultBytesMax, !entries.isEmpty { break }
+            entries.append(OperationResult.Entry(key: keys[low], value: record.value, version: record.version))
+            low += 1
+        }
+        return entries
     }
 
     /// The first part of `operation` the caller's rights do not cover (SPEC.md §19.2), in

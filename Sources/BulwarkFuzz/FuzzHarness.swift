@@ -28,30 +28,12 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
     public func run(_ data: [UInt8]) {
         switch self {
         case .peerFrame:
-            guard let frame = try? PeerFrame(decoding: data) else { return }
-            canonical(frame.encoded(), data, "peer frame")
-            switch frame {
-            case let .consensus(_, message): _ = message.isInProtocolRange
-            case let .fetchBlocks(from, to): _ = PeerFrame.transferRange(from: from, to: to, ledgerHeight: Self.fixture.tip.height)
-            case let .blocks(entries): Self.verifyTransferred(entries)
-            case .progressQuery: break
-            case let .progress(_, report):
-                _ = report.isEmptyCluster
-                _ = try? report.latest?.certificate.verify(config: Self.fixture.config, verifier: Self.verifier)
-            }
+            Self.peerFrame(data)
         case .clientFrame:
-            guard let frame = try? ClientFrame(decoding: data) else { return }
-            canonical(frame.encoded(), data, "client frame")
-            if case let .reply(reply) = frame, let result = try? OperationResult(decoding: reply.result) {
-                canonical(result.encoded(), reply.result, "operation result")
-            }
-            if case let .proof(_, bundle) = frame { _ = try? bundle.verify(config: Self.fixture.config) }
-            if case let .epochProofs(_, steps) = frame {
-                for (i, step) in steps.enumerated() { _ = try? step.verify(from: Self.fixture.config, epoch: UInt64(i)) }
-            }
+            Self.clientFrame(data)
         case .message:
             guard let message = try? Message(decoding: data) else { return }
-            canonical(message.encoded(), data, "message")
+            Self.canonical(message.encoded(), data, "message")
             if message.isInProtocolRange { message.preverify(config: Self.fixture.config, verifier: Self.verifier) }
         case .handshake:
             Self.handshake(data)
@@ -63,7 +45,7 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
             guard let wal = try? WriteAheadLog(path: "/wal", fileSystem: fs) else { return }
             for record in wal.records {
                 guard let decoded = try? WALRecord(decoding: record) else { continue }
-                canonical(decoded.encoded(), record, "WAL record")
+                Self.canonical(decoded.encoded(), record, "WAL record")
             }
         case .snapshot:
             // Sealed with its digest, so the decoder behind the digest check is reached.
@@ -71,30 +53,62 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
             guard var state = try? KeyValueState(snapshot: bytes, cluster: Self.fixture.config.clusterID,
                                                  history: Self.fixture.state.historyStore) else { return }
             _ = state.stateRoot
-            canonical(state.snapshot(), bytes, "snapshot")
+            Self.canonical(state.snapshot(), bytes, "snapshot")
         case .segmentIndex:
             Self.segmentIndex(Self.framed(data))
         case .clusterConfig:
-            // cluster.json, the canonical encoding admins sign, and the replicated governance.
-            func sound(_ config: ClusterConfig) {
-                precondition(config.n >= 4 && config.quorum > 2 * config.f && config.quorum <= config.n, "accepted an unsound cluster")
-                precondition(config.admins.isEmpty ? config.adminThreshold == 0 : (1...config.admins.count).contains(config.adminThreshold),
-                             "accepted an unsound admin threshold")
-            }
-            if let config = try? JSONDecoder().decode(ClusterConfig.self, from: Data(data)) { sound(config) }
-            if let config = try? ClusterConfig(decoding: data) {
-                sound(config)
-                canonical(config.encoded(), data, "cluster configuration")
-            }
-            if let governance = try? Governance(decoding: data) {
-                sound(governance.config)
-                canonical(governance.encoded(), data, "governance")
-                _ = governance.epoch(at: .max)
-            }
+            Self.clusterConfig(data)
         case .replica:
             ReplicaScenario.fuzz(data)
         case .shell:
             ShellScenario.fuzz(data)
+        }
+    }
+
+    /// A peer frame: canonical, and what a replica does with each kind runs on it.
+    static func peerFrame(_ data: [UInt8]) {
+        guard let frame = try? PeerFrame(decoding: data) else { return }
+        Self.canonical(frame.encoded(), data, "peer frame")
+        switch frame {
+        case let .consensus(_, message): _ = message.isInProtocolRange
+        case let .fetchBlocks(from, to): _ = PeerFrame.transferRange(from: from, to: to, ledgerHeight: fixture.tip.height)
+        case let .blocks(entries): verifyTransferred(entries)
+        case .progressQuery: break
+        case let .progress(_, report):
+            _ = report.isEmptyCluster
+            _ = try? report.latest?.certificate.verify(config: fixture.config, verifier: verifier)
+        }
+    }
+
+    /// A client frame: canonical, and every proof in it checked.
+    static func clientFrame(_ data: [UInt8]) {
+        guard let frame = try? ClientFrame(decoding: data) else { return }
+        Self.canonical(frame.encoded(), data, "client frame")
+        if case let .reply(reply) = frame, let result = try? OperationResult(decoding: reply.result) {
+            Self.canonical(result.encoded(), reply.result, "operation result")
+        }
+        if case let .proof(_, bundle) = frame { _ = try? bundle.verify(config: fixture.config) }
+        if case let .epochProofs(_, steps) = frame {
+            for (i, step) in steps.enumerated() { _ = try? step.verify(from: fixture.config, epoch: UInt64(i)) }
+        }
+    }
+
+    /// cluster.json, the canonical encoding admins sign, and the replicated governance.
+    static func clusterConfig(_ data: [UInt8]) {
+        func sound(_ config: ClusterConfig) {
+            precondition(config.n >= 4 && config.quorum > 2 * config.f && config.quorum <= config.n, "accepted an unsound cluster")
+            precondition(config.admins.isEmpty ? config.adminThreshold == 0 : (1...config.admins.count).contains(config.adminThreshold),
+                         "accepted an unsound admin threshold")
+        }
+        if let config = try? JSONDecoder().decode(ClusterConfig.self, from: Data(data)) { sound(config) }
+        if let config = try? ClusterConfig(decoding: data) {
+            sound(config)
+            Self.canonical(config.encoded(), data, "cluster configuration")
+        }
+        if let governance = try? Governance(decoding: data) {
+            sound(governance.config)
+            Self.canonical(governance.encoded(), data, "governance")
+            _ = governance.epoch(at: .max)
         }
     }
 
@@ -111,24 +125,7 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
                        status: .running, epoch: 0, view: 1,
                        latest: CommitProof(header: fixture.entries[2].block.header, certificate: fixture.entries[2].certificate))).encoded()]
         case .clientFrame:
-            let request = scenario.requests[0]
-            return [ClientFrame.request(request).encoded(),
-                    ClientFrame.reply(ClientReply(requestID: 1, height: 2, result: OperationResult.written(version: 2).encoded())).encoded(),
-                    ClientFrame.proveRequest(key: Array("key-1".utf8), nonce: 9).encoded(),
-                    ClientFrame.refused(requestID: 3, .tooLarge(bytes: 200_000, limit: 131_072)).encoded(),
-                    ClientFrame.proofUnavailable(nonce: 9, reason: "none yet").encoded(),
-                    ClientFrame.request(Request.signed(by: fixture.clients[0], cluster: fixture.config.clusterID, requestID: 7,
-                                                       operation: .approveConfig(Self.approval))).encoded(),
-                    ClientFrame.fetchBlocks(from: 1, to: 128).encoded(),
-                    ClientFrame.blocks(Array(fixture.entries.prefix(2))).encoded(),
-                    ClientFrame.request(Request.signed(by: fixture.clients[0], cluster: fixture.config.clusterID, requestID: 8,
-                                                       operation: .approvePolicy(Self.policyApproval))).encoded(),
-                    ClientFrame.reply(ClientReply(requestID: 8, height: 3, result: OperationResult.permissionDenied(
-                        PermissionDenial(operation: .add, key: Array("acct/alice/x".utf8), permission: .write,
-                                         prefix: Array("acct/alice/".utf8))).encoded())).encoded(),
-                    ClientFrame.epochProofsRequest(from: 0, nonce: 3).encoded(),
-                    ClientFrame.epochProofs(nonce: 3, [EpochProof(certificate: fixture.executionCertificates[0],
-                                                                  governance: fixture.proveGovernance())]).encoded()]
+            return Self.clientFrameSeeds()
         case .message:
             return scenario.sent.prefix(24).map { $0.encoded() } + ReplicaScenario.changingView.sent.suffix(6).map { $0.encoded() }
         case .handshake:
@@ -136,18 +133,7 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
         case .blockLog:
             return [[0] + Self.segment(of: fixture), [1] + Self.unframed(Self.segmentRecords(of: fixture))]
         case .wal:
-            let fs = SimulatedFileSystem()
-            let wal = try! WriteAheadLog(path: "/wal", fileSystem: fs)
-            let records: [WALRecord] = scenario.sent.prefix(8).compactMap { message in
-                switch message {
-                case let .prePrepare(pp): return .sent(.prePrepare(pp))
-                case let .prepare(p): return .sent(.prepare(p))
-                case let .commit(c): return .sent(.commit(c))
-                default: return nil
-                }
-            }
-            try! wal.append(contentsOf: records.map { $0.encoded() })
-            return [[0] + fs.bytes("/wal")!, [1] + Self.unframed(records.map { (1, $0.encoded()) })]
+            return Self.walSeeds()
         case .snapshot:
             return [Array(fixture.state.snapshot().dropLast(Digest.byteCount))]
         case .segmentIndex:
@@ -155,13 +141,7 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
             // The index is one record of type 1; its payload is what follows the 9-byte header.
             return [[0] + index, [1] + Self.unframed([(1, Array(index.dropFirst(9)))])]
         case .clusterConfig:
-            var state = KeyValueState(genesis: Self.governed)
-            let approving = Request.signed(by: fixture.clients[0], cluster: fixture.config.clusterID, requestID: 1,
-                                           operation: .approveConfig(Self.approval))
-            _ = try? state.execute(Block(header: BlockHeader(clusterID: fixture.config.clusterID, height: 1, view: 0, timestampMs: 0,
-                                                             proposer: 0, prevBlockHash: .zero, txRoot: .zero, historyRoot: .zero),
-                                         requests: [approving]))
-            return [Array(try! JSONEncoder().encode(fixture.config)), Self.governed.encoded(), state.governance.encoded()]
+            return Self.clusterConfigSeeds()
         case .shell:
             // A state transfer started by a checkpoint proof and answered in full, or in part
             // and then after a retry; serving blocks, a client request and a proof request.
@@ -180,6 +160,59 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
                 return input
             }
         }
+    }
+
+    /// Every kind of client frame, from the fixture's ledger.
+    static func clientFrameSeeds() -> [[UInt8]] {
+        let fixture = Self.fixture
+        let scenario = ReplicaScenario.committed
+        let request = scenario.requests[0]
+        return [ClientFrame.request(request).encoded(),
+                ClientFrame.reply(ClientReply(requestID: 1, height: 2, result: OperationResult.written(version: 2).encoded())).encoded(),
+                ClientFrame.proveRequest(key: Array("key-1".utf8), nonce: 9).encoded(),
+                ClientFrame.refused(requestID: 3, .tooLarge(bytes: 200_000, limit: 131_072)).encoded(),
+                ClientFrame.proofUnavailable(nonce: 9, reason: "none yet").encoded(),
+                ClientFrame.request(Request.signed(by: fixture.clients[0], cluster: fixture.config.clusterID, requestID: 7,
+                                                   operation: .approveConfig(Self.approval))).encoded(),
+                ClientFrame.fetchBlocks(from: 1, to: 128).encoded(),
+                ClientFrame.blocks(Array(fixture.entries.prefix(2))).encoded(),
+                ClientFrame.request(Request.signed(by: fixture.clients[0], cluster: fixture.config.clusterID, requestID: 8,
+                                                   operation: .approvePolicy(Self.policyApproval))).encoded(),
+                ClientFrame.reply(ClientReply(requestID: 8, height: 3, result: OperationResult.permissionDenied(
+                    PermissionDenial(operation: .add, key: Array("acct/alice/x".utf8), permission: .write,
+                                     prefix: Array("acct/alice/".utf8))).encoded())).encoded(),
+                ClientFrame.epochProofsRequest(from: 0, nonce: 3).encoded(),
+                ClientFrame.epochProofs(nonce: 3, [EpochProof(certificate: fixture.executionCertificates[0],
+                                                              governance: fixture.proveGovernance())]).encoded()]
+    }
+
+    /// A WAL of the committed scenario's votes, framed and unframed.
+    static func walSeeds() -> [[UInt8]] {
+        let scenario = ReplicaScenario.committed
+        let fs = SimulatedFileSystem()
+        let wal = try! WriteAheadLog(path: "/wal", fileSystem: fs)
+        let records: [WALRecord] = scenario.sent.prefix(8).compactMap { message in
+            switch message {
+            case let .prePrepare(pp): return .sent(.prePrepare(pp))
+            case let .prepare(p): return .sent(.prepare(p))
+            case let .commit(c): return .sent(.commit(c))
+            default: return nil
+            }
+        }
+        try! wal.append(contentsOf: records.map { $0.encoded() })
+        return [[0] + fs.bytes("/wal")!, [1] + Self.unframed(records.map { (1, $0.encoded()) })]
+    }
+
+    /// cluster.json, a governed configuration's encoding, and governance after an approval.
+    static func clusterConfigSeeds() -> [[UInt8]] {
+        let fixture = Self.fixture
+        var state = KeyValueState(genesis: Self.governed)
+        let approving = Request.signed(by: fixture.clients[0], cluster: fixture.config.clusterID, requestID: 1,
+                                       operation: .approveConfig(Self.approval))
+        _ = try? state.execute(Block(header: BlockHeader(clusterID: fixture.config.clusterID, height: 1, view: 0, timestampMs: 0,
+                                                         proposer: 0, prevBlockHash: .zero, txRoot: .zero, historyRoot: .zero),
+                                     requests: [approving]))
+        return [Array(try! JSONEncoder().encode(fixture.config)), Self.governed.encoded(), state.governance.encoded()]
     }
 
     // MARK: - Shared fixtures (built once per process)
@@ -201,7 +234,7 @@ public enum FuzzHarness: String, CaseIterable, Sendable {
 
     /// A decoded value must encode back to exactly the input: two encodings of one value would
     /// let the same message carry two signatures' worth of bytes, or two hashes.
-    func canonical(_ encoded: [UInt8], _ input: [UInt8], _ what: String) {
+    static func canonical(_ encoded: [UInt8], _ input: [UInt8], _ what: String) {
         guard encoded != input else { return }
         let at = zip(encoded, input).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(encoded.count, input.count)
         preconditionFailure("a \(what) decoded from bytes that are not its canonical encoding: "

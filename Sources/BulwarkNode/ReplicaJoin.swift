@@ -26,19 +26,19 @@ public enum ReplicaJoin {
     public static func run(genesis: ClusterConfig, key: PrivateKey, dataDirectory: String, logger: Logger) async throws {
         let ledger = try JoiningLedger(genesis: genesis, key: key.publicKey, dataDirectory: dataDirectory, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        // Bounded: a peer flooding answers cannot grow the queue (what is dropped is asked again).
-        let (inputs, feed) = AsyncStream.makeStream(of: Input.self, bufferingPolicy: .bufferingOldest(64))
+        // Peers' answers wait within a bound (a flood is dropped, and what was dropped is asked
+        // again); the loop's own timers always get through, at most two at a time.
+        let (inputs, feed) = AsyncStream.makeStream(of: Input.self)
+        let answersWaiting = NIOLockedValueBox(0)
         var config = ledger.governance.config
-        let transport = Transport(group: group, config: config, role: .client(key.publicKey), key: key,
-                                  settings: .init(frameBytesMax: CodecLimits.bytesMax * 2), logger: logger,
-                                  onFrame: { role, bytes in
-                                      guard case let .replica(replica) = role else { return }
-                                      switch try? ClientFrame(decoding: bytes) {
-                                      case let .blocks(entries)?: feed.yield(.blocks(entries, from: replica))
-                                      case .refused(_, .unknownClient)?: feed.yield(.refused(by: replica))
-                                      default: return
-                                      }
-                                  })
+        let transport = connect(group: group, config: config, key: key, logger: logger) { answer in
+            let admitted = answersWaiting.withLockedValue { waiting -> Bool in
+                guard waiting < Self.answersWaitingMax else { return false }
+                waiting += 1
+                return true
+            }
+            if admitted { feed.yield(answer) }
+        }
         defer {
             feed.finish()
             Task { await transport.shutdown(); try? await group.shutdownGracefully() }
@@ -63,22 +63,9 @@ public enum ReplicaJoin {
         var lastReport = ledger.height
         ask()
         for await input in inputs {
-            let step: JoinProgress.Step?
-            switch input {
-            case let .blocks(entries, peer):
-                step = try progress.received(entries, from: peer, ledger: ledger)
-                if step != nil, let error = progress.rejection {
-                    logger.warning("a replica sent a block that fails its checks; asking another", metadata: [
-                        "replica": "\(peer)", "error": "\(error)"])
-                }
-            case let .refused(peer):
-                step = progress.refused(by: peer, ledger: ledger)
-                if step != nil {
-                    logger.warning("replica \(peer) serves blocks only to validators of the current or a scheduled configuration (or to a key with read on every key); has the change that adds this key been approved?")
-                }
-            case let .timedOut(question): step = progress.timedOut(question: question, ledger: ledger)
-            case .waited: step = .ask
-            }
+            if case .blocks = input { answersWaiting.withLockedValue { $0 -= 1 } }
+            if case .refused = input { answersWaiting.withLockedValue { $0 -= 1 } }
+            let step = try take(input, progress: &progress, ledger: ledger, logger: logger)
             switch step {
             case nil: continue
             case .ask?: ask()
@@ -99,6 +86,44 @@ public enum ReplicaJoin {
                 lastReport = ledger.height
                 logger.info("joining", metadata: ["height": "\(ledger.height)", "epoch": "\(ledger.governance.epoch)"])
             }
+        }
+    }
+
+    static let answersWaitingMax = 64
+
+    /// A client connection to the configuration's validators whose answers go to `answered`.
+    static func connect(group: MultiThreadedEventLoopGroup, config: ClusterConfig, key: PrivateKey, logger: Logger,
+                        answered: @escaping @Sendable (Input) -> Void) -> Transport {
+        Transport(group: group, config: config, role: .client(key.publicKey), key: key,
+                  settings: .init(frameBytesMax: CodecLimits.bytesMax * 2), logger: logger,
+                  onFrame: { role, bytes in
+                      guard case let .replica(replica) = role else { return }
+                      switch try? ClientFrame(decoding: bytes) {
+                      case let .blocks(entries)?: answered(.blocks(entries, from: replica))
+                      case .refused(_, .unknownClient)?: answered(.refused(by: replica))
+                      default: return
+                      }
+                  })
+    }
+
+    /// Hands `input` to the join's state machine, saying in the log what went wrong.
+    static func take(_ input: Input, progress: inout JoinProgress, ledger: JoiningLedger, logger: Logger) throws -> JoinProgress.Step? {
+        switch input {
+        case let .blocks(entries, peer):
+            let step = try progress.received(entries, from: peer, ledger: ledger)
+            if step != nil, let error = progress.rejection {
+                logger.warning("a replica sent a block that fails its checks; asking another", metadata: [
+                    "replica": "\(peer)", "error": "\(error)"])
+            }
+            return step
+        case let .refused(peer):
+            let step = progress.refused(by: peer, ledger: ledger)
+            if step != nil {
+                logger.warning("replica \(peer) serves blocks only to validators of the current or a scheduled configuration (or to a key with read on every key); has the change that adds this key been approved?")
+            }
+            return step
+        case let .timedOut(question): return progress.timedOut(question: question, ledger: ledger)
+        case .waited: return .ask
         }
     }
 }

@@ -30,7 +30,7 @@ public final class Simulation {
     var stateRoots: [Height: [Int: Digest]] = [:]
     let intake: ShellIntake
     /// Workload clients by key, to route replies (only looked up, never iterated).
-    let clientIndex: [PublicKey: Int]
+    var clientIndex: [PublicKey: Int] = [:]
     /// New keys a configuration change gives replicas, by public key (looked up only).
     var rotationKeys: [PublicKey: PrivateKey] = [:]
     /// Joining replicas by key, to route their fetched blocks (looked up only).
@@ -127,46 +127,9 @@ public final class Simulation {
             nodes.append(SimNode(id: nodes.count, key: keys[twin], replica: twin))
         }
         if options.grow {
-            // 4→7→4: three replicas outside cluster.json join, are added, then removed. Two
-            // of the three admins approve each change; the removal is approved for epoch 1
-            // and retried until epoch 1 is in force.
-            let joinerKeys = (0..<3).map { _ in PrivateKey(seed: (0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })! }
-            let first = ReplicaID(config.n)
-            let added = config.validators + joinerKeys.enumerated().map { i, key in
-                let port = UInt16(2000 + 3 * i)
-                return Validator(id: first + ReplicaID(i), publicKey: key.publicKey, replicaAddress: Address(host: "sim", port: port),
-                                 clientAddress: Address(host: "sim", port: port + 1), httpAddress: Address(host: "sim", port: port + 2))
-            }
-            let grown = try! ClusterConfig(clusterID: config.clusterID, validators: added, parameters: config.parameters,
-                                           admins: config.admins, adminThreshold: config.adminThreshold)
-            for (i, key) in joinerKeys.enumerated() {
-                let node = SimNode(id: nodes.count, key: key, replica: Int(first) + i)
-                node.awaitingJoin = true
-                joinerIndex[key.publicKey] = node.id
-                nodes.append(node)
-            }
-            for admin in admins.prefix(2) {
-                let client = SimClient(index: clients.count, key: admin, config: config)
-                client.script = [.approveConfig(.init(epoch: 0, config: grown, adminKey: admin)),
-                                 .approveConfig(.init(epoch: 1, config: config, adminKey: admin))]
-                clients.append(client)
-            }
+            addJoiners(admins: admins, keyRandom: &keyRandom)
         } else if options.reconfigure {
-            let rotated = PrivateKey(seed: (0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })!
-            rotationKeys[rotated.publicKey] = rotated
-            let (x, y) = Self.competingChanges(config, rotated: rotated.publicKey)
-            // Admin 0 approves X, admin 1 Y, admin 2 both in an order the seed picks: the
-            // first to reach two approvals wins, and the other is refused or dropped.
-            let both: [LedgerOperation] = rng.chance(500) ? [.approveConfig(.init(epoch: 0, config: x, adminKey: admins[2])),
-                                                             .approveConfig(.init(epoch: 0, config: y, adminKey: admins[2]))]
-                                                          : [.approveConfig(.init(epoch: 0, config: y, adminKey: admins[2])),
-                                                             .approveConfig(.init(epoch: 0, config: x, adminKey: admins[2]))]
-            for (i, script) in [[LedgerOperation.approveConfig(.init(epoch: 0, config: x, adminKey: admins[0]))],
-                                [.approveConfig(.init(epoch: 0, config: y, adminKey: admins[1]))], both].enumerated() {
-                let admin = SimClient(index: clients.count, key: admins[i], config: config)
-                admin.script = script
-                clients.append(admin)
-            }
+            addCompetingAdmins(admins, keyRandom: &keyRandom)
         }
         if options.policy, let admin = admins.first {
             policyAdmin = clients.count
@@ -177,6 +140,52 @@ public final class Simulation {
         clientIndex = Dictionary(uniqueKeysWithValues: clients.map { ($0.key.publicKey, $0.index) })
         for (replica, behaviours) in options.byzantine where replica < nodes.count {
             nodes[replica].adversary = Adversary(behaviours: behaviours, config: config, id: ReplicaID(replica), key: keys[replica])
+        }
+    }
+
+    /// The growing run's joiners and admins: three replicas outside cluster.json join, are
+    /// added, then removed (4→7→4). Two of the three admins approve each change; the removal is
+    /// approved for epoch 1 and retried until epoch 1 is in force.
+    func addJoiners(admins: [PrivateKey], keyRandom: inout SimulationRandom) {
+        let joinerKeys = (0..<3).map { _ in PrivateKey(seed: (0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })! }
+        let first = ReplicaID(config.n)
+        let added = config.validators + joinerKeys.enumerated().map { i, key in
+            let port = UInt16(2000 + 3 * i)
+            return Validator(id: first + ReplicaID(i), publicKey: key.publicKey, replicaAddress: Address(host: "sim", port: port),
+                             clientAddress: Address(host: "sim", port: port + 1), httpAddress: Address(host: "sim", port: port + 2))
+        }
+        let grown = try! ClusterConfig(clusterID: config.clusterID, validators: added, parameters: config.parameters,
+                                       admins: config.admins, adminThreshold: config.adminThreshold)
+        for (i, key) in joinerKeys.enumerated() {
+            let node = SimNode(id: nodes.count, key: key, replica: Int(first) + i)
+            node.awaitingJoin = true
+            joinerIndex[key.publicKey] = node.id
+            nodes.append(node)
+        }
+        for admin in admins.prefix(2) {
+            let client = SimClient(index: clients.count, key: admin, config: config)
+            client.script = [.approveConfig(.init(epoch: 0, config: grown, adminKey: admin)),
+                             .approveConfig(.init(epoch: 1, config: config, adminKey: admin))]
+            clients.append(client)
+        }
+    }
+
+    /// The reconfiguring run's admins: admin 0 approves X, admin 1 Y, admin 2 both in an
+    /// order the seed picks; the first to reach two approvals wins, and the other is refused
+    /// or dropped (`competingChanges`).
+    func addCompetingAdmins(_ admins: [PrivateKey], keyRandom: inout SimulationRandom) {
+        let rotated = PrivateKey(seed: (0..<32).map { _ in UInt8.random(in: 0...255, using: &keyRandom) })!
+        rotationKeys[rotated.publicKey] = rotated
+        let (x, y) = Self.competingChanges(config, rotated: rotated.publicKey)
+        let both: [LedgerOperation] = rng.chance(500) ? [.approveConfig(.init(epoch: 0, config: x, adminKey: admins[2])),
+                                                         .approveConfig(.init(epoch: 0, config: y, adminKey: admins[2]))]
+                                                      : [.approveConfig(.init(epoch: 0, config: y, adminKey: admins[2])),
+                                                         .approveConfig(.init(epoch: 0, config: x, adminKey: admins[2]))]
+        for (i, script) in [[LedgerOperation.approveConfig(.init(epoch: 0, config: x, adminKey: admins[0]))],
+                            [.approveConfig(.init(epoch: 0, config: y, adminKey: admins[1]))], both].enumerated() {
+            let admin = SimClient(index: clients.count, key: admins[i], config: config)
+            admin.script = script
+            clients.append(admin)
         }
     }
 

@@ -27,7 +27,7 @@ struct Admin: ParsableCommand {
         @Option(help: "Seconds to wait for f+1 matching replies.") var timeout = 15
 
         func connect(key path: String) throws -> (LedgerClient, PrivateKey) {
-            let configPath = cluster ?? ProcessInfo.processInfo.environment["BULWARK_CONFIG"] ?? "keys/local/cluster.json"
+            let configPath = ClusterFile.path(cluster)
             let genesis: ClusterConfig
             let key: PrivateKey
             do {

@@ -22,9 +22,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Percentage of reads (get); the rest are puts.") var reads = 0
     @Option(help: "Distinct keys written.") var keys = 10_000
     @Option(help: "Target total requests per second (open loop); omit for closed loop.") var rate: Int?
-    @Option(help: ArgumentHelp("The cluster's configuration (default: $BULWARK_CONFIG, else keys/local/cluster.json).",
-                               valueName: "FILE"))
-    var config: String?
+    @OptionGroup var clusterFile: ClusterFile
     @Flag(help: "Print the figures as JSON.") var json = false
 
     func validate() throws {
@@ -40,7 +38,7 @@ struct Bench: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let path = config ?? ProcessInfo.processInfo.environment["BULWARK_CONFIG"] ?? "keys/local/cluster.json"
+        let path = clusterFile.path
         let cluster: ClusterConfig
         do { cluster = try ClusterConfig.load(from: path) } catch { throw Self.fail(error) }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -52,31 +50,7 @@ struct Bench: AsyncParsableCommand {
         let tallies = await withTaskGroup(of: Tally.self) { tasks in
             for (index, client) in ledgerClients.enumerated() {
                 tasks.addTask {
-                    var tally = Tally()
-                    var rng = SystemRandomNumberGenerator()
-                    var next = started + (interval.map { $0 * Double(index) / Double(clients) } ?? .zero)
-                    while ContinuousClock.now < deadline {
-                        if interval != nil {
-                            if next > ContinuousClock.now { try? await Task.sleep(until: next, clock: .continuous) }
-                            guard ContinuousClock.now < deadline else { break }
-                        } else {
-                            next = ContinuousClock.now
-                        }
-                        let key = Array("bench-\(Int.random(in: 0..<keys, using: &rng))".utf8)
-                        let operation: LedgerOperation = Int.random(in: 0..<100, using: &rng) < reads
-                            ? .get(key: key) : .put(key: key, value: value)
-                        do {
-                            _ = try await client.execute(operation, timeout: .seconds(30))
-                            let elapsed = ContinuousClock.now - next
-                            _ = tally.latencies.record(UInt64(max(1, elapsed.components.seconds * 1_000_000
-                                + elapsed.components.attoseconds / 1_000_000_000_000)))
-                            tally.completed += 1
-                        } catch {
-                            tally.failed += 1
-                        }
-                        if let interval { next += interval }
-                    }
-                    return tally
+                    await drive(client, index: index, value: value, interval: interval, started: started, deadline: deadline)
                 }
             }
             var all: [Tally] = []
@@ -95,6 +69,43 @@ struct Bench: AsyncParsableCommand {
                 _ = merged.latencies.record(value.value, count: value.count)
             }
         }
+        try report(merged, seconds: seconds)
+        if merged.completed == 0 { throw ExitCode.failure }
+    }
+
+    /// One client's requests until `deadline`: closed loop, or paced every `interval` from its
+    /// share of the start, latency counted from each request's intended start.
+    func drive(_ client: LedgerClient, index: Int, value: [UInt8], interval: Duration?, started: ContinuousClock.Instant,
+               deadline: ContinuousClock.Instant) async -> Tally {
+        var tally = Tally()
+        var rng = SystemRandomNumberGenerator()
+        var next = started + (interval.map { $0 * Double(index) / Double(clients) } ?? .zero)
+        while ContinuousClock.now < deadline {
+            if interval != nil {
+                if next > ContinuousClock.now { try? await Task.sleep(until: next, clock: .continuous) }
+                guard ContinuousClock.now < deadline else { break }
+            } else {
+                next = ContinuousClock.now
+            }
+            let key = Array("bench-\(Int.random(in: 0..<keys, using: &rng))".utf8)
+            let operation: LedgerOperation = Int.random(in: 0..<100, using: &rng) < reads
+                ? .get(key: key) : .put(key: key, value: value)
+            do {
+                _ = try await client.execute(operation, timeout: .seconds(30))
+                let elapsed = ContinuousClock.now - next
+                _ = tally.latencies.record(UInt64(max(1, elapsed.components.seconds * 1_000_000
+                    + elapsed.components.attoseconds / 1_000_000_000_000)))
+                tally.completed += 1
+            } catch {
+                tally.failed += 1
+            }
+            if let interval { next += interval }
+        }
+        return tally
+    }
+
+    /// Prints the merged figures, as text or JSON.
+    func report(_ merged: Tally, seconds: Double) throws {
         let ms = { (p: Double) in Double(merged.latencies.valueAtPercentile(p)) / 1000 }
         let throughput = Double(merged.completed) / seconds
         if json {
@@ -111,6 +122,5 @@ struct Bench: AsyncParsableCommand {
             print(String(format: "latency ms: p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f", ms(50), ms(90), ms(99),
                          ms(99.9), Double(merged.latencies.max) / 1000))
         }
-        if merged.completed == 0 { throw ExitCode.failure }
     }
 }

@@ -3,11 +3,23 @@ import BulwarkClient
 import BulwarkCore
 import Foundation
 
-/// Options every client command shares.
-struct ClientOptions: ParsableArguments {
+/// The cluster's configuration file, found the same way by every command that reaches a cluster.
+struct ClusterFile: ParsableArguments {
     @Option(help: ArgumentHelp("The cluster's configuration (default: $BULWARK_CONFIG, else keys/local/cluster.json).",
                                valueName: "FILE"))
     var config: String?
+
+    /// `given`, else $BULWARK_CONFIG, else the local development cluster's.
+    static func path(_ given: String?) -> String {
+        given ?? ProcessInfo.processInfo.environment["BULWARK_CONFIG"] ?? "keys/local/cluster.json"
+    }
+
+    var path: String { Self.path(config) }
+}
+
+/// Options every client command shares.
+struct ClientOptions: ParsableArguments {
+    @OptionGroup var cluster: ClusterFile
     @Option(help: ArgumentHelp("The client's private key (default: $BULWARK_CLIENT_KEY, else ~/.bulwark/client.key).",
                                valueName: "FILE"))
     var key: String?
@@ -25,7 +37,7 @@ struct ClientOptions: ParsableArguments {
     }
 
     func connect() throws -> LedgerClient {
-        let configPath = config ?? ProcessInfo.processInfo.environment["BULWARK_CONFIG"] ?? "keys/local/cluster.json"
+        let configPath = cluster.path
         let keyPath = key ?? ClientKeyLocation.defaultPath
         let cluster: ClusterConfig
         do { cluster = try ClusterConfig.load(from: configPath) } catch { throw Put.fail(error) }

@@ -8,13 +8,11 @@ struct Status: AsyncParsableCommand {
         abstract: "Show every replica: reachable or not, view, primary, committed height, stable checkpoint, lag.",
         discussion: "The replicas are those of the configuration in force, which the command proves from cluster.json (SPEC.md §18.5) before asking them; with no replica answering, those of cluster.json.")
 
-    @Option(help: ArgumentHelp("The cluster's configuration (default: $BULWARK_CONFIG, else keys/local/cluster.json).",
-                               valueName: "FILE"))
-    var config: String?
+    @OptionGroup var clusterFile: ClusterFile
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-        let path = config ?? ProcessInfo.processInfo.environment["BULWARK_CONFIG"] ?? "keys/local/cluster.json"
+        let path = clusterFile.path
         let genesis: ClusterConfig
         do { genesis = try ClusterConfig.load(from: path) } catch { throw Self.fail(error) }
         // Any key will do: epoch proofs are answered to every client.
