@@ -128,13 +128,15 @@ extension Replica {
     }
 
     /// The shell fetched and verified blocks up to `tip` and executed them.
-    mutating func stateTransferred(tip: ChainTip, checkpoint: CheckpointProof?, executed: [ExecutedCheckpoint]) {
+    mutating func stateTransferred(tip: ChainTip, checkpoint: CheckpointProof?, executed: [ExecutedCheckpoint],
+                                   clients: ExecutedClients) {
         if let target = stateTransferTarget, tip.height >= target { stateTransferTarget = nil }
         guard tip.height > chain.height else { return }
         chain = tip
         lastExecuted = tip.height
+        executedClients = clients
         awaitingExecution.removeAll()
-        pool.removeExecuted(by: executedRequests)
+        pool.removeExecuted(by: executedClients)
         if let checkpoint, checkpoint.height > lowWatermark, checkpoint.height <= tip.height { makeStable(checkpoint) }
         adoptExecuted(executed)
         // Slots at or below the new tip are done; drop them so delivery resumes above.

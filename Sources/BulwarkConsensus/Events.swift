@@ -57,18 +57,39 @@ public enum Event: Sendable {
     /// root after it is needed, and must be given, only at checkpoint heights (the only roots
     /// signed); elsewhere the shell may leave it out, since computing it settles the state's
     /// authenticated map, which is cheaper done once per checkpoint.
-    case executed(height: Height, stateRoot: Digest?, replies: [Reply])
+    /// `policy` is the executed state's policy index after the block (nil: unchanged).
+    case executed(height: Height, stateRoot: Digest?, replies: [Reply], policy: PolicyIndex? = nil)
     /// The shell finished a state transfer: the ledger now ends at `tip`, with `checkpoint`
     /// the newest stable checkpoint it verified, and `executed` the state after each checkpoint
     /// height it executed on the way (so this replica signs those checkpoints like any other,
-    /// and stable checkpoints keep forming). The deduplication table came with the state.
-    case stateTransferred(tip: ChainTip, checkpoint: CheckpointProof?, executed: [ExecutedCheckpoint])
+    /// and stable checkpoints keep forming). `clients` is what the state that came with the
+    /// blocks says of its clients.
+    case stateTransferred(tip: ChainTip, checkpoint: CheckpointProof?, executed: [ExecutedCheckpoint], clients: ExecutedClients)
 }
 
-/// Outputs of the core, to be carried out in order: a `persist` comes before the sends that
-/// depend on it, and the shell must make it durable before sending (persist-before-send).
+/// What one step of the core asks of its shell, in the only order it may be done: first make
+/// every record in `persist` durable (together: one sync), then carry out `actions` in order
+/// (persist-before-send, as etcd-raft's `Ready`). The order is the type's: no action can come
+/// before the records, whatever actions are added.
+public struct Ready: Sendable {
+    /// WAL records: what this replica signed and saw, durable before anything is sent.
+    public internal(set) var persist: [WALRecord] = []
+    /// Sends, timers, executions, replies, in order.
+    public var actions: [Action] = []
+
+    public init() {}
+
+    public var isEmpty: Bool { persist.isEmpty && actions.isEmpty }
+
+    /// `other` after this (group commit): its records join the same sync, its actions follow.
+    public mutating func append(_ other: Ready) {
+        persist += other.persist
+        actions += other.actions
+    }
+}
+
+/// An output of the core, carried out in order once the step's records are durable (`Ready`).
 public enum Action: Sendable {
-    case persist(WALRecord)
     case send(Message, to: ReplicaID)
     case broadcast(Message)
     case setTimer(TimerID, afterMs: UInt64)
@@ -77,6 +98,9 @@ public enum Action: Sendable {
     case execute(Block, CommitCertificate)
     /// Send this reply to its client once the block is durable.
     case reply(Reply)
+    /// A retransmission of `client`'s newest executed request (PBFT §4.1): send it the reply
+    /// the executed state holds for it.
+    case replyAgain(client: PublicKey, requestID: UInt64)
     /// Tell a client its request was refused before ordering (only for requests straight
     /// from the client, never for relayed ones).
     case refuse(client: PublicKey, requestID: UInt64, RequestRefusal)
@@ -171,15 +195,35 @@ public struct Recovery: Sendable {
     }
 }
 
-/// Each client's newest executed request and its reply: the one deduplication table. It is
-/// part of the replicated state (`KeyValueState.clients`), which the shell owns and updates as
-/// it executes; the core only reads it, to answer a retransmitted request with its reply and
-/// to refuse a stale one.
-public protocol ExecutedRequests: AnyObject, Sendable {
-    func lastReply(of client: PublicKey) -> Reply?
+/// What the core knows of the executed state's clients, as a value it owns: each client's
+/// newest executed request id (the deduplication table's keys, without the results), and the
+/// policy's index of the keys it orders at all. The shell hands it over whole when it builds a
+/// core and after a state transfer, and the changes with every executed block
+/// (`Event.executed`); the core reads nothing else of the state machine, so a step is a
+/// function of the core's state and the event alone.
+public struct ExecutedClients: Sendable {
+    var lastRequestIDs: [PublicKey: UInt64]
+    var policy: PolicyIndex
+
+    public init(_ state: KeyValueState) {
+        lastRequestIDs = state.clients.mapValues(\.requestID)
+        policy = state.policyIndex
+    }
+
+    /// `client`'s newest executed request id, if it ever executed one.
+    public func lastRequestID(of client: PublicKey) -> UInt64? { lastRequestIDs[client] }
+
     /// Whether the executed state's policy orders `client`'s requests at all (a closed
     /// cluster's strangers are refused before ordering on every path, SPEC.md §19.4).
-    func admits(_ client: PublicKey) -> Bool
+    public func admits(_ client: PublicKey) -> Bool { policy.admits(client) }
+
+    /// A block executed with these replies, under `policy` when given.
+    mutating func noteExecuted(_ replies: [Reply], policy: PolicyIndex?) {
+        for reply in replies where lastRequestIDs[reply.client].map({ reply.requestID > $0 }) ?? true {
+            lastRequestIDs[reply.client] = reply.requestID
+        }
+        if let policy { self.policy = policy }
+    }
 }
 
 extension KeyValueState {
@@ -187,13 +231,4 @@ extension KeyValueState {
     public func lastReply(of client: PublicKey) -> Reply? {
         clients[client].map { Reply(client: client, requestID: $0.requestID, height: $0.height, result: $0.result.encoded()) }
     }
-}
-
-/// A state machine held where a core can read its deduplication table: for drivers that keep
-/// the state beside the core (tests, harnesses).
-public final class ExecutedState: ExecutedRequests, @unchecked Sendable {
-    public var state: KeyValueState
-    public init(_ state: KeyValueState) { self.state = state }
-    public func lastReply(of client: PublicKey) -> Reply? { state.lastReply(of: client) }
-    public func admits(_ client: PublicKey) -> Bool { state.policyIndex.admits(client) }
 }

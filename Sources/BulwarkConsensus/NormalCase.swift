@@ -5,13 +5,13 @@ extension Replica {
     // MARK: Requests
 
     mutating func receiveRequest(_ request: Request, fromClient: Bool) {
-        if let last = executedRequests.lastReply(of: request.client) {
-            if request.requestID == last.requestID {
+        if let last = executedClients.lastRequestID(of: request.client) {
+            if request.requestID == last {
                 // PBFT §4.1: a retransmitted request that already executed gets the cached reply.
-                if fromClient { emit(.reply(last)) }
+                if fromClient { emit(.replyAgain(client: request.client, requestID: last)) }
                 return
             }
-            if request.requestID < last.requestID {
+            if request.requestID < last {
                 reject(.staleRequest)
                 return
             }
@@ -30,7 +30,7 @@ extension Replica {
             return refuse(.invalidRequest, .badSignature)
         }
         // The client link refuses strangers in the shell; a peer relaying one is refused here.
-        guard executedRequests.admits(request.client) else { return refuse(.unknownClient, .unknownClient) }
+        guard executedClients.admits(request.client) else { return refuse(.unknownClient, .unknownClient) }
         switch pool.add(request, bytes: bytes, nowMs: nowMs) {
         case .added: break
         case .duplicate: return
@@ -101,7 +101,7 @@ extension Replica {
             guard let predecessor = predecessorTip(of: nextProposal) else { return }
             // A key unbound since its request arrived is not proposed: backups would refuse
             // the block (SPEC.md §19.4).
-            let strangers = batch.filter { !executedRequests.admits($0.request.client) }
+            let strangers = batch.filter { !executedClients.admits($0.request.client) }
             if !strangers.isEmpty {
                 for entry in strangers { pool.remove(RequestPool.Key(client: entry.request.client, requestID: entry.request.requestID)) }
                 continue
@@ -117,7 +117,7 @@ extension Replica {
             pool.markProposed(requests, nowMs: nowMs)
             votedInView[pp.height] = pp.blockHash
             nextProposal += 1
-            emit(.persist(.sent(.prePrepare(pp))))
+            persist(.sent(.prePrepare(pp)))
             emit(.broadcast(.prePrepare(pp)))
             install(pp, tipAfter: predecessor.appending(header, hash: pp.blockHash))
         }
@@ -160,7 +160,7 @@ extension Replica {
             return
         }
         if let problem = proposalProblem(pp, after: predecessor) { return reject(problem) }
-        if pp.block.requests.contains(where: { !executedRequests.admits($0.client) }) {
+        if pp.block.requests.contains(where: { !executedClients.admits($0.client) }) {
             // Judged by the policy the block will execute under: once the block below it has
             // executed here, every honest replica decides alike. Until then it waits (a key
             // bound by that block is not yet known here).
@@ -273,7 +273,7 @@ extension Replica {
             prepare = Prepare.signed(view: view, height: height, blockHash: pp.blockHash, by: key, replica: id, cluster: cluster)
             slots[height]!.ownPrepare = prepare
             votedInView[height] = pp.blockHash
-            emit(.persist(.sent(.prepare(prepare))))
+            persist(.sent(.prepare(prepare)))
         }
         slots[height]!.prepares[id] = prepare
         emit(.broadcast(.prepare(prepare)))
@@ -324,7 +324,7 @@ extension Replica {
             preparedCertificates[height] = certificate
             if let body = slot.body { bodies.add(body, keep: pp.blockHash) }
             slots[height] = slot
-            emit(.persist(.prepared(certificate, body: slot.body)))
+            persist(.prepared(certificate, body: slot.body))
         }
         sendCommitIfReady(height)
         guard var current = slots[height], !current.committed else { return }
@@ -353,7 +353,7 @@ extension Replica {
             guard maySign(height: height), votedInView[height].map({ $0 == pp.blockHash }) ?? true else { return }
             commit = Commit.signed(view: view, height: height, blockHash: pp.blockHash, by: key, replica: id, cluster: cluster)
             votedInView[height] = pp.blockHash
-            emit(.persist(.sent(.commit(commit))))
+            persist(.sent(.commit(commit)))
         }
         slots[height]!.ownCommit = commit
         slots[height]!.commits[id] = commit
@@ -404,9 +404,10 @@ extension Replica {
         proposeBatches(flush: true)
     }
 
-    mutating func executed(height: Height, stateRoot: Digest?, replies: [Reply]) {
+    mutating func executed(height: Height, stateRoot: Digest?, replies: [Reply], policy: PolicyIndex?) {
         guard height == lastExecuted + 1, height <= chain.height else { return }
         lastExecuted = height
+        executedClients.noteExecuted(replies, policy: policy)
         lastExecutionMs = (height, nowMs)
         if lastExecuted == chain.height { awaitingExecution.removeAll() }
         consecutiveViewChanges = 0

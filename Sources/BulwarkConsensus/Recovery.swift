@@ -35,7 +35,7 @@ extension Replica {
         reenterView(logged)
         // Checkpoints of blocks replayed from the ledger are re-signed in `start`.
         adoptExecuted(recovery.executed)
-        output = []
+        output = Ready()
         guard !isChangingView else { return }
         restoreSlots(logged)
     }
@@ -104,7 +104,7 @@ extension Replica {
             // Nothing is sent during construction: drop what reinstalling emitted and forget
             // the timers it armed, so `start` and later events arm them afresh. A state
             // transfer it asked for stays pending, and `start` asks for it again.
-            output = []
+            output = Ready()
             requestTimerArmed = false
             batchTimerArmed = false
         } else if let vc = logged.ownViewChange, vc.newView == logged.highestView {

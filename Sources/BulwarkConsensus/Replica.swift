@@ -126,8 +126,9 @@ public struct Replica: Sendable {
     /// arrives in between (a backup's relay, a client's retry) is neither pooled nor proposed
     /// again. Empty whenever execution has caught up with delivery.
     var awaitingExecution: Set<RequestPool.Key> = []
-    /// The last executed request and reply of each client, as the state holds it.
-    let executedRequests: any ExecutedRequests
+    /// Each client's newest executed request id and the policy's admissions, as the executed
+    /// state holds them (kept up to date by `.executed` and `.stateTransferred`).
+    public internal(set) var executedClients: ExecutedClients
 
     // MARK: Timers and counters
 
@@ -143,12 +144,12 @@ public struct Replica: Sendable {
 
     /// The latest time the shell reported; never decreases.
     public internal(set) var nowMs: UInt64 = 0
-    var output: [Action] = []
+    var output = Ready()
 
     // MARK: - Construction
 
     public init(config: ClusterConfig, id: ReplicaID, key: PrivateKey, verifier: SignatureVerifier,
-                executedRequests: any ExecutedRequests, epoch: UInt64 = 0, epochBase: ChainTip = .genesis,
+                executedClients: ExecutedClients, epoch: UInt64 = 0, epochBase: ChainTip = .genesis,
                 epochLastHeight: Height? = nil, recovery: Recovery? = nil, signingFloor: SigningFloor? = nil) {
         precondition(config.validator(id)?.publicKey == key.publicKey, "key does not belong to replica \(id)")
         self.config = config
@@ -158,7 +159,7 @@ public struct Replica: Sendable {
         self.id = id
         self.key = key
         self.verifier = verifier
-        self.executedRequests = executedRequests
+        self.executedClients = executedClients
         self.signingFloor = signingFloor
         let tip = recovery?.tip ?? epochBase
         chain = tip
@@ -171,9 +172,9 @@ public struct Replica: Sendable {
     }
 
     /// Arms the periodic timers; call once after construction (and after a restart).
-    public mutating func start(nowMs: UInt64) -> [Action] {
+    public mutating func start(nowMs: UInt64) -> Ready {
         self.nowMs = max(self.nowMs, nowMs)
-        output = []
+        output = Ready()
         emit(.setTimer(.retransmit, afterMs: retransmitIntervalMs))
         if isChangingView, let vc = ownViewChange {
             emit(.broadcast(.viewChange(vc)))
@@ -191,16 +192,17 @@ public struct Replica: Sendable {
     }
 
     /// Feeds one event; returns what the shell must do, in order.
-    public mutating func step(_ event: Event, nowMs: UInt64) -> [Action] {
+    public mutating func step(_ event: Event, nowMs: UInt64) -> Ready {
         self.nowMs = max(self.nowMs, nowMs)
-        output = []
+        output = Ready()
         switch event {
         case let .message(message): receive(message)
         case let .clientRequest(request): receiveRequest(request, fromClient: true)
         case let .timerFired(timer): timerFired(timer)
-        case let .executed(height, stateRoot, replies): executed(height: height, stateRoot: stateRoot, replies: replies)
-        case let .stateTransferred(tip, checkpoint, executed):
-            stateTransferred(tip: tip, checkpoint: checkpoint, executed: executed)
+        case let .executed(height, stateRoot, replies, policy):
+            executed(height: height, stateRoot: stateRoot, replies: replies, policy: policy)
+        case let .stateTransferred(tip, checkpoint, executed, clients):
+            stateTransferred(tip: tip, checkpoint: checkpoint, executed: executed, clients: clients)
         case let .epochEnds(lastHeight):
             epochEnds(lastHeight: lastHeight)
         }
@@ -208,13 +210,16 @@ public struct Replica: Sendable {
         return takeOutput()
     }
 
-    mutating func takeOutput() -> [Action] {
+    mutating func takeOutput() -> Ready {
         let out = output
-        output = []
+        output = Ready()
         return out
     }
 
-    mutating func emit(_ action: Action) { output.append(action) }
+    mutating func emit(_ action: Action) { output.actions.append(action) }
+
+    /// A record that must be durable before anything this step sends.
+    mutating func persist(_ record: WALRecord) { output.persist.append(record) }
 
     mutating func reject(_ reason: RejectReason) { rejections[reason, default: 0] += 1 }
 

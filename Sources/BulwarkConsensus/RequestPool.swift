@@ -75,10 +75,10 @@ struct RequestPool: Sendable {
     }
 
     /// Drops every pending request the state already executed (after a state transfer).
-    mutating func removeExecuted(by executed: any ExecutedRequests) {
+    mutating func removeExecuted(by executed: ExecutedClients) {
         let done = order.compactMap { position -> Key? in
-            guard current(position) != nil, let last = executed.lastReply(of: position.key.client),
-                  position.key.requestID <= last.requestID else { return nil }
+            guard current(position) != nil, let last = executed.lastRequestID(of: position.key.client),
+                  position.key.requestID <= last else { return nil }
             return position.key
         }
         for key in done { remove(key) }

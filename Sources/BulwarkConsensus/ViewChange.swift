@@ -24,7 +24,7 @@ extension Replica {
         ownViewChange = vc
         for (sender, other) in viewChanges where other.newView < target { viewChanges[sender] = nil }
         viewChanges[id] = vc
-        emit(.persist(.sent(.viewChange(vc))))
+        persist(.sent(.viewChange(vc)))
         emit(.broadcast(.viewChange(vc)))
         armNewViewTimerIfQuorum()
         sendNewViewIfReady()
@@ -74,7 +74,7 @@ extension Replica {
         let proposals = plan.headers.map { Proposal.signed(view: view, header: $0, by: key, replica: id, cluster: cluster) }
         let nv = NewView.signed(view: view, viewChanges: Array(proof), proposals: proposals, by: key, replica: id,
                                 cluster: cluster, epoch: epoch)
-        emit(.persist(.sent(.newView(nv))))
+        persist(.sent(.newView(nv)))
         emit(.broadcast(.newView(nv)))
         installNewView(nv, plan: plan)
         sendReproposalBodies()
@@ -116,7 +116,7 @@ extension Replica {
                 return reject(.invalidNewView)
             }
         }
-        emit(.persist(.acceptedNewView(nv)))
+        persist(.acceptedNewView(nv))
         installNewView(nv, plan: plan)
     }
 

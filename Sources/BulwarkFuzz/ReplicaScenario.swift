@@ -32,9 +32,9 @@ struct ReplicaScenario {
         let verifier = SignatureVerifier()
         let config = self.config
         // Blocks are not executed here (see `executed`): no request ever shows as executed.
-        let executed = ExecutedState(KeyValueState(genesis: config))
+        let executed = ExecutedClients(KeyValueState(genesis: config))
         replicas = keys.enumerated().map { i, key in
-            Replica(config: config, id: ReplicaID(i), key: key, verifier: verifier, executedRequests: executed)
+            Replica(config: config, id: ReplicaID(i), key: key, verifier: verifier, executedClients: executed)
         }
         for i in 0..<4 { _ = replicas[i].start(nowMs: nowMs) }
     }
@@ -82,7 +82,7 @@ struct ReplicaScenario {
         var events = [event]
         while !events.isEmpty {
             let out = replicas[i].step(events.removeFirst(), nowMs: nowMs)
-            for action in out {
+            for action in out.actions {
                 switch action {
                 case let .broadcast(message):
                     sent.append(message)

@@ -41,7 +41,6 @@ public final class ReplicaShell {
     /// Boundary proofs sent to peers of earlier epochs, per peer; and the newest of them.
     var epochHints = RateLimiter<ReplicaID>(perSecond: 2, burst: 4, totalPerSecond: 64)
     var boundaryProofs: [Height: CheckpointProof] = [:]
-    let executedRequests = ShellExecutedRequests()
     /// Called once when the replica faults: a process exits so that its supervisor restarts
     /// it (recovery from disk is the one path back). Nil: the replica only stops.
     public var onFault: ((String) -> Void)?
@@ -98,12 +97,6 @@ public final class ReplicaShell {
     }
 
     /// The core's view of the deduplication table the state holds (the only one).
-    final class ShellExecutedRequests: ExecutedRequests, @unchecked Sendable {
-        weak var shell: ReplicaShell?
-        func lastReply(of client: PublicKey) -> Reply? { shell?.ledger.state.lastReply(of: client) }
-        func admits(_ client: PublicKey) -> Bool { shell?.ledger.state.policyIndex.admits(client) ?? false }
-    }
-
     struct RequestKey: Hashable {
         var client: PublicKey
         var requestID: UInt64
@@ -164,7 +157,7 @@ public final class ReplicaShell {
         }
         Self.removeOldJournals(dataDirectory: dataDirectory, epoch: governance.epoch, fileSystem: fileSystem)
         let epochBase = try Self.tip(after: base, in: ledger)
-        core = Replica(config: governance.config, id: id, key: key, verifier: verifier, executedRequests: executedRequests,
+        core = Replica(config: governance.config, id: id, key: key, verifier: verifier, executedClients: ExecutedClients(ledger.state),
                        epoch: governance.epoch, epochBase: epochBase, epochLastHeight: governance.scheduled?.lastHeight,
                        recovery: Recovery(tip: ledger.tip, checkpoint: recovered.checkpoint.flatMap { $0.height > base ? $0 : nil },
                                           wal: journal.records, executed: recovered.executed.filter { $0.header.height > base },
@@ -177,7 +170,6 @@ public final class ReplicaShell {
         } else {
             try journal.claim()
         }
-        executedRequests.shell = self
         if let latest = ledger.blockLog.latestExecutionCertificate { certify(latest) }
         logger.info("recovered", metadata: ["height": "\(ledger.tip.height)", "view": "\(core.view)",
                                             "wal": "\(journal.records.count)",
@@ -229,7 +221,7 @@ public final class ReplicaShell {
     /// stepped together and their actions carried out with one WAL fsync (group commit);
     /// other input is handled in its place in the order.
     public func handle(_ inputs: [ShellInput]) {
-        var actions: [Action] = []
+        var ready = Ready()
         for input in inputs {
             guard !stopped, faulted == nil else { return }
             switch input {
@@ -254,18 +246,18 @@ public final class ReplicaShell {
                     }
                     noteArrival(request)
                 }
-                actions += core.step(event, nowMs: clock.nowMs)
+                ready.append(core.step(event, nowMs: clock.nowMs))
             case let .consensus(message, epoch, peer):
                 if epoch == core.epoch {
-                    actions += core.step(.message(message), nowMs: clock.nowMs)
+                    ready.append(core.step(.message(message), nowMs: clock.nowMs))
                 } else {
-                    process(actions)
-                    actions = []
+                    process(ready)
+                    ready = Ready()
                     otherEpoch(message, epoch: epoch, from: peer)
                 }
             case let .peerFrame(frame, peer):
-                process(actions)
-                actions = []
+                process(ready)
+                ready = Ready()
                 handle(frame, from: peer)
             case let .proveRequest(key, nonce, client):
                 answerProof(key: key, nonce: nonce, to: client)
@@ -275,7 +267,7 @@ public final class ReplicaShell {
                 answerEpochProofs(from: from, nonce: nonce, to: client)
             }
         }
-        process(actions)
+        process(ready)
     }
 
     /// A timer the driver ran for this shell fired.
@@ -315,17 +307,17 @@ public final class ReplicaShell {
 
     // MARK: Carrying out the core's actions
 
-    /// Carries out `actions` in three explicit steps: the WAL records among them are made
+    /// Carries out what the core asked in three explicit steps: its WAL records are made
     /// durable before anything else happens (persist-before-send); then each action in order;
     /// then the replies, once the blocks they report are durable. Events the actions produce
     /// (`.executed`) are stepped afterwards.
-    func process(_ actions: [Action]) {
+    func process(_ ready: Ready) {
         guard !stopped, faulted == nil else { return }
-        let actions = interceptor?.rewrite(actions) ?? actions
+        let actions = interceptor?.rewrite(ready.actions) ?? ready.actions
         var followUps: [Event] = []
         var replies: [Reply] = []
         do {
-            try persist(actions.compactMap { if case let .persist(record) = $0 { return record } else { return nil } })
+            try persist(ready.persist)
             for action in actions {
                 try carryOut(action, followUps: &followUps, replies: &replies)
                 guard faulted == nil, !stopped else { return }
@@ -351,7 +343,6 @@ public final class ReplicaShell {
 
     func carryOut(_ action: Action, followUps: inout [Event], replies: inout [Reply]) throws {
         switch action {
-        case .persist: break
         case let .send(message, to):
             notify(.sent(message, epoch: core.epoch))
             network.send(PeerFrame.consensus(epoch: core.epoch, message).encoded(), to: to,
@@ -368,6 +359,9 @@ public final class ReplicaShell {
             if let event = transferOvertaken() { followUps.append(event) }
         case let .reply(reply):
             replies.append(reply)
+        case let .replyAgain(client, requestID):
+            // The reply the executed state holds for the request (it left before: durable).
+            if let reply = ledger.state.lastReply(of: client), reply.requestID == requestID { replies.append(reply) }
         case let .refuse(client, requestID, refusal):
             network.send(ClientFrame.refused(requestID: requestID, refusal).encoded(), toClient: client)
             notify(.refused(refusal))
@@ -432,7 +426,7 @@ public final class ReplicaShell {
             }
             notify(.deliveredAfterTransfer(height))
             return .executed(height: height, stateRoot: ledger.checkpointRoot(at: height),
-                             replies: ledger.repliesRecorded(for: entry.block))
+                             replies: ledger.repliesRecorded(for: entry.block), policy: ledger.state.policyIndex)
         }
         try ledger.blockLog.append(entry)
         let (outcomes, checkpoint) = try ledger.apply(entry)
@@ -441,7 +435,7 @@ public final class ReplicaShell {
         notify(.executed(height: height, requests: entry.block.requests.count, denied: denied,
                          stateRoot: checkpoint?.stateRoot))
         return .executed(height: height, stateRoot: checkpoint?.stateRoot,
-                         replies: Reply.replies(to: entry.block, outcomes: outcomes))
+                         replies: Reply.replies(to: entry.block, outcomes: outcomes), policy: ledger.state.policyIndex)
     }
 
     /// A stable checkpoint: store its execution certificate in the ledger, make it the state

@@ -108,7 +108,7 @@ extension ReplicaShell {
         } catch {
             return fault("cannot start the write-ahead log of epoch \(governance.epoch): \(error)")
         }
-        core = Replica(config: config, id: id, key: key, verifier: verifier, executedRequests: executedRequests,
+        core = Replica(config: config, id: id, key: key, verifier: verifier, executedClients: ExecutedClients(ledger.state),
                        epoch: governance.epoch, epochBase: ledger.tip, epochLastHeight: governance.scheduled?.lastHeight,
                        signingFloor: journal.signingFloor)
         network.configure(config)

@@ -102,7 +102,8 @@ extension ReplicaShell {
         if let checkpoint { certify(checkpoint.certificate) }
         logger.info("state transfer done", metadata: ["height": "\(height)"])
         notify(.stateTransferDone(height: height))
-        return .stateTransferred(tip: ledger.tip, checkpoint: checkpoint, executed: current.executed)
+        return .stateTransferred(tip: ledger.tip, checkpoint: checkpoint, executed: current.executed,
+                                clients: ExecutedClients(ledger.state))
     }
 
     /// The end of the transfer, once consensus delivered the blocks up to its target itself.

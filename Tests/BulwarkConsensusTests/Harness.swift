@@ -8,14 +8,16 @@ struct Harness {
     let keys: [PrivateKey]
     let verifier = SignatureVerifier()
     var replicas: [Replica]
-    /// Each replica's state machine, which its core reads its deduplication table from.
-    var states: [ExecutedState]
+    /// Each replica's state machine; its core learns what it needs of it from events.
+    var states: [KeyValueState]
     var nowMs: UInt64 = 1_000_000
     /// Messages in flight: (destination, message).
     var network: [(to: Int, message: Message)] = []
     var executed: [[Block]]
     var replies: [[Reply]]
     var actions: [[Action]]
+    /// Every step's output of each replica, records and actions apart, in order.
+    var readies: [[Ready]]
     let client = PrivateKey(seed: Array(repeating: 9, count: 32))!
 
     init(n: Int = 4, checkpointInterval: UInt64 = 2, window: UInt64 = 4, batchRequestsMax: Int = 1,
@@ -34,14 +36,15 @@ struct Harness {
                                            parameters: parameters)
         let verifier = self.verifier
         let config = self.config
-        let states = (0..<n).map { _ in ExecutedState(KeyValueState(genesis: config)) }
+        let states = (0..<n).map { _ in KeyValueState(genesis: config) }
         self.states = states
         replicas = keys.enumerated().map { i, key in
-            Replica(config: config, id: ReplicaID(i), key: key, verifier: verifier, executedRequests: states[i])
+            Replica(config: config, id: ReplicaID(i), key: key, verifier: verifier, executedClients: ExecutedClients(states[i]))
         }
         executed = Array(repeating: [], count: n)
         replies = Array(repeating: [], count: n)
         actions = Array(repeating: [], count: n)
+        readies = Array(repeating: [], count: n)
     }
 
     var cluster: ClusterID { config.clusterID }
@@ -53,7 +56,9 @@ struct Harness {
     /// Feeds one event to replica `i` and carries out its actions (sends go into `network`).
     @discardableResult
     mutating func step(_ i: Int, _ event: Event) -> [Action] {
-        let out = replicas[i].step(event, nowMs: nowMs)
+        let ready = replicas[i].step(event, nowMs: nowMs)
+        let out = ready.actions
+        readies[i].append(ready)
         actions[i].append(contentsOf: out)
         var followUps: [Event] = []
         for action in out {
@@ -63,9 +68,12 @@ struct Harness {
             case let .send(message, to): network.append((Int(to), message))
             case let .execute(block, _):
                 executed[i].append(block)
-                let blockReplies = Reply.replies(to: block, outcomes: try! states[i].state.execute(block))
-                followUps.append(.executed(height: block.height, stateRoot: states[i].state.stateRoot, replies: blockReplies))
+                let blockReplies = Reply.replies(to: block, outcomes: try! states[i].execute(block))
+                followUps.append(.executed(height: block.height, stateRoot: states[i].stateRoot, replies: blockReplies,
+                                           policy: states[i].policyIndex))
             case let .reply(reply): replies[i].append(reply)
+            case let .replyAgain(client, requestID):
+                if let reply = states[i].lastReply(of: client), reply.requestID == requestID { replies[i].append(reply) }
             default: break
             }
         }
@@ -116,19 +124,36 @@ extension Action {
         if case let .broadcast(m) = self { return m }
         return nil
     }
-
-    var persisted: WALRecord? {
-        if case let .persist(r) = self { return r }
-        return nil
-    }
 }
 
 extension [Action] {
     var broadcasts: [Message] { compactMap(\.broadcastMessage) }
-    var persisted: [WALRecord] { compactMap(\.persisted) }
     var viewChanges: [ViewChange] { broadcasts.compactMap { if case let .viewChange(v) = $0 { return v } else { return nil } } }
     var newViews: [NewView] { broadcasts.compactMap { if case let .newView(v) = $0 { return v } else { return nil } } }
     var prepares: [Prepare] { broadcasts.compactMap { if case let .prepare(v) = $0 { return v } else { return nil } } }
     var commits: [Commit] { broadcasts.compactMap { if case let .commit(v) = $0 { return v } else { return nil } } }
     var prePrepares: [PrePrepare] { broadcasts.compactMap { if case let .prePrepare(v) = $0 { return v } else { return nil } } }
+}
+
+extension Ready {
+    /// What a step sent, and its records: the conveniences of `[Action]` for one step.
+    var broadcasts: [Message] { actions.broadcasts }
+    var persisted: [WALRecord] { persist }
+    var viewChanges: [ViewChange] { actions.viewChanges }
+    var prepares: [Prepare] { actions.prepares }
+    var commits: [Commit] { actions.commits }
+    var prePrepares: [PrePrepare] { actions.prePrepares }
+
+    static func + (a: Ready, b: Ready) -> Ready {
+        var sum = a
+        sum.append(b)
+        return sum
+    }
+
+    static func += (a: inout Ready, b: Ready) { a.append(b) }
+}
+
+extension Harness {
+    /// Every record replica `i` persisted so far, in order: its WAL.
+    func persisted(_ i: Int) -> [WALRecord] { readies[i].flatMap(\.persist) }
 }

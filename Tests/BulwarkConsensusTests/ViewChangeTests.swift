@@ -33,7 +33,7 @@ extension Harness {
         let vc = Array(out).viewChanges.first
         #expect(vc?.newView == 1)
         #expect(vc?.prepared.count == 1, "the prepared certificate travels in the view-change")
-        #expect(Array(out).persisted.contains(.sent(.viewChange(vc!))))
+        #expect(h.persisted(2).contains(.sent(.viewChange(vc!))))
         #expect(h.replicas[2].isChangingView && h.replicas[2].view == 1)
     }
 
@@ -258,7 +258,7 @@ extension Harness {
         for id in UInt64(5)...6 { for i in 1...3 { h.step(i, .clientRequest(h.request(id))) } }
         for i in 1...3 { h.fireRequestTimer(i) }
         h.run()
-        let signed = h.actions[1].persisted.compactMap { record -> PrePrepare? in
+        let signed = h.persisted(1).compactMap { record -> PrePrepare? in
             if case let .sent(.prePrepare(pp)) = record, pp.view == 1 { return pp } else { return nil }
         }
         #expect(signed.map(\.height) == [5, 6])
@@ -274,8 +274,8 @@ extension Harness {
         let pp = h.signedPrePrepare(view: 0, height: 1, requests: [h.request(1)], by: 0)
         let sent = h.step(1, .message(.prePrepare(pp)))
         let prepare = sent.prepares.first!
-        let wal = sent.persisted
-        var restarted = Replica(config: h.config, id: 1, key: h.keys[1], verifier: h.verifier, executedRequests: ExecutedState(KeyValueState(genesis: h.config)),
+        let wal = h.persisted(1)
+        var restarted = Replica(config: h.config, id: 1, key: h.keys[1], verifier: h.verifier, executedClients: ExecutedClients(KeyValueState(genesis: h.config)),
                                 recovery: Recovery(tip: .genesis, checkpoint: nil, wal: wal))
         _ = restarted.start(nowMs: h.nowMs)
         let other = h.signedPrePrepare(view: 0, height: 1, requests: [h.request(2)], by: 0)
@@ -291,8 +291,8 @@ extension Harness {
         _ = h.prepareWithoutCommitting(1)
         h.fireRequestTimer(2)
         let vc = h.actions[2].viewChanges.last!
-        var restarted = Replica(config: h.config, id: 2, key: h.keys[2], verifier: h.verifier, executedRequests: ExecutedState(KeyValueState(genesis: h.config)),
-                                recovery: Recovery(tip: .genesis, checkpoint: nil, wal: h.actions[2].persisted))
+        var restarted = Replica(config: h.config, id: 2, key: h.keys[2], verifier: h.verifier, executedClients: ExecutedClients(KeyValueState(genesis: h.config)),
+                                recovery: Recovery(tip: .genesis, checkpoint: nil, wal: h.persisted(2)))
         let out = restarted.start(nowMs: h.nowMs)
         #expect(restarted.isChangingView && restarted.view == 1)
         #expect(out.viewChanges == [vc])
@@ -316,9 +316,9 @@ extension Harness {
         #expect(h.actions[3].viewChanges.isEmpty)
         #expect(h.replicas[3].view == 1 && !h.replicas[3].isChangingView && h.executed[3].isEmpty)
         #expect(h.executed[0].map(\.hash) == [prepared.blockHash], "the others committed the re-proposal in view 1")
-        let wal = h.actions[3].persisted
+        let wal = h.persisted(3)
         #expect(wal.contains { if case .acceptedNewView = $0 { return true } else { return false } })
-        var restarted = Replica(config: h.config, id: 3, key: h.keys[3], verifier: h.verifier, executedRequests: ExecutedState(KeyValueState(genesis: h.config)),
+        var restarted = Replica(config: h.config, id: 3, key: h.keys[3], verifier: h.verifier, executedClients: ExecutedClients(KeyValueState(genesis: h.config)),
                                 recovery: Recovery(tip: .genesis, checkpoint: nil, wal: wal))
         _ = restarted.start(nowMs: h.nowMs)
         #expect(restarted.view == 1 && !restarted.isChangingView)
@@ -330,11 +330,11 @@ extension Harness {
         var delivered: [Block] = []
         for i in [0, 2] {
             let out = restarted.step(.message(.prepare(h.prepare(reproposal, from: i))), nowMs: h.nowMs)
-            delivered += out.compactMap { if case let .execute(block, _) = $0 { return block } else { return nil } }
+            delivered += out.actions.compactMap { if case let .execute(block, _) = $0 { return block } else { return nil } }
         }
         for i in 0...2 {
             let out = restarted.step(.message(.commit(h.commit(reproposal, from: i))), nowMs: h.nowMs)
-            delivered += out.compactMap { if case let .execute(block, _) = $0 { return block } else { return nil } }
+            delivered += out.actions.compactMap { if case let .execute(block, _) = $0 { return block } else { return nil } }
         }
         #expect(delivered.map(\.hash) == [prepared.blockHash])
     }
@@ -358,11 +358,11 @@ extension Harness {
             actions.compactMap { if case let .requestStateTransfer(height, _) = $0 { return height } else { return nil } }
         }
         #expect(h.replicas[3].view == 1 && transfers(h.actions[3]) == [2])
-        var restarted = Replica(config: h.config, id: 3, key: h.keys[3], verifier: h.verifier, executedRequests: ExecutedState(KeyValueState(genesis: h.config)),
-                                recovery: Recovery(tip: .genesis, checkpoint: nil, wal: h.actions[3].persisted))
+        var restarted = Replica(config: h.config, id: 3, key: h.keys[3], verifier: h.verifier, executedClients: ExecutedClients(KeyValueState(genesis: h.config)),
+                                recovery: Recovery(tip: .genesis, checkpoint: nil, wal: h.persisted(3)))
         let out = restarted.start(nowMs: h.nowMs)
         #expect(restarted.view == 1 && !restarted.isChangingView)
-        #expect(transfers(out) == [2])
+        #expect(transfers(out.actions) == [2])
     }
 
     /// A replica that asked for view 1 and missed its NEW-VIEW gets it again from the primary
@@ -399,7 +399,7 @@ extension Harness {
         let tip = h.replicas[2].chain, stable = h.replicas[2].stable
         #expect(tip.height == 2 && stable?.height == 2)
         func restart(compactedThrough: Height) -> Replica {
-            var replica = Replica(config: h.config, id: 2, key: h.keys[2], verifier: h.verifier, executedRequests: h.states[2],
+            var replica = Replica(config: h.config, id: 2, key: h.keys[2], verifier: h.verifier, executedClients: ExecutedClients(h.states[2]),
                                   recovery: Recovery(tip: tip, checkpoint: stable, wal: [], compactedThrough: compactedThrough))
             _ = replica.start(nowMs: h.nowMs)
             return replica
@@ -413,7 +413,7 @@ extension Harness {
             var replica = restart(compactedThrough: compactedThrough)
             #expect(replica.step(.message(.prePrepare(pp)), nowMs: h.nowMs).prepares.isEmpty != signs)
             var out: [Action] = []
-            for vc in viewChanges { out += replica.step(.message(.viewChange(vc)), nowMs: h.nowMs) }
+            for vc in viewChanges { out += replica.step(.message(.viewChange(vc)), nowMs: h.nowMs).actions }
             #expect(out.viewChanges.isEmpty != signs, "compacted through \(compactedThrough)")
         }
     }
