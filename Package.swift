@@ -49,7 +49,7 @@ let package = Package(
         // Byzantine behaviours for fault injection: rewrites an honest core's output.
         .target(
             name: "BulwarkAdversary",
-            dependencies: ["BulwarkCore", "BulwarkConsensus"],
+            dependencies: ["BulwarkCore", "BulwarkConsensus", "BulwarkShell"],
             swiftSettings: optimizedEvenInDebug
         ),
         .target(

@@ -1,5 +1,6 @@
 import BulwarkConsensus
 import BulwarkCore
+import BulwarkShell
 
 /// A named way for a replica to misbehave (ARCHITECTURE.md §7). Each one rewrites what an honest core
 /// would send: the replica keeps its real key and runs the honest protocol underneath, so it

@@ -14,20 +14,6 @@ public struct Reply: Hashable, Sendable {
         self.height = height
         self.result = result
     }
-
-    /// The replies executing `block` gives, from the state machine's outcome for each of its
-    /// requests: the one place replies are derived (a stale request gets none).
-    public static func replies(to block: Block, outcomes: [KeyValueState.Outcome]) -> [Reply] {
-        zip(block.requests, outcomes).compactMap { request, outcome in
-            switch outcome {
-            case let .executed(result), let .duplicate(result):
-                return Reply(client: request.client, requestID: request.requestID, height: block.height, result: result.encoded())
-            case .stale:
-                return nil
-            }
-        }
-    }
-
 }
 
 /// Timers the core asks the shell to run. A timer that fires after the core stopped caring
@@ -205,9 +191,9 @@ public struct ExecutedClients: Sendable {
     var lastRequestIDs: [PublicKey: UInt64]
     var policy: PolicyIndex
 
-    public init(_ state: KeyValueState) {
-        lastRequestIDs = state.clients.mapValues(\.requestID)
-        policy = state.policyIndex
+    public init(lastRequestIDs: [PublicKey: UInt64], policy: PolicyIndex) {
+        self.lastRequestIDs = lastRequestIDs
+        self.policy = policy
     }
 
     /// `client`'s newest executed request id, if it ever executed one.
@@ -223,12 +209,5 @@ public struct ExecutedClients: Sendable {
             lastRequestIDs[reply.client] = reply.requestID
         }
         if let policy { self.policy = policy }
-    }
-}
-
-extension KeyValueState {
-    /// `client`'s newest executed request, as the reply a retransmission of it gets.
-    public func lastReply(of client: PublicKey) -> Reply? {
-        clients[client].map { Reply(client: client, requestID: $0.requestID, height: $0.height, result: $0.result.encoded()) }
     }
 }

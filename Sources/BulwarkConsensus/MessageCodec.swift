@@ -208,29 +208,3 @@ public enum WALRecord: Hashable, Sendable {
         }
     }
 }
-
-extension WALRecord: CanonicalCodable {
-    public func encode(to w: inout CanonicalWriter) {
-        switch self {
-        case let .sent(m): w.write(UInt8(1)); w.write(m)
-        case let .prepared(c, body): w.write(UInt8(2)); w.write(c); w.write(optional: body)
-        case let .acceptedNewView(nv): w.write(UInt8(3)); w.write(nv)
-        }
-    }
-
-    public init(from r: inout CanonicalReader) throws(CodecError) {
-        let tag = try r.readUInt8("wal record tag")
-        switch tag {
-        case 1: self = .sent(try r.read(Message.self))
-        case 2:
-            let cert = try r.read(PreparedCertificate.self)
-            let body = try r.readOptional(Block.self, "body")
-            if let body, body.header != cert.proposal.header {
-                throw .invalidValue(field: "body", reason: "not the certified block")
-            }
-            self = .prepared(cert, body: body)
-        case 3: self = .acceptedNewView(try r.read(NewView.self))
-        default: throw .unknownTag(type: "wal record", tag: tag)
-        }
-    }
-}

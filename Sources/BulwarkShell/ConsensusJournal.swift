@@ -24,8 +24,7 @@ struct ConsensusJournal {
     /// message it signs is written here before it is sent).
     let isNew: Bool
 
-    /// The identity record's tag, beside the tags of `WALRecord` (1…3).
-    static let identityTag: UInt8 = 4
+    static let identityTag = WALTag.identity.rawValue
 
     static func identity(cluster: ClusterID, key: PublicKey, compactedThrough: Height, floor: SigningFloor?) -> [UInt8] {
         var w = CanonicalWriter()

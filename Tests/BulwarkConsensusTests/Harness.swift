@@ -1,5 +1,6 @@
 import BulwarkConsensus
 import BulwarkCore
+import BulwarkShell
 
 /// Drives a handful of real cores by hand: the test decides what is delivered, when and to
 /// whom; executed blocks go through the real state machine.

@@ -1,5 +1,6 @@
 import BulwarkConsensus
 import BulwarkCore
+import BulwarkShell
 import Testing
 
 /// Messages signed by a real validator (so they pass authentication) whose integer fields are

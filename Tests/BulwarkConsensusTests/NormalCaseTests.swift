@@ -1,5 +1,6 @@
 import BulwarkConsensus
 import BulwarkCore
+import BulwarkShell
 import Testing
 
 /// PBFT normal case (TOCS §4.2–4.3), one rule per test.

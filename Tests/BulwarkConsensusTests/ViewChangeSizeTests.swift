@@ -1,5 +1,6 @@
 import BulwarkConsensus
 import BulwarkCore
+import BulwarkShell
 import Testing
 
 /// Issue 29 item 5: a VIEW-CHANGE or NEW-VIEW that carried whole blocks grew with the values

@@ -1,3 +1,4 @@
+import BulwarkConsensus
 import BulwarkCore
 
 /// What replicas send each other.
