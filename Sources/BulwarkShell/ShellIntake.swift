@@ -21,7 +21,7 @@ public final class ShellIntake: @unchecked Sendable {
     /// The configuration whose validators' signatures are pre-checked.
     public var config: ClusterConfig { lock.withLock { current } }
 
-    /// A new epoch began (`ReplicaShell.onEpoch`).
+    /// A new epoch began: the driver passes on what the shell gave `ShellNetwork.configure`.
     public func update(_ config: ClusterConfig) { lock.withLock { current = config } }
 
     /// What became of a frame.

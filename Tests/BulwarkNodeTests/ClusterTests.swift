@@ -225,7 +225,9 @@ struct ClusterTests {
             }
             return done
         }
-        try await Task.sleep(for: .milliseconds(150))
+        // Once the stream is flowing (its first blocks committed).
+        let before = cluster.height(1)
+        for _ in 0..<1000 where cluster.height(1) < before + 2 { try await Task.sleep(for: .milliseconds(10)) }
         cluster.kill9(0)
         acknowledged.merge(await writer.value) { $1 }
         #expect(acknowledged.count >= 25, "writes stopped after the primary crashed")
@@ -370,7 +372,8 @@ struct ClusterTests {
         }
 
         // Damage replica 3's log in the middle of its segment, restart it, and keep writing.
-        try await Task.sleep(for: .milliseconds(300))
+        // Once replica 3 holds every block the others do.
+        for _ in 0..<1000 where cluster.height(3) < cluster.height(1) { try await Task.sleep(for: .milliseconds(10)) }
         cluster.kill9(3)
         let damagedHeight = cluster.height(3)
         let blocks = cluster.dataDirectory(3) + "/blocks"
