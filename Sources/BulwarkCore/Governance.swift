@@ -74,30 +74,6 @@ public struct Governance: Hashable, Sendable {
     }
 }
 
-/// A proposal collecting admin approvals: a configuration change or policy edits.
-protocol CollectsApprovals {
-    var id: Digest { get }
-    var approvals: [ConfigApproval] { get set }
-}
-
-extension Array where Element: CollectsApprovals {
-    /// Records `approval` in the proposal with `id` (kept in increasing id order), made by
-    /// `make` if there is none yet; an admin counts once. The proposal's index, or nil when a
-    /// new proposal would take the list past `max`.
-    mutating func record(_ approval: ConfigApproval, in id: Digest, max: Int, make: () -> Element) -> Int? {
-        let position = firstIndex { $0.id >= id } ?? count
-        if position == count || self[position].id != id {
-            guard count < max else { return nil }
-            insert(make(), at: position)
-        }
-        if !self[position].approvals.contains(where: { $0.admin == approval.admin }) {
-            self[position].approvals.append(approval)
-            self[position].approvals.sort { $0.admin < $1.admin }
-        }
-        return position
-    }
-}
-
 /// A configuration collecting approvals.
 public struct ConfigProposal: Hashable, Sendable, CollectsApprovals {
     public var id: Digest
@@ -182,29 +158,6 @@ public enum ConfigRefusal: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// How far a proposal got.
-public struct ConfigProgress: Hashable, Sendable, CustomStringConvertible {
-    public var id: Digest
-    public var approvals: UInt16
-    public var threshold: UInt16
-    /// Set when this approval completed the change: the current epoch's last block.
-    public var lastHeight: Height?
-
-    public init(id: Digest, approvals: UInt16, threshold: UInt16, lastHeight: Height? = nil) {
-        self.id = id
-        self.approvals = approvals
-        self.threshold = threshold
-        self.lastHeight = lastHeight
-    }
-
-    public var description: String {
-        if let lastHeight {
-            return "proposal \(id.hex) approved (\(approvals) of \(threshold)); the new configuration takes effect after height \(lastHeight)"
-        }
-        return "proposal \(id.hex): \(approvals) of \(threshold) approvals"
-    }
-}
-
 // MARK: - Execution
 
 extension Governance {
@@ -214,19 +167,20 @@ extension Governance {
         guard request.config.clusterID == config.clusterID else { return .configRefused(.otherCluster) }
         guard request.epoch == epoch else { return .configRefused(.wrongEpoch(current: epoch)) }
         if let scheduled { return .configRefused(.changePending(lastHeight: scheduled.lastHeight)) }
-        guard let adminIndex = config.admins.firstIndex(of: request.admin) else { return .configRefused(.notAnAdmin) }
-        let configHash = request.config.hash
-        let message = Governance.approvalMessage(cluster: config.clusterID, epoch: epoch, configHash: configHash)
-        guard request.admin.isValidSignature(request.signature, for: message) else { return .configRefused(.badSignature) }
+        let message = Governance.approvalMessage(cluster: config.clusterID, epoch: epoch, configHash: request.config.hash)
+        let approval: ConfigApproval
+        switch config.adminApproval(by: request.admin, signature: request.signature, over: message) {
+        case let .success(signed): approval = signed
+        case .failure(.notAnAdmin): return .configRefused(.notAnAdmin)
+        case .failure(.badSignature): return .configRefused(.badSignature)
+        }
         let id = Digest.sha256(message)
-        let approval = ConfigApproval(admin: UInt16(adminIndex), signature: request.signature)
-        guard let position = proposals.record(approval, in: id, max: Self.proposalsMax, make: {
+        guard let (position, progress): (Int, ConfigProgress) = proposals.count(approval, in: id, max: Self.proposalsMax,
+                                                                               config: config, make: {
             ConfigProposal(id: id, config: request.config, approvals: [])
         }) else { return .configRefused(.tooManyProposals(max: UInt64(Self.proposalsMax))) }
+        guard progress.isComplete else { return .configApproved(progress) }
         let approvals = proposals[position].approvals
-        let threshold = UInt16(config.adminThreshold)
-        let count = UInt16(approvals.count)
-        guard count >= threshold else { return .configApproved(ConfigProgress(id: id, approvals: count, threshold: threshold)) }
         guard let last = Governance.lastHeight(completedAt: height, parameters: config.parameters) else {
             proposals.remove(at: position)
             return .configRefused(.heightExhausted)
@@ -234,7 +188,7 @@ extension Governance {
         scheduled = ScheduledChange(id: id, lastHeight: last, config: request.config, approvals: approvals)
         // Competing proposals were approved against a configuration that is about to end.
         proposals = []
-        return .configApproved(ConfigProgress(id: id, approvals: count, threshold: threshold, lastHeight: last))
+        return .configApproved(progress.completed(at: last))
     }
 
     /// After block `height` executed: ends the epoch when it was the scheduled last block.
@@ -377,22 +331,5 @@ extension ConfigRefusal: CanonicalCodable {
         case 7: self = .heightExhausted
         default: throw .unknownTag(type: "config refusal", tag: tag)
         }
-    }
-}
-
-extension ConfigProgress: CanonicalCodable {
-    public func encode(to w: inout CanonicalWriter) {
-        w.write(id)
-        w.write(approvals)
-        w.write(threshold)
-        w.write(lastHeight != nil)
-        if let lastHeight { w.write(lastHeight) }
-    }
-
-    public init(from r: inout CanonicalReader) throws(CodecError) {
-        id = try r.readDigest("proposal id")
-        approvals = try r.readUInt16("approvals")
-        threshold = try r.readUInt16("threshold")
-        lastHeight = try r.readBool("last height present") ? try r.readUInt64("last height") : nil
     }
 }

@@ -250,27 +250,6 @@ public enum PolicyRefusal: Error, Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// How far a policy proposal got.
-public struct PolicyProgress: Hashable, Sendable, CustomStringConvertible {
-    public var id: Digest
-    public var approvals: UInt16
-    public var threshold: UInt16
-    /// Set when this approval applied the change: the policy's new sequence.
-    public var applied: UInt64?
-
-    public init(id: Digest, approvals: UInt16, threshold: UInt16, applied: UInt64? = nil) {
-        self.id = id
-        self.approvals = approvals
-        self.threshold = threshold
-        self.applied = applied
-    }
-
-    public var description: String {
-        if let applied { return "policy proposal \(id.hex) approved (\(approvals) of \(threshold)); applied as change \(applied)" }
-        return "policy proposal \(id.hex): \(approvals) of \(threshold) approvals"
-    }
-}
-
 /// A refused operation (SPEC.md §19.2): which part of it, on which key, needed which
 /// permission; `prefix` is a prefix the policy grants that permission on and that covers the
 /// key for some client name (the key itself when no grant covers it).
@@ -551,27 +530,28 @@ extension Policy {
         guard request.epoch == epoch else { return .policyRefused(.wrongEpoch(current: epoch)) }
         // A decoded sequence is not trusted to leave room for the next.
         guard request.sequence == sequence, sequence < .max else { return .policyRefused(.wrongSequence(current: sequence)) }
-        guard let adminIndex = config.admins.firstIndex(of: request.admin) else { return .policyRefused(.notAnAdmin) }
         let message = Self.approvalMessage(cluster: config.clusterID, epoch: epoch, sequence: sequence, edits: request.edits)
-        guard request.admin.isValidSignature(request.signature, for: message) else { return .policyRefused(.badSignature) }
+        let approval: ConfigApproval
+        switch config.adminApproval(by: request.admin, signature: request.signature, over: message) {
+        case let .success(signed): approval = signed
+        case .failure(.notAnAdmin): return .policyRefused(.notAnAdmin)
+        case .failure(.badSignature): return .policyRefused(.badSignature)
+        }
         let next: Policy
         switch applying(request.edits, keyBytesMax: keyBytesMax) {
         case let .success(policy): next = policy
         case let .failure(refusal): return .policyRefused(refusal)
         }
         let id = Digest.sha256(message)
-        let approval = ConfigApproval(admin: UInt16(adminIndex), signature: request.signature)
-        guard let position = proposals.record(approval, in: id, max: Self.proposalsMax, make: {
+        guard let (_, progress): (Int, PolicyProgress) = proposals.count(approval, in: id, max: Self.proposalsMax, config: config, make: {
             PolicyProposal(id: id, edits: request.edits, approvals: [])
         }) else { return .policyRefused(.tooManyProposals(max: UInt64(Self.proposalsMax))) }
-        let approvals = proposals[position].approvals
-        let threshold = UInt16(config.adminThreshold), count = UInt16(approvals.count)
-        guard count >= threshold else { return .policyApproved(PolicyProgress(id: id, approvals: count, threshold: threshold)) }
+        guard progress.isComplete else { return .policyApproved(progress) }
         // Every other proposal was signed against the sequence this change ends.
         self = next
         sequence += 1
         proposals = []
-        return .policyApproved(PolicyProgress(id: id, approvals: count, threshold: threshold, applied: sequence))
+        return .policyApproved(progress.completed(at: sequence))
     }
 }
 
@@ -764,23 +744,6 @@ extension PolicyRefusal: CanonicalCodable {
             self = .badEdit(index: index, problem)
         default: throw .unknownTag(type: "policy refusal", tag: tag)
         }
-    }
-}
-
-extension PolicyProgress: CanonicalCodable {
-    public func encode(to w: inout CanonicalWriter) {
-        w.write(id)
-        w.write(approvals)
-        w.write(threshold)
-        w.write(applied != nil)
-        if let applied { w.write(applied) }
-    }
-
-    public init(from r: inout CanonicalReader) throws(CodecError) {
-        id = try r.readDigest("proposal id")
-        approvals = try r.readUInt16("approvals")
-        threshold = try r.readUInt16("threshold")
-        applied = try r.readBool("applied present") ? try r.readUInt64("applied") : nil
     }
 }
 
