@@ -132,7 +132,7 @@ let package = Package(
         .executableTarget(
             name: "bulwark-byzantine",
             dependencies: [
-                "BulwarkAdversary", "BulwarkConsensus", "BulwarkCore", "BulwarkNode", "BulwarkTransport",
+                "BulwarkAdversary", "BulwarkConsensus", "BulwarkCore", "BulwarkNode", "BulwarkStorage", "BulwarkTransport",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -165,7 +165,7 @@ let package = Package(
         .executableTarget(
             name: "bulwark",
             dependencies: [
-                "BulwarkCore", "BulwarkNode", "BulwarkClient",
+                "BulwarkCore", "BulwarkNode", "BulwarkClient", "BulwarkStorage",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -174,7 +174,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BulwarkCoreTests",
-            dependencies: ["BulwarkCore", "BulwarkTestSupport"]
+            dependencies: ["BulwarkCore", "BulwarkStorage", "BulwarkTestSupport"]
         ),
         .target(
             name: "BulwarkTestSupport",

@@ -20,6 +20,10 @@ public protocol FileSystem: AnyObject {
     func rename(_ from: String, to: String) throws(StorageError)
     /// Makes creations, renames and removals in `directory` durable.
     func syncDirectory(_ directory: String) throws(StorageError)
+    /// The permission bits of `path` (mode & 0o777). Files are created private (0600).
+    func permissions(_ path: String) throws(StorageError) -> UInt32
+    /// Sets the permission bits of `path` exactly.
+    func setPermissions(_ path: String, _ mode: UInt32) throws(StorageError)
 }
 
 public protocol StorageFile: AnyObject {
@@ -135,6 +139,16 @@ public final class PosixFileSystem: FileSystem {
         guard fd >= 0 else { throw Self.failure(directory, "open directory") }
         defer { Glibc.close(fd) }
         if fsync(fd) != 0 { throw Self.failure(directory, "sync directory") }
+    }
+
+    public func permissions(_ path: String) throws(StorageError) -> UInt32 {
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw Self.failure(path, "stat") }
+        return UInt32(info.st_mode & 0o777)
+    }
+
+    public func setPermissions(_ path: String, _ mode: UInt32) throws(StorageError) {
+        if chmod(path, mode_t(mode & 0o777)) != 0 { throw Self.failure(path, "set the permissions of") }
     }
 }
 

@@ -1,3 +1,4 @@
+import BulwarkCore
 /// Framing of every stored record: `[u32 length][u32 crc32c][u8 type][payload]`, little-endian,
 /// where `length` counts the type byte and the payload and the checksum covers both.
 public enum RecordFraming {
@@ -107,12 +108,16 @@ func readAll(_ fileSystem: any FileSystem, _ path: String) throws(StorageError) 
 }
 
 /// Writes `bytes` to `path` so that after a crash the file holds either its old contents or
-/// all of `bytes`: temporary file, sync, rename, sync the directory.
-func writeAtomically(_ fileSystem: any FileSystem, directory: String, name: String, bytes: [UInt8]) throws(StorageError) {
-    let temporary = "\(directory)/\(name).tmp"
+/// all of `bytes`: temporary file, sync, rename, sync the directory. The file is private
+/// (0600) unless `mode` says otherwise; the temporary file has that mode before it is renamed.
+func writeAtomically(_ fileSystem: any FileSystem, directory: String, name: String, bytes: [UInt8],
+                     mode: UInt32 = 0o600) throws(StorageError) {
+    let temporary = PathName.join(directory, name + ".tmp")
     try fileSystem.remove(temporary)
     let file = try fileSystem.open(temporary, create: true)
     do {
+        // Exactly `mode`, whatever the umask did, before any byte is written.
+        try fileSystem.setPermissions(temporary, mode)
         try file.append(bytes)
         try file.sync()
     } catch {
@@ -120,6 +125,6 @@ func writeAtomically(_ fileSystem: any FileSystem, directory: String, name: Stri
         throw error
     }
     file.close()
-    try fileSystem.rename(temporary, to: "\(directory)/\(name)")
+    try fileSystem.rename(temporary, to: PathName.join(directory, name))
     try fileSystem.syncDirectory(directory)
 }

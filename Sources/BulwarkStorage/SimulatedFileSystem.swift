@@ -11,6 +11,8 @@ public final class SimulatedFileSystem: FileSystem {
     final class Content {
         var bytes: [UInt8] = []
         var durableCount = 0
+        /// Permission bits: private on creation, as `PosixFileSystem` creates files.
+        var mode: UInt32 = 0o600
     }
 
     private var directories: Set<String> = []
@@ -120,6 +122,16 @@ public final class SimulatedFileSystem: FileSystem {
         guard let content = current[from] else { throw .io(path: from, operation: "rename", reason: "no such file") }
         current[to] = content
         current[from] = nil
+    }
+
+    public func permissions(_ path: String) throws(StorageError) -> UInt32 {
+        guard let content = current[path] else { throw .io(path: path, operation: "stat", reason: "no such file") }
+        return content.mode
+    }
+
+    public func setPermissions(_ path: String, _ mode: UInt32) throws(StorageError) {
+        guard let content = current[path] else { throw .io(path: path, operation: "set the permissions of", reason: "no such file") }
+        content.mode = mode & 0o777
     }
 
     public func syncDirectory(_ directory: String) throws(StorageError) {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BulwarkAdversary
 import BulwarkCore
+import BulwarkStorage
 import BulwarkTransport
 import Foundation
 import Logging

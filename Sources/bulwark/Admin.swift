@@ -1,6 +1,7 @@
 import ArgumentParser
 import BulwarkClient
 import BulwarkCore
+import BulwarkStorage
 import Foundation
 
 /// Configuration changes (SPEC.md §18): an admin proposes a complete new configuration,

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BulwarkClient
 import BulwarkCore
+import BulwarkStorage
 import Foundation
 
 /// The cluster's configuration file, found the same way by every command that reaches a cluster.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BulwarkCore
+import BulwarkStorage
 import Foundation
 
 struct Keygen: ParsableCommand {

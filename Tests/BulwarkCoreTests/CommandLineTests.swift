@@ -1,4 +1,5 @@
 import BulwarkCore
+import BulwarkStorage
 import BulwarkTestSupport
 import Foundation
 import Testing

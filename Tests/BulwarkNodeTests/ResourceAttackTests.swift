@@ -1,5 +1,6 @@
 import BulwarkClient
 import BulwarkCore
+import BulwarkStorage
 import BulwarkTransport
 import Foundation
 import Logging

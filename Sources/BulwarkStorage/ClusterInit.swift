@@ -1,3 +1,4 @@
+import BulwarkCore
 import Foundation
 
 /// Creates a new cluster: one key per replica and the `cluster.json` that names them
@@ -42,7 +43,8 @@ public enum ClusterInit {
     @discardableResult
     public static func run(nodes: Int, host: String, basePort: Int, directory: String, force: Bool,
                            parameters: ProtocolParameters = .init(), admins: Int = 1,
-                           adminThreshold: Int = 1, policy: ClientPolicy = .open) throws(Failure) -> ClusterConfig {
+                           adminThreshold: Int = 1, policy: ClientPolicy = .open,
+                           fileSystem: any FileSystem = PosixFileSystem()) throws(Failure) -> ClusterConfig {
         guard nodes >= 4 else { throw .tooFewNodes(nodes) }
         guard (1...ClusterConfig.adminsMax).contains(admins), (1...admins).contains(adminThreshold) else {
             throw .badAdmins(admins: admins, threshold: adminThreshold)
@@ -55,21 +57,16 @@ public enum ClusterInit {
         let keyPaths = (0..<nodes).map { PathName.join(directory, keyFileName(replica: ReplicaID($0))) }
         let adminPaths = (0..<admins).map { PathName.join(directory, adminKeyFileName(admin: $0)) }
         if !force {
-            for path in [configPath] + keyPaths + adminPaths where FileManager.default.fileExists(atPath: path) { throw .exists(path) }
+            for path in [configPath] + keyPaths + adminPaths where fileSystem.exists(path) { throw .exists(path) }
         }
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw .unwritable(path: directory, reason: (error as NSError).localizedDescription)
-        }
-        guard FileManager.default.isWritableFile(atPath: directory) else {
-            throw .unwritable(path: directory, reason: "permission denied")
+        do { try fileSystem.createDirectory(directory) } catch {
+            throw .unwritable(path: directory, reason: KeyFile.reason(error))
         }
 
         var keys: [PublicKey] = []
         for i in 0..<nodes {
             let key = PrivateKey.generate()
-            do { try KeyFile.write(key, to: keyPaths[i], overwrite: true) } catch {
+            do { try KeyFile.write(key, to: keyPaths[i], overwrite: true, fileSystem: fileSystem) } catch {
                 throw .unwritable(path: keyPaths[i], reason: "\(error)")
             }
             keys.append(key.publicKey)
@@ -77,7 +74,7 @@ public enum ClusterInit {
         var adminKeys: [PublicKey] = []
         for path in adminPaths {
             let key = PrivateKey.generate()
-            do { try KeyFile.write(key, to: path, overwrite: true) } catch {
+            do { try KeyFile.write(key, to: path, overwrite: true, fileSystem: fileSystem) } catch {
                 throw .unwritable(path: path, reason: "\(error)")
             }
             adminKeys.append(key.publicKey)
@@ -90,8 +87,12 @@ public enum ClusterInit {
         } catch {
             throw .config(error)
         }
-        do { try writeAtomically(Array(config.jsonData()) + [UInt8(ascii: "\n")], to: configPath, mode: 0o644) } catch {
-            throw .unwritable(path: configPath, reason: "\(error)")
+        // cluster.json is public: anyone may read it.
+        do {
+            try writeAtomically(fileSystem, directory: directory, name: configFileName,
+                                bytes: Array(config.jsonData()) + [UInt8(ascii: "\n")], mode: 0o644)
+        } catch {
+            throw .unwritable(path: configPath, reason: KeyFile.reason(error))
         }
         return config
     }
