@@ -391,6 +391,7 @@ public final class ReplicaShell {
             try ledger.blockLog.sync()
             notify(.blockLogSynced(nanoseconds: clock.monotonicNs &- started))
         }
+        precondition(ledger.blockLog.durableHeight >= highest, "a reply for block \(highest) would leave before the block is durable")
         for reply in replies {
             // The client's connection authenticates the reply (see `HandshakeMessage`).
             let answer = ClientReply(requestID: reply.requestID, height: reply.height, result: reply.result)
@@ -428,8 +429,16 @@ public final class ReplicaShell {
             return .executed(height: height, stateRoot: ledger.checkpointRoot(at: height),
                              replies: ledger.repliesRecorded(for: entry.block), policy: ledger.state.policyIndex)
         }
+        // Paired assertions: the block is the next one and links to the tip right before it is
+        // written, and the log holds exactly it right after.
+        precondition(height == ledger.blockLog.height + 1 && entry.block.header.prevBlockHash == ledger.tip.blockHash,
+                     "consensus delivered block \(height) out of order onto a ledger at \(ledger.blockLog.height)")
         try ledger.blockLog.append(entry)
+        precondition(ledger.blockLog.height == height && ledger.blockLog.blockHash(at: height) == entry.block.hash,
+                     "the block log does not hold block \(height) right after appending it")
         let (outcomes, checkpoint) = try ledger.apply(entry)
+        precondition(ledger.tip.height == height && ledger.tip.blockHash == entry.block.hash,
+                     "executing block \(height) left the state at \(ledger.tip.height)")
         try ledger.history.flush()
         let denied = outcomes.count { if case .executed(.permissionDenied) = $0 { true } else { false } }
         notify(.executed(height: height, requests: entry.block.requests.count, denied: denied,
