@@ -71,7 +71,7 @@ let package = Package(
         .target(
             name: "BulwarkTransport",
             dependencies: [
-                "BulwarkCore",
+                "BulwarkCore", "CSodium",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -144,6 +144,7 @@ let package = Package(
             name: "BulwarkFuzz",
             dependencies: [
                 "BulwarkCore", "BulwarkConsensus", "BulwarkStorage", "BulwarkAdversary", "BulwarkTestSupport", "BulwarkShell",
+                "BulwarkTransport",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -2,7 +2,7 @@ import CSodium
 
 /// libsodium must be initialised once per process before any other call; `sodium_init` is
 /// itself idempotent and thread-safe, so a lazily evaluated global is enough.
-enum Sodium {
+public enum Sodium {
     static let ready: Bool = {
         let status = sodium_init()
         // 0 = initialised now, 1 = already initialised; -1 means libsodium cannot work at all.
@@ -10,7 +10,8 @@ enum Sodium {
         return true
     }()
 
-    @inline(__always) static func ensureReady() { _ = ready }
+    /// Initialises libsodium if this process has not yet; every caller of libsodium first.
+    public static func ensureReady() { _ = ready }
 }
 
 /// Cryptographically secure random bytes from the operating system (via libsodium).

@@ -2,6 +2,7 @@ import BulwarkConsensus
 import BulwarkCore
 import BulwarkShell
 import BulwarkStorage
+import BulwarkTransport
 import BulwarkTestSupport
 import Foundation
 

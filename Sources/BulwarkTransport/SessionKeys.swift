@@ -1,3 +1,4 @@
+import BulwarkCore
 import CSodium
 
 /// An ephemeral X25519 key pair for one connection's key exchange (libsodium `crypto_kx`).
