@@ -119,6 +119,10 @@ extension Replica {
         for pp in logged.prePrepares.sorted(by: { $0.height < $1.height })
         where pp.view == view && pp.height > chain.height && slots[pp.height]?.proposal == nil {
             nextProposal = max(nextProposal, pp.height + 1)
+            // Signed above the window this restart opens (its stable checkpoint was lost, or its
+            // ledger cut back): never proposed again (`nextProposal`, `votedInView`), but not a
+            // slot either; the view change or state transfer that follows settles those heights.
+            guard pp.height <= max(highWatermark, newViewMaxHeight) else { continue }
             guard let predecessor = predecessorTip(of: pp.height) else {
                 // Linked once the blocks below arrive (state transfer hands them on).
                 if pp.height <= highWatermark { waitingPrePrepares[pp.height] = pp }

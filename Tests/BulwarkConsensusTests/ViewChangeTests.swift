@@ -270,6 +270,37 @@ extension Harness {
 
 /// Restart from the write-ahead log never makes an honest replica equivocate.
 @Suite struct RecoveryTests {
+    /// A primary that proposed up to the top of a window its stable checkpoint opened, and
+    /// restarts without that checkpoint (its certificate was not durable, or damage cut it
+    /// away), has a lower window: the proposals above it stay signed — it never proposes
+    /// another block at those heights in that view — but are not reinstalled as slots outside
+    /// the window (found by `bulwark-sim --seeds 1072..1072 --disk-faults`, where the core's
+    /// invariant check stopped the replica).
+    @Test func aPrimaryRestartedWithASmallerWindowReinstallsOnlyWhatFitsIt() {
+        var h = Harness(checkpointInterval: 2, window: 4, blocksInFlightMax: 4)
+        for id in UInt64(1)...2 {
+            for i in h.replicas.indices { h.step(i, .clientRequest(h.request(id))) }
+            h.run()
+        }
+        #expect(h.replicas[0].lowWatermark == 2 && h.replicas[0].highWatermark == 6)
+        // Heights 3...6 proposed; none of it reaches the backups.
+        for id in UInt64(3)...6 { h.step(0, .clientRequest(h.request(id))) }
+        h.fireBatch()
+        h.network.removeAll()
+        #expect(h.actions[0].prePrepares.map(\.height).max() == 6)
+        let tip = h.executed[0].reduce(ChainTip.genesis) { $0.appending($1.header, hash: $1.hash) }
+        var restarted = Replica(config: h.config, id: 0, key: h.keys[0], verifier: h.verifier,
+                                executedClients: ExecutedClients(h.states[0]),
+                                recovery: Recovery(tip: tip, checkpoint: nil, wal: h.persisted(0)))
+        #expect(restarted.lowWatermark == 0 && restarted.highWatermark == 4)
+        let out = restarted.start(nowMs: h.nowMs).actions + restarted.step(.timerFired(.retransmit), nowMs: h.nowMs).actions
+        #expect(out.prePrepares.allSatisfy { $0.height <= 4 })
+        // Nothing new at the heights it had proposed: its next proposal is above them.
+        let next = restarted.step(.clientRequest(h.request(7)), nowMs: h.nowMs).actions
+            + restarted.step(.timerFired(.batch), nowMs: h.nowMs).actions
+        #expect(next.prePrepares.allSatisfy { $0.height > 6 })
+    }
+
     @Test func aRestartedReplicaResendsWhatItSentAndRefusesAnythingElse() {
         var h = Harness()
         let pp = h.signedPrePrepare(view: 0, height: 1, requests: [h.request(1)], by: 0)
