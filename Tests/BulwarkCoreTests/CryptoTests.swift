@@ -1,4 +1,5 @@
 import BulwarkCore
+import BulwarkTestSupport
 import BulwarkStorage
 import Testing
 

@@ -35,21 +35,6 @@ extension SeededRandom {
     mutating func digest() -> Digest { Digest(bytes(32))! }
 }
 
-/// Deterministic keys for tests: seed i gives the same key in every run.
-enum TestKeys {
-    static func key(_ i: Int) -> PrivateKey {
-        var seed = [UInt8](repeating: 0, count: 32)
-        seed[0] = UInt8(i & 0xff)
-        seed[1] = UInt8(i >> 8)
-        seed[31] = 0x42
-        return PrivateKey(seed: seed)!
-    }
-
-    static func config(n: Int = 4, cluster: ClusterID = ClusterID(raw: Bytes32(Array(repeating: 7, count: 32))!)) -> ClusterConfig {
-        try! ClusterConfig.layout(keys: (0..<n).map { key($0).publicKey }, host: "127.0.0.1", basePort: 9000, clusterID: cluster)
-    }
-}
-
 /// Generators of arbitrary ledger values for property tests.
 struct Arbitrary {
     var rng: SeededRandom

@@ -1,21 +1,7 @@
 import BulwarkCore
+import BulwarkTestSupport
 import BulwarkTransport
 import Testing
-
-/// Fixed keys and a four-validator configuration for the handshake's tests.
-private enum TestKeys {
-    static func key(_ i: Int) -> PrivateKey {
-        var seed = [UInt8](repeating: 0, count: 32)
-        seed[0] = UInt8(i & 0xff)
-        seed[1] = UInt8(i >> 8)
-        seed[31] = 0x42
-        return PrivateKey(seed: seed)!
-    }
-
-    static func config(n: Int = 4, cluster: ClusterID = ClusterID(raw: Bytes32(Array(repeating: 7, count: 32))!)) -> ClusterConfig {
-        try! ClusterConfig.layout(keys: (0..<n).map { key($0).publicKey }, host: "127.0.0.1", basePort: 9000, clusterID: cluster)
-    }
-}
 
 @Suite struct HandshakeTests {
     let config = TestKeys.config(n: 4)
