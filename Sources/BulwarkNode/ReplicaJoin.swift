@@ -27,7 +27,7 @@ public enum ReplicaJoin {
         let ledger = try JoiningLedger(genesis: genesis, key: key.publicKey, dataDirectory: dataDirectory, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         // Peers' answers wait within a bound (a flood is dropped, and what was dropped is asked
-        // again); the loop's own timers always get through, at most two at a time.
+        // again); the loop's own timer always gets through, and there is one at a time.
         let (inputs, feed) = AsyncStream.makeStream(of: Input.self)
         let answersWaiting = NIOLockedValueBox(0)
         var config = ledger.governance.config
@@ -44,9 +44,13 @@ public enum ReplicaJoin {
             Task { await transport.shutdown(); try? await group.shutdownGracefully() }
         }
         var progress = JoinProgress(key: key.publicKey)
+        // One timer at a time: a new question or wait replaces the one pending.
+        var timer: Task<Void, Never>?
+        defer { timer?.cancel() }
         func after(_ ms: UInt64, _ input: Input) {
-            Task {
-                try? await Task.sleep(for: .milliseconds(Int64(ms)))
+            timer?.cancel()
+            timer = Task {
+                guard (try? await Task.sleep(for: .milliseconds(Int64(ms)))) != nil else { return }
                 feed.yield(input)
             }
         }
