@@ -41,6 +41,13 @@ let package = Package(
             dependencies: ["CSodium"],
             swiftSettings: optimizedEvenInDebug
         ),
+        // The replicated state machine: KeyValueState executing operations under the client
+        // policy and governance; free of I/O (its key history is a store it is given).
+        .target(
+            name: "BulwarkStateMachine",
+            dependencies: ["BulwarkCore"],
+            swiftSettings: optimizedEvenInDebug
+        ),
         .target(
             name: "BulwarkConsensus",
             dependencies: ["BulwarkCore"],
@@ -61,7 +68,7 @@ let package = Package(
         // interfaces (file system, network, clock), driven by the NIO node and the simulator.
         .target(
             name: "BulwarkShell",
-            dependencies: [
+            dependencies: ["BulwarkStateMachine", 
                 "BulwarkCore", "BulwarkConsensus", "BulwarkStorage",
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -103,11 +110,11 @@ let package = Package(
         // The auditor's trusted code: Core and the log reader, nothing else.
         .target(
             name: "BulwarkVerify",
-            dependencies: ["BulwarkCore", "BulwarkStorage"]
+            dependencies: ["BulwarkStateMachine", "BulwarkCore", "BulwarkStorage"]
         ),
         .executableTarget(
             name: "bulwark-verify",
-            dependencies: [
+            dependencies: ["BulwarkStateMachine", 
                 "BulwarkVerify", "BulwarkCore", "BulwarkStorage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -124,7 +131,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "bulwark-storage-bench",
-            dependencies: [
+            dependencies: ["BulwarkStateMachine", "BulwarkStateMachine", 
                 "BulwarkCore", "BulwarkStorage", "BulwarkTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -142,7 +149,7 @@ let package = Package(
         // Fuzz harnesses for every decoder and a structure-aware replica harness (tools/fuzz).
         .target(
             name: "BulwarkFuzz",
-            dependencies: [
+            dependencies: ["BulwarkStateMachine", 
                 "BulwarkCore", "BulwarkConsensus", "BulwarkStorage", "BulwarkAdversary", "BulwarkTestSupport", "BulwarkShell",
                 "BulwarkTransport",
                 .product(name: "Logging", package: "swift-log"),
@@ -165,7 +172,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "bulwark",
-            dependencies: [
+            dependencies: ["BulwarkStateMachine", 
                 "BulwarkCore", "BulwarkNode", "BulwarkClient", "BulwarkStorage",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -175,19 +182,19 @@ let package = Package(
         ),
         .testTarget(
             name: "BulwarkCoreTests",
-            dependencies: ["BulwarkCore", "BulwarkStorage", "BulwarkTestSupport"]
+            dependencies: ["BulwarkStateMachine", "BulwarkCore", "BulwarkStorage", "BulwarkTestSupport"]
         ),
         .target(
             name: "BulwarkTestSupport",
-            dependencies: ["BulwarkCore"]
+            dependencies: ["BulwarkStateMachine", "BulwarkCore"]
         ),
         .testTarget(
             name: "BulwarkStorageTests",
-            dependencies: ["BulwarkCore", "BulwarkStorage", "BulwarkTestSupport"]
+            dependencies: ["BulwarkStateMachine", "BulwarkCore", "BulwarkStorage", "BulwarkTestSupport"]
         ),
         .testTarget(
             name: "BulwarkNodeTests",
-            dependencies: [
+            dependencies: ["BulwarkStateMachine", 
                 "BulwarkCore", "BulwarkNode", "BulwarkTransport", "BulwarkTestSupport", "BulwarkClient", "BulwarkStorage",
                 "BulwarkVerify",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -199,15 +206,15 @@ let package = Package(
         ),
         .testTarget(
             name: "BulwarkVerifyTests",
-            dependencies: ["BulwarkCore", "BulwarkStorage", "BulwarkVerify", "BulwarkTestSupport", "BulwarkSimulation"]
+            dependencies: ["BulwarkStateMachine", "BulwarkCore", "BulwarkStorage", "BulwarkVerify", "BulwarkTestSupport", "BulwarkSimulation"]
         ),
         .testTarget(
             name: "BulwarkConsensusTests",
-            dependencies: ["BulwarkCore", "BulwarkConsensus", "BulwarkSimulation", "BulwarkShell", "BulwarkAdversary"]
+            dependencies: ["BulwarkStateMachine", "BulwarkCore", "BulwarkConsensus", "BulwarkSimulation", "BulwarkShell", "BulwarkAdversary"]
         ),
         .testTarget(
             name: "BulwarkShellTests",
-            dependencies: [
+            dependencies: ["BulwarkStateMachine", 
                 "BulwarkCore", "BulwarkConsensus", "BulwarkStorage", "BulwarkShell", "BulwarkSimulation",
                 .product(name: "Logging", package: "swift-log"),
             ]

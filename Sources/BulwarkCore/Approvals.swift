@@ -48,7 +48,7 @@ public struct ApprovalProgress<Subject: ApprovalSubject>: Hashable, Sendable, Cu
     /// The threshold is reached.
     public var isComplete: Bool { approvals >= threshold }
 
-    func completed(at completion: UInt64) -> Self {
+    public func completed(at completion: UInt64) -> Self {
         var done = self
         done.completion = completion
         return done
@@ -95,51 +95,3 @@ extension ApprovalProgress: CanonicalCodable {
     }
 }
 
-/// Why an approval does not count.
-enum AdminRefusal: Error {
-    case notAnAdmin
-    case badSignature
-}
-
-extension ClusterConfig {
-    /// `admin`'s approval over `message`, if `admin` is one of this configuration's admins and
-    /// `signature` is valid: the first two checks of every approval.
-    func adminApproval(by admin: PublicKey, signature: Signature, over message: [UInt8]) -> Result<ConfigApproval, AdminRefusal> {
-        guard let index = admins.firstIndex(of: admin) else { return .failure(.notAnAdmin) }
-        guard admin.isValidSignature(signature, for: message) else { return .failure(.badSignature) }
-        return .success(ConfigApproval(admin: UInt16(index), signature: signature))
-    }
-}
-
-/// A proposal collecting admin approvals: a configuration change or policy edits.
-protocol CollectsApprovals {
-    var id: Digest { get }
-    var approvals: [ConfigApproval] { get set }
-}
-
-extension Array where Element: CollectsApprovals {
-    /// Records `approval` in the proposal with `id` (kept in increasing id order), made by
-    /// `make` if there is none yet; an admin counts once. The proposal's index, or nil when a
-    /// new proposal would take the list past `max`.
-    mutating func record(_ approval: ConfigApproval, in id: Digest, max: Int, make: () -> Element) -> Int? {
-        let position = firstIndex { $0.id >= id } ?? count
-        if position == count || self[position].id != id {
-            guard count < max else { return nil }
-            insert(make(), at: position)
-        }
-        if !self[position].approvals.contains(where: { $0.admin == approval.admin }) {
-            self[position].approvals.append(approval)
-            self[position].approvals.sort { $0.admin < $1.admin }
-        }
-        return position
-    }
-
-    /// Records `approval` and says how far its proposal got against `config`'s threshold; nil
-    /// when a new proposal would take the list past `max`.
-    mutating func count<Subject>(_ approval: ConfigApproval, in id: Digest, max: Int, config: ClusterConfig,
-                                 make: () -> Element) -> (position: Int, progress: ApprovalProgress<Subject>)? {
-        guard let position = record(approval, in: id, max: max, make: make) else { return nil }
-        return (position, ApprovalProgress(id: id, approvals: UInt16(self[position].approvals.count),
-                                           threshold: UInt16(config.adminThreshold)))
-    }
-}

@@ -75,11 +75,17 @@ public struct Governance: Hashable, Sendable {
 }
 
 /// A configuration collecting approvals.
-public struct ConfigProposal: Hashable, Sendable, CollectsApprovals {
+public struct ConfigProposal: Hashable, Sendable {
     public var id: Digest
     public var config: ClusterConfig
     /// By increasing admin index in the current configuration's `admins`.
     public var approvals: [ConfigApproval]
+
+    public init(id: Digest, config: ClusterConfig, approvals: [ConfigApproval]) {
+        self.id = id
+        self.config = config
+        self.approvals = approvals
+    }
 }
 
 /// One admin's signature over `Governance.approvalMessage`.
@@ -100,6 +106,13 @@ public struct ScheduledChange: Hashable, Sendable {
     public var lastHeight: Height
     public var config: ClusterConfig
     public var approvals: [ConfigApproval]
+
+    public init(id: Digest, lastHeight: Height, config: ClusterConfig, approvals: [ConfigApproval]) {
+        self.id = id
+        self.lastHeight = lastHeight
+        self.config = config
+        self.approvals = approvals
+    }
 }
 
 /// What `approve-config` carries: one admin's approval of a complete new configuration.
@@ -155,54 +168,6 @@ public enum ConfigRefusal: Hashable, Sendable, CustomStringConvertible {
         case let .tooManyProposals(max): return "\(max) proposals are already open"
         case .heightExhausted: return "the ledger's heights are exhausted"
         }
-    }
-}
-
-// MARK: - Execution
-
-extension Governance {
-    /// Applies one approval, at `height`. Verifies the admin's signature here: the ledger,
-    /// not the client's word, decides what is approved.
-    mutating func apply(_ request: ConfigApprovalRequest, height: Height) -> OperationResult {
-        guard request.config.clusterID == config.clusterID else { return .configRefused(.otherCluster) }
-        guard request.epoch == epoch else { return .configRefused(.wrongEpoch(current: epoch)) }
-        if let scheduled { return .configRefused(.changePending(lastHeight: scheduled.lastHeight)) }
-        let message = Governance.approvalMessage(cluster: config.clusterID, epoch: epoch, configHash: request.config.hash)
-        let approval: ConfigApproval
-        switch config.adminApproval(by: request.admin, signature: request.signature, over: message) {
-        case let .success(signed): approval = signed
-        case .failure(.notAnAdmin): return .configRefused(.notAnAdmin)
-        case .failure(.badSignature): return .configRefused(.badSignature)
-        }
-        let id = Digest.sha256(message)
-        guard let (position, progress): (Int, ConfigProgress) = proposals.count(approval, in: id, max: Self.proposalsMax,
-                                                                               config: config, make: {
-            ConfigProposal(id: id, config: request.config, approvals: [])
-        }) else { return .configRefused(.tooManyProposals(max: UInt64(Self.proposalsMax))) }
-        guard progress.isComplete else { return .configApproved(progress) }
-        let approvals = proposals[position].approvals
-        guard let last = Governance.lastHeight(completedAt: height, parameters: config.parameters) else {
-            proposals.remove(at: position)
-            return .configRefused(.heightExhausted)
-        }
-        scheduled = ScheduledChange(id: id, lastHeight: last, config: request.config, approvals: approvals)
-        // Competing proposals were approved against a configuration that is about to end.
-        proposals = []
-        return .configApproved(progress.completed(at: last))
-    }
-
-    /// After block `height` executed: ends the epoch when it was the scheduled last block.
-    /// True when a new epoch begins.
-    mutating func endOfBlock(_ height: Height) -> Bool {
-        // A decoded schedule is not trusted to leave room for the next epoch's first height.
-        guard let scheduled, scheduled.lastHeight == height, height < .max, epochEnds.count < Self.epochsMax else { return false }
-        epochEnds.append(height)
-        epoch += 1
-        config = scheduled.config
-        firstHeight = height &+ 1
-        proposals = []
-        self.scheduled = nil
-        return true
     }
 }
 

@@ -84,33 +84,16 @@ public struct ProvableState: Sendable {
     public let height: Height
     let map: AuthenticatedMap
 
+    public init(cluster: ClusterID, height: Height, map: AuthenticatedMap) {
+        self.cluster = cluster
+        self.height = height
+        self.map = map
+    }
+
     /// The state root at `height`, which an execution certificate for it must certify.
-    public var stateRoot: Digest { KeyValueState.stateRoot(cluster: cluster, height: height, mapRoot: map.rootHash) }
+    public var stateRoot: Digest { StateHashing.stateRoot(cluster: cluster, height: height, mapRoot: map.rootHash) }
 }
 
-extension KeyValueState {
-    /// This state's map, kept for proofs about this height later.
-    public var provable: ProvableState {
-        mutating get {
-            settle()
-            return ProvableState(cluster: cluster, height: height, map: map)
-        }
-    }
-
-    /// A proof of what `key` held at `past.height`; `past` must come from this state's history.
-    public func prove(_ key: [UInt8], at past: ProvableState) throws(KeyHistoryError) -> KeyProof {
-        precondition(past.height <= height, "a proof about a height this state has not reached")
-        return try proofSource(for: key).prove(at: past)
-    }
-
-    /// What a proof about `key` needs from this state, taken in O(1): the key's newest history
-    /// position and the store. The rest of the work (walking the history back, hashing the
-    /// path) needs nothing else from the state, so it can run on another thread while this
-    /// state executes on: the store only grows, and entries once written never change.
-    public func proofSource(for key: [UInt8]) -> ProofSource {
-        ProofSource(key: key, height: height, head: historyHeads[key], store: historyStore)
-    }
-}
 
 /// See `KeyValueState.proofSource(for:)`.
 public struct ProofSource: Sendable {
@@ -120,11 +103,18 @@ public struct ProofSource: Sendable {
     let head: UInt64?
     let store: any KeyHistoryStore
 
+    public init(key: [UInt8], height: Height, head: UInt64?, store: any KeyHistoryStore) {
+        self.key = key
+        self.height = height
+        self.head = head
+        self.store = store
+    }
+
     /// A proof of what `key` held at `past.height`; `past` must come from the same state's history.
     public func prove(at past: ProvableState) throws(KeyHistoryError) -> KeyProof {
         precondition(past.height <= height, "a proof about a height the state had not reached")
         // The version of the key in force after `past.height`: its newest entry at or below it.
-        var last: KeyValueState.HistoryEntry?
+        var last: KeyHistoryEntry?
         var next = head
         while let position = next {
             let (entry, previous) = try store.read(at: position)
@@ -136,6 +126,6 @@ public struct ProofSource: Sendable {
         }
         let value = last?.value
         return KeyProof(key: key, value: value, version: value == nil ? 0 : last!.height, height: past.height,
-                        mapRoot: past.map.rootHash, proof: past.map.proof(for: KeyValueState.recordKeyHash(key)))
+                        mapRoot: past.map.rootHash, proof: past.map.proof(for: StateHashing.recordKeyHash(key)))
     }
 }

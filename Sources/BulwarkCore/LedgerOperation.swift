@@ -173,8 +173,8 @@ extension LedgerOperation.Write: CanonicalCodable {
 }
 
 extension CanonicalReader {
-    mutating func readKey() throws(CodecError) -> [UInt8] { try readBytes("key", max: CodecLimits.keyBytesMax) }
-    mutating func readValue() throws(CodecError) -> [UInt8] { try readBytes("value", max: CodecLimits.valueBytesMax) }
+    public mutating func readKey() throws(CodecError) -> [UInt8] { try readBytes("key", max: CodecLimits.keyBytesMax) }
+    public mutating func readValue() throws(CodecError) -> [UInt8] { try readBytes("value", max: CodecLimits.valueBytesMax) }
 }
 
 extension LedgerOperation {

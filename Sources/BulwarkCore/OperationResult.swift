@@ -11,7 +11,7 @@ public enum OperationResult: Hashable, Sendable {
     /// A range: matching entries in key order.
     case entries([Entry])
     /// A history: the key's newest versions, oldest first.
-    case history([KeyValueState.HistoryEntry])
+    case history([KeyHistoryEntry])
     /// A cas, add or transaction whose condition did not hold; nothing was written.
     case conditionFailed(ConditionFailure)
     /// A request the ledger refuses (over a configured limit); nothing was written.
@@ -109,7 +109,7 @@ extension OperationResult: CanonicalCodable {
         case 5: self = .entries(try r.readArray(Entry.self, "entries", max: 1 << 20))
         case 6: self = .conditionFailed(try r.read(ConditionFailure.self))
         case 7: self = .rejected(try r.read(Rejection.self))
-        case 8: self = .history(try r.readArray(KeyValueState.HistoryEntry.self, "history", max: 1 << 20))
+        case 8: self = .history(try r.readArray(KeyHistoryEntry.self, "history", max: 1 << 20))
         case 9: self = .notKept
         case 10: self = .configApproved(try r.read(ConfigProgress.self))
         case 11: self = .configRefused(try r.read(ConfigRefusal.self))
@@ -124,7 +124,7 @@ extension OperationResult: CanonicalCodable {
     }
 }
 
-extension KeyValueState.HistoryEntry: CanonicalCodable {
+extension KeyHistoryEntry: CanonicalCodable {
     public func encode(to w: inout CanonicalWriter) {
         w.write(height)
         w.write(value != nil)

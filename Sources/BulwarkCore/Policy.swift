@@ -44,7 +44,7 @@ public struct Policy: Hashable, Sendable {
         return !bytes.isEmpty && bytes.count <= nameBytesMax && bytes.allSatisfy(isNameByte)
     }
 
-    static func isNameByte(_ b: UInt8) -> Bool {
+    public static func isNameByte(_ b: UInt8) -> Bool {
         (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || b == 0x2e || b == 0x5f || b == 0x2d
     }
 
@@ -160,11 +160,17 @@ public enum PolicyEdit: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-public struct PolicyProposal: Hashable, Sendable, CollectsApprovals {
+public struct PolicyProposal: Hashable, Sendable {
     public var id: Digest
     public var edits: [PolicyEdit]
     /// By increasing admin index in the current configuration's `admins`.
     public var approvals: [ConfigApproval]
+
+    public init(id: Digest, edits: [PolicyEdit], approvals: [ConfigApproval]) {
+        self.id = id
+        self.edits = edits
+        self.approvals = approvals
+    }
 }
 
 /// What `approvePolicy` carries: one admin's approval of `edits` as policy change number
@@ -302,7 +308,7 @@ public enum DeniedOperation: UInt8, Hashable, Sendable, CustomStringConvertible 
 
 extension Policy {
     /// The literal pieces of a prefix between its `{client}` placeholders.
-    static func segments(of prefix: [UInt8]) -> [[UInt8]] {
+    public static func segments(of prefix: [UInt8]) -> [[UInt8]] {
         var segments: [[UInt8]] = []
         var current: [UInt8] = []
         var i = 0
@@ -449,6 +455,9 @@ public struct PolicyIndex: Sendable {
 // MARK: - Changes
 
 extension Policy {
+    /// Names order by their bytes.
+    public static func precedes(_ a: String, _ b: String) -> Bool { Array(a.utf8).lexicographicallyPrecedes(Array(b.utf8)) }
+
     /// The bytes an admin signs to approve `edits` as change `sequence + 1` in `epoch`.
     public static func approvalMessage(cluster: ClusterID, epoch: UInt64, sequence: UInt64, edits: [PolicyEdit]) -> [UInt8] {
         Domain.policyApproval.message(cluster: cluster) { w in
@@ -456,102 +465,6 @@ extension Policy {
             w.write(sequence)
             w.write(edits)
         }
-    }
-
-    /// Applies `edits` in order to a copy; the first that cannot apply refuses them all.
-    func applying(_ edits: [PolicyEdit], keyBytesMax: Int) -> Result<Policy, PolicyRefusal> {
-        guard !edits.isEmpty, edits.count <= Self.editsMax else { return .failure(.badEditCount(count: UInt64(edits.count))) }
-        var next = self
-        for (index, edit) in edits.enumerated() {
-            if let problem = next.apply(edit, keyBytesMax: keyBytesMax) {
-                return .failure(.badEdit(index: UInt32(index), problem))
-            }
-        }
-        return .success(next)
-    }
-
-    private mutating func apply(_ edit: PolicyEdit, keyBytesMax: Int) -> PolicyRefusal.EditProblem? {
-        switch edit {
-        case let .grant(roleName, grant):
-            guard Self.isValidName(roleName) else { return .invalidName }
-            guard Self.isValidGrant(grant, keyBytesMax: keyBytesMax) else { return .invalidGrant }
-            let position = roles.firstIndex { !Self.precedes($0.name, roleName) } ?? roles.count
-            if position == roles.count || roles[position].name != roleName {
-                guard roles.count < Self.rolesMax else { return .policyFull }
-                roles.insert(Role(name: roleName, grants: []), at: position)
-            }
-            var grants = roles[position].grants
-            guard !grants.contains(grant) else { return .alreadyGranted }
-            guard grants.count < Self.grantsPerRoleMax else { return .policyFull }
-            grants.append(grant)
-            roles[position].grants = grants.sorted()
-        case let .revoke(roleName, grant):
-            guard let position = roles.firstIndex(where: { $0.name == roleName }),
-                  let found = roles[position].grants.firstIndex(of: grant) else { return .notGranted }
-            roles[position].grants.remove(at: found)
-            if roles[position].grants.isEmpty { roles.remove(at: position) }
-        case let .bind(binding):
-            guard Self.isValidName(binding.name) else { return .invalidName }
-            guard !binding.roles.isEmpty, binding.roles.count <= Self.rolesPerBindingMax,
-                  binding.roles.allSatisfy(Self.isValidName),
-                  zip(binding.roles, binding.roles.dropFirst()).allSatisfy({ Self.precedes($0, $1) }) else { return .invalidRoles }
-            guard !bindings.contains(where: { $0.name == binding.name }) else { return .nameTaken }
-            guard !bindings.contains(where: { $0.client == binding.client }) else { return .clientAlreadyBound }
-            guard bindings.count < Self.bindingsMax else { return .policyFull }
-            let position = bindings.firstIndex { !Self.precedes($0.name, binding.name) } ?? bindings.count
-            bindings.insert(binding, at: position)
-        case let .unbind(name):
-            guard let position = bindings.firstIndex(where: { $0.name == name }) else { return .notBound }
-            bindings.remove(at: position)
-        }
-        return nil
-    }
-
-    static func isValidGrant(_ grant: Grant, keyBytesMax: Int) -> Bool {
-        if grant.permission == .admin { return grant.prefix.isEmpty }
-        let segments = segments(of: grant.prefix)
-        return grant.prefix.count <= keyBytesMax && segments.count <= placeholdersMax + 1 && delimitsEveryPlaceholder(segments)
-    }
-
-    /// Every `{client}` is followed by a byte no name contains (SPEC.md §19.1), so a name's
-    /// expansion is never a prefix of a longer name's: without it `acct/{client}` gives client
-    /// `al` every key of client `alice`. (A byte after a placeholder that starts another one is
-    /// `{`, not a name byte, but the next segment is then empty: refused too.)
-    static func delimitsEveryPlaceholder(_ segments: [[UInt8]]) -> Bool {
-        segments.dropFirst().allSatisfy { segment in segment.first.map { !isNameByte($0) } ?? false }
-    }
-
-    /// Names order by their bytes.
-    static func precedes(_ a: String, _ b: String) -> Bool { Array(a.utf8).lexicographicallyPrecedes(Array(b.utf8)) }
-
-    /// Applies one approval. The caller checked the submitter may administer.
-    mutating func apply(_ request: PolicyApprovalRequest, epoch: UInt64, config: ClusterConfig,
-                        keyBytesMax: Int) -> OperationResult {
-        guard request.epoch == epoch else { return .policyRefused(.wrongEpoch(current: epoch)) }
-        // A decoded sequence is not trusted to leave room for the next.
-        guard request.sequence == sequence, sequence < .max else { return .policyRefused(.wrongSequence(current: sequence)) }
-        let message = Self.approvalMessage(cluster: config.clusterID, epoch: epoch, sequence: sequence, edits: request.edits)
-        let approval: ConfigApproval
-        switch config.adminApproval(by: request.admin, signature: request.signature, over: message) {
-        case let .success(signed): approval = signed
-        case .failure(.notAnAdmin): return .policyRefused(.notAnAdmin)
-        case .failure(.badSignature): return .policyRefused(.badSignature)
-        }
-        let next: Policy
-        switch applying(request.edits, keyBytesMax: keyBytesMax) {
-        case let .success(policy): next = policy
-        case let .failure(refusal): return .policyRefused(refusal)
-        }
-        let id = Digest.sha256(message)
-        guard let (_, progress): (Int, PolicyProgress) = proposals.count(approval, in: id, max: Self.proposalsMax, config: config, make: {
-            PolicyProposal(id: id, edits: request.edits, approvals: [])
-        }) else { return .policyRefused(.tooManyProposals(max: UInt64(Self.proposalsMax))) }
-        guard progress.isComplete else { return .policyApproved(progress) }
-        // Every other proposal was signed against the sequence this change ends.
-        self = next
-        sequence += 1
-        proposals = []
-        return .policyApproved(progress.completed(at: sequence))
     }
 }
 

@@ -1,6 +1,7 @@
 import BulwarkAdversary
 import BulwarkConsensus
 import BulwarkCore
+import BulwarkStateMachine
 
 /// A small cluster of real cores run in memory to a realistic state (blocks committed, a
 /// stable checkpoint, a view change under way), remembering every message they sent: what the

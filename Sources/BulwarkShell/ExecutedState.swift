@@ -1,5 +1,6 @@
 import BulwarkConsensus
 import BulwarkCore
+import BulwarkStateMachine
 
 /// What the core needs of the state machine, derived where the state machine lives: the core
 /// itself knows only replies, request ids and the policy's admissions.

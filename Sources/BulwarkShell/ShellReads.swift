@@ -1,5 +1,6 @@
 import BulwarkConsensus
 import BulwarkCore
+import BulwarkStateMachine
 
 /// Verified reads (`bulwark prove`): a key's value and history with a proof against the
 /// newest certified checkpoint's state root.

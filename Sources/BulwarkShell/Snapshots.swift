@@ -1,4 +1,5 @@
 import BulwarkCore
+import BulwarkStateMachine
 import BulwarkStorage
 import Logging
 

@@ -1,4 +1,5 @@
 import BulwarkCore
+import BulwarkStateMachine
 
 /// Checks what clients saw, not what replicas hold (ARCHITECTURE.md §7):
 /// - linearizability of every single-key history (Wing & Gong's search: find an order of the

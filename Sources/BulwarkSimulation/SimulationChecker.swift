@@ -1,5 +1,6 @@
 import BulwarkConsensus
 import BulwarkCore
+import BulwarkStateMachine
 import BulwarkTestSupport
 import BulwarkVerify
 

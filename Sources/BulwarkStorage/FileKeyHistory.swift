@@ -49,7 +49,7 @@ public final class FileKeyHistory: KeyHistoryStore, @unchecked Sendable {
 
     public var end: UInt64 { lock.withLock { fileEnd + UInt64(pending.count) } }
 
-    public func append(_ entry: KeyValueState.HistoryEntry, previous: UInt64?) -> UInt64 {
+    public func append(_ entry: KeyHistoryEntry, previous: UInt64?) -> UInt64 {
         lock.withLock {
             let position = fileEnd + UInt64(pending.count)
             precondition(previous.map { $0 < position } ?? true, "a history chain points forward")
@@ -102,7 +102,7 @@ public final class FileKeyHistory: KeyHistoryStore, @unchecked Sendable {
         }
     }
 
-    public func read(at position: UInt64) throws(KeyHistoryError) -> (entry: KeyValueState.HistoryEntry, previous: UInt64?) {
+    public func read(at position: UInt64) throws(KeyHistoryError) -> (entry: KeyHistoryEntry, previous: UInt64?) {
         let record: [UInt8]
         do { record = try recordBytes(at: position) } catch { throw KeyHistoryError("\(error)") }
         do {
@@ -119,7 +119,7 @@ public final class FileKeyHistory: KeyHistoryStore, @unchecked Sendable {
             guard previousPlusOne <= position else {
                 throw CodecError.invalidValue(field: "previous position", reason: "\(previousPlusOne - 1) is not before \(position)")
             }
-            return (KeyValueState.HistoryEntry(height: height, value: value), previousPlusOne == 0 ? nil : previousPlusOne - 1)
+            return (KeyHistoryEntry(height: height, value: value), previousPlusOne == 0 ? nil : previousPlusOne - 1)
         } catch {
             throw KeyHistoryError("\(path) is damaged at byte \(position): \(error)\(Self.remedy)")
         }

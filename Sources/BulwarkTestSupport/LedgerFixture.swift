@@ -1,4 +1,5 @@
 import BulwarkCore
+import BulwarkStateMachine
 
 /// A valid ledger built for tests: real keys, real signatures, real commit and execution
 /// certificates, so that storage and verification are exercised on what replicas produce.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BulwarkCore
+import BulwarkStateMachine
 import BulwarkStorage
 import BulwarkVerify
 import Foundation

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BulwarkClient
 import BulwarkCore
+import BulwarkStateMachine
 import BulwarkStorage
 import Foundation
 

@@ -1,5 +1,6 @@
 import BulwarkConsensus
 import BulwarkCore
+import BulwarkStateMachine
 import BulwarkShell
 
 /// Drives a handful of real cores by hand: the test decides what is delivered, when and to

@@ -1,4 +1,5 @@
 import BulwarkCore
+import BulwarkStateMachine
 @testable import BulwarkStorage
 import BulwarkTestSupport
 import BulwarkVerify

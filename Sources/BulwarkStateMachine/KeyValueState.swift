@@ -1,3 +1,4 @@
+import BulwarkCore
 /// The deterministic key-value state machine (ARCHITECTURE.md §2). Executing the same blocks in the
 /// same order gives the same results and the same state root on every replica: no clock, no
 /// randomness, no floating point, and no `Dictionary` iteration order reaches a result or a
@@ -21,16 +22,8 @@ public struct KeyValueState: Sendable {
         public var height: Height
     }
 
-    /// One version of a key: its value from `height` on, nil where it was deleted.
-    public struct HistoryEntry: Hashable, Sendable {
-        public var height: Height
-        public var value: [UInt8]?
-
-        public init(height: Height, value: [UInt8]?) {
-            self.height = height
-            self.value = value
-        }
-    }
+    /// One version of a key (`KeyHistoryEntry`).
+    public typealias HistoryEntry = KeyHistoryEntry
 
     public private(set) var records: [[UInt8]: Record] = [:]
     public private(set) var clients: [PublicKey: ClientRecord] = [:]
@@ -460,18 +453,10 @@ public struct KeyValueState: Sendable {
 
     // MARK: - State root and proofs
 
-    static func recordKeyHash(_ key: [UInt8]) -> Digest {
-        var h = SHA256Hasher()
-        h.update([1])
-        h.update(key)
-        return h.finalize()
-    }
+    static func recordKeyHash(_ key: [UInt8]) -> Digest { StateHashing.recordKeyHash(key) }
 
     static func recordValueHash(_ record: Record) -> Digest {
-        var w = CanonicalWriter(capacity: record.value.count + 16)
-        w.writeBytes(record.value)
-        w.write(record.version)
-        return Digest.sha256(w.bytes)
+        StateHashing.recordValueHash(value: record.value, version: record.version)
     }
 
     static func clientKeyHash(_ client: PublicKey) -> Digest {
@@ -490,24 +475,19 @@ public struct KeyValueState: Sendable {
     }
 
     /// The map entry that holds the replicated configuration: key hash SHA-256(0x03).
-    static let governanceKeyHash = Digest.sha256([3])
+    static let governanceKeyHash = StateHashing.governanceKeyHash
     static let policyKeyHash = Digest.sha256([4])
 
     static func policyValueHash(_ policy: Policy, cluster: ClusterID) -> Digest {
         Digest.tagged(.policy, cluster: cluster, policy.encoded())
     }
 
-    static func governanceValueHash(_ governance: Governance) -> Digest {
-        Digest.tagged(.governance, cluster: governance.config.clusterID, governance.encoded())
-    }
+    static func governanceValueHash(_ governance: Governance) -> Digest { StateHashing.governanceValueHash(governance) }
 
     /// SHA-256(len(tag) || "bulwark/v1/state" || clusterID || height || map root), the
     /// domain separation every other hash has (SPEC.md §9.3).
     static func stateRoot(cluster: ClusterID, height: Height, mapRoot: Digest) -> Digest {
-        Digest.sha256(Domain.state.message(cluster: cluster) { w in
-            w.write(height)
-            w.write(mapRoot)
-        })
+        StateHashing.stateRoot(cluster: cluster, height: height, mapRoot: mapRoot)
     }
 
     /// A 32-byte commitment to the whole state after `height`: every record (value and
@@ -537,105 +517,5 @@ extension KeyValueState {
         settle()
         return GovernanceProof(governance: governance, height: height, mapRoot: map.rootHash,
                                proof: map.proof(for: Self.governanceKeyHash))
-    }
-}
-
-/// The replicated configuration after `height`, with its path in the authenticated map.
-public struct GovernanceProof: Hashable, Sendable {
-    public var governance: Governance
-    public var height: Height
-    public var mapRoot: Digest
-    public var proof: AuthenticatedMap.Proof
-
-    /// Throws unless `governance` is exactly what the state with root `stateRoot` holds.
-    public func verify(stateRoot: Digest, cluster: ClusterID) throws(KeyProof.Failure) {
-        guard governance.config.clusterID == cluster,
-              KeyValueState.stateRoot(cluster: cluster, height: height, mapRoot: mapRoot) == stateRoot else {
-            throw .stateRootMismatch
-        }
-        let proven: Digest?
-        do { proven = try proof.verify(key: KeyValueState.governanceKeyHash, root: mapRoot) } catch {
-            throw .invalidPath(error)
-        }
-        guard proven == KeyValueState.governanceValueHash(governance) else { throw .valueMismatch }
-    }
-}
-
-extension GovernanceProof: CanonicalCodable {
-    public func encode(to w: inout CanonicalWriter) {
-        w.write(governance)
-        w.write(height)
-        w.write(mapRoot)
-        w.write(proof)
-    }
-
-    public init(from r: inout CanonicalReader) throws(CodecError) {
-        governance = try r.read(Governance.self)
-        height = try r.readUInt64("height")
-        mapRoot = try r.readDigest("map root")
-        proof = try r.read(AuthenticatedMap.Proof.self)
-    }
-}
-
-/// A key's value and version (or its absence) in the state after `height`, with the proof.
-public struct KeyProof: Hashable, Sendable {
-    public var key: [UInt8]
-    public var value: [UInt8]?
-    public var version: UInt64
-    public var height: Height
-    public var mapRoot: Digest
-    public var proof: AuthenticatedMap.Proof
-
-    public enum Failure: Error, Equatable, Sendable, CustomStringConvertible {
-        case stateRootMismatch
-        case invalidPath(AuthenticatedMap.Proof.Failure)
-        case valueMismatch
-
-        public var description: String {
-            switch self {
-            case .stateRootMismatch: return "the proof is for another state root"
-            case let .invalidPath(reason): return "the proof's path does not verify (\(reason))"
-            case .valueMismatch: return "the value or version does not match the proof"
-            }
-        }
-    }
-
-    /// Throws unless this proof shows exactly `value` and `version` (or absence) for `key`
-    /// under `stateRoot`, the state root of `cluster`.
-    public func verify(stateRoot: Digest, cluster: ClusterID) throws(Failure) {
-        guard KeyValueState.stateRoot(cluster: cluster, height: height, mapRoot: mapRoot) == stateRoot else {
-            throw .stateRootMismatch
-        }
-        let proven: Digest?
-        do { proven = try proof.verify(key: KeyValueState.recordKeyHash(key), root: mapRoot) } catch {
-            throw .invalidPath(error)
-        }
-        let claimed = value.map { KeyValueState.recordValueHash(.init(value: $0, version: version)) }
-        guard proven == claimed, value != nil || version == 0 else { throw .valueMismatch }
-    }
-}
-
-extension KeyProof: CanonicalCodable {
-    static let formatVersion: UInt8 = 1
-
-    public func encode(to w: inout CanonicalWriter) {
-        w.write(Self.formatVersion)
-        w.writeBytes(key)
-        w.write(value != nil)
-        if let value { w.writeBytes(value) }
-        w.write(version)
-        w.write(height)
-        w.write(mapRoot)
-        w.write(proof)
-    }
-
-    public init(from r: inout CanonicalReader) throws(CodecError) {
-        try r.readVersion("key proof", supported: Self.formatVersion)
-        key = try r.readKey()
-        value = try r.readBool("value present") ? try r.readValue() : nil
-        version = try r.readUInt64("version")
-        height = try r.readUInt64("height")
-        mapRoot = try r.readDigest("map root")
-        proof = try r.read(AuthenticatedMap.Proof.self)
     }
 }
