@@ -131,8 +131,8 @@ let package = Package(
         ),
         .executableTarget(
             name: "bulwark-storage-bench",
-            dependencies: ["BulwarkStateMachine", "BulwarkStateMachine", 
-                "BulwarkCore", "BulwarkStorage", "BulwarkTestSupport",
+            dependencies: [
+                "BulwarkStateMachine", "BulwarkCore", "BulwarkStorage", "BulwarkTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
