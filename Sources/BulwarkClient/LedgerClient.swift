@@ -25,10 +25,10 @@ public enum ClientError: Error, CustomStringConvertible {
 }
 
 /// The client library (ARCHITECTURE.md §5): signs requests with the client's key, sends each to
-/// every replica, and accepts a result once f+1 replicas sent the same reply (so at least one
-/// honest replica vouches for it). Replies need no signature: each comes on the connection to
-/// its replica, whose frames the transport authenticates with the handshake's session keys.
-/// Re-sends on a timeout.
+/// the primary it believes current and, unanswered, to every replica (`RequestRouting`), and
+/// accepts a result once f+1 replicas sent the same reply (so at least one honest replica
+/// vouches for it). Replies need no signature: each comes on the connection to its replica,
+/// whose frames the transport authenticates with the handshake's session keys.
 public final class LedgerClient: Sendable {
     /// The epoch this client knows and its configuration: cluster.json (epoch 0) at first,
     /// then whatever `follow` learnt.
@@ -42,6 +42,8 @@ public final class LedgerClient: Sendable {
     let transport: NIOLockedValueBox<Transport?> = .init(nil)
     let pending = NIOLockedValueBox<[UInt64: Pending]>([:])
     let nextID: NIOLockedValueBox<UInt64>
+    /// Where requests go first: the primary of the view f+1 replicas reported.
+    let routing = NIOLockedValueBox(RequestRouting())
 
     let proofs = NIOLockedValueBox<[UInt64: PendingProof]>([:])
     /// Answers to one request for epoch proofs, by replica (empty: it proved nothing).
@@ -145,6 +147,8 @@ public final class LedgerClient: Sendable {
     /// A replica's latest reply replaces its earlier one; f+1 validators of the known epoch
     /// agreeing on the result and height settle the request (`ReplyQuorum`).
     func received(_ reply: ClientReply, from replica: ReplicaID) {
+        let config = self.config
+        routing.withLockedValue { $0.heard(view: reply.view, from: replica, config: config) }
         settle(reply.requestID) { quorum, config in quorum.received(reply, from: replica, config: config) }
     }
 
@@ -205,16 +209,20 @@ public final class LedgerClient: Sendable {
                 }
             }
             tasks.addTask { [self] in
-                // Send, then re-send to every validator until answered or out of time. A
-                // request unanswered for two rounds may be waiting on validators this client
-                // does not know yet: it checks for a newer epoch, by proofs, and from then on
-                // sends to that epoch's validators (the same signed request, so it executes
-                // at most once).
+                // Send to the primary, then, unanswered, to every validator until answered
+                // or out of time (`RequestRouting`). A request unanswered for two rounds may
+                // be waiting on validators this client does not know yet: it checks for a
+                // newer epoch, by proofs, and from then on sends to that epoch's validators
+                // (the same signed request, so it executes at most once).
                 let deadline = ContinuousClock.now + timeout
                 var round = 0
                 while ContinuousClock.now < deadline {
-                    for replica in config.validators.map(\.id) { transport.send(frame, to: replica) }
-                    try await Task.sleep(for: retryEvery)
+                    let config = self.config
+                    for replica in routing.withLockedValue({ $0.targets(round: round, config: config) }) {
+                        transport.send(frame, to: replica)
+                    }
+                    let broadcastAfter = Duration.milliseconds(Int64(RequestRouting.broadcastAfterMs(config)))
+                    try await Task.sleep(for: round == 0 ? min(broadcastAfter, retryEvery) : retryEvery)
                     round += 1
                     if round % 2 == 0 { try? await learnEpochs(until: min(deadline, .now + retryEvery)) }
                 }

@@ -6,12 +6,16 @@
 public struct ClientReply: Hashable, Sendable {
     public var requestID: UInt64
     public var height: Height
+    /// The view the replica was in when it answered: a hint for where the client sends its
+    /// next request (`RequestRouting`), never part of what must match.
+    public var view: View
     /// The encoded `OperationResult`.
     public var result: [UInt8]
 
-    public init(requestID: UInt64, height: Height, result: [UInt8]) {
+    public init(requestID: UInt64, height: Height, view: View = 0, result: [UInt8]) {
         self.requestID = requestID
         self.height = height
+        self.view = view
         self.result = result
     }
 }
@@ -100,18 +104,19 @@ public enum ClientFrame: Hashable, Sendable {
 
 extension ClientReply: CanonicalCodable {
     public func encode(to w: inout CanonicalWriter) {
-        w.write(requestID); w.write(height); w.writeBytes(result)
+        w.write(requestID); w.write(height); w.write(view); w.writeBytes(result)
     }
 
     public init(from r: inout CanonicalReader) throws(CodecError) {
         self.init(requestID: try r.readUInt64("request id"), height: try r.readUInt64("height"),
-                  result: try r.readBytes("result", max: CodecLimits.bytesMax))
+                  view: try r.readUInt64("view"), result: try r.readBytes("result", max: CodecLimits.bytesMax))
     }
 }
 
 extension ClientFrame: CanonicalCodable {
-    /// 2: replies lost their signature when connections became authenticated.
-    static let version: UInt8 = 2
+    /// 2: replies lost their signature when connections became authenticated. 3: replies
+    /// carry the replica's view, so a client sends to the primary alone (SPEC.md §8.5).
+    static let version: UInt8 = 3
 
     public func encode(to w: inout CanonicalWriter) {
         w.write(Self.version)

@@ -393,8 +393,10 @@ public final class ReplicaShell {
         }
         precondition(ledger.blockLog.durableHeight >= highest, "a reply for block \(highest) would leave before the block is durable")
         for reply in replies {
-            // The client's connection authenticates the reply (see `HandshakeMessage`).
-            let answer = ClientReply(requestID: reply.requestID, height: reply.height, result: reply.result)
+            // The client's connection authenticates the reply (see `HandshakeMessage`); the view
+            // tells the client where to send next (`RequestRouting`).
+            let answer = ClientReply(requestID: reply.requestID, height: reply.height, view: core.view,
+                                     result: reply.result)
             network.send(ClientFrame.reply(answer).encoded(), toClient: reply.client)
             let arrived = arrivals.removeValue(forKey: RequestKey(client: reply.client, requestID: reply.requestID))
             notify(.replied(latencyNanoseconds: arrived.map { clock.monotonicNs &- $0 }))

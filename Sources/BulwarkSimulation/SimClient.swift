@@ -11,8 +11,9 @@ struct CompletedOperation {
     var completedMs: UInt64
 }
 
-/// A closed-loop client: one outstanding signed request at a time, sent to every validator of
-/// the epoch it knows, settled by the production acceptance rule (`ReplyQuorum`: f+1 of those
+/// A closed-loop client: one outstanding signed request at a time, sent to the primary it
+/// believes current and, unanswered, to every validator of the epoch it knows
+/// (`RequestRouting`, as `LedgerClient` sends), settled by the production acceptance rule (`ReplyQuorum`: f+1 of those
 /// validators with the same result at the same height, or the same final refusal), re-sent on
 /// a timeout. Like `LedgerClient`, a request unanswered for two rounds makes it ask for epoch
 /// proofs, and it follows whatever epoch they prove (`EpochProof.newestProven`).
@@ -22,6 +23,7 @@ final class SimClient {
     var issued: UInt64 = 0
     var current: (request: Request, invokedMs: UInt64)?
     var quorum = ReplyQuorum()
+    var routing = RequestRouting()
     /// Rounds the current request went unanswered.
     var rounds = 0
     /// The epoch this client has proven and its configuration.
@@ -62,7 +64,7 @@ final class SimClient {
     }
 
     /// Signs `operation` under the next request id, makes it the current request and sends it
-    /// to every replica, with a retry scheduled.
+    /// to the primary it believes current, with the sending to everyone scheduled.
     private func send(_ operation: LedgerOperation, invokedMs: UInt64, _ simulation: Simulation) {
         lastRequestID += 1
         let request = Request.signed(by: key, cluster: simulation.config.clusterID, requestID: lastRequestID,
@@ -70,21 +72,22 @@ final class SimClient {
         current = (request, invokedMs)
         quorum = ReplyQuorum()
         rounds = 0
-        broadcast(request, simulation)
-        simulation.schedule(at: simulation.now + Self.retryMs, .clientRetry(index, requestID: lastRequestID))
+        sendRound(request, simulation)
+        let wait = min(RequestRouting.broadcastAfterMs(known.config), Self.retryMs)
+        simulation.schedule(at: simulation.now + wait, .clientRetry(index, requestID: lastRequestID))
     }
 
     func retry(requestID: UInt64, simulation: Simulation) {
         guard let current, current.request.requestID == requestID else { return }
         rounds += 1
         if rounds % 2 == 0 { askForEpochs(simulation) }
-        broadcast(current.request, simulation)
+        sendRound(current.request, simulation)
         simulation.schedule(at: simulation.now + Self.retryMs, .clientRetry(index, requestID: requestID))
     }
 
-    private func broadcast(_ request: Request, _ simulation: Simulation) {
-        for validator in known.config.validators {
-            simulation.sendRequest(request, to: Int(validator.id), from: key.publicKey)
+    private func sendRound(_ request: Request, _ simulation: Simulation) {
+        for replica in routing.targets(round: rounds, config: known.config) {
+            simulation.sendRequest(request, to: Int(replica), from: key.publicKey)
         }
     }
 
@@ -121,6 +124,7 @@ final class SimClient {
     }
 
     func receive(_ reply: ClientReply, from replica: Int, simulation: Simulation) {
+        routing.heard(view: reply.view, from: ReplicaID(replica), config: known.config)
         guard let current, reply.requestID == current.request.requestID,
               case .accepted? = quorum.received(reply, from: ReplicaID(replica), config: known.config) else { return }
         if (try? OperationResult(decoding: reply.result)) == .notKept {

@@ -436,6 +436,7 @@ public final class Simulation {
 
     /// A client's request, sent to every node running `replica`.
     func sendRequest(_ request: Request, to replica: Int, from client: PublicKey) {
+        report.clientRequestsSent += 1
         sendClientFrame(ClientFrame.request(request).encoded(), to: replica, from: client)
     }
 

@@ -158,6 +158,8 @@ public struct SimulationReport: Sendable {
     public var batchedDeliveries: UInt64 = 0
     public var refusalVerdicts = 0
     public var messagesSent: UInt64 = 0
+    /// Request frames clients sent, one per replica addressed (`RequestRouting`).
+    public var clientRequestsSent: UInt64 = 0
     public var messagesDropped: UInt64 = 0
     public var requestsCompleted: Int = 0
     /// Summed over completed requests: virtual time from first send to the accepted result.

@@ -50,6 +50,19 @@ import Testing
         #expect(reports.allSatisfy { $0.primaryCrashedAtHeight != nil && $0.maxView > 0 })
     }
 
+    /// Clients send each request to the primary alone (`RequestRouting`, PBFT §4.1): on a
+    /// fault-free network backups see it only inside the PRE-PREPARE, so a request crosses the
+    /// network about once (with every request sent to all four, four times).
+    @Test func requestsGoToThePrimaryAlone() {
+        var options = SimulationOptions(seed: 5)
+        options.clients = 8
+        let report = Simulation(options: options).run()
+        #expect(report.passed, "\(report.failures)")
+        #expect(report.requestsCompleted > 0 && report.maxView == 0, "\(report.summary)")
+        let perRequest = Double(report.clientRequestsSent) / Double(report.requestsCompleted)
+        #expect(perRequest < 1.2, "\(report.clientRequestsSent) request frames for \(report.requestsCompleted) requests")
+    }
+
     /// The simulated replicas take the frames of one instant in one `handle` call, as
     /// production's loop drains its inbox: the group-commit path runs under every seed, and
     /// the simulated clients settle requests by the production rule (`ReplyQuorum`).
