@@ -46,6 +46,13 @@ public final class LedgerClient: Sendable {
     let routing = NIOLockedValueBox(RequestRouting())
 
     let proofs = NIOLockedValueBox<[UInt64: PendingProof]>([:])
+    /// Fast reads in flight, by nonce.
+    let fastReads = NIOLockedValueBox<[UInt64: PendingFastRead]>([:])
+
+    struct PendingFastRead {
+        var quorum = FastReadQuorum()
+        var continuation: CheckedContinuation<FastReadQuorum.Answer?, Never>?
+    }
     /// Answers to one request for epoch proofs, by replica (empty: it proved nothing).
     let epochAnswers = NIOLockedValueBox<[UInt64: [ReplicaID: [EpochProof]]]>([:])
 
@@ -97,7 +104,9 @@ public final class LedgerClient: Sendable {
             receivedProof(nonce: nonce, .refused(reason), from: replica)
         case let .refused(requestID, refusal): received(refusal, of: requestID, from: replica)
         case let .epochProofs(nonce, steps): receivedEpochProofs(nonce: nonce, steps, from: replica)
-        case .request, .proveRequest, .fetchBlocks, .blocks, .epochProofsRequest: return
+        case let .fastReadAnswer(nonce, height, result):
+            receivedFastRead(nonce: nonce, .init(height: height, result: result), from: replica)
+        case .request, .proveRequest, .fetchBlocks, .blocks, .epochProofsRequest, .fastRead: return
         }
     }
 
@@ -249,6 +258,74 @@ public final class LedgerClient: Sendable {
         }
         guard let result = try? OperationResult(decoding: reply.result) else { throw ClientError.undecodableResult }
         return (result, reply.height)
+    }
+
+    /// A linearizable read of `key` (SPEC.md §8.6): first without ordering, accepted when 2f+1
+    /// validators of the known epoch give the same result at the same executed height; when
+    /// they do not (writes in flight, a replica behind or lying) or not within `fastWait`, the
+    /// read is ordered like any request, under a new request id.
+    /// `fastPath` says which way the answer came.
+    public func read(_ key: [UInt8], timeout: Duration = .seconds(15)) async throws
+        -> (result: OperationResult, height: Height, fastPath: Bool)
+    {
+        let fastWait = Duration.milliseconds(Int64(RequestRouting.broadcastAfterMs(config)))
+        if let answer = await fastRead(key, wait: fastWait), let result = try? OperationResult(decoding: answer.result) {
+            return (result, answer.height, true)
+        }
+        let (result, height) = try await execute(.get(key: key), timeout: timeout)
+        return (result, height, false)
+    }
+
+    /// The fast path alone: the result 2f+1 validators agreed on, or nil.
+    public func fastRead(_ key: [UInt8], wait: Duration) async -> FastReadQuorum.Answer? {
+        let nonce = takeID()
+        let frame = ClientFrame.fastRead(key: key, nonce: nonce).encoded()
+        let transport = self.transport.withLockedValue { $0! }
+        fastReads.withLockedValue { $0[nonce] = PendingFastRead() }
+        defer { _ = fastReads.withLockedValue { $0.removeValue(forKey: nonce) } }
+        return await withTaskGroup(of: FastReadQuorum.Answer?.self) { tasks in
+            tasks.addTask { [self] in
+                await withCheckedContinuation { continuation in
+                    let gone = fastReads.withLockedValue { pending -> Bool in
+                        pending[nonce]?.continuation = continuation
+                        return pending[nonce] == nil
+                    }
+                    if gone { return continuation.resume(returning: nil) }
+                    // Sent once an answer has somewhere to go.
+                    for replica in config.validators.map(\.id) { transport.send(frame, to: replica) }
+                }
+            }
+            tasks.addTask { [self] in
+                try? await Task.sleep(for: wait)
+                let continuation = fastReads.withLockedValue { pending in
+                    defer { pending[nonce]?.continuation = nil }
+                    return pending[nonce]?.continuation
+                }
+                continuation?.resume(returning: nil)
+                return nil
+            }
+            let first = await tasks.next() ?? nil
+            tasks.cancelAll()
+            return first
+        }
+    }
+
+    /// An answer to a fast read: the read ends once 2f+1 agree, or once they no longer can.
+    func receivedFastRead(nonce: UInt64, _ answer: FastReadQuorum.Answer, from replica: ReplicaID) {
+        let config = self.config
+        let (verdict, continuation) = fastReads.withLockedValue { pending
+            -> (FastReadQuorum.Answer??, CheckedContinuation<FastReadQuorum.Answer?, Never>?) in
+            guard var entry = pending[nonce] else { return (nil, nil) }
+            defer { pending[nonce] = entry }
+            if let agreed = entry.quorum.received(answer, from: replica, config: config) {
+                defer { entry.continuation = nil }
+                return (.some(agreed), entry.continuation)
+            }
+            guard entry.quorum.mustOrder(config: config) else { return (nil, nil) }
+            defer { entry.continuation = nil }
+            return (.some(nil), entry.continuation)
+        }
+        if let verdict { continuation?.resume(returning: verdict) }
     }
 
     /// A verified read of `key` at the newest certified checkpoint any replica offers: asks

@@ -357,6 +357,7 @@ extension Replica {
         }
         slots[height]!.ownCommit = commit
         slots[height]!.commits[id] = commit
+        highestCommitSent = max(highestCommitSent, height)
         emit(.broadcast(.commit(commit)))
         // The height above may have been waiting for this one to prepare.
         if slots[height + 1]?.prepared == true { advance(height + 1) }
@@ -449,5 +450,16 @@ extension Replica {
             delivered[item.header.height] = DeliveredBlock(header: item.header, hash: hash, historyBefore: item.historyBefore)
             signCheckpoint(height: item.header.height, blockHash: hash, stateRoot: item.stateRoot)
         }
+    }
+}
+
+extension Replica {
+    /// The height this replica must have executed before it answers a fast read (SPEC.md
+    /// §8.6): every height it sent a COMMIT for, and every height a former life may have (what
+    /// its write-ahead log forgot, and while it rejoins its signing floor). A write some client
+    /// saw complete was committed by 2f+1 replicas; any 2f+1 that agree on a fast read include
+    /// an honest one of them, which answers only from a state that holds the write.
+    public var fastReadFloor: Height {
+        max(highestCommitSent, forgottenThrough, signingFloor?.height ?? 0)
     }
 }

@@ -134,6 +134,8 @@ extension Replica {
         for p in logged.prepares where p.view == view && p.height > chain.height && p.height <= highWatermark {
             slots[p.height, default: Slot()].ownPrepare = p
         }
+        // Whatever view it was in, a COMMIT this replica sent holds back its fast reads.
+        highestCommitSent = max(highestCommitSent, logged.commits.map(\.height).max() ?? 0)
         for c in logged.commits where c.view == view && c.height > chain.height && c.height <= highWatermark {
             slots[c.height, default: Slot()].ownCommit = c
         }

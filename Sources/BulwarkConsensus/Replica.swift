@@ -118,6 +118,9 @@ public struct Replica: Sendable {
     /// was cut back below it (damage) and the low watermark with it: nothing is voted at those
     /// heights, and no VIEW-CHANGE goes out until the stable checkpoint covers them again.
     var forgottenThrough: Height = 0
+    /// The highest height this replica sent a COMMIT for, in any view of this life or one its
+    /// write-ahead log recovered (`fastReadFloor`).
+    var highestCommitSent: Height = 0
 
     // MARK: Clients
 

@@ -97,6 +97,12 @@ public enum ClientFrame: Hashable, Sendable {
     /// The steps from epoch `from` on that the replica holds, in order (at most
     /// `EpochProof.perFrameMax`; none when it knows no later epoch); the client checks each.
     case epochProofs(nonce: UInt64, [EpochProof])
+    /// A fast read (SPEC.md §8.6): `get key` from the replica's executed state, without
+    /// ordering, once it has executed every height it sent a COMMIT for.
+    case fastRead(key: [UInt8], nonce: UInt64)
+    /// Its answer: the encoded `OperationResult` an ordered `get` would give at `height`. A
+    /// client takes it only when 2f+1 validators gave the same result at the same height.
+    case fastReadAnswer(nonce: UInt64, height: Height, result: [UInt8])
 
     /// At most this many blocks in one `blocks` answer.
     public static let blocksMax = 128
@@ -131,6 +137,9 @@ extension ClientFrame: CanonicalCodable {
         case let .blocks(entries): w.write(UInt8(8)); w.write(entries)
         case let .epochProofsRequest(from, nonce): w.write(UInt8(9)); w.write(from); w.write(nonce)
         case let .epochProofs(nonce, proofs): w.write(UInt8(10)); w.write(nonce); w.write(proofs)
+        case let .fastRead(key, nonce): w.write(UInt8(11)); w.writeBytes(key); w.write(nonce)
+        case let .fastReadAnswer(nonce, height, result):
+            w.write(UInt8(12)); w.write(nonce); w.write(height); w.writeBytes(result)
         }
     }
 
@@ -150,6 +159,10 @@ extension ClientFrame: CanonicalCodable {
         case 10:
             self = .epochProofs(nonce: try r.readUInt64("nonce"),
                                 try r.readArray(EpochProof.self, "epoch proofs", max: EpochProof.perFrameMax))
+        case 11: self = .fastRead(key: try r.readKey(), nonce: try r.readUInt64("nonce"))
+        case 12:
+            self = .fastReadAnswer(nonce: try r.readUInt64("nonce"), height: try r.readUInt64("height"),
+                                   result: try r.readBytes("result", max: CodecLimits.bytesMax))
         default: throw .unknownTag(type: "client frame", tag: tag)
         }
     }

@@ -58,3 +58,40 @@ extension RequestRefusal {
         }
     }
 }
+
+/// The client's acceptance rule for a fast read (SPEC.md §8.6), as a pure value: a result is
+/// accepted once 2f+1 validators of the client's epoch gave the same result at the same
+/// executed height (each replica's latest answer counting once). Once that can no longer
+/// happen, the client orders the read instead (`mustOrder`).
+public struct FastReadQuorum: Sendable {
+    public struct Answer: Hashable, Sendable {
+        public var height: Height
+        public var result: [UInt8]
+        public init(height: Height, result: [UInt8]) {
+            self.height = height
+            self.result = result
+        }
+    }
+
+    var answers: [ReplicaID: Answer] = [:]
+
+    public init() {}
+
+    public mutating func received(_ answer: Answer, from replica: ReplicaID, config: ClusterConfig) -> Answer? {
+        guard config.validator(replica) != nil else { return nil }
+        answers[replica] = answer
+        return agreeing(answer, config: config) >= config.quorum ? answer : nil
+    }
+
+    func agreeing(_ answer: Answer, config: ClusterConfig) -> Int {
+        answers.count { replica, other in other == answer && config.validator(replica) != nil }
+    }
+
+    /// No 2f+1 can agree any more: even if every validator yet to answer matched the largest
+    /// agreeing group, it would stay short.
+    public func mustOrder(config: ClusterConfig) -> Bool {
+        let counted = answers.filter { config.validator($0.key) != nil }
+        let largest = counted.values.map { agreeing($0, config: config) }.max() ?? 0
+        return largest + (config.n - counted.count) < config.quorum
+    }
+}

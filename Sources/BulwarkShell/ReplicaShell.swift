@@ -53,6 +53,10 @@ public final class ReplicaShell {
     /// reads and hashing, and can be repeated at will: each is rate-limited.
     var transferRequests = RateLimiter<ReplicaID>(perSecond: 50, burst: 100, totalPerSecond: 400)
     var proofRequests = RateLimiter<PublicKey>(perSecond: 20, burst: 40, totalPerSecond: 2000)
+    /// Fast reads waiting for this replica to execute every height it sent a COMMIT for
+    /// (SPEC.md §8.6), oldest first; at most `fastReadsWaitingMax`.
+    var waitingFastReads: [WaitingFastRead] = []
+    static let fastReadsWaitingMax = 4096
     /// Block fetches by joining replicas (connected as clients).
     var fetchRequests = RateLimiter<PublicKey>(perSecond: 50, burst: 100, totalPerSecond: 200)
     /// One sealed block-log segment is checked for latent damage every this many milliseconds
@@ -225,8 +229,8 @@ public final class ReplicaShell {
         for input in inputs {
             guard !stopped, faulted == nil else { return }
             switch input {
-            case .event, .consensus:
-                // Nothing reaches the core before it starts.
+            case .event, .consensus, .fastRead:
+                // Nothing reaches the core, or is read from a state, before it starts.
                 guard probe == nil else {
                     notify(.dropped(.notStarted))
                     continue
@@ -265,6 +269,10 @@ public final class ReplicaShell {
                 serveBlocks(from: from, to: to, toClient: client)
             case let .epochProofsRequest(from, nonce, client):
                 answerEpochProofs(from: from, nonce: nonce, to: client)
+            case let .fastRead(key, nonce, client):
+                // Answered from the state executed so far, or held until it covers every
+                // COMMIT sent (SPEC.md §8.6): no need to carry out what the batch readied first.
+                fastRead(key: key, nonce: nonce, from: client)
             }
         }
         process(ready)
@@ -323,6 +331,7 @@ public final class ReplicaShell {
                 guard faulted == nil, !stopped else { return }
             }
             try answer(replies)
+            try answerWaitingFastReads()
         } catch {
             fault("storage failed: \(error)")
             return
@@ -382,16 +391,21 @@ public final class ReplicaShell {
         }
     }
 
-    /// Step three: replies leave only once the blocks they report are durable (one fsync for
-    /// every block executed since the last).
-    func answer(_ replies: [Reply]) throws {
-        guard let highest = replies.map(\.height).max() else { return }
-        if ledger.blockLog.durableHeight < highest {
+    /// The block log is durable through `height` (one fsync for every block executed since
+    /// the last): what a client is told never disappears in a crash.
+    func makeDurable(through height: Height) throws {
+        if ledger.blockLog.durableHeight < height {
             let started = clock.monotonicNs
             try ledger.blockLog.sync()
             notify(.blockLogSynced(nanoseconds: clock.monotonicNs &- started))
         }
-        precondition(ledger.blockLog.durableHeight >= highest, "a reply for block \(highest) would leave before the block is durable")
+        precondition(ledger.blockLog.durableHeight >= height, "an answer about block \(height) would leave before the block is durable")
+    }
+
+    /// Step three: replies leave only once the blocks they report are durable.
+    func answer(_ replies: [Reply]) throws {
+        guard let highest = replies.map(\.height).max() else { return }
+        try makeDurable(through: highest)
         for reply in replies {
             // The client's connection authenticates the reply (see `HandshakeMessage`); the view
             // tells the client where to send next (`RequestRouting`).

@@ -52,6 +52,7 @@ public final class ShellIntake: @unchecked Sendable {
         case let .proveRequest(key, nonce)?: return .accepted(.proveRequest(key: key, nonce: nonce, client: client))
         case let .fetchBlocks(from, to)?: return .accepted(.fetchBlocks(from: from, to: to, client: client))
         case let .epochProofsRequest(from, nonce)?: return .accepted(.epochProofsRequest(from: from, nonce: nonce, client: client))
+        case let .fastRead(key, nonce)?: return .accepted(.fastRead(key: key, nonce: nonce, client: client))
         default:
             network.send(ClientFrame.refused(requestID: 0, .malformed).encoded(), toClient: client)
             return .dropped(.undecodableClientFrame)

@@ -93,6 +93,8 @@ public enum ShellInput: Sendable {
     case fetchBlocks(from: Height, to: Height, client: PublicKey)
     /// A client following the cluster asks how the configuration changed after epoch `from`.
     case epochProofsRequest(from: UInt64, nonce: UInt64, client: PublicKey)
+    /// A fast read (SPEC.md §8.6).
+    case fastRead(key: [UInt8], nonce: UInt64, client: PublicKey)
 }
 
 /// Input dropped before it reached the core, counted by reason.

@@ -61,3 +61,50 @@ extension ReplicaShell {
         network.send(frame, toClient: client)
     }
 }
+
+/// A fast read waiting for the replica to execute `floor`.
+struct WaitingFastRead {
+    var floor: Height
+    var key: [UInt8]
+    var nonce: UInt64
+    var client: PublicKey
+    var arrivedMs: UInt64
+}
+
+/// Fast reads (SPEC.md §8.6): a `get` answered from the executed state without ordering, by a
+/// replica that has executed every height it sent a COMMIT for.
+extension ReplicaShell {
+    /// A read waits at most this long for the state to reach its floor; its client has ordered
+    /// the read long before.
+    static let fastReadWaitMs: UInt64 = 5000
+
+    func fastRead(key: [UInt8], nonce: UInt64, from client: PublicKey) {
+        guard network.isReading(client: client) else { return notify(.dropped(.clientNotReading)) }
+        let floor = core.fastReadFloor
+        if ledger.tip.height >= floor {
+            do { try makeDurable(through: ledger.tip.height) } catch { return fault("storage failed: \(error)") }
+            return answerFastRead(key: key, nonce: nonce, to: client)
+        }
+        let now = clock.nowMs
+        waitingFastReads.removeAll { now >= $0.arrivedMs + Self.fastReadWaitMs }
+        guard waitingFastReads.count < Self.fastReadsWaitingMax else { return notify(.dropped(.rateLimited)) }
+        waitingFastReads.append(WaitingFastRead(floor: floor, key: key, nonce: nonce, client: client, arrivedMs: now))
+    }
+
+    /// Answers the waiting fast reads whose floor the executed state reached, once the blocks
+    /// they read are durable (a value a client read never disappears in a crash).
+    func answerWaitingFastReads() throws {
+        let height = ledger.tip.height
+        guard waitingFastReads.contains(where: { $0.floor <= height }) else { return }
+        try makeDurable(through: height)
+        let ready = waitingFastReads.filter { $0.floor <= height }
+        waitingFastReads.removeAll { $0.floor <= height }
+        for read in ready { answerFastRead(key: read.key, nonce: read.nonce, to: read.client) }
+    }
+
+    private func answerFastRead(key: [UInt8], nonce: UInt64, to client: PublicKey) {
+        let result = ledger.state.readWithoutOrdering(key, client: client)
+        let answer = ClientFrame.fastReadAnswer(nonce: nonce, height: ledger.tip.height, result: result.encoded())
+        network.send(answer.encoded(), toClient: client)
+    }
+}

@@ -17,6 +17,33 @@ struct HistoryChecker {
     func check() {
         checkLinearizability()
         checkBank()
+        checkFastReads()
+    }
+
+    // MARK: Fast reads
+
+    /// Every read a client accepted without ordering (SPEC.md §8.6) gave exactly what the
+    /// ledger's state at the height it names gives that client for that key (the ledger
+    /// replayed once, the reads taken in height order). Linearizability judges when.
+    func checkFastReads() {
+        var reads: [(height: Height, done: CompletedOperation)] = []
+        for client in simulation.clients {
+            for done in client.completed { if let height = done.fastReadHeight { reads.append((height, done)) } }
+        }
+        guard !reads.isEmpty else { return }
+        reads.sort { $0.height < $1.height }
+        var state = KeyValueState(genesis: simulation.config)
+        var entries = longest[...]
+        for (height, done) in reads {
+            guard height <= UInt64(longest.count) else {
+                return fail("fast read: a client accepted an answer at height \(height), past the ledger's \(longest.count)")
+            }
+            while state.height < height, let entry = entries.popFirst() { _ = try! state.execute(entry.block) }
+            guard case let .get(key) = done.request.operation,
+                  state.readWithoutOrdering(key, client: done.request.client).encoded() == done.result else {
+                return fail("fast read: a client accepted a result at height \(height) that the ledger's state there does not give")
+            }
+        }
     }
 
     // MARK: Linearizability

@@ -9,6 +9,9 @@ struct CompletedOperation {
     var result: [UInt8]
     var invokedMs: UInt64
     var completedMs: UInt64
+    /// A `get` answered without ordering (SPEC.md §8.6) at this height: not in the ledger as
+    /// a request, checked against the ledger's state at that height instead.
+    var fastReadHeight: Height? = nil
 }
 
 /// A closed-loop client: one outstanding signed request at a time, sent to the primary it
@@ -24,6 +27,8 @@ final class SimClient {
     var current: (request: Request, invokedMs: UInt64)?
     var quorum = ReplyQuorum()
     var routing = RequestRouting()
+    /// The fast read in flight, if the current operation is one (SPEC.md §8.6).
+    var fastRead: (nonce: UInt64, key: [UInt8], invokedMs: UInt64, quorum: FastReadQuorum)?
     /// Rounds the current request went unanswered.
     var rounds = 0
     /// The epoch this client has proven and its configuration.
@@ -51,16 +56,64 @@ final class SimClient {
         known = (0, config)
     }
 
-    var isDone: Bool { current == nil && issued >= UInt64(requestsMax) && requestsMax > 0 }
+    var isDone: Bool { current == nil && fastRead == nil && issued >= UInt64(requestsMax) && requestsMax > 0 }
 
     func issueNext(simulation: Simulation) {
         requestsMax = script.isEmpty ? simulation.options.requestsPerClient : script.count
-        guard current == nil else { return }
+        guard current == nil, fastRead == nil else { return }
         guard issued < UInt64(requestsMax) else { return simulation.clientFinished() }
         issued += 1
         let valueBytes = simulation.options.maxSize ? simulation.config.parameters.valueBytesMax : nil
         let operation = script.isEmpty ? nextOperation(&simulation.rng, valueBytes: valueBytes) : script[Int(issued) - 1]
+        // Half the reads go the fast path first, as `LedgerClient.read` does.
+        if case let .get(key) = operation, script.isEmpty, simulation.rng.between(0, 1) == 0 {
+            return startFastRead(key, simulation)
+        }
         send(operation, invokedMs: simulation.now, simulation)
+    }
+
+    /// Asks every validator it knows for `readKey` without ordering; 2f+1 agreeing answers
+    /// settle it (`FastReadQuorum`), and without them in time (`RequestRouting.broadcastAfterMs`)
+    /// the read is ordered under a new request id.
+    private func startFastRead(_ readKey: [UInt8], _ simulation: Simulation) {
+        nonces += 1
+        fastRead = (nonces, readKey, simulation.now, FastReadQuorum())
+        let frame = ClientFrame.fastRead(key: readKey, nonce: nonces).encoded()
+        for validator in known.config.validators {
+            simulation.sendClientFrame(frame, to: Int(validator.id), from: key.publicKey)
+        }
+        simulation.schedule(at: simulation.now + RequestRouting.broadcastAfterMs(known.config),
+                            .clientFastReadExpired(index, nonce: nonces))
+    }
+
+    func receiveFastRead(nonce: UInt64, _ answer: FastReadQuorum.Answer, from replica: Int, simulation: Simulation) {
+        guard var read = fastRead, read.nonce == nonce else { return }
+        let agreed = read.quorum.received(answer, from: ReplicaID(replica), config: known.config)
+        fastRead = read
+        if let agreed {
+            fastRead = nil
+            simulation.report.fastReads += 1
+            // The record of the read: a request never sent, only its operation and client count.
+            let request = Request.signed(by: key, cluster: simulation.config.clusterID, requestID: 0,
+                                         operation: .get(key: read.key))
+            finish(CompletedOperation(request: request, result: agreed.result, invokedMs: read.invokedMs,
+                                      completedMs: simulation.now, fastReadHeight: agreed.height), simulation)
+        } else if read.quorum.mustOrder(config: known.config) {
+            orderFastRead(simulation)
+        }
+    }
+
+    func fastReadExpired(nonce: UInt64, simulation: Simulation) {
+        guard fastRead?.nonce == nonce else { return }
+        orderFastRead(simulation)
+    }
+
+    /// The fast path failed: the read is ordered like any request, its invocation time kept.
+    private func orderFastRead(_ simulation: Simulation) {
+        guard let read = fastRead else { return }
+        fastRead = nil
+        simulation.report.fastReadsOrdered += 1
+        send(.get(key: read.key), invokedMs: read.invokedMs, simulation)
     }
 
     /// Signs `operation` under the next request id, makes it the current request and sends it
@@ -141,18 +194,23 @@ final class SimClient {
             simulation.schedule(at: simulation.now + simulation.rng.between(200, 600), .clientIssue(index))
             return
         }
-        completed.append(CompletedOperation(request: current.request, result: reply.result, invokedMs: current.invokedMs,
-                                            completedMs: simulation.now))
-        if let result = try? OperationResult(decoding: reply.result), let key = current.request.operation.singleKey {
+        self.current = nil
+        finish(CompletedOperation(request: current.request, result: reply.result, invokedMs: current.invokedMs,
+                                  completedMs: simulation.now), simulation)
+    }
+
+    /// An operation the client accepted: recorded for the checkers, and the next one planned.
+    private func finish(_ done: CompletedOperation, _ simulation: Simulation) {
+        completed.append(done)
+        if let result = try? OperationResult(decoding: done.result), let key = done.request.operation.singleKey {
             switch result {
             case let .written(version), let .value(_, version), let .balance(_, version): versions[key] = version
             case .deleted: versions[key] = 0
             default: break
             }
         }
-        self.current = nil
         simulation.report.requestsCompleted += 1
-        simulation.report.requestLatencyTotalMs += simulation.now - current.invokedMs
+        simulation.report.requestLatencyTotalMs += simulation.now - done.invokedMs
         let spread = 2 * simulation.options.faultWindowMs / UInt64(max(1, simulation.options.requestsPerClient))
         simulation.schedule(at: simulation.now + simulation.rng.between(10, max(20, spread)), .clientIssue(index))
     }

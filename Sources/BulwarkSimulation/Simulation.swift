@@ -59,6 +59,8 @@ public final class Simulation {
         case toClient(client: Int, from: Int, [UInt8])
         case clientIssue(Int)
         case clientRetry(Int, requestID: UInt64)
+        /// A fast read got no 2f+1 agreement in time: the client orders it.
+        case clientFastReadExpired(Int, nonce: UInt64)
         case crash(Int, midStep: Bool, downMs: UInt64)
         case crashPrimary(downMs: UInt64)
         case restart(Int)
@@ -287,6 +289,7 @@ public final class Simulation {
         case let .toJoiner(node, from, bytes): receiveAtJoiner(nodes[node], from: from, bytes)
         case let .clientIssue(client): clients[client].issueNext(simulation: self)
         case let .clientRetry(client, requestID): clients[client].retry(requestID: requestID, simulation: self)
+        case let .clientFastReadExpired(client, nonce): clients[client].fastReadExpired(nonce: nonce, simulation: self)
         case let .crash(node, midStep, downMs): crash(nodes[node], midStep: midStep, downMs: downMs)
         case let .crashPrimary(downMs): crashPrimary(downMs: downMs)
         case let .restart(node): boot(nodes[node])
@@ -477,6 +480,8 @@ public final class Simulation {
             clients[client].receive(refusal, requestID: requestID, from: replica, simulation: self)
         case let .epochProofs(nonce, steps)?:
             clients[client].receiveEpochProofs(nonce: nonce, steps, from: replica, simulation: self)
+        case let .fastReadAnswer(nonce, height, result)?:
+            clients[client].receiveFastRead(nonce: nonce, .init(height: height, result: result), from: replica, simulation: self)
         default: return
         }
     }

@@ -114,7 +114,7 @@ struct SimulationChecker {
             return fail("exactly-once: request \(twice.key.requestID) of a client executed \(twice.value) times")
         }
         for client in simulation.clients {
-            for op in client.completed {
+            for op in client.completed where op.fastReadHeight == nil {
                 let id = RequestIdentity(client: op.request.client, requestID: op.request.requestID)
                 guard executions[id] == 1 else {
                     return fail("durability: client \(client.index) request \(op.request.requestID) was acknowledged but is not in the ledger")

@@ -160,6 +160,10 @@ public struct SimulationReport: Sendable {
     public var messagesSent: UInt64 = 0
     /// Request frames clients sent, one per replica addressed (`RequestRouting`).
     public var clientRequestsSent: UInt64 = 0
+    /// Reads answered without ordering by 2f+1 agreeing validators, and fast reads that had to
+    /// be ordered (SPEC.md §8.6).
+    public var fastReads: UInt64 = 0
+    public var fastReadsOrdered: UInt64 = 0
     public var messagesDropped: UInt64 = 0
     public var requestsCompleted: Int = 0
     /// Summed over completed requests: virtual time from first send to the accepted result.
@@ -215,7 +219,7 @@ public struct SimulationReport: Sendable {
 
     public var summary: String {
         "seed \(options.seed): \(passed ? "ok" : "FAILED") heights=\(heights.map(String.init).joined(separator: "/")) "
-            + "view=\(maxView) view-changes=\(viewChanges) slow-primary=\(slowPrimarySuspicions) requests=\(requestsCompleted) latency-mean=\(meanLatencyMs)ms msgs=\(messagesSent) "
+            + "view=\(maxView) view-changes=\(viewChanges) slow-primary=\(slowPrimarySuspicions) requests=\(requestsCompleted) fast-reads=\(fastReads)/\(fastReads + fastReadsOrdered) latency-mean=\(meanLatencyMs)ms msgs=\(messagesSent) "
             + "dropped=\(messagesDropped) batched=\(batchedDeliveries) virtual=\(virtualTimeMs)ms"
             + (primaryCrashedAtHeight.map { " primary-crash@\($0)" } ?? "")
             + " linearizable-ops=\(linearizableOperations)"

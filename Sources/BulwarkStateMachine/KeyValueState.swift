@@ -219,9 +219,28 @@ public struct KeyValueState: Sendable {
 
     // MARK: - Operations
 
-    private mutating func apply(_ operation: LedgerOperation, caller: Policy.Caller) throws(KeyHistoryError) -> OperationResult {
+    /// A `get` of `key` by `client` answered from this state without ordering (a fast read,
+    /// SPEC.md §8.6): exactly the result an ordered `get` executed now would give, changing
+    /// nothing (not even the client table).
+    public func readWithoutOrdering(_ key: [UInt8], client: PublicKey) -> OperationResult {
+        let operation = LedgerOperation.get(key: key)
+        return refusal(of: operation, caller: policyIndex.caller(client)) ?? value(of: key)
+    }
+
+    /// What every operation meets first: the size limits, then the policy.
+    private func refusal(of operation: LedgerOperation, caller: Policy.Caller) -> OperationResult? {
         if let rejection = limitViolation(operation) { return .rejected(rejection) }
         if let denial = authorize(operation, caller: caller) { return .permissionDenied(denial) }
+        return nil
+    }
+
+    private func value(of key: [UInt8]) -> OperationResult {
+        let record = records[key]
+        return .value(record?.value, version: record?.version ?? 0)
+    }
+
+    private mutating func apply(_ operation: LedgerOperation, caller: Policy.Caller) throws(KeyHistoryError) -> OperationResult {
+        if let refused = refusal(of: operation, caller: caller) { return refused }
         switch operation {
         case let .put(key, value):
             write(key, Record(value: value, version: height))
@@ -247,9 +266,7 @@ public struct KeyValueState: Sendable {
                 return .conditionFailed(.add(reads ? failure : .withheld))
             }
         case let .txn(guards, writes): return transaction(guards: guards, writes: writes, caller: caller)
-        case let .get(key):
-            let record = records[key]
-            return .value(record?.value, version: record?.version ?? 0)
+        case let .get(key): return value(of: key)
         case let .range(start, end, limit): return .entries(range(from: start, to: end, limit: limit))
         case let .history(key, limit):
             let cap = Swift.min(Int(limit), limits.rangeResultsMax)

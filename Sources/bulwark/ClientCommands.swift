@@ -54,12 +54,18 @@ struct ClientOptions: ParsableArguments {
 
     /// Runs one operation and prints its result; exits non-zero if it failed. The client first
     /// follows the cluster to its current configuration (cluster.json may be epochs old).
-    func run(_ operation: LedgerOperation) async throws {
+    /// `fastRead`: a `get` goes the fast path first (SPEC.md §8.6), ordered when it must be.
+    func run(_ operation: LedgerOperation, fastRead: Bool = false) async throws {
         let client = try connect()
         let outcome: (OperationResult, Height)
         do {
             try await client.follow(timeout: .seconds(timeout))
-            outcome = try await client.execute(operation, timeout: .seconds(timeout))
+            if fastRead, case let .get(key) = operation {
+                let read = try await client.read(key, timeout: .seconds(timeout))
+                outcome = (read.result, read.height)
+            } else {
+                outcome = try await client.execute(operation, timeout: .seconds(timeout))
+            }
         } catch {
             await client.shutdown()
             throw Put.fail(error)
@@ -125,10 +131,16 @@ struct Put: AsyncParsableCommand {
 }
 
 struct Get: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Read KEY (linearizable: the read is ordered like a write).")
+    static let configuration = CommandConfiguration(
+        abstract: "Read KEY (linearizable).",
+        discussion: """
+            Answered without ordering when 2f+1 replicas give the same value at the same height \
+            (SPEC.md §8.6), and ordered like a write otherwise; --ordered always orders it.
+            """)
     @Argument var key: String
+    @Flag(help: "Order the read through consensus, skipping the fast path.") var ordered = false
     @OptionGroup var options: ClientOptions
-    func run() async throws { try await options.run(.get(key: try options.bytes(key))) }
+    func run() async throws { try await options.run(.get(key: try options.bytes(key)), fastRead: !ordered) }
 }
 
 struct Delete: AsyncParsableCommand {

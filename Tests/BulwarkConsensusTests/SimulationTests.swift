@@ -174,4 +174,51 @@ import Testing
         checker.check()
         #expect(simulation.report.failures.contains { $0.hasPrefix("results") })
     }
+
+    /// Fast reads (SPEC.md §8.6) run in every seed: half the simulated gets go the fast path,
+    /// and the linearizability checker judges them with everything else. A result no ledger
+    /// state gives, or one from the past that breaks real-time order, is caught.
+    @Test func fastReadsAreCheckedAgainstTheLedgerAndLinearizability() throws {
+        var options = SimulationOptions(seed: 15)
+        options.clients = 5
+        let simulation = Simulation(options: options)
+        let report = simulation.run()
+        #expect(report.passed, "\(report.failures)")
+        #expect(report.fastReads > 0, "\(report.summary)")
+
+        let checker = SimulationChecker(simulation: simulation)
+        let (c, i) = try #require(simulation.clients.indices.lazy.compactMap { c in
+            simulation.clients[c].completed.firstIndex { $0.fastReadHeight != nil }.map { (c, $0) }
+        }.first)
+        let genuine = simulation.clients[c].completed[i]
+        simulation.clients[c].completed[i].result = OperationResult.value(Array("never written".utf8), version: 1).encoded()
+        simulation.report.failures = []
+        checker.check()
+        #expect(simulation.report.failures.contains { $0.hasPrefix("fast read") }, "\(simulation.report.failures)")
+        simulation.clients[c].completed[i] = genuine
+
+        // The same answer moved back in time, before the write of the value it returned began:
+        // the ledger gives it at its height, but no legal order has it.
+        let (lc, li) = try #require(readOfAWrittenValue(simulation))
+        simulation.clients[lc].completed[li].invokedMs = 0
+        simulation.clients[lc].completed[li].completedMs = 0
+        simulation.report.failures = []
+        checker.check()
+        #expect(simulation.report.failures.contains { $0.hasPrefix("linearizability") }, "\(simulation.report.failures)")
+    }
+
+    /// A fast read that returned a value a put wrote after the start of the run.
+    func readOfAWrittenValue(_ simulation: Simulation) -> (client: Int, index: Int)? {
+        let all = simulation.clients.flatMap(\.completed)
+        for (c, client) in simulation.clients.enumerated() {
+            for (i, done) in client.completed.enumerated() where done.fastReadHeight != nil {
+                guard case let .get(key) = done.request.operation,
+                      case let .value(value?, _)? = try? OperationResult(decoding: done.result) else { continue }
+                if all.contains(where: { $0.request.operation == .put(key: key, value: value) && $0.invokedMs > 0 }) {
+                    return (c, i)
+                }
+            }
+        }
+        return nil
+    }
 }

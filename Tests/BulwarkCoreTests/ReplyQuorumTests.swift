@@ -45,3 +45,33 @@ import Testing
         #expect(quorum.received(reply([1], height: 7), from: 1, config: config) == .accepted(reply([1], height: 7)))
     }
 }
+
+/// The client's acceptance rule for fast reads (SPEC.md §8.6).
+@Suite struct FastReadQuorumTests {
+    let config = ClusterConfig.testGenesis(cluster: ClusterID(raw: Bytes32(Array(repeating: 0x46, count: 32))!))
+    func answer(_ value: UInt8, height: Height = 9) -> FastReadQuorum.Answer {
+        .init(height: height, result: OperationResult.value([value], version: 3).encoded())
+    }
+
+    /// f+1 is enough for an ordered result, not for a fast read: 2f+1 must agree.
+    @Test func twoFPlusOneMustAgreeOnResultAndHeight() {
+        var quorum = FastReadQuorum()
+        #expect(quorum.received(answer(1), from: 0, config: config) == nil)
+        #expect(quorum.received(answer(1), from: 1, config: config) == nil)
+        #expect(quorum.received(answer(1, height: 10), from: 2, config: config) == nil, "another height")
+        #expect(!quorum.mustOrder(config: config))
+        #expect(quorum.received(answer(1), from: 3, config: config) == answer(1))
+    }
+
+    @Test func onceNoQuorumCanFormTheReadIsOrdered() {
+        var quorum = FastReadQuorum()
+        _ = quorum.received(answer(1), from: 0, config: config)
+        _ = quorum.received(answer(2), from: 1, config: config)
+        #expect(!quorum.mustOrder(config: config), "the two yet to answer could still make three")
+        _ = quorum.received(answer(1, height: 10), from: 2, config: config)
+        #expect(quorum.mustOrder(config: config), "at most 2 of 4 can still agree, 3 needed")
+        var strangers = FastReadQuorum()
+        for _ in 0..<3 { #expect(strangers.received(answer(1), from: 77, config: config) == nil) }
+        #expect(!strangers.mustOrder(config: config))
+    }
+}

@@ -189,4 +189,45 @@ import Testing
         #expect(answers.contains(.refused(requestID: 0, .malformed)))
         #expect(cluster.shell(2).height == 0)
     }
+
+    /// SPEC.md §8.6: a replica that sent a COMMIT for a height answers a fast read only from a
+    /// state that holds that height. Replicas 0 and 1 execute a write; replica 2 voted to commit
+    /// it but has not seen the commits yet, so a fast read sent to it waits, and is answered with
+    /// the write once replica 2 executes it. (Answered at once, it would report the state before
+    /// the write, and with a lying replica and one more lagging one, 2f+1 such answers would
+    /// let a client read the past after the write completed.)
+    @Test func aFastReadWaitsUntilTheReplicaExecutedEveryHeightItCommitted() throws {
+        let cluster = ShellCluster()
+        let key = Array("k1".utf8)
+        cluster.request(.put(key: key, value: Array("v1".utf8)), to: [0])
+        var held: [ShellCluster.Frame] = []
+        func holdingCommitsTo2And3(_ frame: ShellCluster.Frame) -> Bool {
+            guard case let .replica(to) = frame.to, to >= 2, case .consensus(_, .commit)? = frame.peerFrame else { return true }
+            held.append(frame)
+            return false
+        }
+        cluster.run(rounds: 5, accept: holdingCommitsTo2And3)
+        #expect(cluster.shell(0).height == 1 && cluster.shell(2).height == 0)
+        #expect(cluster.shell(2).core.fastReadFloor == 1, "replica 2 sent its COMMIT for height 1")
+
+        let read = ClientFrame.fastRead(key: key, nonce: 7).encoded()
+        cluster.frames.append(.init(from: -1, to: .replica(2), bytes: read, client: cluster.client.publicKey))
+        cluster.run(rounds: 2, accept: holdingCommitsTo2And3)
+        func answers() -> [ClientFrame] {
+            (cluster.clientFrames[2] ?? []).filter { if case .fastReadAnswer = $0 { true } else { false } }
+        }
+        #expect(answers().isEmpty, "replica 2 answered from a state without the height it committed")
+
+        cluster.frames += held
+        cluster.run(rounds: 2)
+        #expect(cluster.shell(2).height == 1)
+        let written = OperationResult.value(Array("v1".utf8), version: 1).encoded()
+        #expect(answers() == [.fastReadAnswer(nonce: 7, height: 1, result: written)])
+
+        // Caught up, a replica answers at once, what an ordered get would say.
+        cluster.frames.append(.init(from: -1, to: .replica(2), bytes: ClientFrame.fastRead(key: key, nonce: 8).encoded(),
+                                    client: cluster.client.publicKey))
+        cluster.run()
+        #expect(answers().last == .fastReadAnswer(nonce: 8, height: 1, result: written))
+    }
 }
