@@ -123,6 +123,9 @@ def bench(cluster, clients, seconds, reads=0, perf_file=None):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     perf = None
     if perf_file:
+        # perf follows the threads a process has when it attaches: let the load generator
+        # start its event loops first (the CPU by process still counts the whole run).
+        time.sleep(0.5)
         pids = ",".join(str(p) for p in cluster.pids() + [proc.pid])
         perf = subprocess.Popen(["perf", "record", "-q", "-F", "199", "--call-graph", "dwarf,8192", "-p", pids, "-o", perf_file],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
