@@ -29,7 +29,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # by name.
 PHASES = [
     ("signature verify", r"SignatureVerifier|crypto_sign_ed25519_verify|crypto_sign_verify"),
-    ("signing", r"10PrivateKeyV4sign|crypto_sign_ed25519_detached|crypto_sign_detached"),
+    ("signing", r"10PrivateKeyC4sign|crypto_sign_ed25519_detached|crypto_sign_detached"),
     ("link encrypt and decrypt", r"FrameCipher|chacha20|poly1305|crypto_aead"),
     ("fsync", r"fsync|fdatasync|FullSync|9syncFileSync|sync_file_range"),
     ("WAL and block writes", r"WriteAheadLog|8BlockLog|RecordFile|ConsensusJournal|9PosixFile|RecordFraming|CRC32C"),
