@@ -221,15 +221,18 @@ extension Replica {
     }
 
     /// Every request well formed, within limits, signed by its client, none twice, and the
-    /// header's `txRoot` over exactly these requests. Backups re-verify every client signature
-    /// (PITFALLS: mangled requests with a recomputed digest).
+    /// header's `txRoot` over exactly these requests. Backups re-verify client signatures
+    /// (PITFALLS: mangled requests with a recomputed digest), each request's signature at 2f+1
+    /// of the 3f+1 validators (`ClusterConfig.verifiesInProposal`, SPEC.md §14.1): enough that
+    /// every quorum that prepares a block holds an honest replica that verified each of them.
     func hasValidRequests(_ block: Block) -> Bool {
         guard block.requests.count <= parameters.batchRequestsMax else { return false }
         var seen = Set<RequestPool.Key>()
         for request in block.requests {
             guard seen.insert(RequestPool.Key(client: request.client, requestID: request.requestID)).inserted,
                   request.encoded().count <= parameters.requestBytesMax,
-                  verifier.isValid(request.signature, by: request.client, for: requestSignedBytes(request))
+                  !config.verifiesInProposal(request, replica: id)
+                    || verifier.isValid(request.signature, by: request.client, for: requestSignedBytes(request))
             else { return false }
         }
         return block.hasConsistentTxRoot()

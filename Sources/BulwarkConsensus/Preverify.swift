@@ -5,7 +5,9 @@ extension Message {
     /// owner of the core later finds them in the cache. The runtime calls this on I/O threads:
     /// verification runs on all cores while one thread drives consensus. The answers are not
     /// used here; the core decides.
-    public func preverify(config: ClusterConfig, verifier: SignatureVerifier) {
+    /// `replica`: the validator the cache is warmed for, which skips the client signatures
+    /// it does not verify in a PRE-PREPARE (`ClusterConfig.verifiesInProposal`); nil: all.
+    public func preverify(config: ClusterConfig, verifier: SignatureVerifier, replica: ReplicaID? = nil) {
         func check(_ replica: ReplicaID, _ signature: Signature, _ bytes: [UInt8]) {
             if let key = config.validator(replica)?.publicKey { _ = verifier.isValid(signature, by: key, for: bytes) }
         }
@@ -15,7 +17,7 @@ extension Message {
             _ = verifier.isValid(request.signature, by: request.client, for: request.signedBytes(cluster: cluster))
         case let .prePrepare(pp):
             check(pp.replica, pp.signature, pp.signedBytes(cluster))
-            for request in pp.block.requests {
+            for request in pp.block.requests where replica.map({ config.verifiesInProposal(request, replica: $0) }) ?? true {
                 _ = verifier.isValid(request.signature, by: request.client, for: request.signedBytes(cluster: cluster))
             }
         case let .prepare(p): check(p.replica, p.signature, p.signedBytes(cluster))

@@ -61,3 +61,25 @@ extension Request: CanonicalCodable {
         signature = try r.readSignature("request signature")
     }
 }
+
+extension ClusterConfig {
+    /// How many validators may take a request in a PRE-PREPARE without verifying its client's
+    /// signature (SPEC.md §14.1): q − f − 1, so that every other validator does, 2f+1 of 3f+1.
+    /// A block prepares only with a quorum of q validators behind it (the PRE-PREPARE and q − 1
+    /// PREPAREs); any q of them include at least q − (q − f − 1) = f + 1 verifiers, one of them
+    /// honest, which prepares only if every signature holds.
+    public var signatureTrustersPerRequest: Int { quorum - f - 1 }
+
+    /// Whether validator `replica` verifies `request`'s signature when it arrives inside a
+    /// PRE-PREPARE (SPEC.md §14.1). The validators that do not are the
+    /// `signatureTrustersPerRequest` positions after `s mod n`, where s is the first 8 bytes of
+    /// the signature, big-endian: spread over the validators, the same at every replica. A
+    /// replica not in the configuration verifies everything.
+    public func verifiesInProposal(_ request: Request, replica: ReplicaID) -> Bool {
+        guard let position = validators.firstIndex(where: { $0.id == replica }), n > 0 else { return true }
+        let seed = request.signature.raw.withUnsafeBytes { bytes in bytes.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) } }
+        let first = Int(seed % UInt64(n))
+        let offset = (position - first + n) % n
+        return offset >= signatureTrustersPerRequest
+    }
+}

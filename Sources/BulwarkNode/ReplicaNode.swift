@@ -100,7 +100,7 @@ public final class ReplicaNode: @unchecked Sendable {
         let current = shell.config, ownID = shell.id
         config = current
         id = ownID
-        intake = ShellIntake(config: current, verifier: verifier)
+        intake = ShellIntake(config: current, verifier: verifier, replica: ownID)
         metrics = NodeMetrics(replica: ownID, peers: current.validators.map(\.id).filter { $0 != ownID })
         io.shell = shell
         io.reconfigure = { [unowned self] next in reconfigure(next) }

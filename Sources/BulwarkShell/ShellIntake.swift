@@ -12,10 +12,15 @@ public final class ShellIntake: @unchecked Sendable {
     private let lock = NSLock()
     private var current: ClusterConfig
 
-    public init(config: ClusterConfig, verifier: SignatureVerifier) {
+    /// The replica whose frames these are, when one shell owns the intake: its pre-checks skip
+    /// the client signatures it does not verify in a PRE-PREPARE (SPEC.md §14.1).
+    let replica: ReplicaID?
+
+    public init(config: ClusterConfig, verifier: SignatureVerifier, replica: ReplicaID? = nil) {
         current = config
         cluster = config.clusterID
         self.verifier = verifier
+        self.replica = replica
     }
 
     /// The configuration whose validators' signatures are pre-checked.
@@ -38,7 +43,7 @@ public final class ShellIntake: @unchecked Sendable {
         guard case let .consensus(epoch, message) = frame else { return .accepted(.peerFrame(frame, from: peer)) }
         // The sender inside a signed message must be the authenticated peer.
         if let sender = message.sender, sender != peer { return .dropped(.senderMismatch) }
-        message.preverify(config: config, verifier: verifier)
+        message.preverify(config: config, verifier: verifier, replica: replica)
         return .accepted(.consensus(message, epoch: epoch, from: peer))
     }
 

@@ -103,6 +103,12 @@ struct SimulationChecker {
                 guard let last = issued[request.client], request.requestID >= 1, request.requestID <= last else {
                     return fail("validity: height \(entry.block.height) holds a request no client issued")
                 }
+                // Not every replica checks every signature in a proposal (SPEC.md §14.1): the
+                // ones that do must have kept every forged request out.
+                guard simulation.verifier.isValid(request.signature, by: request.client,
+                                                  for: request.signedBytes(cluster: config.clusterID)) else {
+                    return fail("validity: height \(entry.block.height) holds a request its client did not sign")
+                }
                 if case let .executed(result) = outcome {
                     let id = RequestIdentity(client: request.client, requestID: request.requestID)
                     executions[id, default: 0] += 1

@@ -157,11 +157,43 @@ import Testing
              .badTimestamp),
             (h.signedPrePrepare(view: 0, height: 1, requests: [h.request(1), h.request(1)], by: 0), .invalidBatch),
         ]
+        // Each case at a backup that checks the forged request's signature (2f+1 of the
+        // replicas do, SPEC.md §14.1; the primary is one, so two backups are).
+        let checker = try! #require((1...3).first { h.config.verifiesInProposal(forgedRequest, replica: ReplicaID($0)) })
         for (pp, reason) in cases {
             var fresh = Harness()
-            #expect(fresh.step(1, .message(.prePrepare(pp))).prepares.isEmpty)
-            #expect(fresh.replicas[1].rejections == [reason: 1])
+            #expect(fresh.step(checker, .message(.prePrepare(pp))).prepares.isEmpty)
+            #expect(fresh.replicas[checker].rejections == [reason: 1])
         }
+    }
+
+    /// The backup that skips a request's signature in a PRE-PREPARE prepares a forged one, but
+    /// the other two backups check it: with their PREPAREs missing no quorum of 3 forms, so the
+    /// block never prepares and never commits (SPEC.md §14.1).
+    @Test func aForgedRequestNeverGathersAQuorumOfPrepares() {
+        var h = Harness()
+        var forgedRequest = h.request(1)
+        forgedRequest.operation = .put(key: [6], value: [6])
+        let pp = h.signedPrePrepare(view: 0, height: 1, requests: [forgedRequest], by: 0)
+        let backups = (1...3).map { ReplicaID($0) }
+        let checkers = backups.filter { h.config.verifiesInProposal(forgedRequest, replica: $0) }
+        #expect(checkers.count == 2)
+        var prepares: [Prepare] = []
+        for backup in backups {
+            let out = h.step(Int(backup), .message(.prePrepare(pp)))
+            if checkers.contains(backup) {
+                #expect(out.prepares.isEmpty && h.replicas[Int(backup)].rejections[.invalidBatch] == 1)
+            } else {
+                prepares += out.prepares
+            }
+        }
+        #expect(prepares.count == 1, "only the backup that skipped the check prepares")
+        var commits: [Commit] = []
+        for prepare in prepares {
+            for backup in backups { commits += h.step(Int(backup), .message(.prepare(prepare))).commits }
+        }
+        #expect(commits.isEmpty, "a replica committed a block holding a forged request")
+        #expect(h.replicas.allSatisfy { $0.lastExecuted == 0 && $0.chain.height == 0 })
     }
 
     @Test func aBadSignatureIsCountedAndDropped() {

@@ -40,3 +40,28 @@ import Testing
         #expect(routing.view == 0)
     }
 }
+
+/// Which validators check a client's signature inside a PRE-PREPARE (SPEC.md §14.1).
+@Suite struct ProposalVerificationTests {
+    /// All but q − f − 1 validators check each request: 3 of 4, 5 of 7, and any quorum holds
+    /// f + 1 of them. Who skips moves with the request, so each validator saves its share.
+    @Test(arguments: [4, 5, 7, 10])
+    func everyQuorumHoldsFPlusOneCheckers(n: Int) throws {
+        let keys = (0..<n).map { PrivateKey(seed: [UInt8($0 + 1)] + Array(repeating: 0x7a, count: 31))!.publicKey }
+        let config = try ClusterConfig.layout(keys: keys, host: "127.0.0.1", basePort: 7000,
+                                              clusterID: ClusterID(raw: Bytes32(Array(repeating: 0x7a, count: 32))!))
+        let client = PrivateKey(seed: Array(repeating: 0x3c, count: 32))!
+        var skipped = [Int](repeating: 0, count: n)
+        for id in 1...200 {
+            let request = Request.signed(by: client, cluster: config.clusterID, requestID: UInt64(id), operation: .get(key: [1]))
+            let checkers = config.validators.filter { config.verifiesInProposal(request, replica: $0.id) }
+            #expect(checkers.count == n - config.signatureTrustersPerRequest)
+            // The smallest overlap of a quorum with the checkers leaves f + 1 of them.
+            #expect(config.quorum + checkers.count - n >= config.f + 1)
+            for (i, validator) in config.validators.enumerated() where !checkers.contains(validator) { skipped[i] += 1 }
+        }
+        #expect(skipped.allSatisfy { $0 > 0 }, "\(skipped)")
+        #expect(config.verifiesInProposal(Request.signed(by: client, cluster: config.clusterID, requestID: 1, operation: .get(key: [1])),
+                                          replica: 999), "a replica outside the configuration checks everything")
+    }
+}
