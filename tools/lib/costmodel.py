@@ -103,15 +103,20 @@ class Cluster:
         return [p.pid for p in self.procs]
 
     def stop(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes(self.procs)
+
+
+def stop_processes(procs):
+    """SIGTERM to each, then SIGKILL to any still running after 5 s."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def bench(cluster, clients, seconds, reads=0, perf_file=None):

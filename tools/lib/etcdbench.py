@@ -9,13 +9,12 @@ import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 import urllib.request
 
-from costmodel import cpu_ticks, CLK_TCK
+from costmodel import cpu_ticks, stop_processes, CLK_TCK
 
 WRK_SCRIPT = r"""
 wrk.method = "POST"
@@ -80,15 +79,7 @@ class Etcd:
         raise SystemExit("etcd did not start serving")
 
     def stop(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes(self.procs)
 
 
 def measure(clients, seconds):
